@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# kvmmig top-level Makefile.  `make` builds the user side (libkvmmig, the
+# kvmmig command, the BPF skeletons and the selftests); `make module` builds
+# kvmmig.ko with Kbuild; `make check`, `make demo` and `make bench` first run
+# `make deps`, which installs whatever Debian packages are missing.  Each
+# part keeps its rules in its own fragment (user/user.mk, bpf/bpf.mk,
+# selftests/selftests.mk, selftests/vm/vm.mk); this file holds what they
+# share.
+
+O		?= build
+CC		?= gcc
+# Debian's headers for the running kernel if present, else the installed ones.
+KDIR		?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \
+			$(wildcard /usr/src/linux-headers-*-amd64))
+
+WARN		:= -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS_COMMON	:= -std=gnu11 -g -O2 $(WARN) -D_GNU_SOURCE \
+		   -Iinclude/uapi -Iuser/lib -I$(O)
+# Guest code runs in the guest from the same binary, at the addresses the host
+# linked it at: no PIE.  libkvmmig is static for the same reason.
+LDFLAGS_COMMON	:= -no-pie -pthread
+LIBS		:= -lmnl -lbpf -lelf -lz
+
+.PHONY: all deps module module-clean check demo bench fuzz clean vmcheck vmdemo
+all:
+
+deps:
+	@scripts/deps.sh
+
+include user/user.mk
+-include bpf/bpf.mk
+include selftests/selftests.mk
+-include selftests/vm/vm.mk
+
+module:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules
+
+module-clean:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
+
+clean:
+	rm -rf $(O)

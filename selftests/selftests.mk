@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# kselftest-harness tests (selftests/*_test.c, one program each) and
+# benchmarks (selftests/*_perf.c, run by `make bench`).  The harness headers
+# are extracted from Debian's linux-source-6.1 into $(O)/kselftest.
+
+KSFT_DIR	:= $(O)/kselftest
+KSFT_HDR	:= $(KSFT_DIR)/kselftest_harness.h
+TEST_SRCS	:= $(wildcard selftests/*_test.c)
+PERF_SRCS	:= $(wildcard selftests/*_perf.c)
+TEST_PROGS	:= $(patsubst selftests/%.c,$(O)/selftests/%,$(TEST_SRCS))
+PERF_PROGS	:= $(patsubst selftests/%.c,$(O)/selftests/%,$(PERF_SRCS))
+TEST_CFLAGS	:= $(CFLAGS_COMMON) -I$(KSFT_DIR) -Iselftests
+
+all: $(TEST_PROGS) $(PERF_PROGS)
+
+$(KSFT_HDR):
+	scripts/kselftest-harness.sh $(KSFT_DIR)
+
+$(O)/selftests/%: selftests/%.c $(wildcard selftests/*.h) $(LIBKVMMIG) $(KSFT_HDR) $(BPF_SKELS)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS_COMMON) -o $@ $< $(LIBKVMMIG) $(LIBS)
+
+# Host tests first, then (when selftests/vm/vm.mk provides it) the module
+# and BPF tests inside Debian kernels under QEMU; one summary for all.
+check: deps
+	$(MAKE) all
+	rm -rf $(O)/tap
+	TAPDIR=$(O)/tap scripts/run-tests.sh $(TEST_PROGS)
+	$(if $(VMCHECK_ENABLED),$(MAKE) vmcheck)
+	@scripts/tap-summary.sh $(O)/tap/*.tap
+
+bench: deps
+	$(MAKE) all
+	@mkdir -p $(O)/bench
+	@for p in $(PERF_PROGS); do echo "# ---- $$p"; $$p --json $(O)/bench/$$(basename $$p).json || exit 1; done

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Dirty sources: one interface over the ways of learning which guest pages
+ * were written since the last collection.  Backends: "bitmap"
+ * (KVM_GET_DIRTY_LOG, get-and-clear), "bitmap-manual"
+ * (KVM_CLEAR_DIRTY_LOG after each get), "ring" (per-vCPU dirty rings with a
+ * concurrent reaper) and, with kvmmig.ko, "module".  A collection ORs the
+ * pages dirtied since the previous one into the caller's per-slot bitmaps
+ * (bit i of slot s = page i of vm->slots[s]) and, where the backend knows
+ * them, adds per-vCPU counts.  Every page a backend reports has already been
+ * write-protected again, so a caller may read it and trust that any later
+ * write is reported by a later collection.
+ */
+#ifndef KVMMIG_DIRTY_H
+#define KVMMIG_DIRTY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vm.h"
+
+enum dirty_backend {
+	DIRTY_AUTO,
+	DIRTY_BITMAP,
+	DIRTY_BITMAP_MANUAL,
+	DIRTY_RING,
+	DIRTY_MODULE,
+	NR_DIRTY_BACKENDS,
+};
+
+/* Where a collection puts its result; sized with dirty_set_alloc(). */
+struct dirty_set {
+	unsigned int nr_slots;
+	uint64_t *nr_pages;		/* per slot */
+	unsigned long **bitmaps;	/* per slot */
+	unsigned int nr_vcpus;
+	uint64_t *vcpu_pages;		/* per vCPU, if the backend knows */
+};
+
+struct dirty_stats {
+	uint64_t collections;
+	uint64_t pages;			/* pages reported, in total */
+	uint64_t harvested;		/* ring entries harvested */
+	uint64_t reset;			/* ring entries KVM reset */
+	uint64_t ring_full_exits;
+	uint64_t overflows;		/* ring overflows detected and recovered */
+	uint64_t reaps;			/* reaper rounds */
+};
+
+struct dirty_source;
+
+struct dirty_source_ops {
+	const char *name;
+	int (*start)(struct dirty_source *ds);
+	int (*collect)(struct dirty_source *ds, struct dirty_set *out);
+	/* KVM_EXIT_DIRTY_RING_FULL on a vCPU, called in its thread */
+	int (*ring_full)(struct dirty_source *ds, unsigned int vcpu);
+	void (*stop)(struct dirty_source *ds);
+};
+
+struct dirty_options {
+	enum dirty_backend backend;
+	unsigned int reap_interval_us;	/* ring: reaper period (0: default 500) */
+	bool no_reaper;			/* ring: harvest only on ring-full exits
+					   and collections (tests) */
+};
+
+struct dirty_source {
+	const struct dirty_source_ops *ops;
+	struct vm *vm;
+	struct dirty_options opts;
+	struct dirty_stats stats;
+	void *priv;
+};
+
+/*
+ * The VM config a backend needs (ring size, manual protect); call before
+ * vm_create().  DIRTY_AUTO picks the best the host offers.
+ */
+int dirty_prepare_config(enum dirty_backend backend, struct vm_config *cfg);
+
+/* Start dirty tracking on a VM (turns dirty logging on). */
+int dirty_source_open(struct vm *vm, const struct dirty_options *opts,
+		      struct dirty_source **out);
+int dirty_source_collect(struct dirty_source *ds, struct dirty_set *out);
+void dirty_source_close(struct dirty_source *ds);
+
+const char *dirty_backend_name(enum dirty_backend b);
+int dirty_backend_parse(const char *name);
+
+int dirty_set_alloc(struct vm *vm, struct dirty_set *set);
+void dirty_set_clear(struct dirty_set *set);
+void dirty_set_free(struct dirty_set *set);
+uint64_t dirty_set_count(const struct dirty_set *set);
+
+#endif /* KVMMIG_DIRTY_H */

@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Guest workloads of the built-in VMM, chosen by guest_shared.workload.
+ * Each vCPU works on its own slice of the workload range, polls the host's
+ * stop flag between batches of writes and reports a finished run with
+ * UCALL_DONE.  They are the ways tests prove dirty tracking and migration
+ * right: `incr` is QEMU migration-test's one-byte-per-page incrementer,
+ * `random` is dirty_log_test's writer of the iteration number, `rate`
+ * dirties a set number of pages per second, `compute` writes nothing but a
+ * loop counter.  Guest instructions are emulated on a PVM host (~0.6 us
+ * each), so the loops are kept short.
+ */
+#include "guest.h"
+
+#define STOP_CHECK_EVERY	256	/* writes between looks at the stop flag */
+#define COMPUTE_PUBLISH_EVERY	1024	/* loop iterations between counter stores */
+
+struct slice {
+	uint8_t *base;
+	uint64_t pages;
+};
+
+static struct slice guest_slice(uint64_t id)
+{
+	struct guest_shared *g = GUEST_SHARED;
+	uint64_t per = g->mem_pages / g->nr_vcpus;
+	struct slice s = {
+		.base = (uint8_t *)(g->mem_gpa + id * per * GUEST_PAGE_SIZE),
+		.pages = per,
+	};
+
+	if (id == g->nr_vcpus - 1)
+		s.pages = g->mem_pages - per * id;
+	return s;
+}
+
+static int guest_should_stop(void)
+{
+	return GUEST_SHARED->stop != 0;
+}
+
+/* Count a finished pass; returns 1 when the run should end. */
+static int guest_pass_done(struct guest_vcpu_area *area)
+{
+	struct guest_shared *g = GUEST_SHARED;
+	uint64_t passes = ++area->passes;
+
+	if (g->sync_every && passes % g->sync_every == 0)
+		GUEST_SYNC(area, passes);
+	return (g->max_passes && passes >= g->max_passes) || guest_should_stop();
+}
+
+static void guest_incr(struct guest_vcpu_area *area, struct slice s)
+{
+	uint64_t i;
+
+	for (;;) {
+		for (i = 0; i < s.pages; i++) {
+			volatile uint8_t *p = s.base + i * GUEST_PAGE_SIZE;
+
+			*p = *p + 1;
+			if (i % STOP_CHECK_EVERY == 0 && guest_should_stop())
+				return;
+		}
+		area->loops += s.pages;
+		if (guest_pass_done(area))
+			return;
+	}
+}
+
+static void guest_random_writes(struct guest_vcpu_area *area, struct slice s)
+{
+	uint64_t rng = area->seed, i;
+
+	for (;;) {
+		for (i = 0; i < STOP_CHECK_EVERY; i++) {
+			uint64_t page = guest_random(&rng) % s.pages;
+
+			*(volatile uint64_t *)(s.base + page * GUEST_PAGE_SIZE) =
+				GUEST_SHARED->iteration;
+		}
+		area->loops += STOP_CHECK_EVERY;
+		if (guest_should_stop())
+			return;
+	}
+}
+
+static void guest_rate(struct guest_vcpu_area *area, struct slice s)
+{
+	struct guest_shared *g = GUEST_SHARED;
+	uint64_t interval = g->tsc_khz * 1000 / (g->pages_per_sec ? g->pages_per_sec : 1);
+	uint64_t next = guest_rdtsc(), page = 0, now;
+
+	for (;;) {
+		now = guest_rdtsc();
+		if (now < next)
+			continue;
+		/* Fell more than a second behind: pace from now, no burst. */
+		if (now - next > g->tsc_khz * 1000)
+			next = now;
+		next += interval;
+		*(volatile uint64_t *)(s.base + page * GUEST_PAGE_SIZE) = area->loops;
+		area->loops++;
+		if (++page == s.pages) {
+			page = 0;
+			if (guest_pass_done(area))
+				return;
+		}
+		if (area->loops % 64 == 0 && guest_should_stop())
+			return;
+	}
+}
+
+static void guest_compute(struct guest_vcpu_area *area)
+{
+	uint64_t n = area->loops;
+
+	for (;;) {
+		n++;
+		if (n % COMPUTE_PUBLISH_EVERY == 0) {
+			area->loops = n;
+			if (guest_should_stop())
+				return;
+		}
+	}
+}
+
+static void guest_working_set(struct guest_vcpu_area *area, struct slice s, int random)
+{
+	uint64_t wss = GUEST_SHARED->wss_pages, rng = area->seed, i, page;
+
+	if (!wss || wss > s.pages)
+		wss = s.pages;
+	for (;;) {
+		for (i = 0; i < wss; i++) {
+			page = random ? guest_random(&rng) % wss : i;
+			*(volatile uint64_t *)(s.base + page * GUEST_PAGE_SIZE) = i;
+			if (i % STOP_CHECK_EVERY == 0 && guest_should_stop())
+				return;
+		}
+		area->loops += wss;
+		if (guest_pass_done(area))
+			return;
+	}
+}
+
+static void guest_idle(void)
+{
+	while (!guest_should_stop())
+		asm volatile("pause");
+}
+
+void guest_main(uint64_t id, uint64_t area_gpa)
+{
+	struct guest_vcpu_area *area = (struct guest_vcpu_area *)area_gpa;
+	struct slice s = guest_slice(id);
+
+	area->started = 1;
+	switch (GUEST_SHARED->workload) {
+	case WORKLOAD_INCR:
+		guest_incr(area, s);
+		break;
+	case WORKLOAD_RANDOM:
+		guest_random_writes(area, s);
+		break;
+	case WORKLOAD_RATE:
+		guest_rate(area, s);
+		break;
+	case WORKLOAD_COMPUTE:
+		guest_compute(area);
+		break;
+	case WORKLOAD_SEQ:
+		guest_working_set(area, s, 0);
+		break;
+	case WORKLOAD_RAND:
+		guest_working_set(area, s, 1);
+		break;
+	case WORKLOAD_ASSERT:
+		GUEST_ASSERT_EQ(area, GUEST_SHARED->nr_vcpus, 0);
+		break;
+	default:
+		guest_idle();
+		break;
+	}
+	for (;;) {
+		GUEST_DONE(area);
+		asm volatile("hlt");
+	}
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Error and progress reporting for libkvmmig.  The library never exits; it
+ * returns a negative errno and describes the failure with kvmmig_err(), which
+ * keeps the last message per thread (kvmmig_last_error()) and passes it to a
+ * hook, stderr by default.  kvmmig_ioctl_err() names the failing KVM ioctl.
+ */
+#ifndef KVMMIG_LOG_H
+#define KVMMIG_LOG_H
+
+#include <errno.h>
+
+typedef void (*kvmmig_log_fn)(int level, const char *msg);
+
+enum { KVMMIG_LOG_ERR, KVMMIG_LOG_INFO, KVMMIG_LOG_DEBUG };
+
+void kvmmig_set_log(kvmmig_log_fn fn, int max_level);
+void kvmmig_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *kvmmig_last_error(void);
+
+#define kvmmig_err(...)		kvmmig_log(KVMMIG_LOG_ERR, __VA_ARGS__)
+#define kvmmig_info(...)	kvmmig_log(KVMMIG_LOG_INFO, __VA_ARGS__)
+#define kvmmig_dbg(...)		kvmmig_log(KVMMIG_LOG_DEBUG, __VA_ARGS__)
+
+/* Report a failed ioctl by name and return -errno (errno is preserved). */
+int kvmmig_ioctl_err(const char *name, int err);
+
+#endif /* KVMMIG_LOG_H */

@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vCPU threads of the built-in VMM: one thread per vCPU loops on KVM_RUN and
+ * handles what the guest asks for (ucalls over port I/O), dirty-ring-full
+ * exits (handed to the dirty source) and everything unexpected (reported
+ * with the exit reason, the vCPU marked failed).  Pause and resume kick a
+ * vCPU out of KVM_RUN with kvm_run->immediate_exit plus a signal, the
+ * race-free pair: the flag covers a thread about to enter, the signal one
+ * already inside.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "vm.h"
+#include "vm_internal.h"
+
+#define VCPU_KICK_SIGNAL	SIGUSR1
+
+static void vcpu_kick_handler(int sig)
+{
+}
+
+static void vcpu_set_state(struct vcpu *vcpu, enum vcpu_state st)
+{
+	struct vm *vm = vcpu->vm;
+
+	pthread_mutex_lock(&vm->lock);
+	vcpu->state = st;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static void vcpu_fail(struct vcpu *vcpu, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void vcpu_fail(struct vcpu *vcpu, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(vcpu->error, sizeof(vcpu->error), fmt, ap);
+	va_end(ap);
+	kvmmig_err("vCPU %u: %s", vcpu->id, vcpu->error);
+	vcpu_set_state(vcpu, VCPU_FAILED);
+}
+
+/* Returns 1 when the vCPU is finished, 0 to go on. */
+static int vcpu_handle_ucall(struct vcpu *vcpu)
+{
+	struct ucall uc = vcpu->area->uc;
+	struct vm *vm = vcpu->vm;
+
+	uc.file[UCALL_FILE_LEN - 1] = '\0';
+	uc.msg[UCALL_MSG_LEN - 1] = '\0';
+	switch (uc.cmd) {
+	case UCALL_SYNC:
+		if (vm->on_sync && vm->on_sync(vm->cb_opaque, vcpu->id, &uc)) {
+			vcpu_fail(vcpu, "stopped by the sync handler at stage %llu",
+				  (unsigned long long)uc.args[0]);
+			return 1;
+		}
+		return 0;
+	case UCALL_DONE:
+		vcpu_set_state(vcpu, VCPU_DONE);
+		return 1;
+	case UCALL_ABORT:
+		vcpu_fail(vcpu, "guest assert failed at %s:%llu: %s (0x%llx, 0x%llx)",
+			  uc.file, (unsigned long long)uc.line, uc.msg,
+			  (unsigned long long)uc.args[0], (unsigned long long)uc.args[1]);
+		return 1;
+	default:
+		vcpu_fail(vcpu, "unknown ucall %llu", (unsigned long long)uc.cmd);
+		return 1;
+	}
+}
+
+static void vcpu_wait_resume(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+
+	pthread_mutex_lock(&vm->lock);
+	vcpu->state = VCPU_PAUSED;
+	vm->nr_paused++;
+	pthread_cond_broadcast(&vm->cond);
+	while (vcpu->pause_req)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm->nr_paused--;
+	vcpu->state = VCPU_RUNNING;
+	vcpu->run->immediate_exit = 0;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* Returns 1 when the vCPU is finished, 0 to go on. */
+static int vcpu_handle_exit(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	struct vm *vm = vcpu->vm;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		if (run->io.port == UCALL_PORT)
+			return vcpu_handle_ucall(vcpu);
+		vcpu_fail(vcpu, "unexpected port I/O: port 0x%x, direction %u, size %u",
+			  run->io.port, run->io.direction, run->io.size);
+		return 1;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		vcpu->ring_full_exits++;
+		if (!vm->ring_full) {
+			vcpu_fail(vcpu, "dirty ring full but nothing harvests it");
+			return 1;
+		}
+		if (vm->ring_full(vm->cb_opaque, vcpu->id)) {
+			vcpu_fail(vcpu, "dirty ring full and the harvest failed");
+			return 1;
+		}
+		return 0;
+	case KVM_EXIT_HLT:
+		vcpu_set_state(vcpu, VCPU_DONE);
+		return 1;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_fail(vcpu, "guest triple fault (KVM_EXIT_SHUTDOWN)");
+		return 1;
+	case KVM_EXIT_INTERNAL_ERROR:
+		vcpu_fail(vcpu, "KVM_EXIT_INTERNAL_ERROR, suberror %u%s", run->internal.suberror,
+			  run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
+			  " (instruction emulation failed: SSE/AVX in guest code?)" : "");
+		return 1;
+	case KVM_EXIT_MMIO:
+		vcpu_fail(vcpu, "guest access outside its memory: MMIO at 0x%llx",
+			  (unsigned long long)run->mmio.phys_addr);
+		return 1;
+	case KVM_EXIT_FAIL_ENTRY:
+		vcpu_fail(vcpu, "KVM_EXIT_FAIL_ENTRY, reason 0x%llx",
+			  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		return 1;
+	default:
+		vcpu_fail(vcpu, "unexpected exit reason %u", run->exit_reason);
+		return 1;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+
+	vcpu_set_state(vcpu, VCPU_RUNNING);
+	for (;;) {
+		if (vcpu->pause_req)
+			vcpu_wait_resume(vcpu);
+		if (vcpu->exit_req)
+			break;
+		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				if (!vcpu->pause_req && !vcpu->exit_req)
+					vcpu->run->immediate_exit = 0;
+				continue;
+			}
+			vcpu_fail(vcpu, "KVM_RUN failed: %s (errno %d)", strerror(errno), errno);
+			break;
+		}
+		vcpu->exits++;
+		if (vcpu_handle_exit(vcpu))
+			break;
+	}
+	if (vcpu->state == VCPU_RUNNING)
+		vcpu_set_state(vcpu, VCPU_DONE);
+	return NULL;
+}
+
+static void vcpu_kick(struct vcpu *vcpu)
+{
+	vcpu->run->immediate_exit = 1;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (vcpu->thread_started)
+		pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+}
+
+int vcpu_create(struct vm *vm, unsigned int id)
+{
+	struct vcpu *vcpu = &vm->vcpus[id];
+	uint64_t area_gpa = vm_vcpu_area_gpa(vm, id);
+	int size;
+
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
+	if (vcpu->fd < 0)
+		return kvmmig_ioctl_err("KVM_CREATE_VCPU", errno);
+	size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (size < 0)
+		return kvmmig_ioctl_err("KVM_GET_VCPU_MMAP_SIZE", errno);
+	vcpu->run_size = size;
+	vcpu->run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	if (vcpu->run == MAP_FAILED) {
+		vcpu->run = NULL;
+		return kvmmig_ioctl_err("mmap of kvm_run", errno);
+	}
+	if (vm->cfg.ring_entries) {
+		size_t bytes = vm->cfg.ring_entries * sizeof(struct kvm_dirty_gfn);
+
+		vcpu->ring = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd,
+				  KVM_DIRTY_LOG_PAGE_OFFSET * getpagesize());
+		if (vcpu->ring == MAP_FAILED) {
+			vcpu->ring = NULL;
+			return kvmmig_ioctl_err("mmap of the dirty ring", errno);
+		}
+	}
+	vcpu->area = vm_gpa_to_hva(vm, area_gpa, sizeof(*vcpu->area));
+	vcpu->area->seed = 0x9e3779b97f4a7c15ULL * (id + 1);
+	return vcpu_x86_setup(vcpu);
+}
+
+void vcpu_destroy(struct vcpu *vcpu)
+{
+	if (vcpu->ring)
+		munmap(vcpu->ring, vcpu->vm->cfg.ring_entries * sizeof(struct kvm_dirty_gfn));
+	if (vcpu->run)
+		munmap(vcpu->run, vcpu->run_size);
+	if (vcpu->fd > 0)
+		close(vcpu->fd);
+	vcpu->ring = NULL;
+	vcpu->run = NULL;
+	vcpu->fd = -1;
+}
+
+static int vm_install_kick_handler(void)
+{
+	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
+
+	/* No SA_RESTART: KVM_RUN must return -EINTR. */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0) {
+		kvmmig_err("sigaction(SIGUSR1) failed: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int vm_start(struct vm *vm)
+{
+	unsigned int i;
+	int ret;
+
+	ret = vm_install_kick_handler();
+	if (ret)
+		return ret;
+	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
+		struct vcpu *vcpu = &vm->vcpus[i];
+
+		ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+		if (ret) {
+			kvmmig_err("cannot start the thread of vCPU %u: %s", i, strerror(ret));
+			vm_stop(vm);
+			return -ret;
+		}
+		vcpu->thread_started = true;
+	}
+	return 0;
+}
+
+static bool vcpu_stopped(const struct vcpu *vcpu)
+{
+	return vcpu->state == VCPU_DONE || vcpu->state == VCPU_FAILED;
+}
+
+int vm_pause(struct vm *vm)
+{
+	unsigned int i, parked;
+
+	pthread_mutex_lock(&vm->lock);
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		vm->vcpus[i].pause_req = true;
+	pthread_mutex_unlock(&vm->lock);
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+
+	pthread_mutex_lock(&vm->lock);
+	for (;;) {
+		parked = 0;
+		for (i = 0; i < vm->cfg.nr_vcpus; i++) {
+			const struct vcpu *v = &vm->vcpus[i];
+
+			parked += v->state == VCPU_PAUSED || vcpu_stopped(v) ||
+				  !v->thread_started;
+		}
+		if (parked == vm->cfg.nr_vcpus)
+			break;
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&vm->lock);
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		vm->vcpus[i].pause_req = false;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_wait_done(struct vm *vm, unsigned int timeout_ms)
+{
+	struct timespec deadline;
+	unsigned int i, stopped;
+	int ret = 0;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&vm->lock);
+	for (;;) {
+		stopped = 0;
+		for (i = 0; i < vm->cfg.nr_vcpus; i++)
+			stopped += vcpu_stopped(&vm->vcpus[i]);
+		if (stopped == vm->cfg.nr_vcpus || ret == ETIMEDOUT)
+			break;
+		ret = pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return stopped == vm->cfg.nr_vcpus ? 0 : -ETIMEDOUT;
+}
+
+int vm_stop(struct vm *vm)
+{
+	unsigned int i;
+	int ret;
+
+	vm->shared->stop = 1;
+	vm_resume(vm);
+	ret = vm_wait_done(vm, 10000);
+	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
+		struct vcpu *vcpu = &vm->vcpus[i];
+
+		if (!vcpu->thread_started)
+			continue;
+		/* A guest that ignored the stop flag is taken out of KVM_RUN. */
+		vcpu->exit_req = true;
+		vcpu_kick(vcpu);
+		pthread_join(vcpu->thread, NULL);
+		vcpu->thread_started = false;
+	}
+	return ret;
+}
+
+const char *vm_failure(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (vm->vcpus[i].state == VCPU_FAILED)
+			return vm->vcpus[i].error;
+	return NULL;
+}

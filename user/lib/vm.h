@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The built-in VMM: a KVM VM with 1-64 vCPUs in 64-bit long mode from the
+ * first instruction, guest RAM in one or several memslots, guest code taken
+ * from this very binary (user/lib/guest/), one thread per vCPU, ucalls, and
+ * the vCPU state accessors migration needs.  Functions return 0 or a
+ * negative errno and report what failed (ioctl name and errno) through
+ * kvmmig_err(); nothing here exits.
+ */
+#ifndef KVMMIG_VM_H
+#define KVMMIG_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "guest_abi.h"
+
+#define VM_MAX_VCPUS	64
+#define VM_MAX_SLOTS	32
+#define VM_MIN_RAM	(1ULL << 20)
+
+enum vm_backing {
+	VM_BACKING_ANON,	/* private anonymous memory */
+	VM_BACKING_MEMFD,	/* shared memfd (destination/snapshot friendly) */
+	VM_BACKING_HUGETLB,	/* anonymous 2 MiB hugetlb pages */
+};
+
+struct vm_config {
+	unsigned int nr_vcpus;		/* 1..VM_MAX_VCPUS */
+	uint64_t ram_bytes;		/* guest RAM at GUEST_RAM_GPA */
+	unsigned int nr_slots;		/* RAM split into this many memslots */
+	enum vm_backing backing;
+	uint32_t ring_entries;		/* per-vCPU dirty ring, 0 = none */
+	bool manual_protect;		/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 */
+	bool initially_set;		/* ... with KVM_DIRTY_LOG_INITIALLY_SET */
+	struct guest_shared guest;	/* workload parameters */
+};
+
+struct vm_slot {
+	uint32_t id;
+	uint32_t flags;			/* KVM_MEM_* currently set */
+	uint64_t gpa;
+	uint64_t size;
+	void *hva;
+};
+
+struct vm;
+
+/* Called from the vCPU thread on KVM_EXIT_DIRTY_RING_FULL; returns 0 to go on. */
+typedef int (*vcpu_ring_full_fn)(void *opaque, unsigned int vcpu);
+/* Called from the vCPU thread on UCALL_SYNC; returns 0 to go on. */
+typedef int (*vcpu_sync_fn)(void *opaque, unsigned int vcpu, const struct ucall *uc);
+
+enum vcpu_state {
+	VCPU_CREATED,
+	VCPU_RUNNING,
+	VCPU_PAUSED,
+	VCPU_DONE,	/* guest sent UCALL_DONE */
+	VCPU_FAILED,	/* guest assert, unexpected exit or ioctl error */
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	struct kvm_dirty_gfn *ring;	/* mmapped dirty ring, or NULL */
+	pthread_t thread;
+	bool thread_started;
+	volatile int state;		/* enum vcpu_state */
+	volatile bool pause_req;
+	volatile bool exit_req;		/* leave the run loop (vm_stop) */
+	uint64_t ring_full_exits;
+	uint64_t exits;
+	struct guest_vcpu_area *area;	/* host view of the guest's area */
+	char error[256];		/* why the vCPU failed */
+};
+
+struct vm {
+	int kvm_fd;
+	int fd;
+	struct vm_config cfg;
+	unsigned int nr_slots;		/* system slot + RAM slots */
+	struct vm_slot slots[VM_MAX_SLOTS];
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	struct guest_shared *shared;	/* host view of the guest's parameters */
+	uint64_t entry_rip;
+	uint64_t tsc_khz;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* vCPU state changes */
+	unsigned int nr_paused;
+	vcpu_ring_full_fn ring_full;
+	vcpu_sync_fn on_sync;
+	void *cb_opaque;
+};
+
+int vm_create(const struct vm_config *cfg, struct vm **out);
+void vm_destroy(struct vm *vm);
+
+/* Turn KVM_MEM_LOG_DIRTY_PAGES on or off for every memslot. */
+int vm_set_dirty_logging(struct vm *vm, bool on);
+
+int vm_start(struct vm *vm);			/* start every vCPU thread */
+int vm_pause(struct vm *vm);			/* all vCPUs out of KVM_RUN */
+int vm_resume(struct vm *vm);
+/* Ask the guest to stop (shared->stop), then join every vCPU thread. */
+int vm_stop(struct vm *vm);
+/* Wait until every vCPU is DONE or FAILED; -ETIMEDOUT after timeout_ms. */
+int vm_wait_done(struct vm *vm, unsigned int timeout_ms);
+/* First failed vCPU's message, or NULL. */
+const char *vm_failure(struct vm *vm);
+
+/* Host address of a guest-physical range, or NULL if not inside a slot. */
+void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
+/* The first RAM slot index (slot 0 is the system slot). */
+static inline unsigned int vm_first_ram_slot(void) { return 1; }
+
+/*
+ * vCPU state for migration: everything KVM needs to resume the vCPU
+ * elsewhere (the VM must be paused).
+ */
+struct vcpu_state_blob {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct kvm_xsave xsave;
+	struct kvm_xcrs xcrs;
+	struct kvm_vcpu_events events;
+	uint32_t nr_msrs;
+	uint32_t pad;
+	struct kvm_msr_entry msrs[16];
+};
+
+int vcpu_save_state(struct vcpu *vcpu, struct vcpu_state_blob *st);
+int vcpu_load_state(struct vcpu *vcpu, const struct vcpu_state_blob *st);
+
+/* Workload names for the command line: "incr", "random", ... */
+const char *workload_name(enum guest_workload w);
+int workload_parse(const char *name);	/* -EINVAL if unknown */
+
+#endif /* KVMMIG_VM_H */

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * What the built-in VMM's files share with each other and nobody else:
+ * memory setup (vm_mem.c), x86 long-mode setup (vm_x86.c) and the vCPU
+ * threads (vcpu.c).
+ */
+#ifndef KVMMIG_VM_INTERNAL_H
+#define KVMMIG_VM_INTERNAL_H
+
+#include "vm.h"
+
+#define ALIGN_UP(x, a)		(((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+
+int vm_mem_setup(struct vm *vm, uint64_t sys_size);
+void vm_mem_teardown(struct vm *vm);
+
+/* The end of this binary's loadable segments (guest code lives there). */
+uint64_t vm_image_end(void);
+int vm_load_image(struct vm *vm);
+int vm_x86_setup_memory(struct vm *vm);
+int vcpu_x86_setup(struct vcpu *vcpu);
+uint64_t vm_vcpu_area_gpa(struct vm *vm, unsigned int id);
+
+int vcpu_create(struct vm *vm, unsigned int id);
+void vcpu_destroy(struct vcpu *vcpu);
+
+/* Guest entry point, in user/lib/guest/. */
+void guest_main(uint64_t vcpu_id, uint64_t area_gpa);
+
+#endif /* KVMMIG_VM_INTERNAL_H */
