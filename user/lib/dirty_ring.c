@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The dirty-ring source.  Every vCPU has a ring of struct kvm_dirty_gfn that
+ * KVM fills as the guest writes; we harvest entries in order (acquire on the
+ * flags, pairing with KVM's release when it publishes an entry), mark them
+ * collected (release, so KVM reads our flag after we read the entry) and
+ * then call KVM_RESET_DIRTY_RINGS, which write-protects those pages again
+ * and recycles the entries.  A reaper thread does this every few hundred
+ * microseconds while the vCPUs run, so rings never fill; a vCPU whose ring
+ * does fill exits with KVM_EXIT_DIRTY_RING_FULL and harvests in its own
+ * thread.  Harvested pages go to an accumulated bitmap that collections
+ * hand out only after the reset, so a page a caller reads is already
+ * protected again.
+ *
+ * Overflow: a PVM host emulates up to 1024 guest instructions without
+ * honouring the ring's soft limit, so a ring can wrap over entries not yet
+ * harvested.  Lost entries cannot be recovered, so on any sign of it (a ring
+ * harvested full, KVM resetting fewer entries than were harvested, or a gap:
+ * a clean entry where the sequence should go on with dirty ones behind it)
+ * every slot is reported wholly dirty once, and the ring is re-synchronised
+ * with KVM so the vCPU never stalls.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bitmap.h"
+#include "dirty_internal.h"
+#include "log.h"
+
+struct ring_vcpu {
+	uint32_t fetch;		/* next entry to look at (free-running) */
+	uint32_t marked;	/* entries flagged RESET since the last reset */
+	bool resync;		/* overflow seen: look for gaps */
+};
+
+struct ring_priv {
+	pthread_mutex_t lock;	/* everything below, and KVM_RESET_DIRTY_RINGS */
+	struct ring_vcpu rv[VM_MAX_VCPUS];
+	unsigned long *acc[VM_MAX_SLOTS];	/* harvested, not yet collected */
+	uint64_t npages[VM_MAX_SLOTS];
+	uint64_t vcpu_pages[VM_MAX_VCPUS];
+	bool all_dirty;		/* overflow: report every page once */
+	pthread_t reaper;
+	bool reaper_running;
+	volatile bool reaper_stop;
+};
+
+static inline uint32_t ring_flags_acquire(struct kvm_dirty_gfn *e)
+{
+	return __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
+}
+
+static inline void ring_mark_collected(struct kvm_dirty_gfn *e)
+{
+	__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+}
+
+static inline bool ring_is_dirty(uint32_t flags)
+{
+	return flags & KVM_DIRTY_GFN_F_DIRTY;
+}
+
+static void ring_record(struct ring_priv *p, const struct kvm_dirty_gfn *e)
+{
+	uint32_t slot = e->slot & 0xffff;
+
+	/* as_id (high half) is 0 on our VMs; out-of-range entries are ignored. */
+	if (e->slot >> 16 || slot >= VM_MAX_SLOTS || !p->acc[slot] || e->offset >= p->npages[slot])
+		return;
+	bitmap_set_bit(p->acc[slot], e->offset);
+}
+
+static void ring_overflow(struct dirty_source *ds, unsigned int vcpu, const char *why)
+{
+	struct ring_priv *p = ds->priv;
+
+	ds->stats.overflows++;
+	p->all_dirty = true;
+	p->rv[vcpu].resync = true;
+	kvmmig_info("dirty ring of vCPU %u overflowed (%s): reporting all memory dirty",
+		    vcpu, why);
+}
+
+/*
+ * An overflowed ring may hold a run of clean entries where KVM believes
+ * entries are still outstanding (it wrapped over ones we had collected),
+ * followed by the dirty entries it pushed since.  Mark the clean run
+ * collected too, so that KVM's reset walks over it and KVM and we agree
+ * on the ring's position again.  Only done while the vCPU is out of
+ * KVM_RUN (its ring cannot move) and never on the entry right after the
+ * newest dirty one: that is where KVM writes next.
+ */
+static uint32_t ring_close_gap(struct vcpu *v, struct ring_vcpu *rv, uint32_t size)
+{
+	uint32_t mask = size - 1, i, first = size;
+
+	for (i = 1; i < size; i++) {
+		if (ring_is_dirty(ring_flags_acquire(&v->ring[(rv->fetch + i) & mask]))) {
+			first = i;
+			break;
+		}
+	}
+	if (first == size)
+		return 0;
+	for (i = 0; i < first; i++) {
+		struct kvm_dirty_gfn *e = &v->ring[(rv->fetch + i) & mask];
+
+		if (!ring_flags_acquire(e))
+			ring_mark_collected(e);
+	}
+	rv->fetch += first;
+	rv->marked += first;
+	return first;
+}
+
+/* Harvest one vCPU's ring into the accumulated bitmap; returns entries taken. */
+static uint32_t ring_harvest(struct dirty_source *ds, unsigned int idx)
+{
+	struct ring_priv *p = ds->priv;
+	struct vcpu *v = &ds->vm->vcpus[idx];
+	struct ring_vcpu *rv = &p->rv[idx];
+	uint32_t size = ds->vm->cfg.ring_entries, mask = size - 1, n = 0;
+
+	while (n < size) {
+		struct kvm_dirty_gfn *e = &v->ring[rv->fetch & mask];
+
+		if (!ring_is_dirty(ring_flags_acquire(e)))
+			break;
+		ring_record(p, e);
+		ring_mark_collected(e);
+		rv->fetch++;
+		n++;
+	}
+	rv->marked += n;
+	p->vcpu_pages[idx] += n;
+	ds->stats.harvested += n;
+	if (n == size)
+		ring_overflow(ds, idx, "harvested full");
+	return n;
+}
+
+static int ring_reset(struct dirty_source *ds)
+{
+	struct ring_priv *p = ds->priv;
+	uint64_t marked = 0;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < ds->vm->cfg.nr_vcpus; i++)
+		marked += p->rv[i].marked;
+	if (!marked)
+		return 0;
+	ret = ioctl(ds->vm->fd, KVM_RESET_DIRTY_RINGS, 0);
+	if (ret < 0)
+		return kvmmig_ioctl_err("KVM_RESET_DIRTY_RINGS", errno);
+	ds->stats.reset += ret;
+	if ((uint64_t)ret != marked) {
+		/* KVM stopped early: an entry we collected was overwritten. */
+		for (i = 0; i < ds->vm->cfg.nr_vcpus; i++)
+			if (p->rv[i].marked)
+				ring_overflow(ds, i, "reset count differs from harvest count");
+		kvmmig_dbg("KVM reset %d ring entries, %llu were collected", ret,
+			   (unsigned long long)marked);
+	}
+	for (i = 0; i < ds->vm->cfg.nr_vcpus; i++)
+		p->rv[i].marked = 0;
+	return 0;
+}
+
+static int ring_reap_locked(struct dirty_source *ds)
+{
+	unsigned int i;
+
+	for (i = 0; i < ds->vm->cfg.nr_vcpus; i++)
+		ring_harvest(ds, i);
+	ds->stats.reaps++;
+	return ring_reset(ds);
+}
+
+static void *ring_reaper(void *arg)
+{
+	struct dirty_source *ds = arg;
+	struct ring_priv *p = ds->priv;
+	struct timespec ts = {
+		.tv_nsec = ds->opts.reap_interval_us * 1000L,
+	};
+
+	while (!p->reaper_stop) {
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&p->lock);
+		ring_reap_locked(ds);
+		pthread_mutex_unlock(&p->lock);
+	}
+	return NULL;
+}
+
+/* KVM_EXIT_DIRTY_RING_FULL, in the vCPU's own thread: its ring is still. */
+static int dirty_ring_full(struct dirty_source *ds, unsigned int idx)
+{
+	struct ring_priv *p = ds->priv;
+	struct vcpu *v = &ds->vm->vcpus[idx];
+	uint32_t n;
+	int ret;
+
+	pthread_mutex_lock(&p->lock);
+	ds->stats.ring_full_exits++;
+	n = ring_harvest(ds, idx);
+	if (!n && ring_close_gap(v, &p->rv[idx], ds->vm->cfg.ring_entries)) {
+		ring_overflow(ds, idx, "gap in the ring sequence");
+		ring_harvest(ds, idx);
+	}
+	ret = ring_reap_locked(ds);
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+static int dirty_ring_collect(struct dirty_source *ds, struct dirty_set *out)
+{
+	struct ring_priv *p = ds->priv;
+	uint64_t added = 0;
+	unsigned int i;
+	int ret;
+
+	pthread_mutex_lock(&p->lock);
+	ret = ring_reap_locked(ds);
+	if (ret)
+		goto out;
+	for (i = 0; i < ds->vm->nr_slots; i++) {
+		if (p->all_dirty)
+			bitmap_fill(p->acc[i], p->npages[i]);
+		added += bitmap_or_count(out->bitmaps[i], p->acc[i], p->npages[i]);
+		bitmap_zero(p->acc[i], p->npages[i]);
+	}
+	p->all_dirty = false;
+	for (i = 0; i < ds->vm->cfg.nr_vcpus && i < out->nr_vcpus; i++) {
+		out->vcpu_pages[i] += p->vcpu_pages[i];
+		p->vcpu_pages[i] = 0;
+	}
+	ret = added > INT32_MAX ? INT32_MAX : (int)added;
+out:
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+static int ring_vm_full_cb(void *opaque, unsigned int vcpu)
+{
+	return dirty_ring_full(opaque, vcpu);
+}
+
+static void dirty_ring_stop(struct dirty_source *ds)
+{
+	struct ring_priv *p = ds->priv;
+	unsigned int i;
+
+	if (!p)
+		return;
+	if (p->reaper_running) {
+		p->reaper_stop = true;
+		pthread_join(p->reaper, NULL);
+	}
+	pthread_mutex_lock(&p->lock);
+	ds->vm->ring_full = NULL;
+	ring_reap_locked(ds);
+	pthread_mutex_unlock(&p->lock);
+	for (i = 0; i < VM_MAX_SLOTS; i++)
+		free(p->acc[i]);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	ds->priv = NULL;
+}
+
+static int dirty_ring_start(struct dirty_source *ds)
+{
+	struct vm *vm = ds->vm;
+	struct ring_priv *p;
+	unsigned int i;
+	int ret;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	ds->priv = p;
+	for (i = 0; i < vm->nr_slots; i++) {
+		p->npages[i] = vm->slots[i].size / GUEST_PAGE_SIZE;
+		p->acc[i] = bitmap_alloc(p->npages[i]);
+		if (!p->acc[i]) {
+			dirty_ring_stop(ds);
+			return -ENOMEM;
+		}
+	}
+	vm->cb_opaque = ds;
+	vm->ring_full = ring_vm_full_cb;
+	if (!ds->opts.no_reaper) {
+		ret = pthread_create(&p->reaper, NULL, ring_reaper, ds);
+		if (ret) {
+			kvmmig_err("cannot start the dirty-ring reaper: %s", strerror(ret));
+			dirty_ring_stop(ds);
+			return -ret;
+		}
+		p->reaper_running = true;
+	}
+	return 0;
+}
+
+const struct dirty_source_ops dirty_ring_ops = {
+	.name = "ring",
+	.start = dirty_ring_start,
+	.collect = dirty_ring_collect,
+	.ring_full = dirty_ring_full,
+	.stop = dirty_ring_stop,
+};
