@@ -33,6 +33,10 @@ include user/user.mk
 include selftests/selftests.mk
 -include selftests/vm/vm.mk
 
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(KVMMIG) demo
+
 module:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bitmap.h"
@@ -160,6 +161,14 @@ int dirty_source_open(struct vm *vm, const struct dirty_options *opts,
 	kvmmig_info("dirty tracking: %s backend", ds->ops->name);
 	*out = ds;
 	return 0;
+}
+
+uint64_t dirty_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
 int dirty_source_collect(struct dirty_source *ds, struct dirty_set *out)

@@ -45,6 +45,7 @@ struct dirty_stats {
 	uint64_t ring_full_exits;
 	uint64_t overflows;		/* ring overflows detected and recovered */
 	uint64_t reaps;			/* reaper rounds */
+	uint64_t harvest_ns;		/* time spent collecting and re-protecting */
 };
 
 struct dirty_source;

@@ -81,7 +81,7 @@ static int dirty_bitmap_clear(struct dirty_source *ds, unsigned int slot, unsign
 static int dirty_bitmap_collect_one(struct dirty_source *ds, struct dirty_set *out, bool manual)
 {
 	struct bitmap_priv *p = ds->priv;
-	uint64_t added = 0;
+	uint64_t added = 0, t0 = dirty_now_ns();
 	unsigned int i;
 	int ret;
 
@@ -95,6 +95,7 @@ static int dirty_bitmap_collect_one(struct dirty_source *ds, struct dirty_set *o
 			return ret;
 		added += bitmap_or_count(out->bitmaps[i], p->buf[i], npages);
 	}
+	ds->stats.harvest_ns += dirty_now_ns() - t0;
 	return added > INT32_MAX ? INT32_MAX : (int)added;
 }
 

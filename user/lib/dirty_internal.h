@@ -17,4 +17,7 @@ extern const struct dirty_source_ops dirty_module_ops __attribute__((weak));
 #define DIRTY_RING_DEFAULT_ENTRIES	65536
 #define DIRTY_REAP_DEFAULT_US		500
 
+/* CLOCK_MONOTONIC in ns, for dirty_stats.harvest_ns. */
+uint64_t dirty_now_ns(void);
+
 #endif /* KVMMIG_DIRTY_INTERNAL_H */

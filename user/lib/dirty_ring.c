@@ -174,12 +174,16 @@ static int ring_reset(struct dirty_source *ds)
 
 static int ring_reap_locked(struct dirty_source *ds)
 {
+	uint64_t t0 = dirty_now_ns();
 	unsigned int i;
+	int ret;
 
 	for (i = 0; i < ds->vm->cfg.nr_vcpus; i++)
 		ring_harvest(ds, i);
 	ds->stats.reaps++;
-	return ring_reset(ds);
+	ret = ring_reset(ds);
+	ds->stats.harvest_ns += dirty_now_ns() - t0;
+	return ret;
 }
 
 static void *ring_reaper(void *arg)
@@ -222,7 +226,7 @@ static int dirty_ring_full(struct dirty_source *ds, unsigned int idx)
 static int dirty_ring_collect(struct dirty_source *ds, struct dirty_set *out)
 {
 	struct ring_priv *p = ds->priv;
-	uint64_t added = 0;
+	uint64_t added = 0, t0;
 	unsigned int i;
 	int ret;
 
@@ -230,6 +234,7 @@ static int dirty_ring_collect(struct dirty_source *ds, struct dirty_set *out)
 	ret = ring_reap_locked(ds);
 	if (ret)
 		goto out;
+	t0 = dirty_now_ns();
 	for (i = 0; i < ds->vm->nr_slots; i++) {
 		if (p->all_dirty)
 			bitmap_fill(p->acc[i], p->npages[i]);
@@ -237,6 +242,7 @@ static int dirty_ring_collect(struct dirty_source *ds, struct dirty_set *out)
 		bitmap_zero(p->acc[i], p->npages[i]);
 	}
 	p->all_dirty = false;
+	ds->stats.harvest_ns += dirty_now_ns() - t0;
 	for (i = 0; i < ds->vm->cfg.nr_vcpus && i < out->nr_vcpus; i++) {
 		out->vcpu_pages[i] += p->vcpu_pages[i];
 		p->vcpu_pages[i] = 0;

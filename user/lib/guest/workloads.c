@@ -50,19 +50,40 @@ static int guest_pass_done(struct guest_vcpu_area *area)
 	return (g->max_passes && passes >= g->max_passes) || guest_should_stop();
 }
 
+/*
+ * Bump byte 0 of @n pages from @p.  Emulated instructions cost ~0.6 us
+ * each, so this is hand-unrolled to under two instructions a page.
+ */
+static void guest_incr_block(uint8_t *p, uint64_t n)
+{
+	uint64_t quads = n / 4;
+
+	if (quads)
+		asm volatile("1:\n\t"
+			     "incb (%0)\n\t"
+			     "incb 4096(%0)\n\t"
+			     "incb 8192(%0)\n\t"
+			     "incb 12288(%0)\n\t"
+			     "add $16384, %0\n\t"
+			     "dec %1\n\t"
+			     "jnz 1b"
+			     : "+r"(p), "+r"(quads) : : "memory", "cc");
+	for (n %= 4; n; n--, p += GUEST_PAGE_SIZE)
+		*(volatile uint8_t *)p += 1;
+}
+
 static void guest_incr(struct guest_vcpu_area *area, struct slice s)
 {
-	uint64_t i;
+	uint64_t i, n;
 
 	for (;;) {
-		for (i = 0; i < s.pages; i++) {
-			volatile uint8_t *p = s.base + i * GUEST_PAGE_SIZE;
-
-			*p = *p + 1;
-			if (i % STOP_CHECK_EVERY == 0 && guest_should_stop())
+		for (i = 0; i < s.pages; i += n) {
+			n = s.pages - i < STOP_CHECK_EVERY ? s.pages - i : STOP_CHECK_EVERY;
+			guest_incr_block(s.base + i * GUEST_PAGE_SIZE, n);
+			area->loops += n;
+			if (guest_should_stop())
 				return;
 		}
-		area->loops += s.pages;
 		if (guest_pass_done(area))
 			return;
 	}
@@ -135,10 +156,13 @@ static void guest_working_set(struct guest_vcpu_area *area, struct slice s, int 
 		for (i = 0; i < wss; i++) {
 			page = random ? guest_random(&rng) % wss : i;
 			*(volatile uint64_t *)(s.base + page * GUEST_PAGE_SIZE) = i;
-			if (i % STOP_CHECK_EVERY == 0 && guest_should_stop())
-				return;
+			if ((i + 1) % STOP_CHECK_EVERY == 0) {
+				area->loops += STOP_CHECK_EVERY;
+				if (guest_should_stop())
+					return;
+			}
 		}
-		area->loops += wss;
+		area->loops += wss % STOP_CHECK_EVERY;
 		if (guest_pass_done(area))
 			return;
 	}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Shared by the *_perf benchmark programs: `--json FILE` handling and a
+ * tiny JSON writer for flat records, so every benchmark prints a table for
+ * people and writes the same numbers for machines.
+ */
+#ifndef KVMMIG_PERF_UTIL_H
+#define KVMMIG_PERF_UTIL_H
+
+#include <stdio.h>
+#include <string.h>
+
+struct perf_json {
+	FILE *f;
+	int records;
+};
+
+/* Opens the file named after --json, if any; returns -1 on a bad argument. */
+static inline int perf_json_open(struct perf_json *j, int argc, char **argv, const char *bench)
+{
+	int i;
+
+	memset(j, 0, sizeof(*j));
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json"))
+			continue;
+		if (i + 1 >= argc) {
+			fprintf(stderr, "%s: --json needs a file name\n", bench);
+			return -1;
+		}
+		j->f = fopen(argv[i + 1], "w");
+		if (!j->f) {
+			perror(argv[i + 1]);
+			return -1;
+		}
+		fprintf(j->f, "{\"benchmark\":\"%s\",\"results\":[\n", bench);
+	}
+	return 0;
+}
+
+static inline void perf_json_begin(struct perf_json *j)
+{
+	if (j->f)
+		fprintf(j->f, "%s  {", j->records++ ? ",\n" : "");
+}
+
+static inline void perf_json_str(struct perf_json *j, const char *k, const char *v, int first)
+{
+	if (j->f)
+		fprintf(j->f, "%s\"%s\":\"%s\"", first ? "" : ",", k, v);
+}
+
+static inline void perf_json_num(struct perf_json *j, const char *k, double v)
+{
+	if (j->f)
+		fprintf(j->f, ",\"%s\":%.6g", k, v);
+}
+
+static inline void perf_json_end(struct perf_json *j)
+{
+	if (j->f)
+		fprintf(j->f, "}");
+}
+
+static inline void perf_json_close(struct perf_json *j)
+{
+	if (!j->f)
+		return;
+	fprintf(j->f, "\n]}\n");
+	fclose(j->f);
+}
+
+#endif /* KVMMIG_PERF_UTIL_H */
