@@ -223,6 +223,7 @@ void dirty_set_clear(struct dirty_set *set)
 	for (i = 0; i < set->nr_slots; i++)
 		bitmap_zero(set->bitmaps[i], set->nr_pages[i]);
 	memset(set->vcpu_pages, 0, set->nr_vcpus * sizeof(*set->vcpu_pages));
+	set->all_dirty = false;
 }
 
 void dirty_set_free(struct dirty_set *set)

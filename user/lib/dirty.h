@@ -35,6 +35,8 @@ struct dirty_set {
 	unsigned long **bitmaps;	/* per slot */
 	unsigned int nr_vcpus;
 	uint64_t *vcpu_pages;		/* per vCPU, if the backend knows */
+	bool all_dirty;			/* a collection reported every page
+					   because entries were lost (overflow) */
 };
 
 struct dirty_stats {

@@ -32,10 +32,18 @@
 #include "dirty_internal.h"
 #include "log.h"
 
+/*
+ * Per-vCPU ring position.  Both indices run free (wrap at 2^32) and are
+ * masked on use.  [kvm_reset, fetch) are the entries we flagged collected
+ * that KVM has not reset yet; kvm_reset follows KVM's own reset index
+ * exactly, because after KVM_RESET_DIRTY_RINGS it is advanced over the
+ * entries whose flags KVM cleared.
+ */
 struct ring_vcpu {
-	uint32_t fetch;		/* next entry to look at (free-running) */
-	uint32_t marked;	/* entries flagged RESET since the last reset */
-	bool resync;		/* overflow seen: look for gaps */
+	uint32_t fetch;		/* next entry to harvest */
+	uint32_t kvm_reset;	/* KVM's reset index */
+	bool stalled;		/* last ring-full exit found nothing at all */
+	uint32_t stall_fetch;	/* ... and fetch was this */
 };
 
 struct ring_priv {
@@ -81,41 +89,8 @@ static void ring_overflow(struct dirty_source *ds, unsigned int vcpu, const char
 
 	ds->stats.overflows++;
 	p->all_dirty = true;
-	p->rv[vcpu].resync = true;
 	kvmmig_info("dirty ring of vCPU %u overflowed (%s): reporting all memory dirty",
 		    vcpu, why);
-}
-
-/*
- * An overflowed ring may hold a run of clean entries where KVM believes
- * entries are still outstanding (it wrapped over ones we had collected),
- * followed by the dirty entries it pushed since.  Mark the clean run
- * collected too, so that KVM's reset walks over it and KVM and we agree
- * on the ring's position again.  Only done while the vCPU is out of
- * KVM_RUN (its ring cannot move) and never on the entry right after the
- * newest dirty one: that is where KVM writes next.
- */
-static uint32_t ring_close_gap(struct vcpu *v, struct ring_vcpu *rv, uint32_t size)
-{
-	uint32_t mask = size - 1, i, first = size;
-
-	for (i = 1; i < size; i++) {
-		if (ring_is_dirty(ring_flags_acquire(&v->ring[(rv->fetch + i) & mask]))) {
-			first = i;
-			break;
-		}
-	}
-	if (first == size)
-		return 0;
-	for (i = 0; i < first; i++) {
-		struct kvm_dirty_gfn *e = &v->ring[(rv->fetch + i) & mask];
-
-		if (!ring_flags_acquire(e))
-			ring_mark_collected(e);
-	}
-	rv->fetch += first;
-	rv->marked += first;
-	return first;
 }
 
 /* Harvest one vCPU's ring into the accumulated bitmap; returns entries taken. */
@@ -125,51 +100,109 @@ static uint32_t ring_harvest(struct dirty_source *ds, unsigned int idx)
 	struct vcpu *v = &ds->vm->vcpus[idx];
 	struct ring_vcpu *rv = &p->rv[idx];
 	uint32_t size = ds->vm->cfg.ring_entries, mask = size - 1, n = 0;
+	bool was_empty = rv->fetch == rv->kvm_reset;
 
-	while (n < size) {
+	/* At most a whole ring can wait for KVM's reset. */
+	while (rv->fetch - rv->kvm_reset < size) {
 		struct kvm_dirty_gfn *e = &v->ring[rv->fetch & mask];
+		uint32_t flags = ring_flags_acquire(e);
 
-		if (!ring_is_dirty(ring_flags_acquire(e)))
+		if (ring_is_dirty(flags)) {
+			ring_record(p, e);
+			ring_mark_collected(e);
+			n++;
+		} else if (!(flags & KVM_DIRTY_GFN_F_RESET)) {
 			break;
-		ring_record(p, e);
-		ring_mark_collected(e);
+		}
+		/* A collected entry here is one of ours that KVM has not reset. */
 		rv->fetch++;
-		n++;
 	}
-	rv->marked += n;
 	p->vcpu_pages[idx] += n;
 	ds->stats.harvested += n;
-	if (n == size)
+	/* KVM never lets a healthy ring fill up: it wrapped over entries. */
+	if (was_empty && n == size)
 		ring_overflow(ds, idx, "harvested full");
 	return n;
+}
+
+/*
+ * After KVM_RESET_DIRTY_RINGS: KVM cleared the flags of the entries it
+ * reset, in order from its reset index, and stopped at the first entry not
+ * flagged collected.  If that is before our fetch index, KVM overwrote one
+ * of our collected entries with a new dirty one: it wrapped the ring.
+ * Harvesting resumes at that entry.
+ */
+static void ring_follow_reset(struct dirty_source *ds, unsigned int idx)
+{
+	struct ring_priv *p = ds->priv;
+	struct ring_vcpu *rv = &p->rv[idx];
+	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
+	uint32_t mask = ds->vm->cfg.ring_entries - 1;
+
+	while (rv->kvm_reset != rv->fetch && !ring_flags_acquire(&ring[rv->kvm_reset & mask]))
+		rv->kvm_reset++;
+	if (rv->kvm_reset != rv->fetch) {
+		ring_overflow(ds, idx, "KVM stopped resetting at an overwritten entry");
+		rv->fetch = rv->kvm_reset;
+	}
 }
 
 static int ring_reset(struct dirty_source *ds)
 {
 	struct ring_priv *p = ds->priv;
-	uint64_t marked = 0;
-	unsigned int i;
+	unsigned int i, n = ds->vm->cfg.nr_vcpus;
+	bool pending = false;
 	int ret;
 
-	for (i = 0; i < ds->vm->cfg.nr_vcpus; i++)
-		marked += p->rv[i].marked;
-	if (!marked)
+	for (i = 0; i < n; i++)
+		pending |= p->rv[i].fetch != p->rv[i].kvm_reset;
+	if (!pending)
 		return 0;
 	ret = ioctl(ds->vm->fd, KVM_RESET_DIRTY_RINGS, 0);
 	if (ret < 0)
 		return kvmmig_ioctl_err("KVM_RESET_DIRTY_RINGS", errno);
 	ds->stats.reset += ret;
-	if ((uint64_t)ret != marked) {
-		/* KVM stopped early: an entry we collected was overwritten. */
-		for (i = 0; i < ds->vm->cfg.nr_vcpus; i++)
-			if (p->rv[i].marked)
-				ring_overflow(ds, i, "reset count differs from harvest count");
-		kvmmig_dbg("KVM reset %d ring entries, %llu were collected", ret,
-			   (unsigned long long)marked);
-	}
-	for (i = 0; i < ds->vm->cfg.nr_vcpus; i++)
-		p->rv[i].marked = 0;
+	for (i = 0; i < n; i++)
+		ring_follow_reset(ds, i);
 	return 0;
+}
+
+/*
+ * KVM may believe entries are outstanding that we can never see: after it
+ * wrapped a ring, we harvested a whole lap and KVM reset that lap, but its
+ * dirty index had run ahead by the overrun, so the entries between our
+ * position and its next push hold nothing ("phantoms").  Flag them
+ * collected so its reset walks over them.  Two cases, both exact:
+ *  - dirty entries follow a run of clean ones: the run is the phantoms
+ *    (KVM pushes in order right after them);
+ *  - nothing at all is dirty, and the vCPU exited ring-full twice with
+ *    nothing reset in between: KVM's count of outstanding entries is at
+ *    least its soft limit, so flagging one more phantom cannot overshoot;
+ *    the vCPU re-enters and we go on one entry per exit.
+ * Called only with nothing of ours pending (fetch == kvm_reset), in the
+ * vCPU's thread while it is out of KVM_RUN.
+ */
+static uint32_t ring_mark_phantoms(struct dirty_source *ds, unsigned int idx)
+{
+	struct ring_vcpu *rv = &((struct ring_priv *)ds->priv)->rv[idx];
+	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
+	uint32_t size = ds->vm->cfg.ring_entries, mask = size - 1, i, first = 0;
+
+	for (i = 1; i < size; i++) {
+		if (ring_is_dirty(ring_flags_acquire(&ring[(rv->fetch + i) & mask]))) {
+			first = i;
+			break;
+		}
+	}
+	if (!first) {
+		if (!rv->stalled || rv->stall_fetch != rv->fetch)
+			return 0;
+		first = 1;
+	}
+	for (i = 0; i < first; i++)
+		ring_mark_collected(&ring[(rv->fetch + i) & mask]);
+	rv->fetch += first;
+	return first;
 }
 
 static int ring_reap_locked(struct dirty_source *ds)
@@ -207,18 +240,20 @@ static void *ring_reaper(void *arg)
 static int dirty_ring_full(struct dirty_source *ds, unsigned int idx)
 {
 	struct ring_priv *p = ds->priv;
-	struct vcpu *v = &ds->vm->vcpus[idx];
-	uint32_t n;
+	struct ring_vcpu *rv = &p->rv[idx];
+	bool idle;
 	int ret;
 
 	pthread_mutex_lock(&p->lock);
 	ds->stats.ring_full_exits++;
-	n = ring_harvest(ds, idx);
-	if (!n && ring_close_gap(v, &p->rv[idx], ds->vm->cfg.ring_entries)) {
-		ring_overflow(ds, idx, "gap in the ring sequence");
+	idle = rv->fetch == rv->kvm_reset && !ring_harvest(ds, idx);
+	if (idle && ring_mark_phantoms(ds, idx)) {
+		ring_overflow(ds, idx, "KVM counts entries the ring does not hold");
 		ring_harvest(ds, idx);
 	}
 	ret = ring_reap_locked(ds);
+	rv->stalled = idle;
+	rv->stall_fetch = rv->fetch;
 	pthread_mutex_unlock(&p->lock);
 	return ret;
 }
@@ -241,6 +276,7 @@ static int dirty_ring_collect(struct dirty_source *ds, struct dirty_set *out)
 		added += bitmap_or_count(out->bitmaps[i], p->acc[i], p->npages[i]);
 		bitmap_zero(p->acc[i], p->npages[i]);
 	}
+	out->all_dirty |= p->all_dirty;
 	p->all_dirty = false;
 	ds->stats.harvest_ns += dirty_now_ns() - t0;
 	for (i = 0; i < ds->vm->cfg.nr_vcpus && i < out->nr_vcpus; i++) {
