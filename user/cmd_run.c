@@ -5,7 +5,7 @@
  * dirty source reported (per vCPU where the backend knows, as the ring and
  * the module do) next to the writes the guest itself counted.  On a
  * terminal the table is redrawn in place; otherwise, or with --json, one
- * record per interval.  Until live migration lands this is `make demo`.
+ * record per interval.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -26,7 +26,6 @@ struct run_env {
 	uint64_t interval_ms;
 	bool json;
 	bool live;		/* redraw in place (stdout is a terminal) */
-	const char *title;
 };
 
 static volatile sig_atomic_t run_interrupted;
@@ -55,8 +54,6 @@ static void print_header(const struct run_env *env, struct dirty_source *ds)
 		       (unsigned long long)c->ram_bytes, c->nr_slots, ds->ops->name);
 		return;
 	}
-	if (env->title)
-		printf("%s\n", env->title);
 	printf("(per vCPU: pages it dirtied, counted again each time a page is dirtied after\n"
 	       " being collected; guest ops: writes, or loop iterations for compute)\n");
 	printf("guest: %u vCPUs, %llu MiB in %u slot(s), workload %s; dirty tracking: %s backend\n",
@@ -269,19 +266,5 @@ int cmd_run(int argc, char **argv)
 	struct run_env env;
 
 	run_env_init(&env);
-	return run_main(argc, argv, &env);
-}
-
-int cmd_demo(int argc, char **argv)
-{
-	struct run_env env;
-
-	run_env_init(&env);
-	env.guest.cfg.nr_vcpus = 2;
-	env.guest.cfg.ram_bytes = 1ULL << 30;
-	env.guest.cfg.nr_slots = 2;
-	env.title = "kvmmig demo: a busy guest (every vCPU bumps one byte in every page of its\n"
-		    "share of RAM, pass after pass) and the dirty rate each vCPU causes";
-	kvmmig_set_log(NULL, KVMMIG_LOG_INFO);
 	return run_main(argc, argv, &env);
 }

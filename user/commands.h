@@ -17,6 +17,8 @@ struct kvmmig_cmd {
 extern const struct kvmmig_cmd kvmmig_cmds[];
 
 int cmd_demo(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_receive(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
 #endif /* KVMMIG_COMMANDS_H */

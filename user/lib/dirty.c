@@ -182,6 +182,13 @@ int dirty_source_collect(struct dirty_source *ds, struct dirty_set *out)
 	return ret;
 }
 
+int dirty_source_vcpu_counts(struct dirty_source *ds, uint64_t *counts)
+{
+	if (!ds->ops->vcpu_counts)
+		return -EOPNOTSUPP;
+	return ds->ops->vcpu_counts(ds, counts);
+}
+
 void dirty_source_close(struct dirty_source *ds)
 {
 	if (!ds)

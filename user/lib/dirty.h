@@ -56,6 +56,8 @@ struct dirty_source_ops {
 	const char *name;
 	int (*start)(struct dirty_source *ds);
 	int (*collect)(struct dirty_source *ds, struct dirty_set *out);
+	/* cumulative pages dirtied per vCPU, without a collection (optional) */
+	int (*vcpu_counts)(struct dirty_source *ds, uint64_t *counts);
 	/* KVM_EXIT_DIRTY_RING_FULL on a vCPU, called in its thread */
 	int (*ring_full)(struct dirty_source *ds, unsigned int vcpu);
 	void (*stop)(struct dirty_source *ds);
@@ -87,6 +89,12 @@ int dirty_source_open(struct vm *vm, const struct dirty_options *opts,
 		      struct dirty_source **out);
 int dirty_source_collect(struct dirty_source *ds, struct dirty_set *out);
 void dirty_source_close(struct dirty_source *ds);
+/*
+ * Pages each vCPU has dirtied since the source opened (nr_vcpus counters),
+ * read at any time without a sync: the continuous per-vCPU rates the
+ * rate-driven and dirty-limit policies use.  -EOPNOTSUPP for the bitmaps.
+ */
+int dirty_source_vcpu_counts(struct dirty_source *ds, uint64_t *counts);
 
 const char *dirty_backend_name(enum dirty_backend b);
 int dirty_backend_parse(const char *name);

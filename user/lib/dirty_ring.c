@@ -51,7 +51,8 @@ struct ring_priv {
 	struct ring_vcpu rv[VM_MAX_VCPUS];
 	unsigned long *acc[VM_MAX_SLOTS];	/* harvested, not yet collected */
 	uint64_t npages[VM_MAX_SLOTS];
-	uint64_t vcpu_pages[VM_MAX_VCPUS];
+	uint64_t vcpu_pages[VM_MAX_VCPUS];	/* since the last collection */
+	uint64_t vcpu_total[VM_MAX_VCPUS];	/* since the source opened */
 	bool all_dirty;		/* overflow: report every page once */
 	pthread_t reaper;
 	bool reaper_running;
@@ -118,6 +119,7 @@ static uint32_t ring_harvest(struct dirty_source *ds, unsigned int idx)
 		rv->fetch++;
 	}
 	p->vcpu_pages[idx] += n;
+	p->vcpu_total[idx] += n;
 	ds->stats.harvested += n;
 	/* KVM never lets a healthy ring fill up: it wrapped over entries. */
 	if (was_empty && n == size)
@@ -289,6 +291,19 @@ out:
 	return ret;
 }
 
+/* Fresh counts: reap first, so they are at most a moment old. */
+static int dirty_ring_vcpu_counts(struct dirty_source *ds, uint64_t *counts)
+{
+	struct ring_priv *p = ds->priv;
+	int ret;
+
+	pthread_mutex_lock(&p->lock);
+	ret = ring_reap_locked(ds);
+	memcpy(counts, p->vcpu_total, ds->vm->cfg.nr_vcpus * sizeof(*counts));
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
 static int ring_vm_full_cb(void *opaque, unsigned int vcpu)
 {
 	return dirty_ring_full(opaque, vcpu);
@@ -354,6 +369,7 @@ const struct dirty_source_ops dirty_ring_ops = {
 	.name = "ring",
 	.start = dirty_ring_start,
 	.collect = dirty_ring_collect,
+	.vcpu_counts = dirty_ring_vcpu_counts,
 	.ring_full = dirty_ring_full,
 	.stop = dirty_ring_stop,
 };

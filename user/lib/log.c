@@ -10,6 +10,7 @@
 #include "log.h"
 
 static __thread char last_error[512];
+static __thread bool log_quiet;
 
 static void log_stderr(int level, const char *msg)
 {
@@ -35,8 +36,13 @@ void kvmmig_log(int level, const char *fmt, ...)
 	va_end(ap);
 	if (level == KVMMIG_LOG_ERR)
 		memcpy(last_error, buf, sizeof(buf));
-	if (log_fn && level <= log_max_level)
+	if (log_fn && level <= log_max_level && !log_quiet)
 		log_fn(level, buf);
+}
+
+void kvmmig_log_quiet(bool quiet)
+{
+	log_quiet = quiet;
 }
 
 const char *kvmmig_last_error(void)

@@ -9,6 +9,7 @@
 #define KVMMIG_LOG_H
 
 #include <errno.h>
+#include <stdbool.h>
 
 typedef void (*kvmmig_log_fn)(int level, const char *msg);
 
@@ -17,6 +18,8 @@ enum { KVMMIG_LOG_ERR, KVMMIG_LOG_INFO, KVMMIG_LOG_DEBUG };
 void kvmmig_set_log(kvmmig_log_fn fn, int max_level);
 void kvmmig_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *kvmmig_last_error(void);
+/* Keep recording this thread's last error but do not report it (probing). */
+void kvmmig_log_quiet(bool quiet);
 
 #define kvmmig_err(...)		kvmmig_log(KVMMIG_LOG_ERR, __VA_ARGS__)
 #define kvmmig_info(...)	kvmmig_log(KVMMIG_LOG_INFO, __VA_ARGS__)

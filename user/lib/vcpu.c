@@ -147,20 +147,49 @@ static int vcpu_handle_exit(struct vcpu *vcpu)
 	}
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* The throttle's sleep, in the vCPU's own thread, out of KVM_RUN. */
+static void vcpu_throttle_sleep(struct vcpu *vcpu)
+{
+	uint64_t t0 = mono_ns();
+	struct timespec ts = {
+		.tv_sec = vcpu->sleep_ns / 1000000000ULL,
+		.tv_nsec = vcpu->sleep_ns % 1000000000ULL,
+	};
+
+	/* A pause or stop request (a signal) cuts the sleep short. */
+	nanosleep(&ts, NULL);
+	vcpu->run_since_ns = mono_ns();
+	vcpu->throttled_ns += vcpu->run_since_ns - t0;
+	vcpu->sleep_req = false;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 
+	vcpu->run_since_ns = mono_ns();
 	vcpu_set_state(vcpu, VCPU_RUNNING);
 	for (;;) {
 		if (vcpu->pause_req)
 			vcpu_wait_resume(vcpu);
 		if (vcpu->exit_req)
 			break;
+		if (vcpu->sleep_req)
+			vcpu_throttle_sleep(vcpu);
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				if (!vcpu->pause_req && !vcpu->exit_req)
 					vcpu->run->immediate_exit = 0;
+				if (vcpu->sleep_req)
+					vcpu_throttle_sleep(vcpu);
 				continue;
 			}
 			vcpu_fail(vcpu, "KVM_RUN failed: %s (errno %d)", strerror(errno), errno);
@@ -181,6 +210,78 @@ static void vcpu_kick(struct vcpu *vcpu)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (vcpu->thread_started)
 		pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+}
+
+#define THROTTLE_SLICE_NS	10000000ULL	/* QEMU's CPU_THROTTLE_TIMESLICE_NS */
+#define THROTTLE_TICK_NS	1000000L
+
+static void *vm_throttle_thread(void *arg)
+{
+	struct timespec tick = { .tv_nsec = THROTTLE_TICK_NS };
+	struct vm *vm = arg;
+	unsigned int i;
+
+	while (!vm->throttle_stop) {
+		uint64_t now = mono_ns();
+
+		for (i = 0; i < vm->cfg.nr_vcpus; i++) {
+			struct vcpu *v = &vm->vcpus[i];
+			unsigned int pct = v->throttle_pct;
+
+			if (!pct || v->sleep_req || v->state != VCPU_RUNNING ||
+			    now - v->run_since_ns < THROTTLE_SLICE_NS)
+				continue;
+			v->sleep_ns = THROTTLE_SLICE_NS * pct / (100 - pct);
+			v->sleep_req = true;
+			vcpu_kick(v);
+		}
+		nanosleep(&tick, NULL);
+	}
+	return NULL;
+}
+
+int vm_set_throttle(struct vm *vm, int idx, unsigned int pct)
+{
+	unsigned int i;
+	int ret;
+
+	if (pct > 99 || idx >= (int)vm->cfg.nr_vcpus || idx < -1) {
+		kvmmig_err("throttle of %u%% on vCPU %d: expected 0-99%% on vCPU -1 (all) to %u",
+			   pct, idx, vm->cfg.nr_vcpus - 1);
+		return -EINVAL;
+	}
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (idx < 0 || (unsigned int)idx == i)
+			vm->vcpus[i].throttle_pct = pct;
+	if (pct && !vm->throttle_running) {
+		vm->throttle_stop = false;
+		ret = pthread_create(&vm->throttle_thread, NULL, vm_throttle_thread, vm);
+		if (ret) {
+			kvmmig_err("cannot start the throttle thread: %s", strerror(ret));
+			return -ret;
+		}
+		vm->throttle_running = true;
+	}
+	return 0;
+}
+
+unsigned int vm_max_throttle(struct vm *vm)
+{
+	unsigned int i, max = 0;
+
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (vm->vcpus[i].throttle_pct > max)
+			max = vm->vcpus[i].throttle_pct;
+	return max;
+}
+
+void vm_throttle_stop(struct vm *vm)
+{
+	if (!vm->throttle_running)
+		return;
+	vm->throttle_stop = true;
+	pthread_join(vm->throttle_thread, NULL);
+	vm->throttle_running = false;
 }
 
 int vcpu_create(struct vm *vm, unsigned int id)
@@ -342,6 +443,7 @@ int vm_stop(struct vm *vm)
 	unsigned int i;
 	int ret;
 
+	vm_throttle_stop(vm);
 	vm->shared->stop = 1;
 	vm_resume(vm);
 	ret = vm_wait_done(vm, 10000);

@@ -234,6 +234,7 @@ void vm_destroy(struct vm *vm)
 			vm_stop(vm);
 			break;
 		}
+	vm_throttle_stop(vm);
 	for (i = 0; i < VM_MAX_VCPUS; i++)
 		if (vm->vcpus[i].vm)
 			vcpu_destroy(&vm->vcpus[i]);

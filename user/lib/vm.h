@@ -75,6 +75,12 @@ struct vcpu {
 	volatile bool exit_req;		/* leave the run loop (vm_stop) */
 	uint64_t ring_full_exits;
 	uint64_t exits;
+	/* CPU throttle by the VMM: run 10 ms, then sleep pct/(100-pct) x 10 ms */
+	volatile unsigned int throttle_pct;
+	volatile bool sleep_req;	/* the throttle thread asks for a sleep */
+	uint64_t sleep_ns;		/* ... of this long */
+	uint64_t run_since_ns;		/* when the vCPU last woke up */
+	uint64_t throttled_ns;		/* time slept by throttling, in total */
 	struct guest_vcpu_area *area;	/* host view of the guest's area */
 	char error[256];		/* why the vCPU failed */
 };
@@ -92,6 +98,9 @@ struct vm {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* vCPU state changes */
 	unsigned int nr_paused;
+	pthread_t throttle_thread;
+	bool throttle_running;
+	volatile bool throttle_stop;
 	vcpu_ring_full_fn ring_full;
 	vcpu_sync_fn on_sync;
 	void *cb_opaque;
@@ -110,6 +119,15 @@ int vm_resume(struct vm *vm);
 int vm_stop(struct vm *vm);
 /* Wait until every vCPU is DONE or FAILED; -ETIMEDOUT after timeout_ms. */
 int vm_wait_done(struct vm *vm, unsigned int timeout_ms);
+/*
+ * CPU-throttle vCPU @idx (or every vCPU when @idx is -1) to @pct percent,
+ * 0-99, QEMU's meaning: after each 10 ms of running the vCPU sleeps
+ * pct/(100-pct) x 10 ms in its own thread, between two KVM_RUNs.  A
+ * throttle thread kicks vCPUs out of KVM_RUN when their slice is up.
+ */
+int vm_set_throttle(struct vm *vm, int idx, unsigned int pct);
+unsigned int vm_max_throttle(struct vm *vm);
+
 /* First failed vCPU's message, or NULL. */
 const char *vm_failure(struct vm *vm);
 
@@ -136,6 +154,13 @@ struct vcpu_state_blob {
 
 int vcpu_save_state(struct vcpu *vcpu, struct vcpu_state_blob *st);
 int vcpu_load_state(struct vcpu *vcpu, const struct vcpu_state_blob *st);
+
+/*
+ * With the guest paused: does memory written by the incr workload hold one
+ * value per vCPU slice with at most one edge one less (QEMU migration-test)?
+ * 0, or -EIO with a message naming the first bad page.
+ */
+int workload_check_incr(struct vm *vm, uint64_t *edges);
 
 /* Workload names for the command line: "incr", "random", ... */
 const char *workload_name(enum guest_workload w);

@@ -23,6 +23,7 @@ uint64_t vm_vcpu_area_gpa(struct vm *vm, unsigned int id);
 
 int vcpu_create(struct vm *vm, unsigned int id);
 void vcpu_destroy(struct vcpu *vcpu);
+void vm_throttle_stop(struct vm *vm);
 
 /* Guest entry point, in user/lib/guest/. */
 void guest_main(uint64_t vcpu_id, uint64_t area_gpa);

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * What the source side's files (mig_source.c, mig_sync.c) share: the
+ * migration's state and the sync engine's bitmaps.
+ */
+#ifndef KVMMIG_MIG_INTERNAL_H
+#define KVMMIG_MIG_INTERNAL_H
+
+#include <pthread.h>
+
+#include "migrate.h"
+#include "mig_throttle.h"
+#include "net.h"
+#include "stream.h"
+
+/*
+ * The sync engine.  bmap: pages still to send in this pass.  iter_bmap:
+ * pages found dirty by background syncs, merged at the next iteration
+ * sync.  shadow_bmap: bmap as it was at the last background sync, so that
+ * the iteration sync can drop from iter_bmap the pages sent since (their
+ * copy on the wire is already newer than the dirtying).  gen counts merges
+ * into bmap; a page is sent at most once per generation.
+ */
+struct mig_sync {
+	unsigned int nr_slots;
+	uint64_t npages[VM_MAX_SLOTS];
+	unsigned long *bmap[VM_MAX_SLOTS];
+	unsigned long *iter_bmap[VM_MAX_SLOTS];
+	unsigned long *shadow_bmap[VM_MAX_SLOTS];
+	struct dirty_set set;		/* what one collection returns */
+	bool bg_pending;		/* iter_bmap holds pages */
+	uint64_t gen;
+	uint64_t syncs;
+	uint64_t dirty_pages;		/* newly dirty pages found, in total */
+	uint64_t period_pages;		/* ... since the last throttle check */
+	uint64_t period_bytes_sent;
+	double last_sync_t;
+	double period_t;
+};
+
+struct mig_job {
+	uint32_t slot;
+	uint32_t count;
+	uint64_t gen;
+	uint64_t idx[MIG_MAX_BATCH];
+};
+
+struct mig_src;
+
+struct mig_sender {
+	struct mig_src *src;
+	struct mig_chan chan;
+	pthread_t thread;
+	bool started;
+	struct mig_pages *hdr;		/* header + entries of one record */
+	uint8_t *data;			/* page copies of one record */
+};
+
+struct mig_src {
+	struct vm *vm;
+	const struct mig_source_opts *opts;
+	struct mig_params p;
+	struct mig_report *rep;
+	enum mig_state state;
+	struct dirty_source *ds;
+	struct mig_sync sync;
+	struct mig_throttle thr;
+	uint64_t session;
+	uint64_t pass;
+	bool paused;
+	bool rates_ok;			/* the policy reads per-vCPU rates */
+
+	struct mig_chan main;
+	void *rxbuf;
+	unsigned int nr_senders;
+	struct mig_sender *senders;
+
+	/* the batch queue; error is the first failure of any thread */
+	pthread_mutex_t qlock;
+	pthread_cond_t qwork, qspace, qidle;
+	struct mig_job queue[64];
+	unsigned int qhead, qcount, qbusy;
+	bool stop;
+	int error;
+
+	pthread_mutex_t bwlock;		/* max-bandwidth token bucket */
+	double bw_tokens, bw_last;
+
+	uint64_t bytes_sent, pages_sent, zero_pages;	/* atomics, by senders */
+	double throughput, dirty_rate;			/* bytes/s */
+	uint64_t tp_bytes;
+	double tp_last;
+	double t_start, t_pause, last_sample, last_rates, progress_interval;
+};
+
+int mig_between_batches(struct mig_src *s);
+
+int mig_sync_init(struct mig_src *s);
+void mig_sync_free(struct mig_sync *sync);
+/* End of a pass (and switchover): collect and merge into bmap. */
+int mig_sync_iteration(struct mig_src *s);
+/* Background and periodic syncs, when their time has come. */
+int mig_sync_timer(struct mig_src *s);
+uint64_t mig_sync_pending(const struct mig_sync *sync);
+
+#endif /* KVMMIG_MIG_INTERNAL_H */

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Migration parameters: QEMU's defaults, and the names of sync modes,
+ * policies and states as the command line and the JSON output spell them.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migrate.h"
+
+void mig_params_init(struct mig_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->downtime_limit_ms = 300;
+	p->multifd_channels = 1;
+	p->zero_page_detection = true;
+	p->sync_mode = MIG_SYNC_LEGACY;
+	p->sync_interval_ms = 5000;
+	p->policy = MIG_POLICY_NONE;
+	p->cpu_throttle_initial = 20;
+	p->cpu_throttle_increment = 10;
+	p->max_cpu_throttle = 99;
+	p->throttle_trigger_threshold = 50;
+	p->vcpu_dirty_limit = 1;
+	p->dirty_limit_period_ms = 1000;
+	p->dirty_backend = DIRTY_AUTO;
+}
+
+static const char *const sync_names[NR_MIG_SYNC_MODES] = {
+	"legacy", "background", "periodic",
+};
+static const char *const policy_names[NR_MIG_POLICIES] = {
+	"none", "auto-converge", "dirty-limit", "rate-driven",
+};
+static const char *const state_names[] = {
+	"setup", "active", "switchover", "completed", "failed", "cancelled",
+};
+
+static int name_parse(const char *const *names, int n, const char *s)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(names[i], s))
+			return i;
+	return -EINVAL;
+}
+
+const char *mig_sync_mode_name(enum mig_sync_mode m)
+{
+	return m < NR_MIG_SYNC_MODES ? sync_names[m] : "?";
+}
+
+int mig_sync_mode_parse(const char *s)
+{
+	return name_parse(sync_names, NR_MIG_SYNC_MODES, s);
+}
+
+const char *mig_policy_name(enum mig_policy p)
+{
+	return p < NR_MIG_POLICIES ? policy_names[p] : "?";
+}
+
+int mig_policy_parse(const char *s)
+{
+	return name_parse(policy_names, NR_MIG_POLICIES, s);
+}
+
+const char *mig_state_name(enum mig_state s)
+{
+	return s <= MIG_CANCELLED ? state_names[s] : "?";
+}

@@ -1,0 +1,653 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The source side of live migration.  The migration thread (the caller of
+ * mig_source_run()) walks `bmap`, the pages still to send in this pass, a
+ * word at a time and queues batches of up to MIG_MAX_BATCH pages; one
+ * sender thread per multifd channel takes batches, detects zero pages,
+ * copies the rest out of guest memory (so the checksum matches what is
+ * sent while the guest keeps writing) and sends them.  Between batches the
+ * migration thread runs the sync engine (mig_sync.c) and the convergence
+ * policies (mig_throttle.c), and decides when the rest fits the downtime
+ * limit; then it pauses the guest, sends the last pages and the vCPU state
+ * and waits for the destination to say the guest runs there.  Any failure
+ * or a cancel unwinds in one place, mig_source_abort(), which leaves the
+ * source guest running with tracking and throttles removed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bitmap.h"
+#include "log.h"
+#include "mig_internal.h"
+#include "mig_report.h"
+#include "zero.h"
+
+#define MIG_QUEUE_DEPTH		64
+#define MIG_ACK_TIMEOUT_S	60
+
+double mig_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- the queue of batches between the migration thread and the senders ---- */
+
+static int queue_push(struct mig_src *s, const struct mig_job *job)
+{
+	pthread_mutex_lock(&s->qlock);
+	while (s->qcount == MIG_QUEUE_DEPTH && !s->error)
+		pthread_cond_wait(&s->qspace, &s->qlock);
+	if (s->error) {
+		pthread_mutex_unlock(&s->qlock);
+		return s->error;
+	}
+	s->queue[(s->qhead + s->qcount) % MIG_QUEUE_DEPTH] = *job;
+	s->qcount++;
+	pthread_cond_signal(&s->qwork);
+	pthread_mutex_unlock(&s->qlock);
+	return 0;
+}
+
+/* Wait until every queued batch has been sent (or a sender failed). */
+static int queue_drain(struct mig_src *s)
+{
+	pthread_mutex_lock(&s->qlock);
+	while ((s->qcount || s->qbusy) && !s->error)
+		pthread_cond_wait(&s->qidle, &s->qlock);
+	pthread_mutex_unlock(&s->qlock);
+	return s->error;
+}
+
+static void mig_src_fail(struct mig_src *s, int err)
+{
+	pthread_mutex_lock(&s->qlock);
+	if (!s->error)
+		s->error = err;
+	pthread_cond_broadcast(&s->qspace);
+	pthread_cond_broadcast(&s->qwork);
+	pthread_cond_broadcast(&s->qidle);
+	pthread_mutex_unlock(&s->qlock);
+}
+
+/* max-bandwidth: a token bucket shared by the senders, 100 ms deep. */
+static void bandwidth_take(struct mig_src *s, uint64_t bytes)
+{
+	uint64_t rate = s->p.max_bandwidth;
+	double now, wait;
+
+	if (!rate)
+		return;
+	pthread_mutex_lock(&s->bwlock);
+	now = mig_now();
+	s->bw_tokens += (now - s->bw_last) * rate;
+	if (s->bw_tokens > rate / 10.0)
+		s->bw_tokens = rate / 10.0;
+	s->bw_last = now;
+	s->bw_tokens -= bytes;
+	wait = s->bw_tokens < 0 ? -s->bw_tokens / rate : 0;
+	pthread_mutex_unlock(&s->bwlock);
+	if (wait > 0) {
+		struct timespec ts = {
+			.tv_sec = (time_t)wait,
+			.tv_nsec = (long)((wait - (time_t)wait) * 1e9),
+		};
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int sender_send_job(struct mig_src *s, struct mig_sender *snd, const struct mig_job *job)
+{
+	struct mig_pages *mp = snd->hdr;
+	const uint8_t *base = s->vm->slots[job->slot].hva;
+	uint32_t i, nr_data = 0, zero = 0;
+	struct iovec iov[2];
+	uint64_t bytes;
+	int ret;
+
+	mp->slot = job->slot;
+	mp->count = job->count;
+	mp->gen = job->gen;
+	for (i = 0; i < job->count; i++) {
+		const uint8_t *src = base + job->idx[i] * GUEST_PAGE_SIZE;
+
+		if (s->p.zero_page_detection && buffer_is_zero(src, GUEST_PAGE_SIZE)) {
+			mp->entries[i] = job->idx[i] | MIG_PAGE_ZERO;
+			zero++;
+			continue;
+		}
+		mp->entries[i] = job->idx[i];
+		/* A private copy: the guest may write the page while we send it. */
+		memcpy(snd->data + nr_data * GUEST_PAGE_SIZE, src, GUEST_PAGE_SIZE);
+		nr_data++;
+	}
+	iov[0].iov_base = mp;
+	iov[0].iov_len = sizeof(*mp) + job->count * sizeof(uint64_t);
+	iov[1].iov_base = snd->data;
+	iov[1].iov_len = nr_data * GUEST_PAGE_SIZE;
+	bytes = sizeof(struct mig_rec) + iov[0].iov_len + iov[1].iov_len;
+	bandwidth_take(s, bytes);
+	ret = mig_chan_sendv(&snd->chan, MIG_REC_PAGES, iov, nr_data ? 2 : 1);
+	if (ret)
+		return ret;
+	__atomic_add_fetch(&s->bytes_sent, bytes, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->pages_sent, nr_data, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->zero_pages, zero, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void *sender_thread(void *arg)
+{
+	struct mig_sender *snd = arg;
+	struct mig_src *s = snd->src;
+	struct mig_job job;
+	int ret;
+
+	for (;;) {
+		pthread_mutex_lock(&s->qlock);
+		while (!s->qcount && !s->stop && !s->error)
+			pthread_cond_wait(&s->qwork, &s->qlock);
+		if (s->error || (s->stop && !s->qcount)) {
+			pthread_mutex_unlock(&s->qlock);
+			break;
+		}
+		job = s->queue[s->qhead];
+		s->qhead = (s->qhead + 1) % MIG_QUEUE_DEPTH;
+		s->qcount--;
+		s->qbusy++;
+		pthread_cond_signal(&s->qspace);
+		pthread_mutex_unlock(&s->qlock);
+
+		ret = sender_send_job(s, snd, &job);
+
+		pthread_mutex_lock(&s->qlock);
+		s->qbusy--;
+		if (!s->qcount && !s->qbusy)
+			pthread_cond_broadcast(&s->qidle);
+		pthread_mutex_unlock(&s->qlock);
+		if (ret) {
+			kvmmig_err("multifd channel %u: sending to the destination failed",
+				   snd->chan.index);
+			mig_src_fail(s, ret);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* ---- connection set-up ---- */
+
+static int mig_connect_channel(struct mig_src *s, struct mig_chan *c, unsigned int index)
+{
+	struct mig_hello h = {
+		.channel = index,
+		.session = s->session,
+		.nr_channels = s->nr_senders + 1,
+	};
+	int fd, ret;
+
+	fd = net_connect(s->opts->to);
+	if (fd < 0)
+		return fd;
+	mig_chan_init(c, fd, index);
+	mig_hello_seal(&h);
+	ret = net_write_all(fd, &h, sizeof(h));
+	if (ret) {
+		close(fd);
+		c->fd = -1;
+	}
+	return ret;
+}
+
+static int mig_send_config(struct mig_src *s)
+{
+	struct vm *vm = s->vm;
+	struct mig_config *cfg;
+	size_t len = mig_config_size(vm->nr_slots);
+	unsigned int i;
+	int ret;
+
+	cfg = calloc(1, len);
+	if (!cfg)
+		return -ENOMEM;
+	cfg->nr_slots = vm->nr_slots;
+	cfg->nr_vcpus = vm->cfg.nr_vcpus;
+	cfg->page_size = MIG_PAGE_SIZE;
+	cfg->vcpu_state_size = sizeof(struct vcpu_state_blob);
+	for (i = 0; i < vm->nr_slots; i++) {
+		cfg->slots[i].gpa = vm->slots[i].gpa;
+		cfg->slots[i].size = vm->slots[i].size;
+		cfg->slots[i].id = vm->slots[i].id;
+		cfg->ram_bytes += vm->slots[i].size;
+	}
+	ret = mig_chan_send(&s->main, MIG_REC_CONFIG, cfg, len);
+	free(cfg);
+	return ret;
+}
+
+static int mig_start_senders(struct mig_src *s)
+{
+	unsigned int i;
+	int ret;
+
+	s->senders = calloc(s->nr_senders, sizeof(*s->senders));
+	if (!s->senders)
+		return -ENOMEM;
+	for (i = 0; i < s->nr_senders; i++) {
+		struct mig_sender *snd = &s->senders[i];
+
+		snd->src = s;
+		snd->chan.fd = -1;
+		snd->hdr = malloc(sizeof(struct mig_pages) + MIG_MAX_BATCH * sizeof(uint64_t));
+		snd->data = aligned_alloc(64, MIG_MAX_BATCH * GUEST_PAGE_SIZE);
+		if (!snd->hdr || !snd->data)
+			return -ENOMEM;
+		ret = mig_connect_channel(s, &snd->chan, i + 1);
+		if (ret)
+			return ret;
+	}
+	for (i = 0; i < s->nr_senders; i++) {
+		ret = pthread_create(&s->senders[i].thread, NULL, sender_thread, &s->senders[i]);
+		if (ret) {
+			kvmmig_err("cannot start sender thread %u: %s", i, strerror(ret));
+			return -ret;
+		}
+		s->senders[i].started = true;
+	}
+	return 0;
+}
+
+static void mig_stop_senders(struct mig_src *s)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&s->qlock);
+	s->stop = true;
+	pthread_cond_broadcast(&s->qwork);
+	pthread_mutex_unlock(&s->qlock);
+	for (i = 0; s->senders && i < s->nr_senders; i++) {
+		struct mig_sender *snd = &s->senders[i];
+
+		/* A sender stuck in send() to a dead peer is woken by the shutdown. */
+		if (s->error && snd->chan.fd >= 0)
+			shutdown(snd->chan.fd, SHUT_RDWR);
+		if (snd->started)
+			pthread_join(snd->thread, NULL);
+		snd->started = false;
+	}
+}
+
+static void mig_close_all(struct mig_src *s)
+{
+	unsigned int i;
+
+	for (i = 0; s->senders && i < s->nr_senders; i++) {
+		if (s->senders[i].chan.fd >= 0)
+			close(s->senders[i].chan.fd);
+		free(s->senders[i].hdr);
+		free(s->senders[i].data);
+	}
+	free(s->senders);
+	s->senders = NULL;
+	if (s->main.fd >= 0)
+		close(s->main.fd);
+	s->main.fd = -1;
+}
+
+/* ---- passes ---- */
+
+int mig_queue_pages(struct mig_src *s, unsigned int slot, unsigned long *map, uint64_t npages,
+		    uint64_t *sent)
+{
+	struct mig_job job = { .slot = slot, .gen = s->sync.gen };
+	uint64_t w, nwords = BITMAP_WORDS(npages);
+	int ret;
+
+	for (w = 0; w < nwords; w++) {
+		unsigned long bits = map[w];
+
+		if (!bits)
+			continue;
+		/* Taken out of bmap before it is sent: a later sync may set it again. */
+		map[w] = 0;
+		while (bits) {
+			job.idx[job.count++] = w * BITS_PER_LONG + __builtin_ctzl(bits);
+			bits &= bits - 1;
+			if (job.count == MIG_MAX_BATCH) {
+				ret = queue_push(s, &job);
+				if (ret)
+					return ret;
+				*sent += job.count;
+				job.count = 0;
+			}
+		}
+		if ((w & 63) == 63) {
+			/* A sync may bump the generation: close this batch first. */
+			if (job.count) {
+				ret = queue_push(s, &job);
+				if (ret)
+					return ret;
+				*sent += job.count;
+				job.count = 0;
+			}
+			ret = mig_between_batches(s);
+			if (ret)
+				return ret;
+			job.gen = s->sync.gen;
+		}
+	}
+	if (job.count) {
+		ret = queue_push(s, &job);
+		if (ret)
+			return ret;
+		*sent += job.count;
+	}
+	return 0;
+}
+
+static void mig_sample(struct mig_src *s, bool sync)
+{
+	struct mig_sample smp = {
+		.t = mig_now() - s->t_start,
+		.pass = s->pass,
+		.remaining_bytes = mig_sync_pending(&s->sync) * GUEST_PAGE_SIZE,
+		.dirty_rate = s->dirty_rate,
+		.throughput = s->throughput,
+		.throttle_pct = mig_throttle_max(&s->thr),
+		.sync = sync,
+	};
+
+	mig_report_add_sample(s->rep, &smp);
+	if (smp.throttle_pct > s->rep->max_throttle_pct)
+		s->rep->max_throttle_pct = smp.throttle_pct;
+	if (s->opts->progress)
+		s->opts->progress(s->opts->opaque, s->state, &smp, s->rep);
+	s->last_sample = mig_now();
+}
+
+static void mig_measure(struct mig_src *s)
+{
+	double now = mig_now(), dt = now - s->tp_last;
+	uint64_t bytes = __atomic_load_n(&s->bytes_sent, __ATOMIC_RELAXED);
+
+	if (dt < 0.2)
+		return;
+	s->throughput = (bytes - s->tp_bytes) / dt;
+	s->tp_bytes = bytes;
+	s->tp_last = now;
+}
+
+/* Called by the pass walk every 64 bitmap words: timers, policies, cancel. */
+int mig_between_batches(struct mig_src *s)
+{
+	double now = mig_now();
+	int ret;
+
+	if (s->opts->cancel && *s->opts->cancel) {
+		kvmmig_err("migration cancelled");
+		return -ECANCELED;
+	}
+	if (s->error)
+		return s->error;
+	mig_measure(s);
+	if (s->rates_ok && now - s->last_rates >= s->p.dirty_limit_period_ms / 1000.0) {
+		uint64_t pages[VM_MAX_VCPUS];
+
+		s->last_rates = now;
+		ret = dirty_source_vcpu_counts(s->ds, pages);
+		if (ret)
+			return ret;
+		mig_throttle_on_rates(&s->thr, pages, now, s->throughput);
+	}
+	ret = mig_sync_timer(s);
+	if (ret)
+		return ret;
+	if (now - s->last_sample >= s->progress_interval)
+		mig_sample(s, false);
+	return 0;
+}
+
+static int mig_pass(struct mig_src *s)
+{
+	uint64_t sent = 0;
+	unsigned int i;
+	int ret;
+
+	s->pass++;
+	for (i = 0; i < s->vm->nr_slots; i++) {
+		ret = mig_queue_pages(s, i, s->sync.bmap[i], s->sync.npages[i], &sent);
+		if (ret)
+			return ret;
+	}
+	s->rep->passes = s->pass;
+	return 0;
+}
+
+/* Remaining bytes at the measured throughput fit the downtime limit? */
+static bool mig_can_switch(struct mig_src *s)
+{
+	double bw = s->throughput > 0 ? s->throughput : 1e9;
+	uint64_t pending = mig_sync_pending(&s->sync) * GUEST_PAGE_SIZE;
+
+	if (s->p.max_bandwidth && bw > s->p.max_bandwidth)
+		bw = s->p.max_bandwidth;
+	return pending / bw * 1000.0 <= s->p.downtime_limit_ms;
+}
+
+/* ---- switchover ---- */
+
+static int mig_wait_ack(struct mig_src *s, int timeout_s)
+{
+	struct timeval tv = { .tv_sec = timeout_s };
+	struct mig_rec rec;
+	struct mig_ack *ack = s->rxbuf;
+	int ret;
+
+	setsockopt(s->main.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ret = mig_chan_recv(&s->main, &rec, s->rxbuf);
+	if (ret)
+		return ret;
+	if (rec.type != MIG_REC_ACK || rec.len != sizeof(*ack)) {
+		kvmmig_err("the destination answered with a %s record, expected ACK",
+			   mig_rec_name(rec.type));
+		return -EPROTO;
+	}
+	ack->msg[sizeof(ack->msg) - 1] = '\0';
+	if (ack->status) {
+		kvmmig_err("the destination failed: %s", ack->msg);
+		return ack->status < 0 ? ack->status : -EIO;
+	}
+	return 0;
+}
+
+static int mig_switchover(struct mig_src *s)
+{
+	struct mig_end end;
+	struct {
+		struct mig_vcpu hdr;
+		struct vcpu_state_blob st;
+	} v;
+	struct mig_sync_rec sync;
+	unsigned int i;
+	int ret;
+
+	s->state = MIG_SWITCHOVER;
+	s->t_pause = mig_now();
+	ret = vm_pause(s->vm);
+	if (ret)
+		return ret;
+	s->paused = true;
+	ret = mig_sync_iteration(s);
+	if (ret)
+		return ret;
+	ret = mig_pass(s);
+	if (!ret)
+		ret = queue_drain(s);
+	for (i = 0; !ret && i < s->vm->cfg.nr_vcpus; i++) {
+		memset(&v, 0, sizeof(v));
+		v.hdr.index = i;
+		v.hdr.size = sizeof(v.st);
+		ret = vcpu_save_state(&s->vm->vcpus[i], &v.st);
+		if (!ret)
+			ret = mig_chan_send(&s->main, MIG_REC_VCPU, &v, sizeof(v));
+	}
+	if (ret)
+		return ret;
+	/* Every channel says it is done; the main channel says it last. */
+	sync.pass = s->sync.gen;
+	for (i = 0; i < s->nr_senders && !ret; i++)
+		ret = mig_chan_send(&s->senders[i].chan, MIG_REC_SYNC, &sync, sizeof(sync));
+	end.passes = s->pass;
+	end.pages = s->pages_sent + s->zero_pages;
+	if (!ret)
+		ret = mig_chan_send(&s->main, MIG_REC_END, &end, sizeof(end));
+	if (!ret)
+		ret = mig_wait_ack(s, MIG_ACK_TIMEOUT_S);
+	if (ret)
+		return ret;
+	s->rep->downtime_ms = (mig_now() - s->t_pause) * 1000.0;
+	return 0;
+}
+
+/* ---- set-up and unwinding ---- */
+
+static int mig_source_setup(struct mig_src *s)
+{
+	struct dirty_options dopts = { .backend = s->p.dirty_backend };
+	int ret;
+
+	s->rates_ok = mig_throttle_needs_rates(&s->p);
+	ret = dirty_source_open(s->vm, &dopts, &s->ds);
+	if (ret)
+		return ret;
+	s->rep->dirty_backend = s->ds->ops->name;
+	if (s->rates_ok && !s->ds->ops->vcpu_counts) {
+		kvmmig_err("the %s policy needs per-vCPU dirty rates, which the %s backend cannot give: use --dirty ring (or module)",
+			   mig_policy_name(s->p.policy), s->ds->ops->name);
+		return -EINVAL;
+	}
+	ret = mig_sync_init(s);
+	if (ret)
+		return ret;
+	ret = mig_connect_channel(s, &s->main, 0);
+	if (!ret)
+		ret = mig_send_config(s);
+	if (!ret)
+		ret = mig_start_senders(s);
+	return ret;
+}
+
+/* After a failure the destination may have said why on the return path. */
+static void mig_fetch_peer_error(struct mig_src *s)
+{
+	if (s->main.fd < 0 || s->state == MIG_CANCELLED)
+		return;
+	kvmmig_log_quiet(true);
+	if (mig_wait_ack(s, 1) && strstr(kvmmig_last_error(), "the destination failed"))
+		snprintf(s->rep->error, sizeof(s->rep->error), "%s", kvmmig_last_error());
+	kvmmig_log_quiet(false);
+}
+
+static void mig_source_abort(struct mig_src *s, int err)
+{
+	char why[256];
+
+	snprintf(why, sizeof(why), "%s", kvmmig_last_error());
+	mig_src_fail(s, err);
+	if (s->main.fd >= 0 && err == -ECANCELED)
+		mig_chan_send(&s->main, MIG_REC_CANCEL, NULL, 0);
+	mig_stop_senders(s);
+	mig_fetch_peer_error(s);
+	/* The source guest carries on as if nothing happened. */
+	mig_throttle_off(&s->thr);
+	if (s->paused)
+		vm_resume(s->vm);
+	s->paused = false;
+	dirty_source_close(s->ds);
+	s->ds = NULL;
+	s->state = err == -ECANCELED ? MIG_CANCELLED : MIG_FAILED;
+	s->rep->state = s->state;
+	if (!s->rep->error[0])
+		snprintf(s->rep->error, sizeof(s->rep->error), "%s", why);
+}
+
+int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig_report *rep)
+{
+	struct mig_src *s;
+	int ret;
+
+	memset(rep, 0, sizeof(*rep));
+	rep->throttle_backend = "vmm";
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->vm = vm;
+	s->opts = opts;
+	s->p = opts->params;
+	s->rep = rep;
+	s->main.fd = -1;
+	s->nr_senders = s->p.multifd_channels ? s->p.multifd_channels : 1;
+	s->progress_interval = opts->progress_interval_s > 0 ? opts->progress_interval_s : 0.5;
+	s->session = ((uint64_t)getpid() << 32) ^ (uint64_t)(mig_now() * 1e9);
+	s->rxbuf = malloc(MIG_MAX_PAYLOAD);
+	pthread_mutex_init(&s->qlock, NULL);
+	pthread_mutex_init(&s->bwlock, NULL);
+	pthread_cond_init(&s->qwork, NULL);
+	pthread_cond_init(&s->qspace, NULL);
+	pthread_cond_init(&s->qidle, NULL);
+	mig_throttle_init(&s->thr, vm, &s->p);
+	s->t_start = s->tp_last = s->bw_last = mig_now();
+	s->state = MIG_SETUP;
+
+	ret = s->rxbuf ? mig_source_setup(s) : -ENOMEM;
+	rep->setup_ms = (mig_now() - s->t_start) * 1000.0;
+	s->state = MIG_ACTIVE;
+	while (!ret) {
+		ret = mig_pass(s);
+		if (!ret)
+			ret = mig_sync_iteration(s);
+		if (ret)
+			break;
+		mig_sample(s, true);
+		if (mig_can_switch(s)) {
+			ret = mig_switchover(s);
+			break;
+		}
+		if (s->p.max_passes && s->pass >= s->p.max_passes) {
+			kvmmig_err("did not converge in %u passes: %llu bytes still dirty",
+				   s->p.max_passes,
+				   (unsigned long long)mig_sync_pending(&s->sync) * GUEST_PAGE_SIZE);
+			ret = -ETIMEDOUT;
+		}
+	}
+	rep->bytes_sent = s->bytes_sent + s->main.tx_bytes;
+	rep->pages_sent = s->pages_sent;
+	rep->zero_pages = s->zero_pages;
+	rep->dirty_pages = s->sync.dirty_pages;
+	rep->syncs = s->sync.syncs;
+	rep->total_s = mig_now() - s->t_start;
+	rep->throughput = rep->total_s > 0 ? rep->bytes_sent / rep->total_s : 0;
+	if (ret) {
+		mig_source_abort(s, ret);
+	} else {
+		s->state = rep->state = MIG_COMPLETED;
+		mig_stop_senders(s);
+		mig_throttle_off(&s->thr);
+		dirty_source_close(s->ds);
+		/* The guest runs on the destination now. */
+		vm_stop(vm);
+	}
+	mig_sample(s, false);
+	mig_close_all(s);
+	mig_sync_free(&s->sync);
+	free(s->rxbuf);
+	free(s);
+	return ret;
+}

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * libkvmmig's live migration: precopy over TCP with multifd page channels,
+ * a sync engine (legacy, background, periodic) and convergence policies
+ * (auto-converge, dirty-limit, rate-driven).  Parameter names and defaults
+ * follow QEMU's migration parameters.  The source side is
+ * mig_source_run(), the destination side mig_dest_run(); both report
+ * progress through a callback and fill a struct mig_report.
+ */
+#ifndef KVMMIG_MIGRATE_H
+#define KVMMIG_MIGRATE_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#include "dirty.h"
+#include "vm.h"
+
+enum mig_sync_mode {
+	MIG_SYNC_LEGACY,	/* iteration syncs only (end of each pass) */
+	MIG_SYNC_BACKGROUND,	/* + every sync interval into iter_bmap (seed 000/001) */
+	MIG_SYNC_PERIODIC,	/* + an iteration sync if none for an interval (QEMU 9.2) */
+	NR_MIG_SYNC_MODES,
+};
+
+enum mig_policy {
+	MIG_POLICY_NONE,
+	MIG_POLICY_AUTO_CONVERGE,	/* CPU throttle for all vCPUs, QEMU semantics */
+	MIG_POLICY_DIRTY_LIMIT,		/* per-vCPU dirty-rate cap, only on dirtying vCPUs */
+	MIG_POLICY_RATE_DRIVEN,		/* continuous per-vCPU rates, no syncs needed */
+	NR_MIG_POLICIES,
+};
+
+struct mig_params {
+	uint64_t downtime_limit_ms;		/* downtime-limit, 300 */
+	uint64_t max_bandwidth;			/* max-bandwidth, bytes/s, 0 = unlimited */
+	unsigned int multifd_channels;		/* multifd-channels, 1 */
+	bool zero_page_detection;		/* zero-page-detection: multifd (true) or none */
+	enum mig_sync_mode sync_mode;
+	unsigned int sync_interval_ms;		/* background/periodic interval, 5000 */
+	enum mig_policy policy;
+	unsigned int cpu_throttle_initial;	/* 20 */
+	unsigned int cpu_throttle_increment;	/* 10 */
+	unsigned int max_cpu_throttle;		/* 99 */
+	unsigned int throttle_trigger_threshold;/* 50 (% of bytes sent) */
+	bool cpu_throttle_tailslow;
+	uint64_t vcpu_dirty_limit;		/* vcpu-dirty-limit, MB/s, 1 */
+	unsigned int dirty_limit_period_ms;	/* x-vcpu-dirty-limit-period, 1000 */
+	unsigned int max_passes;		/* give up after this many, 0 = never */
+	enum dirty_backend dirty_backend;
+};
+
+void mig_params_init(struct mig_params *p);
+
+enum mig_state {
+	MIG_SETUP,
+	MIG_ACTIVE,		/* precopy passes */
+	MIG_SWITCHOVER,		/* source paused, last pages and vCPU state */
+	MIG_COMPLETED,
+	MIG_FAILED,
+	MIG_CANCELLED,
+};
+
+/* One point of the timeline, taken at every sync and every progress tick. */
+struct mig_sample {
+	double t;			/* seconds since start */
+	uint64_t pass;
+	uint64_t remaining_bytes;	/* still to send in this pass */
+	double dirty_rate;		/* bytes/s, latest measurement */
+	double throughput;		/* bytes/s, sent */
+	unsigned int throttle_pct;	/* highest vCPU throttle in force */
+	bool sync;			/* this sample is a dirty sync */
+};
+
+struct mig_report {
+	enum mig_state state;
+	char error[256];		/* why it failed */
+	double total_s;
+	double downtime_ms;		/* source paused -> destination running */
+	double setup_ms;
+	uint64_t passes;
+	uint64_t syncs;			/* dirty syncs (iteration + background/periodic) */
+	uint64_t bytes_sent;		/* on the wire, all channels */
+	uint64_t pages_sent;		/* pages with data */
+	uint64_t zero_pages;		/* pages sent as zero records */
+	uint64_t dirty_pages;		/* pages found dirty after the first pass */
+	unsigned int max_throttle_pct;
+	double throughput;		/* bytes/s over the whole migration */
+	const char *dirty_backend;
+	const char *throttle_backend;	/* "module", "vmm" or "none" */
+	/* the timeline, for the CSV and SVG outputs */
+	struct mig_sample *samples;
+	unsigned int nr_samples, cap_samples;
+};
+
+void mig_report_free(struct mig_report *r);
+
+/* Called from the migration thread at each sample (progress line, JSON). */
+typedef void (*mig_progress_fn)(void *opaque, enum mig_state state,
+				const struct mig_sample *s, const struct mig_report *r);
+
+struct mig_source_opts {
+	struct mig_params params;
+	const char *to;			/* "tcp:HOST:PORT" */
+	volatile sig_atomic_t *cancel;	/* set non-zero to cancel */
+	mig_progress_fn progress;
+	void *opaque;
+	double progress_interval_s;	/* 0: 0.5 s */
+};
+
+/*
+ * Migrate the running guest @vm to a `kvmmig receive` at opts->to.  On
+ * success the source guest is stopped; on any failure or cancel it is left
+ * running, with dirty tracking and throttles removed.  Returns 0 or a
+ * negative errno; @report says what happened either way.
+ */
+int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig_report *report);
+
+struct mig_dest_opts {
+	const char *listen;		/* "tcp:HOST:PORT" (PORT 0: any) */
+	volatile sig_atomic_t *cancel;
+	/* Called once listening, with the port (for PORT 0). */
+	void (*listening)(void *opaque, int port);
+	/* Called with the guest running on this side; its return is ours. */
+	int (*resumed)(void *opaque, struct vm *vm);
+	void *opaque;
+};
+
+/* Receive a guest, resume it, call opts->resumed.  Returns 0 or -errno. */
+int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *report);
+
+/* CLOCK_MONOTONIC in seconds. */
+double mig_now(void);
+
+const char *mig_sync_mode_name(enum mig_sync_mode m);
+int mig_sync_mode_parse(const char *s);
+const char *mig_policy_name(enum mig_policy p);
+int mig_policy_parse(const char *s);
+const char *mig_state_name(enum mig_state s);
+
+/* Outputs of a finished migration (user/lib/mig_report.c). */
+int mig_report_write_csv(const struct mig_report *r, const char *path);
+int mig_report_write_svg(const struct mig_report *r, const char *path, const char *title);
+void mig_report_print(const struct mig_report *r, FILE *f);
+void mig_report_print_json(const struct mig_report *r, FILE *f);
+
+#endif /* KVMMIG_MIGRATE_H */

@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The migration stream's framing and validation (see stream.h and
+ * Documentation/stream.rst): sealing and checking hello blocks and record
+ * headers, checking a guest configuration, and applying a batch of pages to
+ * the destination's memory only after every field of it has been checked.
+ * This is the code a hostile stream reaches first, so it is also what the
+ * stream fuzzer (selftests/stream_fuzz.c) drives.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitmap.h"
+#include "csum.h"
+#include "log.h"
+#include "stream.h"
+
+static const char *const rec_names[MIG_REC_MAX] = {
+	[MIG_REC_CONFIG] = "CONFIG",
+	[MIG_REC_PAGES] = "PAGES",
+	[MIG_REC_SYNC] = "SYNC",
+	[MIG_REC_VCPU] = "VCPU",
+	[MIG_REC_END] = "END",
+	[MIG_REC_ACK] = "ACK",
+	[MIG_REC_CANCEL] = "CANCEL",
+};
+
+const char *mig_rec_name(uint32_t type)
+{
+	return type < MIG_REC_MAX && rec_names[type] ? rec_names[type] : "unknown";
+}
+
+void mig_hello_seal(struct mig_hello *h)
+{
+	h->magic = MIG_MAGIC;
+	h->version = MIG_VERSION;
+	h->crc = crc32c(0, h, offsetof(struct mig_hello, crc));
+}
+
+int mig_hello_check(const struct mig_hello *h)
+{
+	if (h->magic != MIG_MAGIC) {
+		kvmmig_err("not a kvmmig migration stream (magic 0x%016llx, expected 0x%016llx)",
+			   (unsigned long long)h->magic, (unsigned long long)MIG_MAGIC);
+		return -EPROTO;
+	}
+	if (h->version != MIG_VERSION) {
+		kvmmig_err("migration stream version %u, this kvmmig speaks version %u",
+			   h->version, MIG_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	if (h->crc != crc32c(0, h, offsetof(struct mig_hello, crc))) {
+		kvmmig_err("migration stream hello block is corrupted (checksum mismatch)");
+		return -EBADMSG;
+	}
+	if (h->flags || h->reserved[0] || h->reserved[1] || h->pad) {
+		kvmmig_err("migration stream hello has unknown flags or non-zero reserved fields");
+		return -EPROTO;
+	}
+	if (!h->nr_channels || h->nr_channels > 65 || h->channel >= h->nr_channels) {
+		kvmmig_err("migration stream hello: channel %u of %u is out of range",
+			   h->channel, h->nr_channels);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+void mig_rec_seal(struct mig_rec *r, uint32_t type, uint64_t seq, const void *payload,
+		  uint32_t len)
+{
+	r->type = type;
+	r->len = len;
+	r->seq = seq;
+	r->crc = crc32c(0, payload, len);
+	r->hcrc = crc32c(0, r, offsetof(struct mig_rec, hcrc));
+}
+
+int mig_rec_check_header(const struct mig_rec *r, uint64_t expect_seq)
+{
+	if (r->hcrc != crc32c(0, r, offsetof(struct mig_rec, hcrc))) {
+		kvmmig_err("corrupted record header after record %llu (checksum mismatch)",
+			   (unsigned long long)expect_seq);
+		return -EBADMSG;
+	}
+	if (r->seq != expect_seq) {
+		kvmmig_err("record %llu arrived where record %llu was expected",
+			   (unsigned long long)r->seq, (unsigned long long)expect_seq);
+		return -EBADMSG;
+	}
+	if (!r->type || r->type >= MIG_REC_MAX) {
+		kvmmig_err("record %llu has unknown type %u", (unsigned long long)r->seq, r->type);
+		return -EBADMSG;
+	}
+	if (r->len > MIG_MAX_PAYLOAD) {
+		kvmmig_err("%s record %llu claims %u payload bytes, at most %u allowed",
+			   mig_rec_name(r->type), (unsigned long long)r->seq, r->len,
+			   (unsigned int)MIG_MAX_PAYLOAD);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int mig_rec_check_payload(const struct mig_rec *r, const void *payload)
+{
+	if (r->crc != crc32c(0, payload, r->len)) {
+		kvmmig_err("%s record %llu is corrupted (payload checksum mismatch)",
+			   mig_rec_name(r->type), (unsigned long long)r->seq);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+size_t mig_config_size(uint32_t nr_slots)
+{
+	return sizeof(struct mig_config) + nr_slots * sizeof(struct mig_slot_desc);
+}
+
+int mig_config_check(const struct mig_config *cfg, uint32_t len)
+{
+	uint64_t total = 0;
+	uint32_t i;
+
+	if (len < sizeof(*cfg) || !cfg->nr_slots || cfg->nr_slots > MIG_MAX_SLOTS ||
+	    len != mig_config_size(cfg->nr_slots)) {
+		kvmmig_err("bad guest configuration record: %u bytes for %u slots (1 to %u)",
+			   len, len >= sizeof(*cfg) ? cfg->nr_slots : 0, MIG_MAX_SLOTS);
+		return -EBADMSG;
+	}
+	if (!cfg->nr_vcpus || cfg->nr_vcpus > MIG_MAX_VCPUS || cfg->page_size != MIG_PAGE_SIZE ||
+	    cfg->flags) {
+		kvmmig_err("bad guest configuration: %u vCPUs (1 to %u), page size %u (%u), flags 0x%llx",
+			   cfg->nr_vcpus, MIG_MAX_VCPUS, cfg->page_size, MIG_PAGE_SIZE,
+			   (unsigned long long)cfg->flags);
+		return -EBADMSG;
+	}
+	for (i = 0; i < cfg->nr_slots; i++) {
+		const struct mig_slot_desc *s = &cfg->slots[i];
+
+		if (!s->size || s->size % MIG_PAGE_SIZE || s->gpa % MIG_PAGE_SIZE || s->flags ||
+		    s->gpa + s->size < s->gpa || (i && s->gpa < cfg->slots[i - 1].gpa +
+						       cfg->slots[i - 1].size)) {
+			kvmmig_err("bad guest configuration: slot %u at 0x%llx size 0x%llx (page-aligned, ascending, no overlap)",
+				   i, (unsigned long long)s->gpa, (unsigned long long)s->size);
+			return -EBADMSG;
+		}
+		total += s->size;
+	}
+	if (total != cfg->ram_bytes) {
+		kvmmig_err("bad guest configuration: slots add up to %llu bytes, not %llu",
+			   (unsigned long long)total, (unsigned long long)cfg->ram_bytes);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int mig_target_init(struct mig_target *t, const struct mig_config *cfg, void *const *hva,
+		    unsigned int fresh_from)
+{
+	uint32_t i;
+
+	memset(t, 0, sizeof(*t));
+	t->cfg = cfg;
+	t->fresh_from = fresh_from;
+	for (i = 0; i < MIG_TARGET_LOCKS; i++)
+		pthread_spin_init(&t->locks[i], PTHREAD_PROCESS_PRIVATE);
+	for (i = 0; i < cfg->nr_slots; i++) {
+		t->hva[i] = hva[i];
+		t->gen[i] = calloc(cfg->slots[i].size / MIG_PAGE_SIZE, sizeof(uint32_t));
+		if (!t->gen[i]) {
+			mig_target_destroy(t);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void mig_target_destroy(struct mig_target *t)
+{
+	uint32_t i;
+
+	for (i = 0; i < MIG_MAX_SLOTS; i++)
+		free(t->gen[i]);
+	for (i = 0; i < MIG_TARGET_LOCKS; i++)
+		pthread_spin_destroy(&t->locks[i]);
+	memset(t->gen, 0, sizeof(t->gen));
+}
+
+/* Every field of a PAGES payload, before anything is written. */
+static int mig_pages_check(const struct mig_target *t, const struct mig_pages *mp, uint32_t len,
+			   uint64_t *nr_data)
+{
+	uint64_t npages, data = 0, i;
+
+	if (len < sizeof(*mp) || !mp->count || mp->count > MIG_MAX_BATCH ||
+	    len < sizeof(*mp) + mp->count * sizeof(uint64_t)) {
+		kvmmig_err("bad PAGES record: %u bytes, %u pages (1 to %u)", len,
+			   len >= sizeof(*mp) ? mp->count : 0, MIG_MAX_BATCH);
+		return -EBADMSG;
+	}
+	if (mp->slot >= t->cfg->nr_slots || !mp->gen || mp->gen > UINT32_MAX) {
+		kvmmig_err("bad PAGES record: slot %u of %u, generation %llu", mp->slot,
+			   t->cfg->nr_slots, (unsigned long long)mp->gen);
+		return -EBADMSG;
+	}
+	npages = t->cfg->slots[mp->slot].size / MIG_PAGE_SIZE;
+	for (i = 0; i < mp->count; i++) {
+		uint64_t idx = mp->entries[i] & MIG_PAGE_INDEX_MASK;
+
+		if (idx >= npages) {
+			kvmmig_err("bad PAGES record: page %llu of slot %u, which has %llu pages",
+				   (unsigned long long)idx, mp->slot, (unsigned long long)npages);
+			return -EBADMSG;
+		}
+		data += !(mp->entries[i] & MIG_PAGE_ZERO);
+	}
+	if (len != sizeof(*mp) + mp->count * sizeof(uint64_t) + data * MIG_PAGE_SIZE) {
+		kvmmig_err("bad PAGES record: %u bytes for %u pages of which %llu carry data",
+			   len, mp->count, (unsigned long long)data);
+		return -EBADMSG;
+	}
+	*nr_data = data;
+	return 0;
+}
+
+int mig_pages_apply(struct mig_target *t, const void *payload, uint32_t len)
+{
+	const struct mig_pages *mp = payload;
+	const uint8_t *data;
+	uint64_t nr_data, i, zero = 0, skipped = 0, stale = 0;
+	uint32_t gen;
+	int ret;
+
+	ret = mig_pages_check(t, mp, len, &nr_data);
+	if (ret)
+		return ret;
+	gen = mp->gen;
+	data = (const uint8_t *)&mp->entries[mp->count];
+	for (i = 0; i < mp->count; i++) {
+		uint64_t idx = mp->entries[i] & MIG_PAGE_INDEX_MASK;
+		bool is_zero = mp->entries[i] & MIG_PAGE_ZERO;
+		pthread_spinlock_t *lock = &t->locks[idx % MIG_TARGET_LOCKS];
+		uint8_t *dst = (uint8_t *)t->hva[mp->slot] + idx * MIG_PAGE_SIZE;
+		uint32_t *pgen = &t->gen[mp->slot][idx];
+
+		pthread_spin_lock(lock);
+		if (gen < *pgen) {
+			stale++;	/* a newer copy already arrived on another channel */
+		} else if (is_zero) {
+			/* Fresh memory never written from the stream is zero already. */
+			if (*pgen || mp->slot < t->fresh_from)
+				memset(dst, 0, MIG_PAGE_SIZE);
+			else
+				skipped++;
+			*pgen = gen;
+		} else {
+			memcpy(dst, data, MIG_PAGE_SIZE);
+			*pgen = gen;
+		}
+		pthread_spin_unlock(lock);
+		zero += is_zero;
+		if (!is_zero)
+			data += MIG_PAGE_SIZE;
+	}
+	__atomic_add_fetch(&t->pages, mp->count, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&t->zero_pages, zero, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&t->zero_skipped, skipped, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&t->stale, stale, __ATOMIC_RELAXED);
+	return mp->count;
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The kvmmig migration stream, version 1 (Documentation/stream.rst).  Every
+ * connection (the main channel and each multifd channel) opens with a
+ * struct mig_hello; then come records, each a struct mig_rec header and a
+ * payload, both checksummed with CRC32C.  All integers are little-endian.
+ * The receiver validates each record against the guest configuration before
+ * it writes anything: a corrupted or hostile stream can never write outside
+ * guest RAM.
+ */
+#ifndef KVMMIG_STREAM_H
+#define KVMMIG_STREAM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MIG_MAGIC		0x00474d4d564b0a4bULL	/* "K\nKVMMG\0" */
+#define MIG_VERSION		1
+#define MIG_MAX_SLOTS		32
+#define MIG_MAX_VCPUS		64
+#define MIG_PAGE_SIZE		4096
+#define MIG_MAX_BATCH		128	/* pages per MIG_REC_PAGES */
+#define MIG_MAX_PAYLOAD		(16 + MIG_MAX_BATCH * (8 + MIG_PAGE_SIZE))
+
+/* First bytes on every connection, in both directions' first message. */
+struct mig_hello {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t channel;	/* 0: main, 1..nr_channels-1: multifd */
+	uint64_t session;	/* chosen by the source; all its channels carry it */
+	uint32_t nr_channels;	/* including the main channel */
+	uint32_t flags;		/* must be 0 */
+	uint64_t reserved[2];	/* must be 0 */
+	uint32_t pad;		/* must be 0 */
+	uint32_t crc;		/* CRC32C of everything above */
+};
+
+enum mig_rec_type {
+	MIG_REC_CONFIG = 1,	/* main: guest layout, first record */
+	MIG_REC_PAGES,		/* any channel: a batch of pages of one slot */
+	MIG_REC_SYNC,		/* every channel: end of a pass */
+	MIG_REC_VCPU,		/* main: one vCPU's state, at switchover */
+	MIG_REC_END,		/* main: the stream is complete */
+	MIG_REC_ACK,		/* destination -> source: resumed, or an error */
+	MIG_REC_CANCEL,		/* source -> destination: give up */
+	MIG_REC_MAX,
+};
+
+struct mig_rec {
+	uint32_t type;
+	uint32_t len;		/* payload bytes, at most MIG_MAX_PAYLOAD */
+	uint64_t seq;		/* per channel, from 0: a lost or repeated record shows */
+	uint32_t crc;		/* CRC32C of the payload */
+	uint32_t hcrc;		/* CRC32C of the 20 bytes above */
+};
+
+struct mig_slot_desc {
+	uint64_t gpa;
+	uint64_t size;		/* bytes, a multiple of MIG_PAGE_SIZE */
+	uint32_t id;		/* KVM memslot id */
+	uint32_t flags;		/* must be 0 */
+};
+
+struct mig_config {
+	uint32_t nr_slots;
+	uint32_t nr_vcpus;
+	uint32_t page_size;	/* MIG_PAGE_SIZE */
+	uint32_t vcpu_state_size;	/* sizeof(struct vcpu_state_blob) */
+	uint64_t ram_bytes;	/* sum of the slots' sizes */
+	uint64_t flags;		/* must be 0 */
+	struct mig_slot_desc slots[];
+};
+
+/*
+ * MIG_REC_PAGES payload: header, @count entries (page index within the slot,
+ * MIG_PAGE_ZERO set for a zero page), then the data of the non-zero pages
+ * in entry order.
+ */
+#define MIG_PAGE_ZERO		(1ULL << 63)
+#define MIG_PAGE_INDEX_MASK	(~MIG_PAGE_ZERO)
+
+struct mig_pages {
+	uint32_t slot;		/* index into mig_config.slots */
+	uint32_t count;		/* 1..MIG_MAX_BATCH */
+	uint64_t gen;		/* sync generation the pages were sent in, from 1 */
+	uint64_t entries[];
+};
+
+struct mig_sync_rec {
+	uint64_t pass;
+};
+
+struct mig_vcpu {
+	uint32_t index;
+	uint32_t size;		/* == mig_config.vcpu_state_size */
+	uint8_t state[];
+};
+
+struct mig_end {
+	uint64_t passes;
+	uint64_t pages;		/* records of pages the source sent, all channels */
+};
+
+struct mig_ack {
+	int32_t status;		/* 0, or a negative errno */
+	uint32_t pad;
+	char msg[120];		/* NUL-terminated */
+};
+
+/* What a receiver writes into: the destination guest's memory. */
+/*
+ * What a receiver writes into: the destination guest's memory.  A page may
+ * be sent again after a dirty sync and the copies may travel on different
+ * channels, so each page remembers the generation it was last written
+ * from and an older copy arriving late is dropped.  Writes to one page are
+ * serialised by a striped lock.
+ */
+#define MIG_TARGET_LOCKS	256
+
+struct mig_target {
+	const struct mig_config *cfg;
+	void *hva[MIG_MAX_SLOTS];	/* host address of each slot */
+	uint32_t *gen[MIG_MAX_SLOTS];	/* per page: generation written, 0 = never */
+	unsigned int fresh_from;	/* slots from this one on start zeroed: a
+					   zero page never written needs no write */
+	pthread_spinlock_t locks[MIG_TARGET_LOCKS];
+	uint64_t pages, zero_pages, zero_skipped, stale;	/* atomic counters */
+};
+
+int mig_target_init(struct mig_target *t, const struct mig_config *cfg, void *const *hva,
+		    unsigned int fresh_from);
+void mig_target_destroy(struct mig_target *t);
+
+/* Fill in magic, version and crc; check one (returns -EPROTO etc., says why). */
+void mig_hello_seal(struct mig_hello *h);
+int mig_hello_check(const struct mig_hello *h);
+
+/* Seal a record header for @payload; check one received. */
+void mig_rec_seal(struct mig_rec *r, uint32_t type, uint64_t seq, const void *payload,
+		  uint32_t len);
+int mig_rec_check_header(const struct mig_rec *r, uint64_t expect_seq);
+int mig_rec_check_payload(const struct mig_rec *r, const void *payload);
+
+/* Validate a CONFIG payload on its own (sizes, counts, overlaps). */
+int mig_config_check(const struct mig_config *cfg, uint32_t len);
+size_t mig_config_size(uint32_t nr_slots);
+
+/*
+ * Validate a PAGES payload against @t's configuration and, only if all of
+ * it is valid, copy the pages into guest memory.  Returns the page count,
+ * or -EBADMSG with a message naming what was wrong.
+ */
+int mig_pages_apply(struct mig_target *t, const void *payload, uint32_t len);
+
+const char *mig_rec_name(uint32_t type);
+
+#endif /* KVMMIG_STREAM_H */

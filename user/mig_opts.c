@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Parsing of the migration parameters (see mig_opts.h).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "mig_opts.h"
+
+static int parse_pct(const char *opt, const char *arg, unsigned int max, unsigned int *out)
+{
+	uint64_t v;
+
+	if (parse_uint(opt, arg, 0, max, &v))
+		return -1;
+	*out = v;
+	return 1;
+}
+
+int mig_opts_parse(struct mig_params *p, int c, const char *arg)
+{
+	uint64_t v;
+	int r;
+
+	switch (c) {
+	case 0x100:
+		return parse_uint("--downtime-limit", arg, 1, 2000000, &p->downtime_limit_ms) ? -1 : 1;
+	case 0x101:
+		return parse_size("--max-bandwidth", arg, &p->max_bandwidth) ? -1 : 1;
+	case 0x102:
+		if (parse_uint("--multifd-channels", arg, 1, 64, &v))
+			return -1;
+		p->multifd_channels = v;
+		return 1;
+	case 0x103:
+		if (!strcmp(arg, "multifd") || !strcmp(arg, "none")) {
+			p->zero_page_detection = !strcmp(arg, "multifd");
+			return 1;
+		}
+		fprintf(stderr, "kvmmig: --zero-page-detection '%s': expected multifd or none\n", arg);
+		return -1;
+	case 0x104:
+		r = mig_sync_mode_parse(arg);
+		if (r < 0) {
+			fprintf(stderr, "kvmmig: --sync '%s': expected legacy, background or periodic\n",
+				arg);
+			return -1;
+		}
+		p->sync_mode = r;
+		return 1;
+	case 0x105:
+		if (parse_uint("--sync-interval", arg, 100, 600000, &v))
+			return -1;
+		p->sync_interval_ms = v;
+		return 1;
+	case 0x106:
+		r = mig_policy_parse(arg);
+		if (r < 0) {
+			fprintf(stderr, "kvmmig: --policy '%s': expected none, auto-converge, dirty-limit or rate-driven\n",
+				arg);
+			return -1;
+		}
+		p->policy = r;
+		return 1;
+	case 0x107:
+		return parse_pct("--cpu-throttle-initial", arg, 99, &p->cpu_throttle_initial);
+	case 0x108:
+		return parse_pct("--cpu-throttle-increment", arg, 99, &p->cpu_throttle_increment);
+	case 0x109:
+		return parse_pct("--max-cpu-throttle", arg, 99, &p->max_cpu_throttle);
+	case 0x10a:
+		return parse_pct("--throttle-trigger-threshold", arg, 100,
+				 &p->throttle_trigger_threshold);
+	case 0x10b:
+		p->cpu_throttle_tailslow = true;
+		return 1;
+	case 0x10c:
+		return parse_uint("--vcpu-dirty-limit", arg, 1, 1000000, &p->vcpu_dirty_limit) ? -1 : 1;
+	case 0x10d:
+		if (parse_uint("--x-vcpu-dirty-limit-period", arg, 1, 1000, &v))
+			return -1;
+		p->dirty_limit_period_ms = v;
+		return 1;
+	case 0x10e:
+		if (parse_uint("--max-passes", arg, 1, 1000000, &v))
+			return -1;
+		p->max_passes = v;
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Command-line options for migration parameters, with QEMU's names
+ * (downtime-limit, max-bandwidth, multifd-channels, cpu-throttle-initial,
+ * ...), shared by `kvmmig migrate` and `kvmmig demo`.
+ */
+#ifndef KVMMIG_MIG_OPTS_H
+#define KVMMIG_MIG_OPTS_H
+
+#include "migrate.h"
+#include "opts.h"
+
+#define MIG_OPTS_LONG								\
+	{ "downtime-limit", required_argument, NULL, 0x100 },			\
+	{ "max-bandwidth", required_argument, NULL, 0x101 },			\
+	{ "multifd-channels", required_argument, NULL, 0x102 },		\
+	{ "channels", required_argument, NULL, 0x102 },			\
+	{ "zero-page-detection", required_argument, NULL, 0x103 },		\
+	{ "sync", required_argument, NULL, 0x104 },				\
+	{ "sync-interval", required_argument, NULL, 0x105 },			\
+	{ "policy", required_argument, NULL, 0x106 },				\
+	{ "cpu-throttle-initial", required_argument, NULL, 0x107 },		\
+	{ "cpu-throttle-increment", required_argument, NULL, 0x108 },		\
+	{ "max-cpu-throttle", required_argument, NULL, 0x109 },		\
+	{ "throttle-trigger-threshold", required_argument, NULL, 0x10a },	\
+	{ "cpu-throttle-tailslow", no_argument, NULL, 0x10b },			\
+	{ "vcpu-dirty-limit", required_argument, NULL, 0x10c },		\
+	{ "x-vcpu-dirty-limit-period", required_argument, NULL, 0x10d },	\
+	{ "max-passes", required_argument, NULL, 0x10e }
+
+#define MIG_OPTS_HELP								\
+	"  --downtime-limit MS        longest pause at switchover (default 300)\n" \
+	"  --max-bandwidth SIZE       bytes per second on the wire, e.g. 200M (default unlimited)\n" \
+	"  --multifd-channels N       TCP channels for pages, 1-64 (default 1; alias --channels)\n" \
+	"  --zero-page-detection M    multifd (default) or none\n"		\
+	"  --sync MODE                legacy (default), background or periodic\n" \
+	"  --sync-interval MS         background/periodic sync interval (default 5000)\n" \
+	"  --policy P                 none (default), auto-converge, dirty-limit, rate-driven\n" \
+	"  --cpu-throttle-initial N   auto-converge first step, percent (default 20)\n" \
+	"  --cpu-throttle-increment N auto-converge step, percent (default 10)\n" \
+	"  --max-cpu-throttle N       highest throttle, percent (default 99)\n"	\
+	"  --throttle-trigger-threshold N  dirty bytes as %% of sent bytes that trigger (default 50)\n" \
+	"  --cpu-throttle-tailslow    smaller steps near the target\n"		\
+	"  --vcpu-dirty-limit MBPS    dirty-limit per vCPU, MB/s (default 1)\n"	\
+	"  --x-vcpu-dirty-limit-period MS  dirty-limit control period (default 1000)\n" \
+	"  --max-passes N             fail if not converged after N passes (default: never)\n"
+
+/* Returns 1 if @c was a migration option, 0 if not, -1 on a bad value. */
+int mig_opts_parse(struct mig_params *p, int c, const char *arg);
+
+#endif /* KVMMIG_MIG_OPTS_H */
