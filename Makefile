@@ -9,6 +9,14 @@
 # share.
 
 O		?= build
+# Kernel-style quiet build; `make V=1` shows the commands.
+ifeq ($(V),1)
+Q		:=
+quiet		= @true
+else
+Q		:= @
+quiet		= @printf '  %-7s %s\n'
+endif
 CC		?= gcc
 # Debian's headers for the running kernel if present, else the installed ones.
 KDIR		?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \

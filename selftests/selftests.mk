@@ -19,18 +19,19 @@ $(KSFT_HDR):
 
 $(O)/selftests/%: selftests/%.c $(wildcard selftests/*.h) $(LIBKVMMIG) $(KSFT_HDR) $(BPF_SKELS)
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) $(LDFLAGS_COMMON) -o $@ $< $(LIBKVMMIG) $(LIBS)
+	$(quiet) CCLD $@
+	$(Q)$(CC) $(TEST_CFLAGS) $(LDFLAGS_COMMON) -o $@ $< $(LIBKVMMIG) $(LIBS)
 
 # Host tests first, then (when selftests/vm/vm.mk provides it) the module
 # and BPF tests inside Debian kernels under QEMU; one summary for all.
 check: deps
-	$(MAKE) all
-	rm -rf $(O)/tap
-	TAPDIR=$(O)/tap scripts/run-tests.sh $(TEST_PROGS)
+	@$(MAKE) --no-print-directory all
+	@rm -rf $(O)/tap
+	@TAPDIR=$(O)/tap scripts/run-tests.sh $(TEST_PROGS)
 	$(if $(VMCHECK_ENABLED),$(MAKE) vmcheck)
 	@scripts/tap-summary.sh $(O)/tap/*.tap
 
 bench: deps
-	$(MAKE) all
+	@$(MAKE) --no-print-directory all
 	@mkdir -p $(O)/bench
 	@for p in $(PERF_PROGS); do echo "# ---- $$p"; $$p --json $(O)/bench/$$(basename $$p).json || exit 1; done

@@ -25,15 +25,19 @@ all: $(LIBKVMMIG) $(KVMMIG)
 
 $(O)/user/lib/guest/%.o: user/lib/guest/%.c $(wildcard user/lib/*.h user/lib/guest/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(GUEST_CFLAGS) -c -o $@ $<
+	$(quiet) GUESTCC $@
+	$(Q)$(CC) $(GUEST_CFLAGS) -c -o $@ $<
 
 $(O)/user/%.o: user/%.c $(wildcard user/lib/*.h user/*.h include/uapi/linux/*.h) $(BPF_SKELS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -c -o $@ $<
+	$(quiet) CC $@
+	$(Q)$(CC) $(CFLAGS_COMMON) -c -o $@ $<
 
 $(LIBKVMMIG): $(LIB_OBJS) $(GUEST_OBJS)
-	rm -f $@
-	ar rcs $@ $^
+	$(quiet) AR $@
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
 
 $(KVMMIG): $(CMD_OBJS) $(LIBKVMMIG)
-	$(CC) $(LDFLAGS_COMMON) -o $@ $(CMD_OBJS) $(LIBKVMMIG) $(LIBS)
+	$(quiet) LD $@
+	$(Q)$(CC) $(LDFLAGS_COMMON) -o $@ $(CMD_OBJS) $(LIBKVMMIG) $(LIBS)

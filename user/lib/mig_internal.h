@@ -78,7 +78,7 @@ struct mig_src {
 	/* the batch queue; error is the first failure of any thread */
 	pthread_mutex_t qlock;
 	pthread_cond_t qwork, qspace, qidle;
-	struct mig_job queue[64];
+	struct mig_job queue[16];	/* MIG_QUEUE_DEPTH */
 	unsigned int qhead, qcount, qbusy;
 	bool stop;
 	int error;

@@ -347,15 +347,21 @@ static double nice_step(double raw)
 	return 10 * mag;
 }
 
-/* About @ticks intervals from 0 to at least @data_max; no libm needed. */
+/*
+ * About @ticks intervals from 0 to at least @data_max, without libm.  Axes
+ * are in MiB, MB/s, s or %: below 0.001 nothing is worth showing, and past
+ * 1e18 (the "E" suffix) the data is garbage and gets clamped.
+ */
 static void svg_axis_init(struct svg_axis *a, double data_max, unsigned int ticks)
 {
 	static const char *const suffixes[] = { "", "k", "M", "G", "T", "P", "E" };
 	unsigned int i;
 	double n, m;
 
-	if (!isfinite(data_max) || data_max <= 0)
+	if (!(data_max >= 1e-3))
 		data_max = 1;
+	else if (data_max > 1e18)
+		data_max = 1e18;
 	a->step = nice_step(data_max / ticks);
 	n = (uint64_t)(data_max / a->step);
 	if (n * a->step < data_max * (1 - 1e-9))

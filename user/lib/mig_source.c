@@ -26,7 +26,8 @@
 #include "mig_report.h"
 #include "zero.h"
 
-#define MIG_QUEUE_DEPTH		64
+/* Batches in flight: enough to keep every channel busy, not a buffer of RAM. */
+#define MIG_QUEUE_DEPTH		16
 #define MIG_ACK_TIMEOUT_S	60
 
 double mig_now(void)
@@ -611,6 +612,9 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	s->state = MIG_ACTIVE;
 	while (!ret) {
 		ret = mig_pass(s);
+		/* A pass ends when its pages are on the wire, not merely queued. */
+		if (!ret)
+			ret = queue_drain(s);
 		if (!ret)
 			ret = mig_sync_iteration(s);
 		if (ret)

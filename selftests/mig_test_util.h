@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Helpers for the migration tests: a destination in a child process (a
+ * separate process, as in real use, joined by TCP), a busy incr source
+ * guest, and the checks that a guest is alive and its memory intact
+ * (QEMU migration-test's one-edge check on incr memory).
+ */
+#ifndef KVMMIG_MIG_TEST_UTIL_H
+#define KVMMIG_MIG_TEST_UTIL_H
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "migrate.h"
+#include "test_util.h"
+
+/* Exit codes of the destination child. */
+enum {
+	DEST_OK = 0,
+	DEST_RECEIVE_FAILED = 10,	/* mig_dest_run() failed */
+	DEST_CHECK_FAILED = 11,		/* the guest ran but its memory was wrong */
+	DEST_NO_PROGRESS = 12,		/* the guest did not run on the destination */
+};
+
+struct dest_child {
+	pid_t pid;
+	int port;
+	char addr[64];
+};
+
+static int dest_child_resumed(void *opaque, struct vm *vm)
+{
+	uint64_t before = 0, after = 0;
+	unsigned int i;
+
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		before += vm->vcpus[i].area->loops;
+	usleep(300000);
+	vm_pause(vm);
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		after += vm->vcpus[i].area->loops;
+	if (vm_failure(vm) || after == before)
+		return -DEST_NO_PROGRESS;
+	if (workload_check_incr(vm, NULL))
+		return -DEST_CHECK_FAILED;
+	vm_stop(vm);
+	return 0;
+}
+
+static void dest_child_listening(void *opaque, int port)
+{
+	int fd = *(int *)opaque;
+
+	if (write(fd, &port, sizeof(port)) != sizeof(port))
+		_exit(DEST_RECEIVE_FAILED);
+	close(fd);
+}
+
+/* Enter the network namespace /run/netns/@name (made by `ip netns add`). */
+static inline int dest_enter_netns(const char *name)
+{
+	char path[128];
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "/run/netns/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ret = setns(fd, CLONE_NEWNET);
+	close(fd);
+	return ret;
+}
+
+/*
+ * Fork a destination listening on @host (port chosen by the kernel).  With
+ * @netns, the child first enters that network namespace (path in /run/netns).
+ */
+static inline int dest_child_start(struct dest_child *d, const char *host, const char *netns)
+{
+	int pfd[2];
+
+	memset(d, 0, sizeof(*d));
+	if (pipe(pfd))
+		return -1;
+	fflush(stdout);
+	fflush(stderr);
+	d->pid = fork();
+	if (d->pid < 0)
+		return -1;
+	if (d->pid == 0) {
+		char listen[80];
+		struct mig_report rep;
+		struct mig_dest_opts o = {
+			.listen = listen,
+			.listening = dest_child_listening,
+			.resumed = dest_child_resumed,
+			.opaque = &pfd[1],
+		};
+		int ret;
+
+		close(pfd[0]);
+		if (netns && dest_enter_netns(netns))
+			_exit(DEST_RECEIVE_FAILED);
+		snprintf(listen, sizeof(listen), "tcp:%s:0", host);
+		ret = mig_dest_run(&o, &rep);
+		_exit(ret == -DEST_CHECK_FAILED ? DEST_CHECK_FAILED :
+		      ret == -DEST_NO_PROGRESS ? DEST_NO_PROGRESS :
+		      ret ? DEST_RECEIVE_FAILED : DEST_OK);
+	}
+	close(pfd[1]);
+	if (read(pfd[0], &d->port, sizeof(d->port)) != sizeof(d->port)) {
+		close(pfd[0]);
+		waitpid(d->pid, NULL, 0);
+		return -1;
+	}
+	close(pfd[0]);
+	snprintf(d->addr, sizeof(d->addr), "tcp:%s:%d", host, d->port);
+	return 0;
+}
+
+/* The child's exit code, or -1 if it died of a signal. */
+static inline int dest_child_wait(struct dest_child *d)
+{
+	int status;
+
+	if (waitpid(d->pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A running incr guest: @nr_vcpus, @ram bytes, set up for @backend. */
+static inline struct vm *source_guest(unsigned int nr_vcpus, uint64_t ram,
+				      enum dirty_backend *backend)
+{
+	struct vm_config cfg = {
+		.nr_vcpus = nr_vcpus,
+		.ram_bytes = ram,
+		.nr_slots = 2,
+		.guest.workload = WORKLOAD_INCR,
+	};
+	struct vm *vm;
+	int b = dirty_prepare_config(*backend, &cfg);
+
+	if (b < 0 || vm_create(&cfg, &vm))
+		return NULL;
+	*backend = b;
+	if (vm_start(vm)) {
+		vm_destroy(vm);
+		return NULL;
+	}
+	usleep(200000);
+	return vm;
+}
+
+/*
+ * After a failed migration: the source guest runs (its counters move), its
+ * memory passes the incr check, and nothing is throttled or tracked.
+ * 0 if all holds, else a description in @why.
+ */
+static inline int source_intact(struct vm *vm, char *why, size_t len)
+{
+	uint64_t a = 0, b = 0;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		a += vm->vcpus[i].area->loops;
+	usleep(200000);
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		b += vm->vcpus[i].area->loops;
+	if (a == b || vm_failure(vm)) {
+		snprintf(why, len, "source guest stopped: %s", vm_failure(vm) ?: "no progress");
+		return -1;
+	}
+	if (vm_max_throttle(vm)) {
+		snprintf(why, len, "source guest still throttled at %u%%", vm_max_throttle(vm));
+		return -1;
+	}
+	for (i = 0; i < vm->nr_slots; i++)
+		if (vm->slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES) {
+			snprintf(why, len, "dirty logging still on in slot %u", i);
+			return -1;
+		}
+	vm_pause(vm);
+	ret = workload_check_incr(vm, NULL);
+	if (ret)
+		snprintf(why, len, "source memory: %s", kvmmig_last_error());
+	vm_resume(vm);
+	return ret;
+}
+
+#endif /* KVMMIG_MIG_TEST_UTIL_H */
