@@ -46,9 +46,10 @@ static int dest_child_resumed(void *opaque, struct vm *vm)
 	vm_pause(vm);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		after += vm->vcpus[i].area->loops;
-	if (vm_failure(vm) || after == before)
+	if (vm_failure(vm) || (after == before && vm->shared->workload != WORKLOAD_IDLE))
 		return -DEST_NO_PROGRESS;
-	if (workload_check_incr(vm, NULL))
+	if (vm->shared->workload == WORKLOAD_INCR && !vm->shared->compute_mask &&
+	    workload_check_incr(vm, NULL))
 		return -DEST_CHECK_FAILED;
 	vm_stop(vm);
 	return 0;

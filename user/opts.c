@@ -132,6 +132,11 @@ int guest_opts_parse(struct guest_opts *g, int c, const char *arg)
 			return -1;
 		g->cfg.guest.wss_pages = v / GUEST_PAGE_SIZE;
 		return 1;
+	case 'K':
+		if (parse_uint("--compute-vcpus", arg, 0, ~0ULL, &v))
+			return -1;
+		g->cfg.guest.compute_mask = v;
+		return 1;
 	}
 	return 0;
 }

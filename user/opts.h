@@ -34,7 +34,8 @@ struct guest_opts {
 	{ "dirty", required_argument, NULL, 'd' },			\
 	{ "ring-entries", required_argument, NULL, 'R' },		\
 	{ "pages-per-sec", required_argument, NULL, 'p' },		\
-	{ "wss", required_argument, NULL, 'W' }
+	{ "wss", required_argument, NULL, 'W' },			\
+	{ "compute-vcpus", required_argument, NULL, 'K' }
 
 #define GUEST_OPTS_HELP							\
 	"  --vcpus N            vCPUs (1-64, default 2)\n"			\
@@ -45,7 +46,8 @@ struct guest_opts {
 	"  --dirty B            auto, bitmap, bitmap-manual, ring, module (default auto)\n" \
 	"  --ring-entries N     dirty ring entries per vCPU (default 65536)\n" \
 	"  --pages-per-sec N    rate workload: pages per second per vCPU\n"	\
-	"  --wss SIZE           seq/rand workloads: working set per vCPU\n"
+	"  --wss SIZE           seq/rand workloads: working set per vCPU\n"	\
+	"  --compute-vcpus MASK these vCPUs only compute (bit mask, e.g. 0x2)\n"
 
 void guest_opts_init(struct guest_opts *g);
 /* Returns 1 if @c was a guest option, 0 if not, -1 on a bad value. */

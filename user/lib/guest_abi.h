@@ -80,6 +80,7 @@ struct guest_shared {
 	uint64_t tsc_khz;
 	uint64_t sync_every;	/* incr/seq/rand: ucall SYNC every N passes (0: never) */
 	uint64_t max_passes;	/* stop after this many passes (0: run until stopped) */
+	uint64_t compute_mask;	/* these vCPUs run `compute` whatever the workload */
 	volatile uint64_t iteration;	/* random: value to write */
 	volatile uint64_t stop;		/* host asks every vCPU to finish */
 };

@@ -480,6 +480,7 @@ static int mig_switchover(struct mig_src *s)
 	int ret;
 
 	s->state = MIG_SWITCHOVER;
+	mig_sample(s, false);
 	s->t_pause = mig_now();
 	ret = vm_pause(s->vm);
 	if (ret)

@@ -174,12 +174,8 @@ static void guest_idle(void)
 		asm volatile("pause");
 }
 
-void guest_main(uint64_t id, uint64_t area_gpa)
+static void guest_run(struct guest_vcpu_area *area, struct slice s)
 {
-	struct guest_vcpu_area *area = (struct guest_vcpu_area *)area_gpa;
-	struct slice s = guest_slice(id);
-
-	area->started = 1;
 	switch (GUEST_SHARED->workload) {
 	case WORKLOAD_INCR:
 		guest_incr(area, s);
@@ -206,6 +202,18 @@ void guest_main(uint64_t id, uint64_t area_gpa)
 		guest_idle();
 		break;
 	}
+}
+
+void guest_main(uint64_t id, uint64_t area_gpa)
+{
+	struct guest_vcpu_area *area = (struct guest_vcpu_area *)area_gpa;
+
+	area->started = 1;
+	/* A mixed guest: some vCPUs only compute (throttling side effects). */
+	if (GUEST_SHARED->compute_mask >> id & 1)
+		guest_compute(area);
+	else
+		guest_run(area, guest_slice(id));
 	for (;;) {
 		GUEST_DONE(area);
 		asm volatile("hlt");
