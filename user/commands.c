@@ -9,6 +9,7 @@
 const struct kvmmig_cmd kvmmig_cmds[] = {
 	{ "demo", cmd_demo, "live-migrate a busy built-in guest over loopback and report" },
 	{ "migrate", cmd_migrate, "run a built-in guest and live-migrate it to a destination" },
+	{ "cancel", cmd_cancel, "cancel a running migration; the source guest keeps running" },
 	{ "receive", cmd_receive, "receive a migrating guest, resume it and check its memory" },
 	{ "run", cmd_run, "run a built-in guest under dirty tracking, show per-vCPU dirty rates" },
 	{ NULL, NULL, NULL },

@@ -16,6 +16,7 @@ struct kvmmig_cmd {
 
 extern const struct kvmmig_cmd kvmmig_cmds[];
 
+int cmd_cancel(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_receive(int argc, char **argv);

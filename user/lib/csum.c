@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * crc32c(), the migration stream's record checksum.  The crc32 instruction
- * has a latency of three cycles but can start one per cycle, so long
- * buffers run three independent streams over three adjacent blocks and
- * merge them with carry-less multiplies (the method of Intel's "Fast CRC
- * Computation for iSCSI Polynomial Using CRC32 Instruction"); the rest goes
- * through a single stream.  Without PCLMULQDQ the single stream does all of
- * it, without SSE4.2 a slice-by-8 table does.  The variant is chosen on the
+ * has a latency of three cycles but can start one per cycle, so buffers run
+ * three independent streams over three adjacent blocks and merge them with
+ * carry-less multiplies (the method of Intel's "Fast CRC Computation for
+ * iSCSI Polynomial Using CRC32 Instruction"), leaving fewer than 24 bytes
+ * to a single stream.  Without PCLMULQDQ the single stream does all of it,
+ * without SSE4.2 a slice-by-8 table does.  The variant is chosen on the
  * first call and kept in a function pointer.
  *
  * Internally the CRC register is kept un-inverted ("raw"), in the bit
@@ -27,10 +27,12 @@
  * Bytes per stream in one three-stream round.  A round ends with a merge of
  * about 15 cycles that the next round overlaps, so short rounds cost
  * little; the long one is for big buffers, the short one for page-sized
- * records (4 KiB = five short rounds and a 256-byte tail).
+ * records (4 KiB = five short rounds and one of 80 bytes a stream, see
+ * crc32c_sse42_3way()).
  */
 #define CRC32C_LONG	4096
 #define CRC32C_SHORT	256
+#define CRC32C_3WAY_MIN	96	/* bytes; shorter buffers take one stream */
 
 /* Multipliers that shift a raw CRC over one, two and three blocks. */
 struct crc32c_shift {
@@ -40,6 +42,7 @@ struct crc32c_shift {
 static struct {
 	uint32_t table[8][256];
 	struct crc32c_shift lng, shrt;
+	struct crc32c_shift tail[CRC32C_SHORT / 8];	/* by block / 8 */
 } crc32c_data;
 
 static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
@@ -91,6 +94,8 @@ static void crc32c_init(void)
 			t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xff];
 	crc32c_shift_init(&crc32c_data.lng, CRC32C_LONG);
 	crc32c_shift_init(&crc32c_data.shrt, CRC32C_SHORT);
+	for (i = 1; i < CRC32C_SHORT / 8; i++)
+		crc32c_shift_init(&crc32c_data.tail[i], 8 * i);
 }
 
 static uint32_t crc32c_table(uint32_t crc, const void *buf, size_t len)
@@ -114,19 +119,49 @@ static uint32_t crc32c_table(uint32_t crc, const void *buf, size_t len)
 	return ~crc;
 }
 
+/* The low three bits of @len worth of bytes, in at most three steps. */
+__attribute__((target("sse4.2")))
+static inline uint32_t crc32c_hw_bytes(uint32_t crc, const unsigned char *p, size_t len)
+{
+	uint32_t v32;
+	uint16_t v16;
+
+	if (len & 4) {
+		memcpy(&v32, p, sizeof(v32));
+		crc = _mm_crc32_u32(crc, le32toh(v32));
+		p += 4;
+	}
+	if (len & 2) {
+		memcpy(&v16, p, sizeof(v16));
+		crc = _mm_crc32_u16(crc, le16toh(v16));
+		p += 2;
+	}
+	if (len & 1)
+		crc = _mm_crc32_u8(crc, *p);
+	return crc;
+}
+
+/* Bytes up to the next multiple of 8 in memory, so that the 8-byte loads are aligned. */
+static inline size_t crc32c_head(const unsigned char *p, size_t len)
+{
+	size_t n = -(uintptr_t)p & 7;
+
+	return n < len ? n : len;
+}
+
 /* One stream over @len bytes; raw CRC in and out. */
 __attribute__((target("sse4.2")))
 static inline uint32_t crc32c_hw_stream(uint32_t crc, const unsigned char *p, size_t len)
 {
-	uint64_t c = crc;
+	size_t head = crc32c_head(p, len);
+	uint64_t c;
 
-	for (; len && ((uintptr_t)p & 7); len--)
-		c = _mm_crc32_u8(c, *p++);
+	c = crc32c_hw_bytes(crc, p, head);
+	p += head;
+	len -= head;
 	for (; len >= 8; p += 8, len -= 8)
 		c = _mm_crc32_u64(c, crc32c_load64(p));
-	for (; len; len--)
-		c = _mm_crc32_u8(c, *p++);
-	return c;
+	return crc32c_hw_bytes(c, p, len);
 }
 
 __attribute__((target("sse4.2")))
@@ -170,14 +205,27 @@ __attribute__((target("sse4.2,pclmul")))
 static uint32_t crc32c_sse42_3way(uint32_t crc, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
+	size_t head;
 
-	crc = ~crc;
-	for (; len && ((uintptr_t)p & 7); len--)
-		crc = _mm_crc32_u8(crc, *p++);
+	/* Below this a merge costs more than the three streams save. */
+	if (len < CRC32C_3WAY_MIN)
+		return ~crc32c_hw_stream(~crc, p, len);
+	head = crc32c_head(p, len);
+	crc = crc32c_hw_bytes(~crc, p, head);
+	p += head;
+	len -= head;
 	for (; len >= 3 * CRC32C_LONG; p += 3 * CRC32C_LONG, len -= 3 * CRC32C_LONG)
 		crc = crc32c_round(crc, p, CRC32C_LONG, &crc32c_data.lng);
 	for (; len >= 3 * CRC32C_SHORT; p += 3 * CRC32C_SHORT, len -= 3 * CRC32C_SHORT)
 		crc = crc32c_round(crc, p, CRC32C_SHORT, &crc32c_data.shrt);
+	/* A last, shorter round leaves less than 24 bytes to the single stream. */
+	if (len >= 3 * 8) {
+		size_t block = len / (3 * 8) * 8;
+
+		crc = crc32c_round(crc, p, block, &crc32c_data.tail[block / 8]);
+		p += 3 * block;
+		len -= 3 * block;
+	}
 	return ~crc32c_hw_stream(crc, p, len);
 }
 

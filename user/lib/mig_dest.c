@@ -30,6 +30,7 @@ struct mig_receiver {
 	bool started;
 	void *buf;
 	int error;
+	char msg[256];		/* why it failed, reported by the main thread */
 	bool done;
 };
 
@@ -57,6 +58,8 @@ static void *receiver_thread(void *arg)
 	struct mig_rec rec;
 	int ret;
 
+	/* Its failure is reported once, by the main thread (mig_join_receivers). */
+	kvmmig_log_quiet(true);
 	for (;;) {
 		ret = mig_chan_recv(&r->chan, &rec, r->buf);
 		if (ret)
@@ -76,6 +79,8 @@ static void *receiver_thread(void *arg)
 			break;
 	}
 	r->error = r->done ? 0 : ret;
+	if (r->error)
+		snprintf(r->msg, sizeof(r->msg), "%s", kvmmig_last_error());
 	return NULL;
 }
 
@@ -268,8 +273,11 @@ static int mig_join_receivers(struct mig_dst *d, bool abort)
 		if (r->started)
 			pthread_join(r->thread, NULL);
 		r->started = false;
-		if (!ret && r->error)
+		if (!ret && r->error) {
 			ret = r->error;
+			if (!abort)
+				kvmmig_err("multifd channel %u: %s", r->chan.index, r->msg);
+		}
 	}
 	return ret;
 }

@@ -69,8 +69,11 @@ static int queue_drain(struct mig_src *s)
 static void mig_src_fail(struct mig_src *s, int err)
 {
 	pthread_mutex_lock(&s->qlock);
-	if (!s->error)
+	if (!s->error) {
 		s->error = err;
+		/* The first failure's message, whichever thread saw it. */
+		snprintf(s->rep->error, sizeof(s->rep->error), "%s", kvmmig_last_error());
+	}
 	pthread_cond_broadcast(&s->qspace);
 	pthread_cond_broadcast(&s->qwork);
 	pthread_cond_broadcast(&s->qidle);
@@ -151,6 +154,8 @@ static void *sender_thread(void *arg)
 	struct mig_job job;
 	int ret;
 
+	/* Failures reach the report through mig_src_fail(), once. */
+	kvmmig_log_quiet(true);
 	for (;;) {
 		pthread_mutex_lock(&s->qlock);
 		while (!s->qcount && !s->stop && !s->error)
@@ -174,8 +179,7 @@ static void *sender_thread(void *arg)
 			pthread_cond_broadcast(&s->qidle);
 		pthread_mutex_unlock(&s->qlock);
 		if (ret) {
-			kvmmig_err("multifd channel %u: sending to the destination failed",
-				   snd->chan.index);
+			kvmmig_err("multifd channel %u: %s", snd->chan.index, kvmmig_last_error());
 			mig_src_fail(s, ret);
 			break;
 		}
@@ -547,9 +551,9 @@ static int mig_source_setup(struct mig_src *s)
 }
 
 /* After a failure the destination may have said why on the return path. */
-static void mig_fetch_peer_error(struct mig_src *s)
+static void mig_fetch_peer_error(struct mig_src *s, int err)
 {
-	if (s->main.fd < 0 || s->state == MIG_CANCELLED)
+	if (s->main.fd < 0 || err == -ECANCELED)
 		return;
 	kvmmig_log_quiet(true);
 	if (mig_wait_ack(s, 1) && strstr(kvmmig_last_error(), "the destination failed"))
@@ -559,14 +563,11 @@ static void mig_fetch_peer_error(struct mig_src *s)
 
 static void mig_source_abort(struct mig_src *s, int err)
 {
-	char why[256];
-
-	snprintf(why, sizeof(why), "%s", kvmmig_last_error());
 	mig_src_fail(s, err);
 	if (s->main.fd >= 0 && err == -ECANCELED)
 		mig_chan_send(&s->main, MIG_REC_CANCEL, NULL, 0);
 	mig_stop_senders(s);
-	mig_fetch_peer_error(s);
+	mig_fetch_peer_error(s, err);
 	/* The source guest carries on as if nothing happened. */
 	mig_throttle_off(&s->thr);
 	if (s->paused)
@@ -576,8 +577,6 @@ static void mig_source_abort(struct mig_src *s, int err)
 	s->ds = NULL;
 	s->state = err == -ECANCELED ? MIG_CANCELLED : MIG_FAILED;
 	s->rep->state = s->state;
-	if (!s->rep->error[0])
-		snprintf(s->rep->error, sizeof(s->rep->error), "%s", why);
 }
 
 int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig_report *rep)

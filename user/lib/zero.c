@@ -5,9 +5,10 @@
  * at once if they are not zero (a data page usually is not zero there),
  * then OR four aligned vectors per iteration and test once per iteration,
  * then OR the last few aligned vectors with an unaligned load of the final
- * vector, which may overlap bytes already seen.  Every load lies inside
- * [p, p + len), so a buffer that ends at a guard page is safe.  The variant
- * is chosen on the first call and kept in a function pointer.
+ * vector, which may overlap bytes already seen and stands in for the last
+ * aligned one.  Every load lies inside [p, p + len), so a buffer that ends
+ * at a guard page is safe.  The variant is chosen on the first call and
+ * kept in a function pointer.
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -65,7 +66,7 @@ static bool zero_avx512(const void *p, size_t len)
 			return false;
 	}
 	t = _mm512_loadu_si512((const char *)end - sizeof(*v));
-	for (; n >= sizeof(*v); n -= sizeof(*v), v++)
+	for (; n > sizeof(*v); n -= sizeof(*v), v++)
 		t = _mm512_or_si512(t, *v);
 	return !_mm512_test_epi64_mask(t, t);
 }
@@ -90,7 +91,7 @@ static bool zero_avx2(const void *p, size_t len)
 			return false;
 	}
 	t = _mm256_loadu_si256((const __m256i *)end - 1);
-	for (; n >= sizeof(*v); n -= sizeof(*v), v++)
+	for (; n > sizeof(*v); n -= sizeof(*v), v++)
 		t = _mm256_or_si256(t, *v);
 	return _mm256_testz_si256(t, t);
 }
@@ -121,7 +122,7 @@ static bool zero_sse2(const void *p, size_t len)
 			return false;
 	}
 	t = _mm_loadu_si128((const __m128i *)end - 1);
-	for (; n >= sizeof(*v); n -= sizeof(*v), v++)
+	for (; n > sizeof(*v); n -= sizeof(*v), v++)
 		t = _mm_or_si128(t, *v);
 	return zero_sse2_test(t);
 }
