@@ -40,6 +40,7 @@ include user/user.mk
 -include bpf/bpf.mk
 include selftests/selftests.mk
 -include selftests/vm/vm.mk
+-include selftests/fuzz.mk
 
 demo: deps
 	@$(MAKE) --no-print-directory all

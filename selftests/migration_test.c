@@ -84,11 +84,12 @@ TEST_F_TIMEOUT(mig, incr_guest_survives, 120)
 		p->max_bandwidth = CAPPED_LINK;
 
 	ret = mig_source_run(self->vm, &o, &rep);
-	TH_LOG("%s/%s/%u ch/%s: %s in %.2f s, %llu passes, %llu syncs, max throttle %u%%, downtime %.0f ms, %llu zero pages%s%s",
+	TH_LOG("%s/%s/%u ch/%s: %s in %.2f s, %llu passes, %llu syncs, max throttle %u%%, downtime %.0f ms, %llu zero pages, %llu ring overflows%s%s",
 	       mig_sync_mode_name(p->sync_mode), mig_policy_name(p->policy), p->multifd_channels,
 	       p->zero_page_detection ? "zero" : "nozero", mig_state_name(rep.state), rep.total_s,
 	       (unsigned long long)rep.passes, (unsigned long long)rep.syncs, rep.max_throttle_pct,
-	       rep.downtime_ms, (unsigned long long)rep.zero_pages, rep.error[0] ? ": " : "",
+	       rep.downtime_ms, (unsigned long long)rep.zero_pages,
+	       (unsigned long long)rep.ring_overflows, rep.error[0] ? ": " : "",
 	       rep.error);
 	ASSERT_EQ(ret, 0);
 	ASSERT_EQ(rep.state, (enum mig_state)MIG_COMPLETED);

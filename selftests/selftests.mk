@@ -28,7 +28,8 @@ check: deps
 	@$(MAKE) --no-print-directory all
 	@rm -rf $(O)/tap
 	@TAPDIR=$(O)/tap scripts/run-tests.sh $(TEST_PROGS)
-	$(if $(VMCHECK_ENABLED),$(MAKE) vmcheck)
+	$(if $(FUZZ_ENABLED),@$(MAKE) --no-print-directory fuzz-brief)
+	$(if $(VMCHECK_ENABLED),@$(MAKE) --no-print-directory vmcheck)
 	@scripts/tap-summary.sh $(O)/tap/*.tap
 
 bench: deps

@@ -193,8 +193,9 @@ void dirty_source_close(struct dirty_source *ds)
 {
 	if (!ds)
 		return;
-	ds->ops->stop(ds);
+	/* Logging off first: no new entries while the backend winds down. */
 	vm_set_dirty_logging(ds->vm, false);
+	ds->ops->stop(ds);
 	free(ds);
 }
 

@@ -320,8 +320,9 @@ static void dirty_ring_stop(struct dirty_source *ds)
 		p->reaper_stop = true;
 		pthread_join(p->reaper, NULL);
 	}
+	/* From here on no vCPU thread enters dirty_ring_full(). */
+	vm_set_ring_full_handler(ds->vm, NULL, NULL);
 	pthread_mutex_lock(&p->lock);
-	ds->vm->ring_full = NULL;
 	ring_reap_locked(ds);
 	pthread_mutex_unlock(&p->lock);
 	for (i = 0; i < VM_MAX_SLOTS; i++)
@@ -351,8 +352,7 @@ static int dirty_ring_start(struct dirty_source *ds)
 			return -ENOMEM;
 		}
 	}
-	vm->cb_opaque = ds;
-	vm->ring_full = ring_vm_full_cb;
+	vm_set_ring_full_handler(vm, ring_vm_full_cb, ds);
 	if (!ds->opts.no_reaper) {
 		ret = pthread_create(&p->reaper, NULL, ring_reaper, ds);
 		if (ret) {

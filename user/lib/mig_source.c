@@ -636,6 +636,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	rep->zero_pages = s->zero_pages;
 	rep->dirty_pages = s->sync.dirty_pages;
 	rep->syncs = s->sync.syncs;
+	rep->ring_overflows = s->ds ? s->ds->stats.overflows : 0;
 	rep->total_s = mig_now() - s->t_start;
 	rep->throughput = rep->total_s > 0 ? rep->bytes_sent / rep->total_s : 0;
 	if (ret) {

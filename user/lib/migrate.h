@@ -87,6 +87,7 @@ struct mig_report {
 	uint64_t zero_pages;		/* pages sent as zero records */
 	uint64_t dirty_pages;		/* pages found dirty after the first pass */
 	unsigned int max_throttle_pct;
+	uint64_t ring_overflows;	/* dirty-ring overflows recovered (all pages resent) */
 	double throughput;		/* bytes/s over the whole migration */
 	const char *dirty_backend;
 	const char *throttle_backend;	/* "module", "vmm" or "none" */

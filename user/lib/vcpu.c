@@ -98,11 +98,50 @@ static void vcpu_wait_resume(struct vcpu *vcpu)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/*
+ * Nobody tracks dirty pages (tracking stopped, or never started), yet the
+ * ring filled up with entries pushed before: flag them all collected and
+ * let KVM recycle them.
+ */
+static int vcpu_ring_recycle(struct vcpu *vcpu)
+{
+	uint32_t i, n = vcpu->vm->cfg.ring_entries;
+
+	for (i = 0; i < n; i++)
+		if (__atomic_load_n(&vcpu->ring[i].flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY)
+			__atomic_store_n(&vcpu->ring[i].flags, KVM_DIRTY_GFN_F_RESET,
+					 __ATOMIC_RELEASE);
+	if (ioctl(vcpu->vm->fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
+		return kvmmig_ioctl_err("KVM_RESET_DIRTY_RINGS", errno);
+	return 0;
+}
+
+static int vcpu_ring_full(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	int ret;
+
+	pthread_mutex_lock(&vm->cb_lock);
+	if (vm->ring_full)
+		ret = vm->ring_full(vm->ring_opaque, vcpu->id);
+	else
+		ret = vcpu_ring_recycle(vcpu);
+	pthread_mutex_unlock(&vm->cb_lock);
+	return ret;
+}
+
+void vm_set_ring_full_handler(struct vm *vm, vcpu_ring_full_fn fn, void *opaque)
+{
+	pthread_mutex_lock(&vm->cb_lock);
+	vm->ring_full = fn;
+	vm->ring_opaque = opaque;
+	pthread_mutex_unlock(&vm->cb_lock);
+}
+
 /* Returns 1 when the vCPU is finished, 0 to go on. */
 static int vcpu_handle_exit(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
-	struct vm *vm = vcpu->vm;
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
@@ -113,11 +152,7 @@ static int vcpu_handle_exit(struct vcpu *vcpu)
 		return 1;
 	case KVM_EXIT_DIRTY_RING_FULL:
 		vcpu->ring_full_exits++;
-		if (!vm->ring_full) {
-			vcpu_fail(vcpu, "dirty ring full but nothing harvests it");
-			return 1;
-		}
-		if (vm->ring_full(vm->cb_opaque, vcpu->id)) {
+		if (vcpu_ring_full(vcpu)) {
 			vcpu_fail(vcpu, "dirty ring full and the harvest failed");
 			return 1;
 		}
@@ -444,6 +479,13 @@ int vm_stop(struct vm *vm)
 	int ret;
 
 	vm_throttle_stop(vm);
+	/*
+	 * A paused guest stays stopped: after a migration it runs elsewhere and
+	 * must not execute here again, not even to see the stop flag.
+	 */
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (vm->vcpus[i].pause_req)
+			vm->vcpus[i].exit_req = true;
 	vm->shared->stop = 1;
 	vm_resume(vm);
 	ret = vm_wait_done(vm, 10000);

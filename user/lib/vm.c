@@ -172,6 +172,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	vm->fd = -1;
 	vm->kvm_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->cb_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	for (i = 0; i < VM_MAX_VCPUS; i++)
 		vm->vcpus[i].fd = -1;
@@ -244,6 +245,7 @@ void vm_destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->cb_lock);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);
 }

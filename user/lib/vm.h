@@ -101,9 +101,11 @@ struct vm {
 	pthread_t throttle_thread;
 	bool throttle_running;
 	volatile bool throttle_stop;
+	pthread_mutex_t cb_lock;	/* ring_full and ring_opaque vs their callers */
 	vcpu_ring_full_fn ring_full;
+	void *ring_opaque;
 	vcpu_sync_fn on_sync;
-	void *cb_opaque;
+	void *cb_opaque;		/* for on_sync */
 };
 
 int vm_create(const struct vm_config *cfg, struct vm **out);
@@ -111,6 +113,13 @@ void vm_destroy(struct vm *vm);
 
 /* Turn KVM_MEM_LOG_DIRTY_PAGES on or off for every memslot. */
 int vm_set_dirty_logging(struct vm *vm, bool on);
+
+/*
+ * Install (or with NULL remove) the handler of dirty-ring-full exits.  Once
+ * this returns, no vCPU thread runs the old handler any more.  Without a
+ * handler a full ring is recycled: nobody is tracking dirty pages.
+ */
+void vm_set_ring_full_handler(struct vm *vm, vcpu_ring_full_fn fn, void *opaque);
 
 int vm_start(struct vm *vm);			/* start every vCPU thread */
 int vm_pause(struct vm *vm);			/* all vCPUs out of KVM_RUN */
