@@ -42,8 +42,9 @@
 struct ring_vcpu {
 	uint32_t fetch;		/* next entry to harvest */
 	uint32_t kvm_reset;	/* KVM's reset index */
-	bool stalled;		/* last ring-full exit found nothing at all */
-	uint32_t stall_fetch;	/* ... and fetch was this */
+	bool suspect;		/* overflow seen: kvm_reset may be wrong */
+	bool full_seen;		/* at the last ring-full exit, indices were: */
+	uint32_t full_fetch, full_reset;
 };
 
 struct ring_priv {
@@ -84,12 +85,19 @@ static void ring_record(struct ring_priv *p, const struct kvm_dirty_gfn *e)
 	bitmap_set_bit(p->acc[slot], e->offset);
 }
 
+/*
+ * Entries were lost: report every page at the next collection, and treat
+ * the ring as suspect until KVM and we agree on its position again.
+ */
 static void ring_overflow(struct dirty_source *ds, unsigned int vcpu, const char *why)
 {
 	struct ring_priv *p = ds->priv;
 
-	ds->stats.overflows++;
 	p->all_dirty = true;
+	if (p->rv[vcpu].suspect)
+		return;
+	p->rv[vcpu].suspect = true;
+	ds->stats.overflows++;
 	kvmmig_info("dirty ring of vCPU %u overflowed (%s): reporting all memory dirty",
 		    vcpu, why);
 }
@@ -130,23 +138,33 @@ static uint32_t ring_harvest(struct dirty_source *ds, unsigned int idx)
 /*
  * After KVM_RESET_DIRTY_RINGS: KVM cleared the flags of the entries it
  * reset, in order from its reset index, and stopped at the first entry not
- * flagged collected.  If that is before our fetch index, KVM overwrote one
- * of our collected entries with a new dirty one: it wrapped the ring.
- * Harvesting resumes at that entry.
+ * flagged collected.  If that is before our fetch index and the entry is
+ * dirty, KVM overwrote one of our collected entries with a new one: it
+ * wrapped the ring, and harvesting resumes there.  If the entry is one of
+ * ours, KVM's reset index is elsewhere: ring_find_reset() must locate it.
  */
 static void ring_follow_reset(struct dirty_source *ds, unsigned int idx)
 {
 	struct ring_priv *p = ds->priv;
 	struct ring_vcpu *rv = &p->rv[idx];
 	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
-	uint32_t mask = ds->vm->cfg.ring_entries - 1;
+	uint32_t mask = ds->vm->cfg.ring_entries - 1, flags;
 
 	while (rv->kvm_reset != rv->fetch && !ring_flags_acquire(&ring[rv->kvm_reset & mask]))
 		rv->kvm_reset++;
-	if (rv->kvm_reset != rv->fetch) {
-		ring_overflow(ds, idx, "KVM stopped resetting at an overwritten entry");
-		rv->fetch = rv->kvm_reset;
+	if (rv->kvm_reset == rv->fetch) {
+		if (rv->suspect) {
+			/* In step with KVM again: what was lost in between is resent. */
+			rv->suspect = false;
+			p->all_dirty = true;
+		}
+		return;
 	}
+	flags = ring_flags_acquire(&ring[rv->kvm_reset & mask]);
+	if (ring_is_dirty(flags))
+		rv->fetch = rv->kvm_reset;
+	ring_overflow(ds, idx, ring_is_dirty(flags) ? "KVM stopped resetting at an overwritten entry"
+						    : "KVM's reset index is not where expected");
 }
 
 static int ring_reset(struct dirty_source *ds)
@@ -170,41 +188,68 @@ static int ring_reset(struct dirty_source *ds)
 }
 
 /*
- * KVM may believe entries are outstanding that we can never see: after it
- * wrapped a ring, we harvested a whole lap and KVM reset that lap, but its
- * dirty index had run ahead by the overrun, so the entries between our
- * position and its next push hold nothing ("phantoms").  Flag them
- * collected so its reset walks over them.  Two cases, both exact:
- *  - dirty entries follow a run of clean ones: the run is the phantoms
- *    (KVM pushes in order right after them);
- *  - nothing at all is dirty, and the vCPU exited ring-full twice with
- *    nothing reset in between: KVM's count of outstanding entries is at
- *    least its soft limit, so flagging one more phantom cannot overshoot;
- *    the vCPU re-enters and we go on one entry per exit.
- * Called only with nothing of ours pending (fetch == kvm_reset), in the
- * vCPU's thread while it is out of KVM_RUN.
+ * Locate KVM's reset index R of a suspect ring by probing, with the vCPU
+ * out of KVM_RUN at a ring-full exit, so that D - R (D: KVM's dirty index)
+ * is at least the soft limit and resetting the entry at R cannot overshoot
+ * D.  A probe flags one entry collected and asks KVM to reset: only if the
+ * entry is at R does KVM reset it (and go on over the entries we flagged
+ * before); otherwise the entry is put back as it was.  Called with no
+ * collected entry pending on other rings (after a reap), so the count KVM
+ * returns is this ring's.  Returns 1 when R is found (kvm_reset set).
  */
-static uint32_t ring_mark_phantoms(struct dirty_source *ds, unsigned int idx)
+static int ring_find_reset(struct dirty_source *ds, unsigned int idx)
+{
+	struct ring_priv *p = ds->priv;
+	struct ring_vcpu *rv = &p->rv[idx];
+	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
+	uint32_t size = ds->vm->cfg.ring_entries, mask = size - 1, i;
+	int cnt;
+
+	for (i = 0; i < size; i++) {
+		uint32_t x = rv->kvm_reset + i;
+		struct kvm_dirty_gfn *e = &ring[x & mask];
+		uint32_t old = ring_flags_acquire(e);
+
+		/* KVM would have reset a collected entry at R already. */
+		if (old & KVM_DIRTY_GFN_F_RESET)
+			continue;
+		if (ring_is_dirty(old))
+			ring_record(p, e);
+		ring_mark_collected(e);
+		cnt = ioctl(ds->vm->fd, KVM_RESET_DIRTY_RINGS, 0);
+		if (cnt < 0)
+			return kvmmig_ioctl_err("KVM_RESET_DIRTY_RINGS", errno);
+		if (cnt) {
+			ds->stats.reset += cnt;
+			rv->kvm_reset = x + cnt;
+			/* Whatever lies behind KVM's new position is looked at afresh. */
+			rv->fetch = rv->kvm_reset;
+			return 1;
+		}
+		__atomic_store_n(&e->flags, old, __ATOMIC_RELEASE);
+	}
+	return 0;
+}
+
+/*
+ * With KVM's reset index known (fetch == kvm_reset == R) and nothing to
+ * harvest there: if dirty entries follow a run of clean ones, every entry
+ * of the run is before KVM's dirty index (the dirty ones were pushed after
+ * it), so the run can be flagged collected and reset.  They are entries
+ * KVM counts but the ring no longer holds ("phantoms", left by a wrap).
+ */
+static void ring_skip_phantoms(struct dirty_source *ds, unsigned int idx)
 {
 	struct ring_vcpu *rv = &((struct ring_priv *)ds->priv)->rv[idx];
 	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
 	uint32_t size = ds->vm->cfg.ring_entries, mask = size - 1, i, first = 0;
 
-	for (i = 1; i < size; i++) {
-		if (ring_is_dirty(ring_flags_acquire(&ring[(rv->fetch + i) & mask]))) {
+	for (i = 0; i < size && !first; i++)
+		if (ring_is_dirty(ring_flags_acquire(&ring[(rv->fetch + i) & mask])))
 			first = i;
-			break;
-		}
-	}
-	if (!first) {
-		if (!rv->stalled || rv->stall_fetch != rv->fetch)
-			return 0;
-		first = 1;
-	}
 	for (i = 0; i < first; i++)
 		ring_mark_collected(&ring[(rv->fetch + i) & mask]);
 	rv->fetch += first;
-	return first;
 }
 
 static int ring_reap_locked(struct dirty_source *ds)
@@ -238,24 +283,37 @@ static void *ring_reaper(void *arg)
 	return NULL;
 }
 
-/* KVM_EXIT_DIRTY_RING_FULL, in the vCPU's own thread: its ring is still. */
+/*
+ * KVM_EXIT_DIRTY_RING_FULL, in the vCPU's own thread: its ring is still.
+ * A healthy ring just needs a harvest and a reset.  One that exits again
+ * with nothing of it harvested or reset since its last exit is stuck: KVM
+ * counts at least its soft limit of entries from a reset index that did not
+ * move, entries the ring does not hold (after a wrap), so probing for that
+ * index and skipping them is safe.
+ */
 static int dirty_ring_full(struct dirty_source *ds, unsigned int idx)
 {
 	struct ring_priv *p = ds->priv;
 	struct ring_vcpu *rv = &p->rv[idx];
-	bool idle;
+	bool stuck;
 	int ret;
 
 	pthread_mutex_lock(&p->lock);
 	ds->stats.ring_full_exits++;
-	idle = rv->fetch == rv->kvm_reset && !ring_harvest(ds, idx);
-	if (idle && ring_mark_phantoms(ds, idx)) {
-		ring_overflow(ds, idx, "KVM counts entries the ring does not hold");
-		ring_harvest(ds, idx);
-	}
 	ret = ring_reap_locked(ds);
-	rv->stalled = idle;
-	rv->stall_fetch = rv->fetch;
+	/* A healthy ring always has new entries by its next ring-full exit. */
+	stuck = rv->full_seen && rv->full_fetch == rv->fetch && rv->full_reset == rv->kvm_reset;
+	if (!ret && stuck) {
+		ring_overflow(ds, idx, "KVM counts entries the ring does not hold");
+		ret = ring_find_reset(ds, idx);
+		if (ret == 1) {
+			ring_skip_phantoms(ds, idx);
+			ret = ring_reap_locked(ds);
+		}
+	}
+	rv->full_seen = true;
+	rv->full_fetch = rv->fetch;
+	rv->full_reset = rv->kvm_reset;
 	pthread_mutex_unlock(&p->lock);
 	return ret;
 }
