@@ -53,13 +53,6 @@ static void *vm_mem_map(struct vm *vm, uint64_t size)
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
 	if (fd >= 0)
 		close(fd);
-	/*
-	 * Transparent huge pages where the host allows them: a destination
-	 * filling guest RAM takes one fault per 2 MiB instead of per page.
-	 * KVM still tracks dirty pages at 4 KiB.
-	 */
-	if (p != MAP_FAILED && vm->cfg.backing != VM_BACKING_HUGETLB)
-		madvise(p, size, MADV_HUGEPAGE);
 	if (p == MAP_FAILED) {
 		if (vm->cfg.backing == VM_BACKING_HUGETLB)
 			kvmmig_err("cannot map %llu MiB of 2 MiB hugetlb pages: %s (see /proc/sys/vm/nr_hugepages)",
