@@ -23,6 +23,17 @@
 
 struct mig_dst;
 
+enum { FAIL_NONE, FAIL_MAIN, FAIL_CHANNEL };
+
+/* Record who failed first; true if it was @who. */
+static bool mig_dst_first_failure(int *first, int who)
+{
+	int none = FAIL_NONE;
+
+	return __atomic_compare_exchange_n(first, &none, who, false, __ATOMIC_ACQ_REL,
+					   __ATOMIC_ACQUIRE) || __atomic_load_n(first, __ATOMIC_ACQUIRE) == who;
+}
+
 struct mig_receiver {
 	struct mig_dst *dst;
 	struct mig_chan chan;
@@ -50,6 +61,7 @@ struct mig_dst {
 	struct vcpu_state_blob *states;
 	unsigned long vcpus_seen;
 	uint64_t end_pages;
+	int first_failure;		/* FAIL_MAIN or FAIL_CHANNEL, whichever came first */
 };
 
 static void *receiver_thread(void *arg)
@@ -79,8 +91,12 @@ static void *receiver_thread(void *arg)
 			break;
 	}
 	r->error = r->done ? 0 : ret;
-	if (r->error)
+	if (r->error) {
 		snprintf(r->msg, sizeof(r->msg), "%s", kvmmig_last_error());
+		/* Failed first: wake the main thread, this migration is over. */
+		if (mig_dst_first_failure(&r->dst->first_failure, FAIL_CHANNEL))
+			shutdown(r->dst->main.fd, SHUT_RD);
+	}
 	return NULL;
 }
 
@@ -275,7 +291,7 @@ static int mig_join_receivers(struct mig_dst *d, bool abort)
 		r->started = false;
 		if (!ret && r->error) {
 			ret = r->error;
-			if (!abort)
+			if (!abort || d->first_failure == FAIL_CHANNEL)
 				kvmmig_err("multifd channel %u: %s", r->chan.index, r->msg);
 		}
 	}
@@ -348,6 +364,12 @@ static int mig_dest_receive(struct mig_dst *d)
 	}
 	if (!ret)
 		ret = mig_recv_main(d);
+	if (ret && !mig_dst_first_failure(&d->first_failure, FAIL_MAIN)) {
+		/* The main channel was only woken up: report the channel's error. */
+		int err = mig_join_receivers(d, true);
+
+		return err ? err : ret;
+	}
 	if (!ret)
 		ret = mig_finish(d);
 	return ret;

@@ -308,6 +308,15 @@ static void mig_close_all(struct mig_src *s)
 
 /* ---- passes ---- */
 
+static int mig_check_cancel(struct mig_src *s)
+{
+	if (s->opts->cancel && *s->opts->cancel) {
+		kvmmig_err("migration cancelled");
+		return -ECANCELED;
+	}
+	return s->error;
+}
+
 int mig_queue_pages(struct mig_src *s, unsigned int slot, unsigned long *map, uint64_t npages,
 		    uint64_t *sent)
 {
@@ -318,8 +327,6 @@ int mig_queue_pages(struct mig_src *s, unsigned int slot, unsigned long *map, ui
 	for (w = 0; w < nwords; w++) {
 		unsigned long bits = map[w];
 
-		if (!bits)
-			continue;
 		/* Taken out of bmap before it is sent: a later sync may set it again. */
 		map[w] = 0;
 		while (bits) {
@@ -395,12 +402,9 @@ int mig_between_batches(struct mig_src *s)
 	double now = mig_now();
 	int ret;
 
-	if (s->opts->cancel && *s->opts->cancel) {
-		kvmmig_err("migration cancelled");
-		return -ECANCELED;
-	}
-	if (s->error)
-		return s->error;
+	ret = mig_check_cancel(s);
+	if (ret)
+		return ret;
 	mig_measure(s);
 	if (s->rates_ok && now - s->last_rates >= s->p.dirty_limit_period_ms / 1000.0) {
 		uint64_t pages[VM_MAX_VCPUS];
@@ -496,6 +500,9 @@ static int mig_switchover(struct mig_src *s)
 	ret = mig_pass(s);
 	if (!ret)
 		ret = queue_drain(s);
+	/* Until END is sent, a cancel still leaves the guest here. */
+	if (!ret)
+		ret = mig_check_cancel(s);
 	for (i = 0; !ret && i < s->vm->cfg.nr_vcpus; i++) {
 		memset(&v, 0, sizeof(v));
 		v.hdr.index = i;
@@ -512,6 +519,8 @@ static int mig_switchover(struct mig_src *s)
 		ret = mig_chan_send(&s->senders[i].chan, MIG_REC_SYNC, &sync, sizeof(sync));
 	end.passes = s->pass;
 	end.pages = s->pages_sent + s->zero_pages;
+	if (!ret)
+		ret = mig_check_cancel(s);
 	if (!ret)
 		ret = mig_chan_send(&s->main, MIG_REC_END, &end, sizeof(end));
 	if (!ret)
@@ -564,8 +573,13 @@ static void mig_fetch_peer_error(struct mig_src *s, int err)
 static void mig_source_abort(struct mig_src *s, int err)
 {
 	mig_src_fail(s, err);
-	if (s->main.fd >= 0 && err == -ECANCELED)
-		mig_chan_send(&s->main, MIG_REC_CANCEL, NULL, 0);
+	if (s->main.fd >= 0 && err == -ECANCELED &&
+	    !mig_chan_send(&s->main, MIG_REC_CANCEL, NULL, 0)) {
+		/* Let the destination take the cancel before the channels close. */
+		kvmmig_log_quiet(true);
+		mig_wait_ack(s, 1);
+		kvmmig_log_quiet(false);
+	}
 	mig_stop_senders(s);
 	mig_fetch_peer_error(s, err);
 	/* The source guest carries on as if nothing happened. */

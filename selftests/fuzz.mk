@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# The migration stream parser's libFuzzer target (selftests/stream_fuzz.c),
+# built with clang straight from the parser's sources under AddressSanitizer
+# and UndefinedBehaviorSanitizer.  `make fuzz` runs it for FUZZ_SECONDS
+# (10 minutes); `make fuzz-brief` runs it for FUZZ_BRIEF_SECONDS and writes
+# its one result to $(O)/tap/stream_fuzz.tap for scripts/tap-summary.sh, so
+# `make check` can count it like a test program (the recipe itself succeeds
+# either way, as scripts/run-tests.sh does; the TAP says what happened).
+# The seed corpus is written by the same file built with -DSTREAM_FUZZ_SEEDS;
+# what the fuzzer learns is kept in $(O)/fuzz/corpus and crash reproducers
+# land in $(O)/fuzz/ (run `$(O)/fuzz/stream_fuzz FILE` to replay one).
+
+FUZZ_ENABLED		:= 1
+FUZZ_CC			?= clang
+FUZZ_SECONDS		?= 600
+FUZZ_BRIEF_SECONDS	?= 30
+FUZZ_DIR		:= $(O)/fuzz
+FUZZ_LIB_SRCS		:= user/lib/stream.c user/lib/csum.c user/lib/log.c
+FUZZ_DEPS		:= selftests/stream_fuzz.c $(FUZZ_LIB_SRCS) \
+			   $(wildcard user/lib/*.h include/uapi/linux/*.h)
+FUZZ_CFLAGS		:= -std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE \
+			   -Wall -Wextra -Wno-unused-parameter -Iinclude/uapi -Iuser/lib
+FUZZ_SANITIZE		:= -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# Page batches are up to 512 KiB; raw inputs that hold a few pages need room.
+FUZZ_FLAGS		:= -max_len=65536 -artifact_prefix=$(FUZZ_DIR)/ -print_final_stats=1
+
+.PHONY: fuzz fuzz-brief
+
+$(FUZZ_DIR)/stream_fuzz: $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(quiet) FUZZCC $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ \
+		selftests/stream_fuzz.c $(FUZZ_LIB_SRCS) -pthread
+
+$(FUZZ_DIR)/stream_seeds: $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(quiet) FUZZCC $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SANITIZE) -DSTREAM_FUZZ_SEEDS -o $@ \
+		selftests/stream_fuzz.c $(FUZZ_LIB_SRCS) -pthread
+
+# Rewritten whenever the stream format may have changed.
+$(FUZZ_DIR)/seeds/.stamp: $(FUZZ_DIR)/stream_seeds
+	$(Q)rm -rf $(dir $@) && mkdir -p $(dir $@) $(FUZZ_DIR)/corpus
+	$(Q)$< $(dir $@) && touch $@
+
+fuzz: deps $(FUZZ_DIR)/stream_fuzz $(FUZZ_DIR)/seeds/.stamp
+	$(FUZZ_DIR)/stream_fuzz $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+		$(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+
+fuzz-brief: $(FUZZ_DIR)/stream_fuzz $(FUZZ_DIR)/seeds/.stamp
+	@mkdir -p $(O)/tap
+	@echo "# ---- stream_fuzz ($(FUZZ_BRIEF_SECONDS) s)"
+	@log=$(FUZZ_DIR)/brief.log; \
+	$(FUZZ_DIR)/stream_fuzz $(FUZZ_FLAGS) -max_total_time=$(FUZZ_BRIEF_SECONDS) \
+		$(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds >$$log 2>&1; rc=$$?; \
+	runs=$$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' $$log); \
+	{ echo "1..1"; \
+	  if [ $$rc -eq 0 ] && [ -n "$$runs" ]; then \
+		echo "ok 1 stream_fuzz: $$runs runs, no crash"; \
+	  else \
+		echo "not ok 1 stream_fuzz: exit $$rc, see $$log"; \
+		grep -E '^(SUMMARY|stream_fuzz:|==[0-9]+==ERROR)|runtime error|Test unit written' $$log | \
+			sed 's/^/# /'; \
+	  fi; } | tee $(O)/tap/stream_fuzz.tap

@@ -1,0 +1,1011 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Live migration that fails, in every way issue 5 lists: a cancel in each
+ * state (before and during setup, the first pass, a throttled later pass,
+ * switchover), the connection dropped mid-pass and mid-switchover, the
+ * destination killed, the stream corrupted or truncated at offsets a
+ * fixed-seed PRNG picks in each part of the stream (hello, record headers,
+ * configuration, page entries and data, vCPU state, END), and a version
+ * mismatch.  Each case checks the exact outcome: mig_source_run() fails
+ * with FAILED or CANCELLED and a message, the source guest runs on intact
+ * (source_intact()), and the destination exits DEST_RECEIVE_FAILED (never
+ * DEST_OK with memory it should have refused) or is the one we killed.
+ * Faults come from a TCP proxy thread between the two sides and are
+ * triggered from the progress callback, so they land in a known state; a
+ * watchdog turns a migration in which neither side gives up into a failure
+ * that says so.  Documentation/testing-migration.rst lists the cases.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+
+#include "csum.h"
+#include "kselftest_harness.h"
+#include "mig_test_util.h"
+#include "net.h"
+#include "stream.h"
+
+#define GUEST_RAM	(32ULL << 20)
+#define CAPPED_LINK	(48ULL << 20)	/* bytes/s, below incr's dirty rate */
+#define SPARSE_PAGES	256		/* a sparse guest writes only its first MiB */
+#define FAULT_SEED	0x6b766d6d69676661ULL
+#define WATCHDOG_S	30		/* a side that never gives up is a failure */
+#define PROXY_MAX_CONNS	16
+#define PROXY_BUF	(64 << 10)
+
+/* ---- a TCP proxy that can corrupt, cut or drop what it forwards ---- */
+
+enum fault_kind {
+	FAULT_NONE,
+	FAULT_FLIP,	/* XOR bytes[0] into byte @off of connection @conn */
+	FAULT_VERSION,	/* the hello's version field becomes 2, its CRC left stale */
+	FAULT_CUT,	/* close both sides after @off bytes */
+};
+
+struct proxy_fault {
+	enum fault_kind kind;
+	unsigned int conn;	/* in accept order: 0 is the main channel */
+	uint64_t off;		/* in the source -> destination direction */
+	uint8_t bytes[4];	/* FLIP: the XOR mask; VERSION: the new field */
+	unsigned int len;	/* VERSION: bytes to overwrite */
+};
+
+struct proxy;
+
+/* One direction of one connection. */
+struct proxy_pipe {
+	struct proxy *px;
+	unsigned int conn;
+	int in, out;
+	bool up;		/* source -> destination: the faults apply */
+	pthread_t thread;
+	bool started;
+};
+
+struct proxy {
+	int lfd;
+	char addr[64];		/* what the source connects to */
+	char dest[64];		/* the real destination */
+	struct proxy_fault fault;
+	/* set when the main connection arrives: a cancel during setup */
+	volatile sig_atomic_t *cancel_on_accept;
+	pthread_t thread;
+	bool started;
+	volatile bool stop;
+	pthread_mutex_t lock;	/* conns, their fds, dropped */
+	bool dropped;
+	unsigned int nr_conns;
+	int fds[PROXY_MAX_CONNS][2];	/* source side, destination side */
+	unsigned int done[PROXY_MAX_CONNS];	/* directions finished */
+	struct proxy_pipe pipes[PROXY_MAX_CONNS][2];
+	bool hit;		/* the fault was applied */
+};
+
+/* Wake both directions of @conn; their threads then close it. */
+static void proxy_cut_locked(struct proxy *px, unsigned int conn)
+{
+	unsigned int d;
+
+	for (d = 0; d < 2; d++)
+		if (px->fds[conn][d] >= 0)
+			shutdown(px->fds[conn][d], SHUT_RDWR);
+}
+
+/*
+ * The last direction out closes both sockets, as a process that dies or a
+ * link that goes down would: more data from the peer then meets a reset
+ * (a socket merely shut down would take it in silently until its window
+ * fills, and the sender would block).
+ */
+static void proxy_pipe_done(struct proxy *px, unsigned int conn)
+{
+	unsigned int d;
+
+	pthread_mutex_lock(&px->lock);
+	proxy_cut_locked(px, conn);
+	if (++px->done[conn] == 2) {
+		for (d = 0; d < 2; d++) {
+			close(px->fds[conn][d]);
+			px->fds[conn][d] = -1;
+		}
+	}
+	pthread_mutex_unlock(&px->lock);
+}
+
+/* MSG_NOSIGNAL: a peer that is gone must not take the test with it. */
+static int proxy_send_all(int fd, const uint8_t *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len) {
+		n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Apply the fault to bytes [@pos, @pos + @n) of @conn; how many to forward. */
+static size_t proxy_fault_apply(struct proxy *px, unsigned int conn, uint8_t *buf, uint64_t pos,
+				size_t n, bool *cut)
+{
+	const struct proxy_fault *f = &px->fault;
+	unsigned int i;
+
+	if (f->kind == FAULT_NONE || conn != f->conn)
+		return n;
+	switch (f->kind) {
+	case FAULT_FLIP:
+		if (f->off >= pos && f->off < pos + n) {
+			buf[f->off - pos] ^= f->bytes[0];
+			px->hit = true;
+		}
+		break;
+	case FAULT_VERSION:
+		for (i = 0; i < f->len; i++) {
+			if (f->off + i >= pos && f->off + i < pos + n) {
+				buf[f->off + i - pos] = f->bytes[i];
+				px->hit = true;
+			}
+		}
+		break;
+	case FAULT_CUT:
+		if (pos + n >= f->off) {
+			*cut = px->hit = true;
+			return f->off - pos;
+		}
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
+static void *proxy_pipe_thread(void *arg)
+{
+	struct proxy_pipe *p = arg;
+	uint8_t *buf = malloc(PROXY_BUF);
+	bool cut = false;
+	uint64_t pos = 0;
+	size_t fwd;
+	ssize_t n;
+
+	while (buf && !cut) {
+		n = read(p->in, buf, PROXY_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		fwd = p->up ? proxy_fault_apply(p->px, p->conn, buf, pos, n, &cut) : (size_t)n;
+		if (fwd && proxy_send_all(p->out, buf, fwd))
+			break;
+		pos += n;
+	}
+	/* One direction gone takes the other with it. */
+	proxy_pipe_done(p->px, p->conn);
+	free(buf);
+	return NULL;
+}
+
+static void proxy_add_conn(struct proxy *px, int src)
+{
+	unsigned int k = px->nr_conns, d;
+	int dst;
+
+	if (px->dropped || k == PROXY_MAX_CONNS) {
+		close(src);
+		return;
+	}
+	if (!k && px->cancel_on_accept)
+		*px->cancel_on_accept = 1;
+	dst = net_connect(px->dest);
+	if (dst < 0) {
+		close(src);
+		return;
+	}
+	px->fds[k][0] = src;
+	px->fds[k][1] = dst;
+	for (d = 0; d < 2; d++) {
+		struct proxy_pipe *p = &px->pipes[k][d];
+
+		p->px = px;
+		p->conn = k;
+		p->up = !d;
+		p->in = px->fds[k][d];
+		p->out = px->fds[k][!d];
+		p->started = !pthread_create(&p->thread, NULL, proxy_pipe_thread, p);
+	}
+	px->nr_conns++;
+}
+
+static void *proxy_accept_thread(void *arg)
+{
+	struct proxy *px = arg;
+	struct pollfd pfd = { .fd = px->lfd, .events = POLLIN };
+	int fd;
+
+	while (!px->stop) {
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		fd = accept4(px->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		pthread_mutex_lock(&px->lock);
+		proxy_add_conn(px, fd);
+		pthread_mutex_unlock(&px->lock);
+	}
+	return NULL;
+}
+
+static int proxy_start(struct proxy *px, const char *dest)
+{
+	int port;
+
+	pthread_mutex_init(&px->lock, NULL);
+	snprintf(px->dest, sizeof(px->dest), "%s", dest);
+	px->lfd = net_listen("tcp:127.0.0.1:0", &port);
+	if (px->lfd < 0)
+		return -1;
+	snprintf(px->addr, sizeof(px->addr), "tcp:127.0.0.1:%d", port);
+	if (pthread_create(&px->thread, NULL, proxy_accept_thread, px))
+		return -1;
+	px->started = true;
+	return 0;
+}
+
+/*
+ * Wait until the proxy has taken @n connections: the source may be sending
+ * on a channel the proxy has not accepted yet (it is in the backlog).
+ */
+static void proxy_wait_conns(struct proxy *px, unsigned int n)
+{
+	unsigned int i, have = 0;
+
+	for (i = 0; i < 1000 && have < n; i++) {
+		pthread_mutex_lock(&px->lock);
+		have = px->nr_conns;
+		pthread_mutex_unlock(&px->lock);
+		if (have < n)
+			usleep(10000);
+	}
+}
+
+/* The link goes down: every connection, now and later. */
+static void proxy_drop(struct proxy *px)
+{
+	unsigned int k;
+
+	pthread_mutex_lock(&px->lock);
+	px->dropped = true;
+	for (k = 0; k < px->nr_conns; k++)
+		proxy_cut_locked(px, k);
+	pthread_mutex_unlock(&px->lock);
+}
+
+static void proxy_stop(struct proxy *px)
+{
+	unsigned int k, d;
+
+	if (!px->started)
+		return;
+	px->stop = true;
+	pthread_join(px->thread, NULL);
+	proxy_drop(px);
+	for (k = 0; k < px->nr_conns; k++) {
+		for (d = 0; d < 2; d++) {
+			if (px->pipes[k][d].started)
+				pthread_join(px->pipes[k][d].thread, NULL);
+			else
+				proxy_pipe_done(px, k);
+		}
+	}
+	close(px->lfd);
+	px->started = false;
+}
+
+/* ---- a destination child that also says why it failed ---- */
+
+struct fail_dest {
+	pid_t pid;
+	int errfd;		/* its report's error arrives here */
+	char addr[64];
+	char error[256];
+};
+
+static void fail_dest_child(int portfd, int errfd)
+{
+	char listen[] = "tcp:127.0.0.1:0";
+	struct mig_dest_opts o = {
+		.listen = listen,
+		.listening = dest_child_listening,
+		.resumed = dest_child_resumed,
+		.opaque = &portfd,
+	};
+	struct mig_report rep;
+	int ret;
+
+	/* The harness kills a hung test: no guest may outlive it. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	ret = mig_dest_run(&o, &rep);
+	if (write(errfd, rep.error, strlen(rep.error)) < 0)
+		_exit(DEST_RECEIVE_FAILED);
+	_exit(ret == -DEST_CHECK_FAILED ? DEST_CHECK_FAILED :
+	      ret == -DEST_NO_PROGRESS ? DEST_NO_PROGRESS :
+	      ret ? DEST_RECEIVE_FAILED : DEST_OK);
+}
+
+static int fail_dest_start(struct fail_dest *d)
+{
+	int pfd[2], efd[2], port;
+
+	memset(d, 0, sizeof(*d));
+	d->errfd = -1;
+	if (pipe2(pfd, O_CLOEXEC))
+		return -1;
+	if (pipe2(efd, O_CLOEXEC)) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	d->pid = fork();
+	if (d->pid == 0) {
+		close(pfd[0]);
+		close(efd[0]);
+		fail_dest_child(pfd[1], efd[1]);
+	}
+	close(pfd[1]);
+	close(efd[1]);
+	d->errfd = efd[0];
+	if (d->pid < 0 || read(pfd[0], &port, sizeof(port)) != sizeof(port)) {
+		close(pfd[0]);
+		return -1;
+	}
+	close(pfd[0]);
+	snprintf(d->addr, sizeof(d->addr), "tcp:127.0.0.1:%d", port);
+	return 0;
+}
+
+/* Wait for the child: its wait status, and its error in d->error. */
+static int fail_dest_wait(struct fail_dest *d)
+{
+	int status = -1;
+	size_t got = 0;
+	ssize_t n;
+
+	if (d->pid <= 0)
+		return -1;
+	if (waitpid(d->pid, &status, 0) < 0)
+		status = -1;
+	d->pid = 0;
+	while (got < sizeof(d->error) - 1) {
+		n = read(d->errfd, d->error + got, sizeof(d->error) - 1 - got);
+		if (n <= 0)
+			break;
+		got += n;
+	}
+	d->error[got] = '\0';
+	close(d->errfd);
+	d->errfd = -1;
+	return status;
+}
+
+static void fail_dest_kill(struct fail_dest *d)
+{
+	if (d->pid > 0)
+		kill(d->pid, SIGKILL);
+	fail_dest_wait(d);
+	if (d->errfd >= 0)
+		close(d->errfd);
+}
+
+/* ---- what the progress callback does, and when ---- */
+
+enum trigger {
+	TRIG_NONE,
+	TRIG_BEFORE,		/* before mig_source_run() */
+	TRIG_SETUP,		/* the proxy sees the main connection arrive */
+	TRIG_FIRST_PASS,	/* a progress sample inside pass 1 */
+	TRIG_PASS_END,		/* the sample after pass 1's sync, between passes */
+	TRIG_THROTTLED,		/* a sample in a later pass with a throttle on */
+	TRIG_SWITCHOVER,	/* the SWITCHOVER sample, before the guest pauses */
+};
+
+enum action {
+	ACT_NONE,
+	ACT_CANCEL,
+	ACT_DROP,		/* the proxy cuts every connection */
+	ACT_KILL,		/* SIGKILL the destination */
+};
+
+struct fail_ctx {
+	enum trigger trig;
+	enum action act;
+	struct proxy *px;
+	unsigned int nr_conns;		/* the migration's connections */
+	pid_t dest_pid;
+	volatile sig_atomic_t cancel;
+	bool fired;
+	enum mig_state fired_state;
+	uint64_t fired_pass;
+	unsigned int fired_throttle;
+};
+
+static void fail_act(struct fail_ctx *c)
+{
+	switch (c->act) {
+	case ACT_CANCEL:
+		c->cancel = 1;
+		break;
+	case ACT_DROP:
+		/* Mid-pass means every channel is up; a drop in setup is another case. */
+		proxy_wait_conns(c->px, c->nr_conns);
+		proxy_drop(c->px);
+		break;
+	case ACT_KILL:
+		kill(c->dest_pid, SIGKILL);
+		break;
+	default:
+		break;
+	}
+}
+
+static bool fail_due(const struct fail_ctx *c, enum mig_state state, const struct mig_sample *s)
+{
+	switch (c->trig) {
+	case TRIG_FIRST_PASS:
+		return state == MIG_ACTIVE && s->pass == 1 && !s->sync;
+	case TRIG_PASS_END:
+		return state == MIG_ACTIVE && s->pass == 1 && s->sync;
+	case TRIG_THROTTLED:
+		return state == MIG_ACTIVE && s->pass >= 2 && s->throttle_pct;
+	case TRIG_SWITCHOVER:
+		return state == MIG_SWITCHOVER;
+	default:
+		return false;
+	}
+}
+
+static void fail_progress(void *opaque, enum mig_state state, const struct mig_sample *s,
+			  const struct mig_report *r)
+{
+	struct fail_ctx *c = opaque;
+
+	if (c->fired || !fail_due(c, state, s))
+		return;
+	c->fired = true;
+	c->fired_state = state;
+	c->fired_pass = s->pass;
+	c->fired_throttle = s->throttle_pct;
+	fail_act(c);
+}
+
+/* ---- where in the stream a fault lands ---- */
+
+enum region {
+	REG_HELLO,
+	REG_CONFIG_HDR,		/* main channel */
+	REG_CONFIG,
+	REG_VCPU,		/* main channel, sent at switchover */
+	REG_END,
+	REG_PAGES_HDR,		/* multifd channel, one of the first records */
+	REG_PAGES_ENTRIES,
+	REG_PAGES_DATA,
+};
+
+/* xorshift64*: a fixed seed per case, so every run hits the same bytes. */
+static uint64_t fault_rand(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545f4914f6cdd1dULL;
+}
+
+/*
+ * Byte range of @reg.  Pages go without zero detection on one multifd
+ * channel, so every record of pass 1 carries exactly MIG_MAX_BATCH pages
+ * (the system slot and the RAM slots are multiples of a batch) and record
+ * @k starts at a known offset.
+ */
+static void fault_region(const struct vm *vm, enum region reg, uint64_t k, uint64_t *lo,
+			 uint64_t *hi)
+{
+	const uint64_t hello = sizeof(struct mig_hello), rec = sizeof(struct mig_rec);
+	const uint64_t config = hello + rec + mig_config_size(vm->nr_slots);
+	const uint64_t vcpu = rec + sizeof(struct mig_vcpu) + sizeof(struct vcpu_state_blob);
+	const uint64_t entries = sizeof(struct mig_pages) + MIG_MAX_BATCH * sizeof(uint64_t);
+	const uint64_t pages = rec + entries + MIG_MAX_BATCH * (uint64_t)MIG_PAGE_SIZE;
+	const uint64_t at = hello + k * pages;
+
+	switch (reg) {
+	case REG_HELLO:
+		*lo = 0, *hi = hello;
+		break;
+	case REG_CONFIG_HDR:
+		*lo = hello, *hi = hello + rec;
+		break;
+	case REG_CONFIG:
+		*lo = hello + rec, *hi = config;
+		break;
+	case REG_VCPU:
+		*lo = config, *hi = config + vm->cfg.nr_vcpus * vcpu;
+		break;
+	case REG_END:
+		*lo = config + vm->cfg.nr_vcpus * vcpu;
+		*hi = *lo + rec + sizeof(struct mig_end);
+		break;
+	case REG_PAGES_HDR:
+		*lo = at, *hi = at + rec;
+		break;
+	case REG_PAGES_ENTRIES:
+		*lo = at + rec, *hi = at + rec + entries;
+		break;
+	case REG_PAGES_DATA:
+		*lo = at + rec + entries, *hi = at + pages;
+		break;
+	}
+}
+
+static const char *const region_names[] = {
+	[REG_HELLO] = "hello",
+	[REG_CONFIG_HDR] = "CONFIG header",
+	[REG_CONFIG] = "CONFIG payload",
+	[REG_VCPU] = "VCPU records",
+	[REG_END] = "END record",
+	[REG_PAGES_HDR] = "PAGES header",
+	[REG_PAGES_ENTRIES] = "PAGES entries",
+	[REG_PAGES_DATA] = "page data",
+};
+
+/* ---- the common run and its checks ---- */
+
+struct fail_case {
+	enum trigger trig;
+	enum action act;
+	enum fault_kind fault;
+	unsigned int conn;
+	enum region reg;
+	unsigned int nth;		/* seed for the offset */
+	bool throttled;			/* auto-converge on a capped link */
+	bool sparse;			/* the guest writes SPARSE_PAGES pages only */
+	unsigned int channels;
+	enum mig_state expect;		/* MIG_FAILED or MIG_CANCELLED */
+	const char *src_says;		/* the errors say one of these ('|') */
+	const char *dest_says;
+};
+
+struct fail_run {
+	struct vm *vm;
+	struct fail_dest dest;
+	struct proxy px;
+	struct fail_ctx ctx;
+	struct mig_report rep;
+	/* the watchdog: kills the destination if the migration hangs */
+	pthread_t wd;
+	pthread_mutex_t wd_lock;
+	pthread_cond_t wd_cond;
+	bool wd_started, wd_done, hung;
+};
+
+static void fail_params(struct mig_params *p, const struct fail_case *fc)
+{
+	mig_params_init(p);
+	p->multifd_channels = fc->channels ? fc->channels : 1;
+	p->zero_page_detection = fc->fault == FAULT_NONE;
+	p->max_passes = 400;
+	p->downtime_limit_ms = 500;
+	if (fc->throttled) {
+		p->policy = MIG_POLICY_AUTO_CONVERGE;
+		p->max_bandwidth = CAPPED_LINK;
+		p->cpu_throttle_initial = 80;
+		p->cpu_throttle_increment = 19;
+	}
+	/*
+	 * A guest that hardly ran on a loaded host could converge before the
+	 * throttle starts; with nothing fitting the limit it cannot.
+	 */
+	if (fc->trig == TRIG_THROTTLED)
+		p->downtime_limit_ms = 1;
+}
+
+/* @error is not empty and names one of @what's '|'-separated words. */
+static bool error_says(const char *error, const char *what)
+{
+	char word[64];
+	size_t n;
+
+	if (!error[0] || !what)
+		return error[0];
+	for (;;) {
+		n = strcspn(what, "|");
+		snprintf(word, sizeof(word), "%.*s", (int)n, what);
+		if (strcasestr(error, word))
+			return true;
+		if (!what[n])
+			return false;
+		what += n + 1;
+	}
+}
+
+/*
+ * A guest that dirties only its first SPARSE_PAGES pages: after pass 1 the
+ * pages to send are a few bitmap words at the start of a slot.
+ */
+static struct vm *source_guest_sparse(void)
+{
+	struct vm_config cfg = {
+		.nr_vcpus = 2,
+		.ram_bytes = GUEST_RAM,
+		.nr_slots = 2,
+		.guest = {
+			.workload = WORKLOAD_INCR,
+			.mem_gpa = GUEST_RAM_GPA,
+			.mem_pages = SPARSE_PAGES,
+		},
+	};
+	struct vm *vm;
+	int b = dirty_prepare_config(DIRTY_AUTO, &cfg);
+
+	if (b < 0 || vm_create(&cfg, &vm))
+		return NULL;
+	if (vm_start(vm)) {
+		vm_destroy(vm);
+		return NULL;
+	}
+	usleep(200000);
+	return vm;
+}
+
+/*
+ * source_intact(), allowing for a host so loaded that no vCPU ran in its
+ * 200 ms window; a stopped guest stays stopped through every retry, and
+ * then @why says what its vCPUs were doing.
+ */
+static int source_still_intact(struct vm *vm, char *why, size_t len)
+{
+	unsigned int i;
+	size_t n;
+	int ret = 0;
+
+	for (i = 0; i < 10; i++) {
+		ret = source_intact(vm, why, len);
+		if (!ret || !strstr(why, "no progress"))
+			return ret;
+	}
+	for (i = 0; i < vm->cfg.nr_vcpus && (n = strlen(why)) < len; i++) {
+		const struct vcpu *v = &vm->vcpus[i];
+
+		snprintf(why + n, len - n, "; vCPU %u: state %d, pause_req %d, %llu loops, %llu exits, %llu ring-full exits, throttle %u%%",
+			 i, v->state, v->pause_req, (unsigned long long)v->area->loops,
+			 (unsigned long long)v->exits, (unsigned long long)v->ring_full_exits,
+			 v->throttle_pct);
+	}
+	return ret;
+}
+
+static void *fail_watchdog(void *arg)
+{
+	struct fail_run *run = arg;
+	struct timespec ts;
+	int ret = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += WATCHDOG_S;
+	pthread_mutex_lock(&run->wd_lock);
+	while (!run->wd_done && ret != ETIMEDOUT)
+		ret = pthread_cond_timedwait(&run->wd_cond, &run->wd_lock, &ts);
+	if (!run->wd_done) {
+		/* Not reaped yet (see fail_check()): the pid is still the child's. */
+		run->hung = true;
+		kill(run->dest.pid, SIGKILL);
+	}
+	pthread_mutex_unlock(&run->wd_lock);
+	return NULL;
+}
+
+static int fail_watchdog_start(struct fail_run *run)
+{
+	pthread_condattr_t a;
+
+	pthread_mutex_init(&run->wd_lock, NULL);
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&run->wd_cond, &a);
+	pthread_condattr_destroy(&a);
+	if (pthread_create(&run->wd, NULL, fail_watchdog, run))
+		return -1;
+	run->wd_started = true;
+	return 0;
+}
+
+static void fail_watchdog_stop(struct fail_run *run)
+{
+	if (!run->wd_started)
+		return;
+	pthread_mutex_lock(&run->wd_lock);
+	run->wd_done = true;
+	pthread_cond_signal(&run->wd_cond);
+	pthread_mutex_unlock(&run->wd_lock);
+	pthread_join(run->wd, NULL);
+	run->wd_started = false;
+}
+
+static void fail_setup(struct __test_metadata *_metadata, struct fail_run *run,
+		       const struct fail_case *fc)
+{
+	enum dirty_backend backend = DIRTY_AUTO;
+
+	run->dest.pid = 0;
+	run->dest.errfd = -1;
+	run->vm = fc->sparse ? source_guest_sparse() : source_guest(2, GUEST_RAM, &backend);
+	ASSERT_NE(run->vm, NULL);
+	ASSERT_EQ(fail_dest_start(&run->dest), 0);
+}
+
+static void fail_teardown(struct fail_run *run)
+{
+	fail_watchdog_stop(run);
+	proxy_stop(&run->px);
+	fail_dest_kill(&run->dest);
+	mig_report_free(&run->rep);
+	if (run->vm)
+		vm_destroy(run->vm);
+}
+
+static void fail_check(struct __test_metadata *_metadata, struct fail_run *run,
+		       const struct fail_case *fc)
+{
+	struct mig_source_opts o = {
+		.to = run->dest.addr,
+		.cancel = &run->ctx.cancel,
+		.progress = fail_progress,
+		.opaque = &run->ctx,
+		.progress_interval_s = 0.05,
+	};
+	struct proxy_fault *f = &run->px.fault;
+	struct fail_ctx *c = &run->ctx;
+	uint64_t lo = 0, hi = 1, seed = FAULT_SEED ^ (fc->nth + 1) * 0x9e3779b97f4a7c15ULL;
+	char why[768];
+	siginfo_t info;
+	int ret, st;
+
+	fail_params(&o.params, fc);
+	c->trig = fc->trig;
+	c->act = fc->act;
+	c->px = &run->px;
+	c->nr_conns = o.params.multifd_channels + 1;
+	c->dest_pid = run->dest.pid;
+	if (fc->fault == FAULT_VERSION) {
+		f->kind = FAULT_VERSION;
+		f->off = offsetof(struct mig_hello, version);
+		f->len = sizeof(uint32_t);
+		f->bytes[0] = MIG_VERSION + 1;
+	} else if (fc->fault != FAULT_NONE) {
+		fault_region(run->vm, fc->reg, fault_rand(&seed) % 8, &lo, &hi);
+		f->kind = fc->fault;
+		f->conn = fc->conn;
+		/* A cut at the very start would be a refused connection. */
+		f->off = lo + fault_rand(&seed) % (hi - lo) + (fc->fault == FAULT_CUT && !lo);
+		f->bytes[0] = fault_rand(&seed) % 255 + 1;
+		TH_LOG("%s connection %u at byte %llu (%s, bytes %llu-%llu)",
+		       fc->fault == FAULT_CUT ? "cut" : "corrupt", fc->conn,
+		       (unsigned long long)f->off, region_names[fc->reg], (unsigned long long)lo,
+		       (unsigned long long)hi - 1);
+	}
+	if (fc->trig == TRIG_SETUP)
+		run->px.cancel_on_accept = &c->cancel;
+	if (fc->fault != FAULT_NONE || fc->act == ACT_DROP || fc->trig == TRIG_SETUP) {
+		ASSERT_EQ(proxy_start(&run->px, run->dest.addr), 0);
+		o.to = run->px.addr;
+	}
+	if (fc->trig == TRIG_BEFORE)
+		fail_act(c);
+	ASSERT_EQ(fail_watchdog_start(run), 0);
+
+	ret = mig_source_run(run->vm, &o, &run->rep);
+	/* Exited but not reaped: the watchdog may still kill it by its pid. */
+	waitid(P_PID, run->dest.pid, &info, WEXITED | WNOWAIT);
+	fail_watchdog_stop(run);
+	st = fail_dest_wait(&run->dest);
+	proxy_stop(&run->px);
+	TH_LOG("source: %s after %llu passes, max throttle %u%%: %s",
+	       mig_state_name(run->rep.state), (unsigned long long)run->rep.passes,
+	       run->rep.max_throttle_pct, run->rep.error);
+	TH_LOG("destination: %s %d: %s", WIFSIGNALED(st) ? "signal" : "exit",
+	       WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), run->dest.error);
+	if (c->fired)
+		TH_LOG("fault injected in state %s, pass %llu, throttle %u%%",
+		       mig_state_name(c->fired_state), (unsigned long long)c->fired_pass,
+		       c->fired_throttle);
+	ASSERT_FALSE(run->hung) {
+		TH_LOG("neither side gave up within %d s: the destination was killed", WATCHDOG_S);
+	}
+
+	/* The fault happened where it was meant to. */
+	if (fc->trig >= TRIG_FIRST_PASS)
+		ASSERT_TRUE(c->fired);
+	if (fc->fault != FAULT_NONE)
+		ASSERT_TRUE(run->px.hit);
+	if (fc->trig == TRIG_THROTTLED)
+		ASSERT_GT(c->fired_throttle, 0U);
+
+	ASSERT_NE(ret, 0);
+	ASSERT_EQ(run->rep.state, fc->expect);
+	ASSERT_TRUE(error_says(run->rep.error, fc->src_says));
+	ASSERT_EQ(source_still_intact(run->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+	if (fc->act == ACT_KILL) {
+		ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+		return;
+	}
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), DEST_RECEIVE_FAILED);
+	ASSERT_TRUE(error_says(run->dest.error, fc->dest_says));
+}
+
+/* ---- cancel, a dropped link, a killed destination ---- */
+
+FIXTURE(event) {
+	struct fail_run run;
+};
+
+FIXTURE_VARIANT(event) {
+	struct fail_case fc;
+};
+
+/* What the errors must say, in one word or another. */
+#define SAYS_CANCEL	"cancel"
+#define SAYS_LINK	"send failed|receive failed|closed|reset|broken pipe"
+#define SAYS_EOF	"closed|reset"
+#define SAYS_CORRUPT	"corrupt|not a kvmmig|version"
+
+#define EVENT(name, t, a, thr, ch, sp)						\
+	FIXTURE_VARIANT_ADD(event, name) {					\
+		.fc = {								\
+			.trig = TRIG_##t, .act = ACT_##a, .throttled = thr,	\
+			.channels = ch, .sparse = sp,				\
+			.expect = ACT_##a == ACT_CANCEL ? MIG_CANCELLED : MIG_FAILED, \
+			.src_says = ACT_##a == ACT_CANCEL ? SAYS_CANCEL : SAYS_LINK, \
+			.dest_says = ACT_##a == ACT_CANCEL ? SAYS_CANCEL : SAYS_EOF, \
+		},							\
+	}
+
+EVENT(cancel_before_setup, BEFORE, CANCEL, false, 1, false);
+EVENT(cancel_during_setup, SETUP, CANCEL, false, 1, false);
+EVENT(cancel_first_pass, FIRST_PASS, CANCEL, false, 1, false);
+EVENT(cancel_first_pass_4ch, FIRST_PASS, CANCEL, false, 4, false);
+EVENT(cancel_pass_end, PASS_END, CANCEL, false, 1, false);
+EVENT(cancel_throttled_pass, THROTTLED, CANCEL, true, 1, false);
+EVENT(cancel_switchover, SWITCHOVER, CANCEL, false, 1, false);
+EVENT(cancel_switchover_throttled, SWITCHOVER, CANCEL, true, 1, false);
+/* Nothing left to send near a 64-word boundary of the dirty bitmap. */
+EVENT(cancel_pass_end_sparse, PASS_END, CANCEL, false, 1, true);
+EVENT(cancel_switchover_sparse, SWITCHOVER, CANCEL, false, 1, true);
+EVENT(drop_first_pass, FIRST_PASS, DROP, false, 1, false);
+EVENT(drop_first_pass_4ch, FIRST_PASS, DROP, false, 4, false);
+EVENT(drop_throttled_pass, THROTTLED, DROP, true, 1, false);
+EVENT(drop_switchover, SWITCHOVER, DROP, false, 1, false);
+EVENT(drop_switchover_4ch, SWITCHOVER, DROP, false, 4, false);
+EVENT(drop_switchover_sparse, SWITCHOVER, DROP, false, 1, true);
+EVENT(kill_dest_first_pass, FIRST_PASS, KILL, false, 1, false);
+EVENT(kill_dest_first_pass_4ch, FIRST_PASS, KILL, false, 4, false);
+EVENT(kill_dest_throttled_pass, THROTTLED, KILL, true, 1, false);
+EVENT(kill_dest_switchover, SWITCHOVER, KILL, false, 1, false);
+
+FIXTURE_SETUP(event)
+{
+	fail_setup(_metadata, &self->run, &variant->fc);
+}
+
+FIXTURE_TEARDOWN(event)
+{
+	fail_teardown(&self->run);
+}
+
+TEST_F_TIMEOUT(event, source_survives, 150)
+{
+	fail_check(_metadata, &self->run, &variant->fc);
+}
+
+/* ---- the stream corrupted, truncated, or of another version ---- */
+
+FIXTURE(stream) {
+	struct fail_run run;
+};
+
+FIXTURE_VARIANT(stream) {
+	struct fail_case fc;
+};
+
+#define STREAM(name, f, c, r, n)						\
+	FIXTURE_VARIANT_ADD(stream, name) {					\
+		.fc = {								\
+			.fault = FAULT_##f, .conn = c, .reg = REG_##r, .nth = n, \
+			.expect = MIG_FAILED,					\
+			.dest_says = FAULT_##f == FAULT_CUT ? SAYS_EOF : SAYS_CORRUPT, \
+		},							\
+	}
+
+STREAM(flip_main_hello_0, FLIP, 0, HELLO, 0);
+STREAM(flip_main_hello_1, FLIP, 0, HELLO, 1);
+STREAM(flip_main_config_hdr, FLIP, 0, CONFIG_HDR, 2);
+STREAM(flip_main_config_0, FLIP, 0, CONFIG, 3);
+STREAM(flip_main_config_1, FLIP, 0, CONFIG, 4);
+STREAM(flip_main_vcpu_0, FLIP, 0, VCPU, 5);
+STREAM(flip_main_vcpu_1, FLIP, 0, VCPU, 6);
+STREAM(flip_main_end, FLIP, 0, END, 7);
+STREAM(flip_ch1_hello, FLIP, 1, HELLO, 8);
+STREAM(flip_ch1_pages_hdr_0, FLIP, 1, PAGES_HDR, 9);
+STREAM(flip_ch1_pages_hdr_1, FLIP, 1, PAGES_HDR, 10);
+STREAM(flip_ch1_entries, FLIP, 1, PAGES_ENTRIES, 11);
+STREAM(flip_ch1_data_0, FLIP, 1, PAGES_DATA, 12);
+STREAM(flip_ch1_data_1, FLIP, 1, PAGES_DATA, 13);
+STREAM(flip_ch1_data_2, FLIP, 1, PAGES_DATA, 14);
+STREAM(cut_main_hello, CUT, 0, HELLO, 15);
+STREAM(cut_main_config, CUT, 0, CONFIG, 16);
+STREAM(cut_main_vcpu, CUT, 0, VCPU, 17);
+STREAM(cut_main_end, CUT, 0, END, 18);
+STREAM(cut_ch1_hello, CUT, 1, HELLO, 19);
+STREAM(cut_ch1_pages_hdr, CUT, 1, PAGES_HDR, 20);
+STREAM(cut_ch1_entries, CUT, 1, PAGES_ENTRIES, 21);
+STREAM(cut_ch1_data_0, CUT, 1, PAGES_DATA, 22);
+STREAM(cut_ch1_data_1, CUT, 1, PAGES_DATA, 23);
+
+FIXTURE_VARIANT_ADD(stream, version_mismatch) {
+	.fc = { .fault = FAULT_VERSION, .conn = 0, .expect = MIG_FAILED, .dest_says = "version" },
+};
+
+FIXTURE_SETUP(stream)
+{
+	fail_setup(_metadata, &self->run, &variant->fc);
+}
+
+FIXTURE_TEARDOWN(stream)
+{
+	fail_teardown(&self->run);
+}
+
+TEST_F_TIMEOUT(stream, source_survives, 150)
+{
+	fail_check(_metadata, &self->run, &variant->fc);
+}
+
+/* ---- the same refusal, without a migration around it ---- */
+
+static int hello_check_version(uint32_t version, bool reseal)
+{
+	struct mig_hello h = { .nr_channels = 1 };
+
+	mig_hello_seal(&h);
+	h.version = version;
+	if (reseal)
+		h.crc = crc32c(0, &h, offsetof(struct mig_hello, crc));
+	return mig_hello_check(&h);
+}
+
+TEST(hello_version_mismatch)
+{
+	unsigned int i;
+
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	ASSERT_EQ(hello_check_version(MIG_VERSION, false), 0);
+	for (i = 0; i < 4; i++) {
+		/* 0, the next one, a far one; with a valid CRC and a stale one. */
+		uint32_t v = (uint32_t[]){ 0, MIG_VERSION + 1, 0x01000001, UINT32_MAX }[i];
+
+		ASSERT_EQ(hello_check_version(v, true), -EPROTONOSUPPORT);
+		ASSERT_TRUE(error_says(kvmmig_last_error(), "version")) {
+			TH_LOG("error: %s", kvmmig_last_error());
+		}
+		ASSERT_EQ(hello_check_version(v, false), -EPROTONOSUPPORT);
+		ASSERT_TRUE(error_says(kvmmig_last_error(), "version"));
+	}
+}
+
+TEST_HARNESS_MAIN
