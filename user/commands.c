@@ -12,5 +12,6 @@ const struct kvmmig_cmd kvmmig_cmds[] = {
 	{ "cancel", cmd_cancel, "cancel a running migration; the source guest keeps running" },
 	{ "receive", cmd_receive, "receive a migrating guest, resume it and check its memory" },
 	{ "run", cmd_run, "run a built-in guest under dirty tracking, show per-vCPU dirty rates" },
+	{ "top", cmd_top, "live per-VM, per-vCPU dirty rates of every KVM guest (eBPF, no module)" },
 	{ NULL, NULL, NULL },
 };
