@@ -7,11 +7,14 @@
 #include "commands.h"
 
 const struct kvmmig_cmd kvmmig_cmds[] = {
+	{ "attach", cmd_attach, "open a kvmmig.ko session on a running VMM's VM (--pid) and watch it" },
 	{ "demo", cmd_demo, "live-migrate a busy built-in guest over loopback and report" },
 	{ "migrate", cmd_migrate, "run a built-in guest and live-migrate it to a destination" },
 	{ "cancel", cmd_cancel, "cancel a running migration; the source guest keeps running" },
 	{ "receive", cmd_receive, "receive a migrating guest, resume it and check its memory" },
 	{ "run", cmd_run, "run a built-in guest under dirty tracking, show per-vCPU dirty rates" },
+	{ "stats", cmd_stats, "per-vCPU statistics of every kvmmig.ko session (netlink)" },
+	{ "throttle", cmd_throttle, "dirty limit, CPU throttle or ring quota on a VM via kvmmig.ko" },
 	{ "top", cmd_top, "live per-VM, per-vCPU dirty rates of every KVM guest (eBPF, no module)" },
 	{ NULL, NULL, NULL },
 };

@@ -16,11 +16,14 @@ struct kvmmig_cmd {
 
 extern const struct kvmmig_cmd kvmmig_cmds[];
 
+int cmd_attach(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_receive(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_throttle(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 
 #endif /* KVMMIG_COMMANDS_H */

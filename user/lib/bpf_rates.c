@@ -202,7 +202,12 @@ static void links_destroy(struct bpf_link **links, int nr)
 	}
 }
 
-/* Load and attach one alternative on its own: does this kernel allow it? */
+/*
+ * Does this kernel allow one alternative?  tp_btf and fentry programs name
+ * their target at load, so loading answers; a raw_tp finds its tracepoint
+ * only when attached.  Attaching fentry patches a function KVM may be
+ * running on every CPU: done once, for real, not for a probe.
+ */
 static int alt_probe(const struct source_alt *alt)
 {
 	struct bpf_link *links[MAX_ALT_PROGS] = {};
@@ -214,7 +219,7 @@ static int alt_probe(const struct source_alt *alt)
 	if (!skel)
 		return -errno;
 	err = dirtyrate_bpf__load(skel);
-	if (!err)
+	if (!err && !strncmp(alt->via, "raw_tp/", 7))
 		err = alt_attach(skel, alt, links);
 	links_destroy(links, MAX_ALT_PROGS);
 	dirtyrate_bpf__destroy(skel);
@@ -378,6 +383,27 @@ static int pin_maps(struct bpf_rates *br)
 	return err;
 }
 
+/* A source that loaded but will not attach is left out, with the reason. */
+static void source_attach(struct bpf_rates *br, enum bpf_rates_source s)
+{
+	const struct source_alt *alt = br->chosen[s];
+	struct bpf_rates_source_info *info = &br->src[s];
+	int err;
+
+	print_last[0] = '\0';
+	err = alt_attach(br->skel, alt, br->links[s]);
+	if (!err)
+		return;
+	links_destroy(br->links[s], MAX_ALT_PROGS);
+	br->chosen[s] = NULL;
+	info->attached = NULL;
+	info->err = err;
+	snprintf(info->why, sizeof(info->why), "%s: attach: %s, %s%s%s; %s", alt->via,
+		 strerror(-err), errno_hint(alt->via, -err), print_last[0] ? ": " : "",
+		 print_last, sources[s].lost);
+	kvmmig_dbg("bpf: %s source unavailable: %s", sources[s].name, info->why);
+}
+
 static int rates_load(struct bpf_rates *br)
 {
 	const struct source_alt *alts[NR_BPF_RATES_SOURCES];
@@ -405,14 +431,13 @@ static int rates_load(struct bpf_rates *br)
 	if (err)
 		return err;
 	for (s = 0; s < NR_BPF_RATES_SOURCES; s++) {
-		if (!br->chosen[s])
-			continue;
-		err = alt_attach(br->skel, br->chosen[s], br->links[s]);
-		if (err) {
-			kvmmig_err("attaching %s failed: %s (%s)", br->chosen[s]->via,
-				   strerror(-err), print_last);
-			return err;
-		}
+		if (br->chosen[s])
+			source_attach(br, s);
+	}
+	if (!br->chosen[BPF_RATES_RING] && !br->chosen[BPF_RATES_BITMAP]) {
+		kvmmig_err("no dirty-page source could be attached: %s; %s",
+			   br->src[BPF_RATES_RING].why, br->src[BPF_RATES_BITMAP].why);
+		return -ENODEV;
 	}
 	return 0;
 }
