@@ -60,7 +60,7 @@ FIXTURE_TEARDOWN(mig)
 	vm_destroy(self->vm);
 }
 
-TEST_F_TIMEOUT(mig, incr_guest_survives, 120)
+TEST_F_TIMEOUT(mig, incr_guest_survives, 300)
 {
 	struct mig_source_opts o = { .to = self->dest.addr };
 	struct mig_params *p = &o.params;
@@ -78,7 +78,7 @@ TEST_F_TIMEOUT(mig, incr_guest_survives, 120)
 	/* Steeper than QEMU's defaults: a test, not a tuning study. */
 	p->cpu_throttle_initial = 80;
 	p->cpu_throttle_increment = 19;
-	p->vcpu_dirty_limit = 8;
+	p->vcpu_dirty_limit = 2;
 	p->dirty_limit_period_ms = 200;
 	if (variant->policy != MIG_POLICY_NONE)
 		p->max_bandwidth = CAPPED_LINK;

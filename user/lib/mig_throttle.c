@@ -17,6 +17,9 @@
 #include "mig_throttle.h"
 
 #define RATE_IDLE_BYTES		(1 << 20)	/* below 1 MB/s a vCPU is not dirtying */
+#define THROTTLE_RELAX_STEP	5		/* percent per period, at most */
+
+static void throttle_set(struct mig_throttle *t, unsigned int vcpu, unsigned int pct);
 
 void mig_throttle_init(struct mig_throttle *t, struct vm *vm, const struct mig_params *p)
 {
@@ -34,6 +37,21 @@ bool mig_throttle_needs_syncs(const struct mig_params *p)
 bool mig_throttle_needs_rates(const struct mig_params *p)
 {
 	return p->policy == MIG_POLICY_DIRTY_LIMIT || p->policy == MIG_POLICY_RATE_DRIVEN;
+}
+
+/*
+ * A throttled vCPU sleeps most of a period and may show no dirtying in it:
+ * that is the throttle working, not a reason to lift it.  Tighten at once,
+ * relax step by step.
+ */
+static void throttle_adjust(struct mig_throttle *t, unsigned int vcpu, double rate,
+			    unsigned int want)
+{
+	if (rate < 1)
+		return;
+	if (want + THROTTLE_RELAX_STEP < t->pct[vcpu])
+		want = t->pct[vcpu] - THROTTLE_RELAX_STEP;
+	throttle_set(t, vcpu, want);
 }
 
 static void throttle_set(struct mig_throttle *t, unsigned int vcpu, unsigned int pct)
@@ -115,7 +133,7 @@ static void dirty_limit_adjust(struct mig_throttle *t)
 		if (r < RATE_IDLE_BYTES && !t->pct[i])
 			continue;
 		if (r > limit || t->pct[i])
-			throttle_set(t, i, r < 1 ? 0 : pct_for_target(t->pct[i], r, limit));
+			throttle_adjust(t, i, r, pct_for_target(t->pct[i], r, limit));
 	}
 }
 
@@ -134,7 +152,7 @@ static void rate_driven_adjust(struct mig_throttle *t, double throughput)
 		if (r < RATE_IDLE_BYTES && !t->pct[i])
 			continue;
 		/* Each dirtying vCPU gets its share of the target. */
-		throttle_set(t, i, r < 1 ? 0 : pct_for_target(t->pct[i], total, target));
+		throttle_adjust(t, i, r, pct_for_target(t->pct[i], total, target));
 	}
 }
 
