@@ -66,29 +66,43 @@ struct {
 } vcpu_threads SEC(".maps");
 
 /*
- * Pages pushed to one vCPU's ring since its last reset, direct-mapped:
- * a page found here was pushed before in this reset generation.  A
- * collision only forgets a page (which may then count twice), so the count
- * never misses a page.
+ * What each CPU keeps about the vCPU it ran last, so that KVM's hot events
+ * (ring push, kvm_entry, kvm_exit) need no hash lookup for it: its key
+ * (valid while the vCPU, its VM and the VM's debugfs dentry are the same
+ * objects and the process too), guest-mode time and exits not yet added to
+ * vcpu_stats (flushed every FLUSH_NS, at each dirty page and when another
+ * vCPU runs here), and the pages its ring got since the ring's last reset,
+ * direct-mapped: a page found there (same tag, same epoch) is a repeat.  A
+ * collision or a move to another CPU only forgets pages, which may then
+ * count twice; a page is never missed.
  */
 #define PUSH_CACHE	128
+#define FLUSH_NS	10000000ULL
 
-struct push_cache {
-	__u32 gen;
-	__u32 pad;
+struct cpu_vcpu {
+	__u64 vcpu;
+	__u64 kvm;
+	__u64 dentry;
+	__u32 tgid;
+	__u32 epoch;			/* of the push tags */
+	struct dirtyrate_key key;
+	__u64 guest_since_ns;
+	__u64 guest_ns;
+	__u64 exits;
+	__u64 flushed_ns;
+	__u64 resets_seen;		/* the vCPU's ring_resets for this epoch */
 	__u64 tag[PUSH_CACHE];
-	__u32 tag_gen[PUSH_CACHE];
+	__u32 tag_epoch[PUSH_CACHE];
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DIRTYRATE_MAX_VCPUS);
-	__type(key, struct dirtyrate_key);
-	__type(value, struct push_cache);
-} push_caches SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_vcpu);
+} cpu_vcpus SEC(".maps");
 
 static const struct dirtyrate_hist zero_hist;
-static const struct push_cache zero_cache;
 
 /* Local flavours of the kernel types read here: only these fields matter. */
 struct qstr___dr {
@@ -170,14 +184,20 @@ static __always_inline int debugfs_vm_fd(struct dentry___dr *d)
 	return dash ? fd : -1;
 }
 
+static __always_inline __u64 kvm_dentry(struct kvm___dr *kvm)
+{
+	if (bpf_core_field_exists(kvm->debugfs_dentry))
+		return (__u64)BPF_CORE_READ(kvm, debugfs_dentry);
+	return 0;
+}
+
 static __always_inline int vm_key(struct kvm___dr *kvm, __u32 tgid, __u32 vcpu,
 				  struct dirtyrate_key *key)
 {
 	__u64 addr = (__u64)kvm;
 	struct vm_ident *id, new = {};
 
-	if (bpf_core_field_exists(kvm->debugfs_dentry))
-		new.dentry = (__u64)BPF_CORE_READ(kvm, debugfs_dentry);
+	new.dentry = kvm_dentry(kvm);
 	id = bpf_map_lookup_elem(&vm_idents, &addr);
 	if (!id || id->dentry != new.dentry || id->pid != tgid) {
 		new.pid = tgid;
@@ -231,6 +251,53 @@ static __always_inline void note_in_run(struct dirtyrate_vcpu *s,
 	bpf_map_update_elem(&vcpu_threads, &tid, key, BPF_ANY);
 }
 
+/* Add what this CPU holds for its vCPU to the vCPU's counters. */
+static __always_inline void cpu_flush(struct cpu_vcpu *c, struct dirtyrate_vcpu *s, __u64 now)
+{
+	s->guest_ns += c->guest_ns;
+	s->exits += c->exits;
+	c->guest_ns = 0;
+	c->exits = 0;
+	c->flushed_ns = now;
+}
+
+/*
+ * This CPU's entry, made @vcpu's (of the current process) if another vCPU
+ * ran here last; that one's pending counts are flushed first.
+ */
+static __always_inline struct cpu_vcpu *cpu_vcpu_get(struct kvm_vcpu___dr *vcpu, __u32 tgid,
+						     __u64 now)
+{
+	struct kvm___dr *kvm = BPF_CORE_READ(vcpu, kvm);
+	__u64 dentry = kvm_dentry(kvm);
+	struct dirtyrate_vcpu *s;
+	struct cpu_vcpu *c;
+	__u32 zero = 0;
+
+	c = bpf_map_lookup_elem(&cpu_vcpus, &zero);
+	if (!c)
+		return NULL;
+	if (c->vcpu == (__u64)vcpu && c->kvm == (__u64)kvm && c->dentry == dentry &&
+	    c->tgid == tgid)
+		return c;
+	if (c->guest_ns || c->exits) {
+		s = bpf_map_lookup_elem(&vcpu_stats, &c->key);
+		if (s)
+			cpu_flush(c, s, now);
+	}
+	vm_key(kvm, tgid, BPF_CORE_READ(vcpu, vcpu_idx), &c->key);
+	c->vcpu = (__u64)vcpu;
+	c->kvm = (__u64)kvm;
+	c->dentry = dentry;
+	c->tgid = tgid;
+	c->guest_since_ns = 0;
+	c->guest_ns = 0;
+	c->exits = 0;
+	c->flushed_ns = 0;	/* flush (and note the run) at the first exit */
+	c->epoch++;		/* forget the previous vCPU's pages */
+	return c;
+}
+
 static __always_inline __u32 log2_32(__u32 v)
 {
 	__u32 shift, r;
@@ -261,32 +328,33 @@ static __always_inline __u32 hist_slot(__u64 pages)
 }
 
 /* Close the intervals that ended before now, then count one page. */
-static __always_inline void hist_account(struct dirtyrate_key *key, __u64 now)
+static __always_inline void hist_account(struct dirtyrate_key *key, struct dirtyrate_vcpu *s,
+					 __u64 now)
 {
 	__u64 interval = hist_interval_ns, n;
 	struct dirtyrate_hist *h;
 	__u32 slot;
 
-	h = bpf_map_lookup_elem(&dirty_hist, key);
-	if (!h) {
-		bpf_map_update_elem(&dirty_hist, key, &zero_hist, BPF_NOEXIST);
+	if (!s->hist_window_ns) {
+		s->hist_window_ns = now;
+	} else if (now - s->hist_window_ns >= interval) {
+		n = (now - s->hist_window_ns) / interval;
 		h = bpf_map_lookup_elem(&dirty_hist, key);
-		if (!h)
-			return;
+		if (!h) {
+			bpf_map_update_elem(&dirty_hist, key, &zero_hist, BPF_NOEXIST);
+			h = bpf_map_lookup_elem(&dirty_hist, key);
+		}
+		if (h) {
+			slot = hist_slot(s->hist_window_pages);
+			h->interval_ns = interval;
+			h->slots[slot]++;
+			h->slots[0] += n - 1;
+			h->intervals += n;
+		}
+		s->hist_window_ns += n * interval;
+		s->hist_window_pages = 0;
 	}
-	if (!h->window_start_ns) {
-		h->interval_ns = interval;
-		h->window_start_ns = now;
-	} else if (now - h->window_start_ns >= interval) {
-		n = (now - h->window_start_ns) / interval;
-		slot = hist_slot(h->window_pages);
-		h->slots[slot]++;
-		h->slots[0] += n - 1;
-		h->intervals += n;
-		h->window_start_ns += n * interval;
-		h->window_pages = 0;
-	}
-	h->window_pages++;
+	s->hist_window_pages++;
 }
 
 static __always_inline struct kvm_vcpu___dr *ring_vcpu(struct kvm_dirty_ring___dr *ring)
@@ -296,23 +364,20 @@ static __always_inline struct kvm_vcpu___dr *ring_vcpu(struct kvm_dirty_ring___d
 }
 
 /* Was this page pushed already since the ring's last reset?  Records it. */
-static __always_inline bool push_seen(struct dirtyrate_key *key, __u32 slot, __u64 offset)
+static __always_inline bool push_seen(struct cpu_vcpu *c, struct dirtyrate_vcpu *s,
+				      __u32 slot, __u64 offset)
 {
 	__u64 tag = offset ^ ((__u64)slot << 48);
 	__u32 i = (offset ^ ((__u64)slot << 5)) & (PUSH_CACHE - 1);
-	struct push_cache *c;
 
-	c = bpf_map_lookup_elem(&push_caches, key);
-	if (!c) {
-		bpf_map_update_elem(&push_caches, key, &zero_cache, BPF_NOEXIST);
-		c = bpf_map_lookup_elem(&push_caches, key);
-		if (!c)
-			return false;
+	if (c->resets_seen != s->ring_resets) {
+		c->resets_seen = s->ring_resets;
+		c->epoch++;
 	}
-	if (c->tag[i] == tag && c->tag_gen[i] == c->gen)
+	if (c->tag[i] == tag && c->tag_epoch[i] == c->epoch)
 		return true;
 	c->tag[i] = tag;
-	c->tag_gen[i] = c->gen;
+	c->tag_epoch[i] = c->epoch;
 	return false;
 }
 
@@ -322,22 +387,26 @@ static __always_inline int on_ring_push(struct kvm_dirty_ring___dr *ring, __u32 
 	__u64 id = bpf_get_current_pid_tgid(), now;
 	__u32 tgid = id >> 32, tid = id;
 	struct dirtyrate_vcpu *s;
-	struct dirtyrate_key key;
+	struct cpu_vcpu *c;
 
 	if (tgid_filtered(tgid))
 		return 0;
-	vcpu_key(ring_vcpu(ring), tgid, &key);
-	s = stats_get(&key, tid);
+	now = bpf_ktime_get_ns();
+	c = cpu_vcpu_get(ring_vcpu(ring), tgid, now);
+	if (!c)
+		return 0;
+	s = stats_get(&c->key, tid);
 	if (!s)
 		return 0;
-	now = bpf_ktime_get_ns();
 	s->ring_pushes++;
-	note_in_run(s, &key, tid, now);
-	if (push_seen(&key, slot, offset))
+	note_in_run(s, &c->key, tid, now);
+	if (c->guest_ns || c->exits)
+		cpu_flush(c, s, now);
+	if (push_seen(c, s, slot, offset))
 		return 0;
 	s->ring_pages++;
 	s->last_dirty_ns = now;
-	hist_account(&key, now);
+	hist_account(&c->key, s, now);
 	return 0;
 }
 
@@ -345,15 +414,16 @@ static __always_inline int on_ring_push(struct kvm_dirty_ring___dr *ring, __u32 
 static __always_inline int on_ring_reset(struct kvm_dirty_ring___dr *ring)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct dirtyrate_vcpu *s;
 	struct dirtyrate_key key;
-	struct push_cache *c;
 
 	if (tgid_filtered(tgid))
 		return 0;
+	/* Runs in the VMM's harvesting thread: not this CPU's vCPU. */
 	vcpu_key(ring_vcpu(ring), tgid, &key);
-	c = bpf_map_lookup_elem(&push_caches, &key);
-	if (c)
-		c->gen++;
+	s = bpf_map_lookup_elem(&vcpu_stats, &key);
+	if (s)
+		__sync_fetch_and_add(&s->ring_resets, 1);
 	return 0;
 }
 
@@ -405,6 +475,8 @@ int BPF_PROG(mark_dirty, struct kvm___dr *kvm, const struct kvm_memory_slot___dr
 	__u32 tgid = id >> 32, tid = id;
 	struct dirtyrate_key *thread_key, key;
 	struct dirtyrate_vcpu *s;
+	struct cpu_vcpu *c;
+	__u32 zero = 0;
 
 	if (tgid_filtered(tgid) || is_err_or_null(memslot))
 		return 0;
@@ -416,10 +488,17 @@ int BPF_PROG(mark_dirty, struct kvm___dr *kvm, const struct kvm_memory_slot___dr
 		__sync_fetch_and_add(&unattributed, 1);
 		return 0;
 	}
-	vm_key(kvm, tgid, thread_key->vcpu, &key);
-	if (key.vm_fd != thread_key->vm_fd) {
-		__sync_fetch_and_add(&unattributed, 1);
-		return 0;
+	/* Most often the vCPU this CPU runs (see cpu_vcpu_get()): no VM lookup. */
+	c = bpf_map_lookup_elem(&cpu_vcpus, &zero);
+	if (c && c->kvm == (__u64)kvm && c->tgid == tgid && c->dentry == kvm_dentry(kvm) &&
+	    c->key.vcpu == thread_key->vcpu) {
+		key = c->key;
+	} else {
+		vm_key(kvm, tgid, thread_key->vcpu, &key);
+		if (key.vm_fd != thread_key->vm_fd) {
+			__sync_fetch_and_add(&unattributed, 1);
+			return 0;
+		}
 	}
 	s = stats_get(&key, tid);
 	if (!s)
@@ -430,7 +509,7 @@ int BPF_PROG(mark_dirty, struct kvm___dr *kvm, const struct kvm_memory_slot___dr
 	now = bpf_ktime_get_ns();
 	s->bitmap_pages++;
 	s->last_dirty_ns = now;
-	hist_account(&key, now);
+	hist_account(&key, s, now);
 	return 0;
 }
 
@@ -538,40 +617,42 @@ int BPF_PROG(sys_exit_raw, struct pt_regs *regs, long ret)
 static __always_inline int on_kvm_entry(struct kvm_vcpu___dr *vcpu)
 {
 	__u64 id = bpf_get_current_pid_tgid(), now;
-	__u32 tgid = id >> 32, tid = id;
-	struct dirtyrate_vcpu *s;
-	struct dirtyrate_key key;
+	struct cpu_vcpu *c;
 
-	if (tgid_filtered(tgid))
-		return 0;
-	vcpu_key(vcpu, tgid, &key);
-	s = stats_get(&key, tid);
-	if (!s)
+	if (tgid_filtered(id >> 32))
 		return 0;
 	now = bpf_ktime_get_ns();
-	s->guest_since_ns = now;
-	note_in_run(s, &key, tid, now);
+	c = cpu_vcpu_get(vcpu, id >> 32, now);
+	if (c)
+		c->guest_since_ns = now;
 	return 0;
 }
 
 static __always_inline int on_kvm_exit(struct kvm_vcpu___dr *vcpu)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	__u64 id = bpf_get_current_pid_tgid(), now;
 	__u32 tgid = id >> 32, tid = id;
 	struct dirtyrate_vcpu *s;
-	struct dirtyrate_key key;
+	struct cpu_vcpu *c;
 
 	if (tgid_filtered(tgid))
 		return 0;
-	vcpu_key(vcpu, tgid, &key);
-	s = stats_get(&key, tid);
+	now = bpf_ktime_get_ns();
+	c = cpu_vcpu_get(vcpu, tgid, now);
+	if (!c)
+		return 0;
+	if (c->guest_since_ns) {
+		c->guest_ns += now - c->guest_since_ns;
+		c->guest_since_ns = 0;
+	}
+	c->exits++;
+	if (now - c->flushed_ns < FLUSH_NS)
+		return 0;
+	s = stats_get(&c->key, tid);
 	if (!s)
 		return 0;
-	if (s->guest_since_ns) {
-		s->guest_ns += bpf_ktime_get_ns() - s->guest_since_ns;
-		s->guest_since_ns = 0;
-	}
-	s->exits++;
+	cpu_flush(c, s, now);
+	note_in_run(s, &c->key, tid, now);
 	return 0;
 }
 

@@ -67,8 +67,14 @@ static void kvmmig_probe_push(void *data, struct kvm_dirty_ring *ring,
 
 	rcu_read_lock();
 	v = kvmmig_vcpu_find(vcpu);
-	if (v)
+	if (v) {
 		WRITE_ONCE(v->dirty_pages, v->dirty_pages + 1);
+#ifdef KVMMIG_RING_SOFT_FULL_NUDGE
+		/* Runs in the vCPU's thread, before its next entry. */
+		if (ring->dirty_index - ring->reset_index >= READ_ONCE(ring->soft_limit))
+			kvm_make_request(KVMMIG_RING_SOFT_FULL_NUDGE, vcpu);
+#endif
+	}
 	rcu_read_unlock();
 }
 

@@ -40,4 +40,16 @@
  */
 #define KVMMIG_PROBE_ENTRY_ARGS		struct kvm_vcpu *vcpu, bool force_immediate_exit
 
+/*
+ * Before 6.2, x86 checked a dirty ring's soft limit on guest entry only
+ * when some request was pending, so a soft-full ring exited late, at the
+ * next timer or IPI (hundreds of entries late under emulation, and then the
+ * ring can overflow).  6.2 made the push raise KVM_REQ_DIRTY_RING_SOFT_FULL;
+ * on older kernels the push probe raises KVM_REQ_EVENT, which only makes
+ * the vCPU re-evaluate pending interrupts, so that the check runs.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 2, 0)
+#define KVMMIG_RING_SOFT_FULL_NUDGE	KVM_REQ_EVENT
+#endif
+
 #endif /* KVMMIG_COMPAT_H */

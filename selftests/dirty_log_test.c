@@ -108,7 +108,7 @@ FIXTURE_TEARDOWN(dirty_log)
 }
 
 struct verify_counts {
-	uint64_t dirty, clean, tracked;
+	uint64_t dirty, clean, tracked, inflight;
 };
 
 /*
@@ -116,12 +116,16 @@ struct verify_counts {
  * iter or iter - 1; an unreported page holding iter was written after the
  * collection and must be reported next time.  After a ring overflow the
  * source reports every page instead, which is all that is checked then.
+ * KVM marks a page dirty in the write fault, before the store retires: a
+ * vCPU paused right after such a fault leaves a reported page holding an
+ * older value (0 if it was never written), at most one per vCPU.  KVM's
+ * test never pauses and so allows this only for the ring; we count them.
  */
 static void verify_iteration(struct __test_metadata *_metadata, struct vm *vm,
 			     struct dirty_set *set, unsigned long *track, uint64_t pages,
 			     uint64_t iter, bool overflowed, struct verify_counts *c)
 {
-	uint64_t i, off;
+	uint64_t i, off, inflight = 0;
 	unsigned int slot;
 
 	for (i = 0; i < pages; i++) {
@@ -144,9 +148,13 @@ static void verify_iteration(struct __test_metadata *_metadata, struct vm *vm,
 			c->dirty++;
 		} else if (dirty) {
 			c->dirty++;
-			ASSERT_TRUE(val == iter || val == iter - 1) {
-				TH_LOG("iteration %lu: page %lu reported dirty holds %lu", iter, i, val);
+			if (val != iter && val != iter - 1)
+				inflight++;
+			ASSERT_LE(inflight, vm->cfg.nr_vcpus) {
+				TH_LOG("iteration %lu: page %lu reported dirty holds %lu, and %lu other pages have a store in flight",
+				       iter, i, val, inflight - 1);
 			}
+			ASSERT_LE(val, iter);
 		} else {
 			c->clean++;
 			ASSERT_LE(val, iter);
@@ -154,6 +162,7 @@ static void verify_iteration(struct __test_metadata *_metadata, struct vm *vm,
 				bitmap_set_bit(track, i);
 		}
 	}
+	c->inflight += inflight;
 }
 
 static uint64_t total_writes(struct vm *vm)
@@ -209,8 +218,8 @@ static void run_iterations(struct __test_metadata *_metadata, struct vm *vm,
 		vm->shared->iteration = iter + 1;
 		ASSERT_EQ(vm_resume(vm), 0);
 	}
-	TH_LOG("%s: %lu dirty, %lu clean, %lu caught late, %lu writes, %lu ring-full exits, %lu overflows",
-	       ds->ops->name, c.dirty, c.clean, c.tracked, prev,
+	TH_LOG("%s: %lu dirty, %lu clean, %lu caught late, %lu in flight, %lu writes, %lu ring-full exits, %lu overflows",
+	       ds->ops->name, c.dirty, c.clean, c.tracked, c.inflight, prev,
 	       ds->stats.ring_full_exits, ds->stats.overflows);
 	ASSERT_GT(c.dirty, (uint64_t)0);
 }

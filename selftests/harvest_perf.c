@@ -7,8 +7,12 @@
  * (KVM_GET_DIRTY_LOG) is the baseline measured in the same run; the other
  * rows carry their ratio to it.  For the ring the time includes every
  * reaper round while the guest ran, since that is when a ring is harvested.
+ * The module source (KVMMIG_HARVEST, every ring in one call) gets its rows
+ * when /dev/kvmmig exists: inside the QEMU-hosted kernels, e.g.
+ * `selftests/vm/run.sh -k 6.1 -x build/selftests/harvest_perf -c
+ * 'build/selftests/harvest_perf --ram-mib 256'`.
  *
- *   harvest_perf [--quick] [--json FILE]
+ *   harvest_perf [--quick] [--ram-mib N] [--json FILE]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +20,7 @@
 #include <string.h>
 
 #include "dirty.h"
+#include "kmod.h"
 #include "perf_util.h"
 #include "test_util.h"
 
@@ -86,20 +91,28 @@ out:
 int main(int argc, char **argv)
 {
 	static const enum dirty_backend backends[] = {
-		DIRTY_BITMAP, DIRTY_BITMAP_MANUAL, DIRTY_RING,
+		DIRTY_BITMAP, DIRTY_BITMAP_MANUAL, DIRTY_RING, DIRTY_MODULE,
 	};
 	static const double fractions[] = { 0.001, 0.01, 0.1, 1.0 };
 	uint64_t rams[] = { 1ULL << 30, 4ULL << 30, 16ULL << 30 };
 	unsigned int nr_rams = 3, b, m, f;
 	struct harvest_result base[3][4];
 	struct perf_json json;
+	const char *no_module = NULL;
 	bool quick = false;
 	int i;
 
-	for (i = 1; i < argc; i++)
+	for (i = 1; i < argc; i++) {
 		quick |= !strcmp(argv[i], "--quick");
+		/* One small size, for the emulated machines the module runs in. */
+		if (!strcmp(argv[i], "--ram-mib") && i + 1 < argc) {
+			rams[0] = strtoull(argv[++i], NULL, 0) << 20;
+			nr_rams = 1;
+		}
+	}
 	if (quick)
 		nr_rams = 1;
+	kmod_present(&no_module);
 	if (perf_json_open(&json, argc, argv, "harvest"))
 		return 2;
 	printf("Harvest cost: collect + re-protect after the guest dirtied a fraction of its RAM once\n");
@@ -108,6 +121,10 @@ int main(int argc, char **argv)
 	printf("%-14s %6s %8s %10s %10s %10s %10s %9s\n", "source", "RAM", "dirty", "pages",
 	       "total ms", "ns/page", "ms/GiB", "vs bitmap");
 	for (b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
+		if (backends[b] == DIRTY_MODULE && no_module) {
+			printf("%-14s  skipped: %s\n", "module", no_module);
+			continue;
+		}
 		for (m = 0; m < nr_rams; m++) {
 			for (f = 0; f < 4; f++) {
 				struct harvest_result r = { 0 };
@@ -116,7 +133,7 @@ int main(int argc, char **argv)
 				int ret;
 
 				ret = harvest_run(backends[b], rams[m], fractions[f], &r);
-				snprintf(ram, sizeof(ram), "%lluG", (unsigned long long)(rams[m] >> 30));
+				snprintf(ram, sizeof(ram), "%lluM", (unsigned long long)(rams[m] >> 20));
 				snprintf(frac, sizeof(frac), "%g%%", fractions[f] * 100);
 				if (ret) {
 					printf("%-14s %6s %8s  failed: %s\n", dirty_backend_name(backends[b]),
@@ -126,7 +143,7 @@ int main(int argc, char **argv)
 				if (b == 0)
 					base[m][f] = r;
 				ns_page = r.ms * 1e6 / (r.pages ? r.pages : 1);
-				ms_gib = r.ms / (rams[m] >> 30);
+				ms_gib = r.ms / ((double)rams[m] / (1 << 30));
 				ratio = base[m][f].ms > 0 ? r.ms / base[m][f].ms : 0;
 				printf("%-14s %6s %8s %10llu %10.3f %10.1f %10.3f %8.2fx\n",
 				       dirty_backend_name(backends[b]), ram, frac,
@@ -134,7 +151,7 @@ int main(int argc, char **argv)
 				fflush(stdout);
 				perf_json_begin(&json);
 				perf_json_str(&json, "source", dirty_backend_name(backends[b]), 1);
-				perf_json_num(&json, "ram_gib", rams[m] >> 30);
+				perf_json_num(&json, "ram_gib", (double)rams[m] / (1 << 30));
 				perf_json_num(&json, "dirty_fraction", fractions[f]);
 				perf_json_num(&json, "dirty_pages", r.pages);
 				perf_json_num(&json, "harvest_ms", r.ms);

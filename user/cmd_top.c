@@ -34,6 +34,7 @@ struct top_env {
 	bool hist;
 	bool verbose;
 	bool clear;
+	bool no_fentry;
 };
 
 static volatile sig_atomic_t top_stop;
@@ -46,7 +47,8 @@ static void top_sigint(int sig)
 static void top_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: kvmmig top [-d SECS] [--pid PID] [--once] [--json] [-n N] [--hist] [-v]\n\n"
+		"usage: kvmmig top [-d SECS] [--pid PID] [--once] [--json] [-n N] [--hist]\n"
+		"                  [--no-fentry] [-v]\n\n"
 		"Live dirty rates and run time of every vCPU of every KVM guest on this host,\n"
 		"whatever runs it (QEMU, Cloud Hypervisor, Firecracker, kvmmig), from eBPF on\n"
 		"KVM tracepoints: no kernel module needed.  Refreshed like kvm_stat; Ctrl-C quits.\n\n"
@@ -57,6 +59,8 @@ static void top_usage(FILE *f)
 		"  -j, --json           JSON: one object per refresh, one per line\n"
 		"  -n, --iterations N   stop after N refreshes\n"
 		"      --hist           with each vCPU, its histogram of dirty pages per 100 ms\n"
+		"      --no-fentry      do not trace mark_page_dirty_in_slot (dirty-bitmap VMs\n"
+		"                       then go uncounted; ring VMs are counted from tracepoints)\n"
 		"  -v, --verbose        libbpf debug output\n"
 		"  -h, --help           this text\n\n"
 		"columns:\n"
@@ -373,6 +377,7 @@ static int top_parse(int argc, char **argv, struct top_env *env)
 		{ "json", no_argument, NULL, 'j' },
 		{ "iterations", required_argument, NULL, 'n' },
 		{ "hist", no_argument, NULL, 'H' },
+		{ "no-fentry", no_argument, NULL, 'F' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -410,6 +415,9 @@ static int top_parse(int argc, char **argv, struct top_env *env)
 			break;
 		case 'H':
 			env->hist = true;
+			break;
+		case 'F':
+			env->no_fentry = true;
 			break;
 		case 'v':
 			env->verbose = true;
@@ -463,6 +471,8 @@ int cmd_top(int argc, char **argv)
 	}
 	opts.pid = env.pid;
 	opts.verbose = env.verbose;
+	if (env.no_fentry)
+		opts.skip = 1U << BPF_RATES_BITMAP;
 	/* On failure libkvmmig has said why on stderr. */
 	if (bpf_rates_open(&opts, &br))
 		return 1;

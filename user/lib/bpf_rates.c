@@ -555,8 +555,6 @@ static void vcpu_fill(struct bpf_rates_vcpu *v,
 	if (s->run_since_ns && s->run_since_ns < t)
 		v->run_ns += t - s->run_since_ns;
 	v->guest_ns = s->guest_ns;
-	if (s->guest_since_ns && s->guest_since_ns < t)
-		v->guest_ns += t - s->guest_since_ns;
 	v->exits = s->exits;
 }
 
@@ -676,13 +674,16 @@ int bpf_rates_hist(const struct bpf_rates *br, pid_t pid, int vm_fd, unsigned in
 		   struct bpf_rates_hist *out)
 {
 	struct dirtyrate_key key = { .pid = pid, .vm_fd = vm_fd, .vcpu = vcpu };
-	struct dirtyrate_hist h;
+	struct dirtyrate_hist h = { .interval_ns = br->skel->rodata->hist_interval_ns };
+	struct dirtyrate_vcpu s;
 
-	if (bpf_map_lookup_elem(bpf_map__fd(br->skel->maps.dirty_hist), &key, &h))
+	if (bpf_map_lookup_elem(bpf_map__fd(br->skel->maps.vcpu_stats), &key, &s))
 		return -errno;
+	/* No interval closed yet: an empty histogram. */
+	bpf_map_lookup_elem(bpf_map__fd(br->skel->maps.dirty_hist), &key, &h);
 	out->interval_ns = h.interval_ns;
 	out->intervals = h.intervals;
-	out->window_pages = h.window_pages;
+	out->window_pages = s.hist_window_pages;
 	memcpy(out->slots, h.slots, sizeof(out->slots));
 	return 0;
 }

@@ -54,7 +54,7 @@ struct bpf_rates_vcpu {
 	uint64_t dirty_pages;		/* ring + bitmap */
 	uint64_t dirty_events;		/* pushes and marks, repeats included */
 	uint64_t run_ns;		/* includes a KVM_RUN in progress */
-	uint64_t guest_ns;		/* includes a guest entry in progress */
+	uint64_t guest_ns;		/* up to 10 ms late (flushed per CPU) */
 	uint64_t exits;
 	/* over the last update interval */
 	double pages_per_sec;

@@ -324,7 +324,7 @@ static int kmod_nl_error_cb(const struct nlmsghdr *nlh, void *data)
 	mnl_attr_for_each(a, nlh, off) {
 		if (mnl_attr_get_type(a) == NLMSGERR_ATTR_MSG &&
 		    !mnl_attr_validate(a, MNL_TYPE_NUL_STRING))
-			kvmmig_err("kvmmig netlink: %s", mnl_attr_get_str(a));
+			kvmmig_err("netlink: %s", mnl_attr_get_str(a));
 	}
 	return MNL_CB_ERROR;
 }
