@@ -958,7 +958,9 @@ STREAM(cut_ch1_data_0, CUT, 1, PAGES_DATA, 22);
 STREAM(cut_ch1_data_1, CUT, 1, PAGES_DATA, 23);
 
 FIXTURE_VARIANT_ADD(stream, version_mismatch) {
-	.fc = { .fault = FAULT_VERSION, .conn = 0, .expect = MIG_FAILED, .dest_says = "version" },
+	/* The destination's refusal reaches the source, not a mere broken pipe. */
+	.fc = { .fault = FAULT_VERSION, .conn = 0, .expect = MIG_FAILED, .dest_says = "version",
+		.src_says = "destination failed: migration stream version" },
 };
 
 FIXTURE_SETUP(stream)

@@ -34,6 +34,17 @@ static inline uint64_t now_ns(void)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
+/* Writes (iterations for compute) of every vCPU of a built-in guest so far. */
+static inline uint64_t guest_loops(struct vm *vm)
+{
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		n += vm->vcpus[i].area->loops;
+	return n;
+}
+
 /* Host pointer to page @i of the workload range. */
 static inline void *workload_page(struct vm *vm, uint64_t i)
 {

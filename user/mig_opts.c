@@ -86,6 +86,14 @@ int mig_opts_parse(struct mig_params *p, int c, const char *arg)
 			return -1;
 		p->max_passes = v;
 		return 1;
+	case 0x10f:
+		r = mig_rate_source_parse(arg);
+		if (r < 0) {
+			fprintf(stderr, "kvmmig: --x-rate-source '%s': expected dirty or bpf\n", arg);
+			return -1;
+		}
+		p->rate_source = r;
+		return 1;
 	}
 	return 0;
 }

@@ -26,7 +26,8 @@
 	{ "cpu-throttle-tailslow", no_argument, NULL, 0x10b },			\
 	{ "vcpu-dirty-limit", required_argument, NULL, 0x10c },		\
 	{ "x-vcpu-dirty-limit-period", required_argument, NULL, 0x10d },	\
-	{ "max-passes", required_argument, NULL, 0x10e }
+	{ "max-passes", required_argument, NULL, 0x10e },			\
+	{ "x-rate-source", required_argument, NULL, 0x10f }
 
 #define MIG_OPTS_HELP								\
 	"  --downtime-limit MS        longest pause at switchover (default 300)\n" \
@@ -43,7 +44,9 @@
 	"  --cpu-throttle-tailslow    smaller steps near the target\n"		\
 	"  --vcpu-dirty-limit MBPS    dirty-limit per vCPU, MB/s (default 1)\n"	\
 	"  --x-vcpu-dirty-limit-period MS  dirty-limit control period (default 1000)\n" \
-	"  --max-passes N             fail if not converged after N passes (default: never)\n"
+	"  --max-passes N             fail if not converged after N passes (default: never)\n" \
+	"  --x-rate-source S          per-vCPU rates for dirty-limit/rate-driven: dirty (the\n" \
+	"                             dirty source's counts, default) or bpf (any backend)\n"
 
 /* Returns 1 if @c was a migration option, 0 if not, -1 on a bad value. */
 int mig_opts_parse(struct mig_params *p, int c, const char *arg);

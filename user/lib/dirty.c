@@ -53,7 +53,7 @@ static int kvm_check_extension(long cap)
 /* The module when loaded, else the ring, else the bitmap. */
 static enum dirty_backend dirty_best_backend(void)
 {
-	if (&dirty_module_ops && access("/dev/kvmmig", R_OK | W_OK) == 0)
+	if (access("/dev/kvmmig", R_OK | W_OK) == 0)
 		return DIRTY_MODULE;
 	if (kvm_check_extension(KVM_CAP_DIRTY_LOG_RING_ACQ_REL) ||
 	    kvm_check_extension(KVM_CAP_DIRTY_LOG_RING))
@@ -99,7 +99,7 @@ static const struct dirty_source_ops *dirty_ops(enum dirty_backend b)
 	case DIRTY_RING:
 		return &dirty_ring_ops;
 	case DIRTY_MODULE:
-		return &dirty_module_ops ? &dirty_module_ops : NULL;
+		return &dirty_module_ops;
 	default:
 		return NULL;
 	}
@@ -111,7 +111,7 @@ static enum dirty_backend dirty_backend_of(struct vm *vm, enum dirty_backend wan
 	if (want != DIRTY_AUTO)
 		return want;
 	if (vm->cfg.ring_entries)
-		return &dirty_module_ops && access("/dev/kvmmig", R_OK | W_OK) == 0 ?
+		return access("/dev/kvmmig", R_OK | W_OK) == 0 ?
 		       DIRTY_MODULE : DIRTY_RING;
 	return vm->cfg.manual_protect ? DIRTY_BITMAP_MANUAL : DIRTY_BITMAP;
 }

@@ -11,7 +11,7 @@ extern const struct dirty_source_ops dirty_bitmap_ops;
 extern const struct dirty_source_ops dirty_bitmap_manual_ops;
 extern const struct dirty_source_ops dirty_ring_ops;
 /* Set by kmod.c when libkvmmig is built with the module backend. */
-extern const struct dirty_source_ops dirty_module_ops __attribute__((weak));
+extern const struct dirty_source_ops dirty_module_ops;
 
 /* Default per-vCPU ring: big enough that the reaper keeps well ahead. */
 #define DIRTY_RING_DEFAULT_ENTRIES	65536

@@ -50,6 +50,8 @@ struct ring_vcpu {
 struct ring_priv {
 	pthread_mutex_t lock;	/* everything below, and KVM_RESET_DIRTY_RINGS */
 	struct ring_vcpu rv[VM_MAX_VCPUS];
+	/* KVM slot id -> index in vm->slots[] + 1 (an adopted VM's ids are its VMM's) */
+	uint8_t slot_of[VM_MAX_SLOT_ID + 1];
 	unsigned long *acc[VM_MAX_SLOTS];	/* harvested, not yet collected */
 	uint64_t npages[VM_MAX_SLOTS];
 	uint64_t vcpu_pages[VM_MAX_VCPUS];	/* since the last collection */
@@ -77,12 +79,14 @@ static inline bool ring_is_dirty(uint32_t flags)
 
 static void ring_record(struct ring_priv *p, const struct kvm_dirty_gfn *e)
 {
-	uint32_t slot = e->slot & 0xffff;
+	uint32_t id = e->slot & 0xffff, slot;
 
-	/* as_id (high half) is 0 on our VMs; out-of-range entries are ignored. */
-	if (e->slot >> 16 || slot >= VM_MAX_SLOTS || !p->acc[slot] || e->offset >= p->npages[slot])
+	/* Slots we know are all of address space 0 (as_id, the high half); others are ignored. */
+	if (e->slot >> 16 || id > VM_MAX_SLOT_ID || !p->slot_of[id])
 		return;
-	bitmap_set_bit(p->acc[slot], e->offset);
+	slot = p->slot_of[id] - 1;
+	if (e->offset < p->npages[slot])
+		bitmap_set_bit(p->acc[slot], e->offset);
 }
 
 /*
@@ -409,6 +413,7 @@ static int dirty_ring_start(struct dirty_source *ds)
 			dirty_ring_stop(ds);
 			return -ENOMEM;
 		}
+		p->slot_of[vm->slots[i].id] = i + 1;
 	}
 	vm_set_ring_full_handler(vm, ring_vm_full_cb, ds);
 	if (!ds->opts.no_reaper) {

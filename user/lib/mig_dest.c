@@ -109,14 +109,21 @@ static int mig_accept_hello(struct mig_dst *d, struct mig_chan *c, struct mig_he
 	if (fd < 0)
 		return fd;
 	ret = net_read_all(fd, h, sizeof(*h));
-	if (!ret)
-		ret = mig_hello_check(h);
 	if (ret) {
 		close(fd);
 		return ret;
 	}
-	mig_chan_init(c, fd, h->channel);
-	return 0;
+	ret = mig_hello_check(h);
+	/*
+	 * A refused main channel stays open for the ACK that tells the
+	 * source why (a version mismatch, say), rather than a broken pipe.
+	 */
+	if (ret && c != &d->main) {
+		close(fd);
+		return ret;
+	}
+	mig_chan_init(c, fd, ret ? 0 : h->channel);
+	return ret;
 }
 
 /* The multifd channels of this session, each exactly once. */

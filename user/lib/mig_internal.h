@@ -65,6 +65,8 @@ struct mig_src {
 	struct dirty_source *ds;
 	struct mig_sync sync;
 	struct mig_throttle thr;
+	struct kmod_session *own_ks;	/* our kvmmig.ko session, when not the dirty source's */
+	struct bpf_rates *br;		/* BPF rate source (x-rate-source bpf), or NULL */
 	uint64_t session;
 	uint64_t pass;
 	bool paused;

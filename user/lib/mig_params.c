@@ -33,6 +33,9 @@ static const char *const sync_names[NR_MIG_SYNC_MODES] = {
 static const char *const policy_names[NR_MIG_POLICIES] = {
 	"none", "auto-converge", "dirty-limit", "rate-driven",
 };
+static const char *const rate_source_names[NR_MIG_RATE_SOURCES] = {
+	"dirty", "bpf",
+};
 static const char *const state_names[] = {
 	"setup", "active", "switchover", "completed", "failed", "cancelled",
 };
@@ -65,6 +68,16 @@ const char *mig_policy_name(enum mig_policy p)
 int mig_policy_parse(const char *s)
 {
 	return name_parse(policy_names, NR_MIG_POLICIES, s);
+}
+
+const char *mig_rate_source_name(enum mig_rate_source r)
+{
+	return r < NR_MIG_RATE_SOURCES ? rate_source_names[r] : "?";
+}
+
+int mig_rate_source_parse(const char *s)
+{
+	return name_parse(rate_source_names, NR_MIG_RATE_SOURCES, s);
 }
 
 const char *mig_state_name(enum mig_state s)

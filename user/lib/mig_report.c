@@ -105,6 +105,8 @@ void mig_report_print(const struct mig_report *r, FILE *f)
 	fprintf(f, "throughput:       %.1f MB/s (%.2f Gbit/s)\n", tput / MB, tput * 8 / 1e9);
 	fprintf(f, "dirty backend:    %s\n", str_or(r->dirty_backend, "-"));
 	fprintf(f, "throttle backend: %s\n", str_or(r->throttle_backend, "none"));
+	if (r->rate_source)
+		fprintf(f, "rate source:      %s\n", r->rate_source);
 	if (report_has_error(r))
 		fprintf(f, "error:            %s\n", r->error[0] ? r->error : "(no reason given)");
 }
@@ -183,6 +185,7 @@ void mig_report_print_json(const struct mig_report *r, FILE *f)
 	json_double(f, "throughput_bytes_per_s", r->throughput, 0);
 	json_key_str(f, "dirty_backend", r->dirty_backend);
 	json_key_str(f, "throttle_backend", r->throttle_backend);
+	json_key_str(f, "rate_source", r->rate_source);
 	json_key_str(f, "error", report_has_error(r) ? r->error : NULL);
 	fputs("}\n", f);
 }

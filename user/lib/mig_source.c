@@ -21,6 +21,9 @@
 #include <unistd.h>
 
 #include "bitmap.h"
+#include "bpf_rates.h"
+#include "dirty_internal.h"
+#include "kmod.h"
 #include "log.h"
 #include "mig_internal.h"
 #include "mig_report.h"
@@ -410,7 +413,11 @@ int mig_between_batches(struct mig_src *s)
 		uint64_t pages[VM_MAX_VCPUS];
 
 		s->last_rates = now;
-		ret = dirty_source_vcpu_counts(s->ds, pages);
+		if (s->br)
+			bpf_rates_vm_pages(s->br, getpid(), s->vm->named_fd, pages,
+					   s->vm->cfg.nr_vcpus);
+		else
+			ret = dirty_source_vcpu_counts(s->ds, pages);
 		if (ret)
 			return ret;
 		mig_throttle_on_rates(&s->thr, pages, now, s->throughput);
@@ -533,6 +540,95 @@ static int mig_switchover(struct mig_src *s)
 
 /* ---- set-up and unwinding ---- */
 
+/*
+ * The continuous per-vCPU rates dirty-limit and rate-driven read: the
+ * dirty source's own counts, or the BPF programs for any dirty backend.
+ */
+static int mig_rates_open(struct mig_src *s)
+{
+	struct bpf_rates_opts bo = {
+		.pid = getpid(),
+		.pin_dir = "",		/* private: `kvmmig top` may pin its own */
+		.skip = 1 << BPF_RATES_RUN | 1 << BPF_RATES_GUEST,
+	};
+	enum bpf_rates_source need;
+	const struct bpf_rates_source_info *si;
+	int ret;
+
+	if (!s->rates_ok)
+		return 0;
+	s->rep->rate_source = mig_rate_source_name(s->p.rate_source);
+	if (s->p.rate_source == MIG_RATES_DIRTY) {
+		if (s->ds->ops->vcpu_counts)
+			return 0;
+		kvmmig_err("the %s policy needs per-vCPU dirty rates, which the %s backend cannot give: use --dirty ring (or module), or --x-rate-source bpf",
+			   mig_policy_name(s->p.policy), s->ds->ops->name);
+		return -EINVAL;
+	}
+	need = s->vm->cfg.ring_entries ? BPF_RATES_RING : BPF_RATES_BITMAP;
+	bo.skip |= 1 << (need == BPF_RATES_RING ? BPF_RATES_BITMAP : BPF_RATES_RING);
+	ret = bpf_rates_open(&bo, &s->br);
+	if (ret)
+		return ret;
+	si = bpf_rates_source(s->br, need);
+	if (!si->attached) {
+		kvmmig_err("--x-rate-source bpf: the BPF %s source is unavailable: %s",
+			   si->name, si->why);
+		return si->err ? si->err : -EOPNOTSUPP;
+	}
+	kvmmig_info("per-vCPU rates from BPF (%s)", si->attached);
+	return 0;
+}
+
+/*
+ * kvmmig.ko throttles any VMM's vCPUs from inside their run loop: use it
+ * whenever it is loaded, through the dirty source's session or one of our
+ * own; else the built-in VMM's vCPU threads.
+ */
+static int mig_throttle_backend_open(struct mig_src *s)
+{
+	struct kmod_session *ks = NULL;
+	const char *why = NULL;
+	int ret;
+
+	if (s->p.policy == MIG_POLICY_NONE) {
+		s->rep->throttle_backend = "none";
+		return 0;
+	}
+	if (s->ds->ops == &dirty_module_ops) {
+		ks = dirty_module_session(s->ds);
+	} else if (kmod_present(&why)) {
+		ret = kmod_attach(s->vm->fd, &s->own_ks);
+		if (ret)
+			return ret;
+		ks = s->own_ks;
+	}
+	if (!ks && s->vm->adopted) {
+		kvmmig_err("the %s policy needs a throttle: the VMM's own vCPU threads cannot be slowed from here, and %s",
+			   mig_policy_name(s->p.policy), why);
+		return -EOPNOTSUPP;
+	}
+	mig_throttle_use_module(&s->thr, ks);
+	s->rep->throttle_backend = ks ? "module" : "vmm";
+	if (ks)
+		kvmmig_info("throttle backend: kvmmig.ko");
+	else
+		kvmmig_info("throttle backend: the VMM's vCPU threads (%s)", why);
+	return 0;
+}
+
+/* Throttles off, dirty tracking and rate sources gone: the guest as before. */
+static void mig_release_guest(struct mig_src *s)
+{
+	mig_throttle_off(&s->thr);
+	dirty_source_close(s->ds);
+	s->ds = NULL;
+	kmod_close(s->own_ks);
+	s->own_ks = NULL;
+	bpf_rates_close(s->br);
+	s->br = NULL;
+}
+
 static int mig_source_setup(struct mig_src *s)
 {
 	struct dirty_options dopts = { .backend = s->p.dirty_backend };
@@ -543,12 +639,11 @@ static int mig_source_setup(struct mig_src *s)
 	if (ret)
 		return ret;
 	s->rep->dirty_backend = s->ds->ops->name;
-	if (s->rates_ok && !s->ds->ops->vcpu_counts) {
-		kvmmig_err("the %s policy needs per-vCPU dirty rates, which the %s backend cannot give: use --dirty ring (or module)",
-			   mig_policy_name(s->p.policy), s->ds->ops->name);
-		return -EINVAL;
-	}
-	ret = mig_sync_init(s);
+	ret = mig_rates_open(s);
+	if (!ret)
+		ret = mig_throttle_backend_open(s);
+	if (!ret)
+		ret = mig_sync_init(s);
 	if (ret)
 		return ret;
 	ret = mig_connect_channel(s, &s->main, 0);
@@ -583,12 +678,10 @@ static void mig_source_abort(struct mig_src *s, int err)
 	mig_stop_senders(s);
 	mig_fetch_peer_error(s, err);
 	/* The source guest carries on as if nothing happened. */
-	mig_throttle_off(&s->thr);
+	mig_release_guest(s);
 	if (s->paused)
 		vm_resume(s->vm);
 	s->paused = false;
-	dirty_source_close(s->ds);
-	s->ds = NULL;
 	s->state = err == -ECANCELED ? MIG_CANCELLED : MIG_FAILED;
 	s->rep->state = s->state;
 }
@@ -599,7 +692,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	int ret;
 
 	memset(rep, 0, sizeof(*rep));
-	rep->throttle_backend = "vmm";
+	rep->throttle_backend = "none";
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -658,8 +751,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	} else {
 		s->state = rep->state = MIG_COMPLETED;
 		mig_stop_senders(s);
-		mig_throttle_off(&s->thr);
-		dirty_source_close(s->ds);
+		mig_release_guest(s);
 		/* The guest runs on the destination now. */
 		vm_stop(vm);
 	}

@@ -13,6 +13,7 @@
  */
 #include <string.h>
 
+#include "kmod.h"
 #include "log.h"
 #include "mig_throttle.h"
 
@@ -27,6 +28,28 @@ void mig_throttle_init(struct mig_throttle *t, struct vm *vm, const struct mig_p
 	t->vm = vm;
 	t->p = p;
 	t->last_t = -1;
+}
+
+void mig_throttle_use_module(struct mig_throttle *t, struct kmod_session *ks)
+{
+	t->ks = ks;
+}
+
+/* One vCPU (or every vCPU when @vcpu is -1) to @pct, through the backend. */
+static int throttle_apply(struct mig_throttle *t, int vcpu, unsigned int pct)
+{
+	struct kvmmig_throttle th = {
+		.vcpu = vcpu < 0 ? KVMMIG_VCPU_ALL : (uint32_t)vcpu,
+		.set = KVMMIG_THROTTLE_CPU,
+		.cpu_throttle = pct,
+	};
+
+	if (!t->ks)
+		return vm_set_throttle(t->vm, vcpu, pct);
+	/* Lifting every throttle also lifts what someone else set by hand. */
+	if (vcpu < 0 && !pct)
+		th.set = KVMMIG_THROTTLE_ALL;
+	return kmod_set_throttle(t->ks, &th);
 }
 
 bool mig_throttle_needs_syncs(const struct mig_params *p)
@@ -62,7 +85,7 @@ static void throttle_set(struct mig_throttle *t, unsigned int vcpu, unsigned int
 		return;
 	t->pct[vcpu] = pct;
 	t->changes++;
-	vm_set_throttle(t->vm, vcpu, pct);
+	throttle_apply(t, vcpu, pct);
 }
 
 static void throttle_set_all(struct mig_throttle *t, unsigned int pct)
@@ -187,7 +210,7 @@ unsigned int mig_throttle_max(const struct mig_throttle *t)
 void mig_throttle_off(struct mig_throttle *t)
 {
 	if (t->vm)
-		vm_set_throttle(t->vm, -1, 0);
+		throttle_apply(t, -1, 0);
 	memset(t->pct, 0, sizeof(t->pct));
 	t->active = false;
 }

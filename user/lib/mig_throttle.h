@@ -5,16 +5,21 @@
  * cap in MB/s, applied only to vCPUs that exceed it) and rate-driven (a
  * controller on continuous per-vCPU rates that keeps the guest's total
  * dirty rate under half the measured link throughput).  They set per-vCPU
- * CPU-throttle percentages through the throttle backend: the built-in
- * VMM's vCPU threads (vm_set_throttle()).
+ * CPU-throttle percentages through the throttle backend: kvmmig.ko when
+ * it is loaded (the vCPU sleeps in its own thread before guest entry, in
+ * the kernel, whatever VMM runs it), else the built-in VMM's vCPU threads
+ * (vm_set_throttle()).
  */
 #ifndef KVMMIG_MIG_THROTTLE_H
 #define KVMMIG_MIG_THROTTLE_H
 
 #include "migrate.h"
 
+struct kmod_session;
+
 struct mig_throttle {
 	struct vm *vm;
+	struct kmod_session *ks;	/* throttle through kvmmig.ko, or NULL */
 	const struct mig_params *p;
 	unsigned int high_cnt;		/* QEMU's dirty_rate_high_cnt */
 	bool active;
@@ -26,6 +31,8 @@ struct mig_throttle {
 };
 
 void mig_throttle_init(struct mig_throttle *t, struct vm *vm, const struct mig_params *p);
+/* Throttle through kvmmig.ko's session @ks from now on (NULL: the VMM). */
+void mig_throttle_use_module(struct mig_throttle *t, struct kmod_session *ks);
 /* Dirty syncs feed the policies that need them (auto-converge, dirty-limit's trigger). */
 bool mig_throttle_needs_syncs(const struct mig_params *p);
 /* Policies that read per-vCPU rates continuously. */

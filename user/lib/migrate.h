@@ -33,6 +33,13 @@ enum mig_policy {
 	NR_MIG_POLICIES,
 };
 
+/* Where dirty-limit and rate-driven read continuous per-vCPU rates. */
+enum mig_rate_source {
+	MIG_RATES_DIRTY,	/* the dirty source's per-vCPU counts (ring, module) */
+	MIG_RATES_BPF,		/* the dirtyrate BPF programs (any dirty backend) */
+	NR_MIG_RATE_SOURCES,
+};
+
 struct mig_params {
 	uint64_t downtime_limit_ms;		/* downtime-limit, 300 */
 	uint64_t max_bandwidth;			/* max-bandwidth, bytes/s, 0 = unlimited */
@@ -49,6 +56,7 @@ struct mig_params {
 	uint64_t vcpu_dirty_limit;		/* vcpu-dirty-limit, MB/s, 1 */
 	unsigned int dirty_limit_period_ms;	/* x-vcpu-dirty-limit-period, 1000 */
 	unsigned int max_passes;		/* give up after this many, 0 = never */
+	enum mig_rate_source rate_source;	/* x-rate-source, dirty */
 	enum dirty_backend dirty_backend;
 };
 
@@ -91,6 +99,7 @@ struct mig_report {
 	double throughput;		/* bytes/s over the whole migration */
 	const char *dirty_backend;
 	const char *throttle_backend;	/* "module", "vmm" or "none" */
+	const char *rate_source;	/* "dirty", "bpf", or NULL: no policy reads rates */
 	/* the timeline, for the CSV and SVG outputs */
 	struct mig_sample *samples;
 	unsigned int nr_samples, cap_samples;
@@ -139,6 +148,8 @@ const char *mig_sync_mode_name(enum mig_sync_mode m);
 int mig_sync_mode_parse(const char *s);
 const char *mig_policy_name(enum mig_policy p);
 int mig_policy_parse(const char *s);
+const char *mig_rate_source_name(enum mig_rate_source r);
+int mig_rate_source_parse(const char *s);
 const char *mig_state_name(enum mig_state s);
 
 /* Outputs of a finished migration (user/lib/mig_report.c). */

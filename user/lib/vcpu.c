@@ -6,7 +6,8 @@
  * with the exit reason, the vCPU marked failed).  Pause and resume kick a
  * vCPU out of KVM_RUN with kvm_run->immediate_exit plus a signal, the
  * race-free pair: the flag covers a thread about to enter, the signal one
- * already inside.
+ * already inside.  An adopted VM's vCPUs run in its VMM's threads: pause,
+ * resume and stop go to the VMM's callbacks (vm_adopt.c) instead.
  */
 #include <errno.h>
 #include <signal.h>
@@ -116,7 +117,7 @@ static int vcpu_ring_recycle(struct vcpu *vcpu)
 	return 0;
 }
 
-static int vcpu_ring_full(struct vcpu *vcpu)
+int vcpu_ring_full(struct vcpu *vcpu)
 {
 	struct vm *vm = vcpu->vm;
 	int ret;
@@ -285,6 +286,9 @@ int vm_set_throttle(struct vm *vm, int idx, unsigned int pct)
 			   pct, idx, vm->cfg.nr_vcpus - 1);
 		return -EINVAL;
 	}
+	/* Nothing was ever throttled here, so there is nothing to lift. */
+	if (vm->adopted)
+		return pct ? vm_adopted_refuse("vm_set_throttle") : 0;
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		if (idx < 0 || (unsigned int)idx == i)
 			vm->vcpus[i].throttle_pct = pct;
@@ -319,17 +323,11 @@ void vm_throttle_stop(struct vm *vm)
 	vm->throttle_running = false;
 }
 
-int vcpu_create(struct vm *vm, unsigned int id)
+int vcpu_map(struct vcpu *vcpu)
 {
-	struct vcpu *vcpu = &vm->vcpus[id];
-	uint64_t area_gpa = vm_vcpu_area_gpa(vm, id);
+	struct vm *vm = vcpu->vm;
 	int size;
 
-	vcpu->vm = vm;
-	vcpu->id = id;
-	vcpu->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
-	if (vcpu->fd < 0)
-		return kvmmig_ioctl_err("KVM_CREATE_VCPU", errno);
 	size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (size < 0)
 		return kvmmig_ioctl_err("KVM_GET_VCPU_MMAP_SIZE", errno);
@@ -349,6 +347,23 @@ int vcpu_create(struct vm *vm, unsigned int id)
 			return kvmmig_ioctl_err("mmap of the dirty ring", errno);
 		}
 	}
+	return 0;
+}
+
+int vcpu_create(struct vm *vm, unsigned int id)
+{
+	struct vcpu *vcpu = &vm->vcpus[id];
+	uint64_t area_gpa = vm_vcpu_area_gpa(vm, id);
+	int ret;
+
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
+	if (vcpu->fd < 0)
+		return kvmmig_ioctl_err("KVM_CREATE_VCPU", errno);
+	ret = vcpu_map(vcpu);
+	if (ret)
+		return ret;
 	vcpu->area = vm_gpa_to_hva(vm, area_gpa, sizeof(*vcpu->area));
 	vcpu->area->seed = 0x9e3779b97f4a7c15ULL * (id + 1);
 	return vcpu_x86_setup(vcpu);
@@ -385,6 +400,8 @@ int vm_start(struct vm *vm)
 	unsigned int i;
 	int ret;
 
+	if (vm->adopted)
+		return vm_adopted_refuse("vm_start");
 	ret = vm_install_kick_handler();
 	if (ret)
 		return ret;
@@ -411,6 +428,8 @@ int vm_pause(struct vm *vm)
 {
 	unsigned int i, parked;
 
+	if (vm->adopted)
+		return vm_adopted_op(vm, vm->adopt_ops.pause, "pause");
 	pthread_mutex_lock(&vm->lock);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		vm->vcpus[i].pause_req = true;
@@ -439,6 +458,8 @@ int vm_resume(struct vm *vm)
 {
 	unsigned int i;
 
+	if (vm->adopted)
+		return vm_adopted_op(vm, vm->adopt_ops.resume, "resume");
 	pthread_mutex_lock(&vm->lock);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		vm->vcpus[i].pause_req = false;
@@ -453,6 +474,8 @@ int vm_wait_done(struct vm *vm, unsigned int timeout_ms)
 	unsigned int i, stopped;
 	int ret = 0;
 
+	if (vm->adopted)
+		return vm_adopted_refuse("vm_wait_done");
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += timeout_ms / 1000;
 	deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
@@ -478,6 +501,9 @@ int vm_stop(struct vm *vm)
 	unsigned int i;
 	int ret;
 
+	/* Without a stop callback a migrated guest stays paused: the VMM decides. */
+	if (vm->adopted)
+		return vm->adopt_ops.stop ? vm_adopted_op(vm, vm->adopt_ops.stop, "stop") : 0;
 	vm_throttle_stop(vm);
 	/*
 	 * A paused guest stays stopped: after a migration it runs elsewhere and

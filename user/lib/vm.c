@@ -4,6 +4,8 @@
  * what is wrong with it), open /dev/kvm, enable the dirty-logging
  * capabilities the chosen dirty source needs (they must come before any
  * vCPU exists), lay out memory, load guest code and create the vCPUs.
+ * vm_destroy() also frees adopted VMs (vm_adopt.c), whose memory it leaves
+ * to their VMM.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +45,16 @@ int workload_parse(const char *name)
 	return -EINVAL;
 }
 
+int vm_check_ring_entries(uint32_t entries)
+{
+	if (entries && (entries & (entries - 1) || entries < 256)) {
+		kvmmig_err("dirty ring of %u entries: expected a power of two, at least 256",
+			   entries);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int vm_check_config(const struct vm_config *cfg)
 {
 	uint64_t pages = cfg->ram_bytes / GUEST_PAGE_SIZE;
@@ -74,12 +86,8 @@ static int vm_check_config(const struct vm_config *cfg)
 		kvmmig_err("unknown workload %llu", (unsigned long long)cfg->guest.workload);
 		return -EINVAL;
 	}
-	if (cfg->ring_entries &&
-	    (cfg->ring_entries & (cfg->ring_entries - 1) || cfg->ring_entries < 256)) {
-		kvmmig_err("dirty ring of %u entries: expected a power of two, at least 256",
-			   cfg->ring_entries);
+	if (vm_check_ring_entries(cfg->ring_entries))
 		return -EINVAL;
-	}
 	if (cfg->guest.mem_pages && cfg->guest.mem_pages < cfg->nr_vcpus) {
 		kvmmig_err("workload range of %llu pages is smaller than one page per vCPU",
 			   (unsigned long long)cfg->guest.mem_pages);
@@ -155,21 +163,18 @@ static void vm_init_shared(struct vm *vm)
 	g->stop = 0;
 }
 
-int vm_create(const struct vm_config *cfg, struct vm **out)
+int vm_alloc(const struct vm_config *cfg, struct vm **out)
 {
-	uint64_t sys_size;
 	struct vm *vm;
 	unsigned int i;
 	int ret;
 
-	ret = vm_check_config(cfg);
-	if (ret)
-		return ret;
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return -ENOMEM;
 	vm->cfg = *cfg;
 	vm->fd = -1;
+	vm->named_fd = -1;
 	vm->kvm_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->cb_lock, NULL);
@@ -181,13 +186,31 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	if (vm->kvm_fd < 0) {
 		ret = -errno;
 		kvmmig_err("cannot open /dev/kvm: %s", strerror(errno));
-		goto err;
+		vm_destroy(vm);
+		return ret;
 	}
+	*out = vm;
+	return 0;
+}
+
+int vm_create(const struct vm_config *cfg, struct vm **out)
+{
+	uint64_t sys_size;
+	struct vm *vm;
+	unsigned int i;
+	int ret;
+
+	ret = vm_check_config(cfg);
+	if (!ret)
+		ret = vm_alloc(cfg, &vm);
+	if (ret)
+		return ret;
 	vm->fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->fd < 0) {
 		ret = kvmmig_ioctl_err("KVM_CREATE_VM", errno);
 		goto err;
 	}
+	vm->named_fd = vm->fd;
 	ret = vm_enable_dirty_caps(vm);
 	if (ret)
 		goto err;
@@ -241,7 +264,9 @@ void vm_destroy(struct vm *vm)
 			vcpu_destroy(&vm->vcpus[i]);
 	if (vm->fd >= 0)
 		close(vm->fd);
-	vm_mem_teardown(vm);
+	/* An adopted VM's memory belongs to its VMM. */
+	if (!vm->adopted)
+		vm_mem_teardown(vm);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	pthread_mutex_destroy(&vm->lock);

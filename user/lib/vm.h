@@ -3,9 +3,11 @@
  * The built-in VMM: a KVM VM with 1-64 vCPUs in 64-bit long mode from the
  * first instruction, guest RAM in one or several memslots, guest code taken
  * from this very binary (user/lib/guest/), one thread per vCPU, ucalls, and
- * the vCPU state accessors migration needs.  Functions return 0 or a
- * negative errno and report what failed (ioctl name and errno) through
- * kvmmig_err(); nothing here exits.
+ * the vCPU state accessors migration needs.  A VM another VMM created can
+ * be wrapped in the same struct vm with vm_adopt(), from its fds and memslot
+ * layout, so that the dirty sources and the migration engine drive it too.
+ * Functions return 0 or a negative errno and report what failed (ioctl name
+ * and errno) through kvmmig_err(); nothing here exits.
  */
 #ifndef KVMMIG_VM_H
 #define KVMMIG_VM_H
@@ -19,6 +21,7 @@
 
 #define VM_MAX_VCPUS	64
 #define VM_MAX_SLOTS	32
+#define VM_MAX_SLOT_ID	0x7fff		/* KVM's memslot ids of address space 0 */
 #define VM_MIN_RAM	(1ULL << 20)
 
 enum vm_backing {
@@ -85,9 +88,24 @@ struct vcpu {
 	char error[256];		/* why the vCPU failed */
 };
 
+/*
+ * What an adopted VM's VMM does for libkvmmig; 0 or a negative errno.
+ * pause returns with every vCPU out of KVM_RUN, and keeps them out (and
+ * its devices from writing guest memory) until resume.  stop (optional)
+ * ends the guest for good after a migration; without it the guest is left
+ * paused.  Called from the thread that called vm_pause() etc.
+ */
+struct vm_adopt_ops {
+	int (*pause)(void *opaque);
+	int (*resume)(void *opaque);
+	int (*stop)(void *opaque);
+};
+
 struct vm {
 	int kvm_fd;
 	int fd;
+	int named_fd;			/* the fd KVM named the VM after ("<pid>-<fd>" in
+					   debugfs, BPF's key): fd, or the VMM's if adopted */
 	struct vm_config cfg;
 	unsigned int nr_slots;		/* system slot + RAM slots */
 	struct vm_slot slots[VM_MAX_SLOTS];
@@ -106,10 +124,46 @@ struct vm {
 	void *ring_opaque;
 	vcpu_sync_fn on_sync;
 	void *cb_opaque;		/* for on_sync */
+	bool adopted;			/* made by vm_adopt(): another VMM runs it */
+	struct vm_adopt_ops adopt_ops;	/* the VMM's, copied */
+	void *adopt_opaque;		/* for adopt_ops */
 };
 
 int vm_create(const struct vm_config *cfg, struct vm **out);
 void vm_destroy(struct vm *vm);
+
+/*
+ * A VM of another VMM, in the VMM's own process: its VM fd, every vCPU fd
+ * (vcpu_fds[i] is KVM vCPU id i), every memslot with its host address,
+ * and the dirty-logging capabilities the VMM enabled on it.  libkvmmig
+ * keeps duplicates of the fds (the caller's stay the caller's) and never
+ * unmaps guest memory.  See Documentation/migration.rst.
+ */
+struct vm_adopt_args {
+	int vm_fd;
+	unsigned int nr_vcpus;			/* 1..VM_MAX_VCPUS */
+	const int *vcpu_fds;
+	unsigned int nr_slots;			/* 1..VM_MAX_SLOTS */
+	const struct vm_slot *slots;		/* flags: 0 or KVM_MEM_READONLY */
+	uint32_t ring_entries;			/* KVM_CAP_DIRTY_LOG_RING size, 0 = none */
+	bool manual_protect;			/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 on */
+	const struct vm_adopt_ops *ops;		/* copied; pause and resume required */
+	void *opaque;				/* for ops */
+};
+
+/*
+ * Check @a and wrap the VM in a struct vm (free it with vm_destroy()).
+ * vm_pause(), vm_resume() and vm_stop() call the VMM's ops; vm_start(),
+ * vm_wait_done() and vm_set_throttle() (but for 0%) fail with -EOPNOTSUPP;
+ * the dirty sources, vcpu_save_state() and mig_source_run() work.
+ */
+int vm_adopt(const struct vm_adopt_args *a, struct vm **out);
+/*
+ * An adopted VM's VMM calls this on KVM_EXIT_DIRTY_RING_FULL, in the thread
+ * of vCPU @vcpu, before its next KVM_RUN: it runs the dirty source's
+ * handler (or recycles the ring when nobody tracks).  0 to go on.
+ */
+int vm_adopted_ring_full(struct vm *vm, unsigned int vcpu);
 
 /* Turn KVM_MEM_LOG_DIRTY_PAGES on or off for every memslot. */
 int vm_set_dirty_logging(struct vm *vm, bool on);
@@ -121,6 +175,7 @@ int vm_set_dirty_logging(struct vm *vm, bool on);
  */
 void vm_set_ring_full_handler(struct vm *vm, vcpu_ring_full_fn fn, void *opaque);
 
+/* On an adopted VM pause, resume and stop are the VMM's ops (vm_adopt()). */
 int vm_start(struct vm *vm);			/* start every vCPU thread */
 int vm_pause(struct vm *vm);			/* all vCPUs out of KVM_RUN */
 int vm_resume(struct vm *vm);
@@ -133,6 +188,8 @@ int vm_wait_done(struct vm *vm, unsigned int timeout_ms);
  * 0-99, QEMU's meaning: after each 10 ms of running the vCPU sleeps
  * pct/(100-pct) x 10 ms in its own thread, between two KVM_RUNs.  A
  * throttle thread kicks vCPUs out of KVM_RUN when their slice is up.
+ * -EOPNOTSUPP on an adopted VM, whose vCPU threads are not ours (0% is a
+ * no-op there: nothing to lift).
  */
 int vm_set_throttle(struct vm *vm, int idx, unsigned int pct);
 unsigned int vm_max_throttle(struct vm *vm);

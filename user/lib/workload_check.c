@@ -16,9 +16,14 @@
 int workload_check_incr(struct vm *vm, uint64_t *edges_out)
 {
 	const struct guest_shared *g = vm->shared;
-	uint64_t per = g->mem_pages / g->nr_vcpus, edges = 0, i;
+	uint64_t per, edges = 0, i;
 	unsigned int v;
 
+	if (!g) {
+		kvmmig_err("incr check: the VM runs no built-in guest (it was adopted from another VMM)");
+		return -EOPNOTSUPP;
+	}
+	per = g->mem_pages / g->nr_vcpus;
 	if (g->workload != WORKLOAD_INCR) {
 		kvmmig_err("the guest runs the %s workload, not incr", workload_name(g->workload));
 		return -EINVAL;
