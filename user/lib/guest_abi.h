@@ -39,6 +39,7 @@ enum ucall_cmd {
 	UCALL_SYNC,	/* args[0]: stage; host may inspect and resume */
 	UCALL_DONE,	/* the workload finished; the vCPU stops */
 	UCALL_ABORT,	/* a guest assert failed: file, line, msg, args */
+	UCALL_IDLE,	/* nothing to do: the host parks the vCPU for a tick */
 };
 
 #define UCALL_FILE_LEN	64
@@ -53,7 +54,7 @@ struct ucall {
 };
 
 enum guest_workload {
-	WORKLOAD_IDLE,		/* halt-free spin on the stop flag, no writes */
+	WORKLOAD_IDLE,		/* UCALL_IDLE until stopped; writes only its ucall block */
 	WORKLOAD_INCR,		/* bump byte 0 of every page, pass after pass */
 	WORKLOAD_RANDOM,	/* write the host's iteration into random pages */
 	WORKLOAD_RATE,		/* dirty pages_per_sec pages per second (TSC paced) */

@@ -109,15 +109,16 @@ struct mig_ack {
 	char msg[120];		/* NUL-terminated */
 };
 
-/* What a receiver writes into: the destination guest's memory. */
 /*
  * What a receiver writes into: the destination guest's memory.  A page may
  * be sent again after a dirty sync and the copies may travel on different
  * channels, so each page remembers the generation it was last written
  * from and an older copy arriving late is dropped.  Writes to one page are
- * serialised by a striped lock.
+ * serialised by a striped lock, one per 2 MiB run of pages, so that a batch
+ * of neighbours takes one or two locks, not one per page.
  */
 #define MIG_TARGET_LOCKS	256
+#define MIG_TARGET_LOCK_SHIFT	9	/* pages per lock: 512 */
 
 struct mig_target {
 	const struct mig_config *cfg;
@@ -125,7 +126,9 @@ struct mig_target {
 	uint32_t *gen[MIG_MAX_SLOTS];	/* per page: generation written, 0 = never */
 	unsigned int fresh_from;	/* slots from this one on start zeroed: a
 					   zero page never written needs no write */
-	pthread_spinlock_t locks[MIG_TARGET_LOCKS];
+	bool populate;			/* prefault fresh slots with MADV_POPULATE_WRITE
+					   (never on userfaultfd-registered memory) */
+	pthread_mutex_t locks[MIG_TARGET_LOCKS];
 	uint64_t pages, zero_pages, zero_skipped, stale;	/* atomic counters */
 };
 

@@ -53,6 +53,31 @@ static void vcpu_fail(struct vcpu *vcpu, const char *fmt, ...)
 	vcpu_set_state(vcpu, VCPU_FAILED);
 }
 
+#define VCPU_IDLE_TICK_NS	10000000L	/* a 100 Hz guest timer */
+
+/*
+ * The guest is idle: park the thread for a tick, as a halted vCPU would
+ * sleep until its next interrupt, but wake at once for a pause, a stop or
+ * the end of the run (the requests broadcast vm->cond).
+ */
+static void vcpu_idle_wait(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_nsec += VCPU_IDLE_TICK_NS;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&vm->lock);
+	while (!vcpu->pause_req && !vcpu->exit_req && !vm->shared->stop)
+		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&vm->lock);
+}
+
 /* Returns 1 when the vCPU is finished, 0 to go on. */
 static int vcpu_handle_ucall(struct vcpu *vcpu)
 {
@@ -69,6 +94,9 @@ static int vcpu_handle_ucall(struct vcpu *vcpu)
 			return 1;
 		}
 		return 0;
+	case UCALL_IDLE:
+		vcpu_idle_wait(vcpu);
+		return 0;
 	case UCALL_DONE:
 		vcpu_set_state(vcpu, VCPU_DONE);
 		return 1;
@@ -83,10 +111,27 @@ static int vcpu_handle_ucall(struct vcpu *vcpu)
 	}
 }
 
+/*
+ * KVM finishes a port I/O (the ucall's OUT) only at the next KVM_RUN, and
+ * until then RIP still points at it.  Before the vCPU is paused, and its
+ * state perhaps saved for a migration, let KVM complete it: with
+ * immediate_exit set, KVM_RUN completes the I/O and returns -EINTR without
+ * entering the guest.
+ */
+static void vcpu_complete_io(struct vcpu *vcpu)
+{
+	if (vcpu->run->exit_reason != KVM_EXIT_IO)
+		return;
+	vcpu->run->immediate_exit = 1;
+	ioctl(vcpu->fd, KVM_RUN, 0);
+	vcpu->run->exit_reason = KVM_EXIT_INTR;
+}
+
 static void vcpu_wait_resume(struct vcpu *vcpu)
 {
 	struct vm *vm = vcpu->vm;
 
+	vcpu_complete_io(vcpu);
 	pthread_mutex_lock(&vm->lock);
 	vcpu->state = VCPU_PAUSED;
 	vm->nr_paused++;
@@ -433,6 +478,7 @@ int vm_pause(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		vm->vcpus[i].pause_req = true;
+	pthread_cond_broadcast(&vm->cond);	/* idle vCPUs wait on it */
 	pthread_mutex_unlock(&vm->lock);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
