@@ -366,6 +366,14 @@ static void bench_compute(struct perf_json *j)
 		usleep(1000000);
 		before = (vm->vcpus[1].area->loops - l0) / (mig_now() - t0);
 		vm_set_throttle(vm, 0, 0);
+		/*
+		 * The throttle's last sleep may run on for up to a second: wait
+		 * until the dirtying vCPU has written its whole slice once, so the
+		 * migration starts with a busy guest, not a sleeping one.
+		 */
+		l0 = vm->vcpus[0].area->passes;
+		for (t0 = mig_now(); vm->vcpus[0].area->passes < l0 + 2 && mig_now() - t0 < 10;)
+			usleep(10000);
 		mig_params_init(&p);
 		p.max_bandwidth = 100000000;
 		p.policy = pol[i].policy;

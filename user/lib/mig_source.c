@@ -496,6 +496,14 @@ static int mig_switchover(struct mig_src *s)
 
 	s->state = MIG_SWITCHOVER;
 	mig_sample(s, false);
+	/*
+	 * Batches still queued were counted as sent when the pass decided to
+	 * switch over; send them while the guest still runs, so they do not
+	 * count as downtime.
+	 */
+	ret = queue_drain(s);
+	if (ret)
+		return ret;
 	s->t_pause = mig_now();
 	ret = vm_pause(s->vm);
 	if (ret)
