@@ -978,6 +978,90 @@ TEST_F_TIMEOUT(stream, source_survives, 150)
 	fail_check(_metadata, &self->run, &variant->fc);
 }
 
+/* ---- a source that hangs up while the destination awaits its page channels ---- */
+
+struct lone_dest {
+	pthread_t thread;
+	struct mig_report rep;
+	int port, ret;
+	volatile int listening;
+};
+
+static void lone_dest_listening(void *opaque, int port)
+{
+	struct lone_dest *d = opaque;
+
+	d->port = port;
+	__atomic_store_n(&d->listening, 1, __ATOMIC_RELEASE);
+}
+
+static void *lone_dest_thread(void *arg)
+{
+	struct lone_dest *d = arg;
+	struct mig_dest_opts o = {
+		.listen = "tcp:127.0.0.1:0",
+		.listening = lone_dest_listening,
+		.opaque = d,
+	};
+
+	d->ret = mig_dest_run(&o, &d->rep);
+	return NULL;
+}
+
+/*
+ * The main channel's hello announces two page channels and the
+ * configuration follows, then the source is gone: the destination must say
+ * so at once, not wait out its 30 s for channels that will never come.
+ */
+TEST(source_gone_before_its_channels)
+{
+	struct vm_config vc = { .nr_vcpus = 1, .ram_bytes = GUEST_RAM, .nr_slots = 1 };
+	struct mig_hello h = { .session = 42, .nr_channels = 3 };
+	struct lone_dest d = { 0 };
+	struct mig_config *cfg;
+	struct mig_chan c;
+	char addr[64];
+	unsigned int i;
+	struct vm *vm;
+	size_t len;
+	int fd;
+
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	ASSERT_EQ(vm_create(&vc, &vm), 0);
+	len = mig_config_size(vm->nr_slots);
+	cfg = calloc(1, len);
+	ASSERT_NE(cfg, NULL);
+	cfg->nr_slots = vm->nr_slots;
+	cfg->nr_vcpus = 1;
+	cfg->page_size = MIG_PAGE_SIZE;
+	cfg->vcpu_state_size = sizeof(struct vcpu_state_blob);
+	for (i = 0; i < vm->nr_slots; i++) {
+		cfg->slots[i].gpa = vm->slots[i].gpa;
+		cfg->slots[i].size = vm->slots[i].size;
+		cfg->slots[i].id = vm->slots[i].id;
+		cfg->ram_bytes += vm->slots[i].size;
+	}
+	ASSERT_EQ(pthread_create(&d.thread, NULL, lone_dest_thread, &d), 0);
+	while (!__atomic_load_n(&d.listening, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%d", d.port);
+	fd = net_connect(addr);
+	ASSERT_GE(fd, 0);
+	mig_chan_init(&c, fd, 0);
+	mig_hello_seal(&h);
+	ASSERT_EQ(net_write_all(fd, &h, sizeof(h)), 0);
+	ASSERT_EQ(mig_chan_send(&c, MIG_REC_CONFIG, cfg, len), 0);
+	close(fd);
+	pthread_join(d.thread, NULL);
+	EXPECT_EQ(d.ret, -ECONNRESET);
+	EXPECT_EQ((int)d.rep.state, (int)MIG_FAILED);
+	EXPECT_TRUE(error_says(d.rep.error, "closed")) {
+		TH_LOG("destination: %s", d.rep.error);
+	}
+	free(cfg);
+	vm_destroy(vm);
+}
+
 /* ---- the same refusal, without a migration around it ---- */
 
 static int hello_check_version(uint32_t version, bool reseal)

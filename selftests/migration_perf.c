@@ -62,7 +62,7 @@ static double raw_tcp_seconds(const uint8_t *buf, uint64_t len, bool fresh)
 				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		ssize_t n;
 
-		fd = net_accept(lfd, NULL, 10000);
+		fd = net_accept(lfd, NULL, 10000, -1);
 		while (sink != MAP_FAILED && got < len) {
 			uint64_t want = len - got < (1 << 20) ? len - got : (1 << 20);
 

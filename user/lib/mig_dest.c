@@ -105,7 +105,9 @@ static int mig_accept_hello(struct mig_dst *d, struct mig_chan *c, struct mig_he
 {
 	int fd, ret;
 
-	fd = net_accept(d->lfd, (volatile int *)d->opts->cancel, timeout_ms);
+	/* The page channels: give up at once if the source's main channel dies. */
+	fd = net_accept(d->lfd, (volatile int *)d->opts->cancel, timeout_ms,
+			c == &d->main ? -1 : d->main.fd);
 	if (fd < 0)
 		return fd;
 	ret = net_read_all(fd, h, sizeof(*h));

@@ -111,9 +111,13 @@ err:
 	return ret;
 }
 
-int net_accept(int lfd, volatile int *cancel, int timeout_ms)
+int net_accept(int lfd, volatile int *cancel, int timeout_ms, int watch_fd)
 {
-	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+	struct pollfd pfd[2] = {
+		{ .fd = lfd, .events = POLLIN },
+		/* Only a hang-up: data on it is the caller's, read later. */
+		{ .fd = watch_fd, .events = POLLRDHUP },
+	};
 	int waited = 0, fd;
 
 	for (;;) {
@@ -123,8 +127,14 @@ int net_accept(int lfd, volatile int *cancel, int timeout_ms)
 			kvmmig_err("no connection within %d ms", timeout_ms);
 			return -ETIMEDOUT;
 		}
-		if (poll(&pfd, 1, 100) > 0)
-			break;
+		if (poll(pfd, watch_fd >= 0 ? 2 : 1, 100) > 0) {
+			if (pfd[0].revents)
+				break;
+			if (pfd[1].revents) {
+				kvmmig_err("the peer closed its connection while a new one was awaited");
+				return -ECONNRESET;
+			}
+		}
 		waited += 100;
 	}
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

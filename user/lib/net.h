@@ -24,8 +24,11 @@ struct mig_chan {
 /* Parse "tcp:HOST:PORT" into host and port strings (host may be [v6]). */
 int net_parse_addr(const char *addr, char *host, size_t hlen, char *port, size_t plen);
 int net_listen(const char *addr, int *port_out);
-/* Accept one connection; gives up with -ECANCELED when *cancel is set. */
-int net_accept(int lfd, volatile int *cancel, int timeout_ms);
+/*
+ * Accept one connection; gives up with -ECANCELED when *cancel is set, and
+ * with -ECONNRESET when the peer of @watch_fd (-1: none) hangs up first.
+ */
+int net_accept(int lfd, volatile int *cancel, int timeout_ms, int watch_fd);
 int net_connect(const char *addr);
 
 int net_write_all(int fd, const void *buf, size_t len);
