@@ -22,6 +22,7 @@
 
 #include "csum.h"
 #include "kselftest_harness.h"
+#include "mig_internal.h"
 #include "mig_test_util.h"
 #include "net.h"
 #include "stream.h"
@@ -1021,26 +1022,14 @@ TEST(source_gone_before_its_channels)
 	struct mig_config *cfg;
 	struct mig_chan c;
 	char addr[64];
-	unsigned int i;
 	struct vm *vm;
 	size_t len;
 	int fd;
 
 	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
 	ASSERT_EQ(vm_create(&vc, &vm), 0);
-	len = mig_config_size(vm->nr_slots);
-	cfg = calloc(1, len);
+	cfg = mig_config_of(vm, &len);
 	ASSERT_NE(cfg, NULL);
-	cfg->nr_slots = vm->nr_slots;
-	cfg->nr_vcpus = 1;
-	cfg->page_size = MIG_PAGE_SIZE;
-	cfg->vcpu_state_size = sizeof(struct vcpu_state_blob);
-	for (i = 0; i < vm->nr_slots; i++) {
-		cfg->slots[i].gpa = vm->slots[i].gpa;
-		cfg->slots[i].size = vm->slots[i].size;
-		cfg->slots[i].id = vm->slots[i].id;
-		cfg->ram_bytes += vm->slots[i].size;
-	}
 	ASSERT_EQ(pthread_create(&d.thread, NULL, lone_dest_thread, &d), 0);
 	while (!__atomic_load_n(&d.listening, __ATOMIC_ACQUIRE))
 		usleep(1000);

@@ -96,6 +96,8 @@ struct mig_src {
 };
 
 int mig_between_batches(struct mig_src *s);
+/* The CONFIG payload describing @vm (calloc'd, @len bytes), or NULL. */
+struct mig_config *mig_config_of(const struct vm *vm, size_t *len);
 
 int mig_sync_init(struct mig_src *s);
 void mig_sync_free(struct mig_sync *sync);

@@ -214,17 +214,15 @@ static int mig_connect_channel(struct mig_src *s, struct mig_chan *c, unsigned i
 	return ret;
 }
 
-static int mig_send_config(struct mig_src *s)
+struct mig_config *mig_config_of(const struct vm *vm, size_t *len)
 {
-	struct vm *vm = s->vm;
 	struct mig_config *cfg;
-	size_t len = mig_config_size(vm->nr_slots);
 	unsigned int i;
-	int ret;
 
-	cfg = calloc(1, len);
+	*len = mig_config_size(vm->nr_slots);
+	cfg = calloc(1, *len);
 	if (!cfg)
-		return -ENOMEM;
+		return NULL;
 	cfg->nr_slots = vm->nr_slots;
 	cfg->nr_vcpus = vm->cfg.nr_vcpus;
 	cfg->page_size = MIG_PAGE_SIZE;
@@ -235,6 +233,18 @@ static int mig_send_config(struct mig_src *s)
 		cfg->slots[i].id = vm->slots[i].id;
 		cfg->ram_bytes += vm->slots[i].size;
 	}
+	return cfg;
+}
+
+static int mig_send_config(struct mig_src *s)
+{
+	struct mig_config *cfg;
+	size_t len;
+	int ret;
+
+	cfg = mig_config_of(s->vm, &len);
+	if (!cfg)
+		return -ENOMEM;
 	ret = mig_chan_send(&s->main, MIG_REC_CONFIG, cfg, len);
 	free(cfg);
 	return ret;
