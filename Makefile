@@ -42,9 +42,12 @@ include selftests/selftests.mk
 -include selftests/vm/vm.mk
 -include selftests/fuzz.mk
 
+# A few GiB, as a migration worth watching; `make demo DEMO_ARGS=` for kvmmig's 1 GiB.
+DEMO_ARGS ?= --ram 4G
+
 demo: deps
 	@$(MAKE) --no-print-directory all
-	$(KVMMIG) demo
+	$(KVMMIG) demo $(DEMO_ARGS)
 
 module:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules

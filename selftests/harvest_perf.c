@@ -10,9 +10,10 @@
  * The module source (KVMMIG_HARVEST, every ring in one call) gets its rows
  * when /dev/kvmmig exists: inside the QEMU-hosted kernels, e.g.
  * `selftests/vm/run.sh -k 6.1 -x build/selftests/harvest_perf -c
- * 'build/selftests/harvest_perf --ram-mib 256'`.
+ * 'build/selftests/harvest_perf --ram-mib 256 --dirty-pct 1'` (under TCG
+ * the guest dirties slowly, and the ring's reaper rounds add up).
  *
- *   harvest_perf [--quick] [--ram-mib N] [--json FILE]
+ *   harvest_perf [--quick] [--ram-mib N] [--dirty-pct 0.1|1|10|100] [--json FILE]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -95,7 +96,7 @@ int main(int argc, char **argv)
 	};
 	static const double fractions[] = { 0.001, 0.01, 0.1, 1.0 };
 	uint64_t rams[] = { 1ULL << 30, 4ULL << 30, 16ULL << 30 };
-	unsigned int nr_rams = 3, b, m, f;
+	unsigned int nr_rams = 3, b, m, f, nr_fractions = 4, first_fraction = 0;
 	struct harvest_result base[3][4];
 	struct perf_json json;
 	const char *no_module = NULL;
@@ -103,11 +104,30 @@ int main(int argc, char **argv)
 	int i;
 
 	for (i = 1; i < argc; i++) {
-		quick |= !strcmp(argv[i], "--quick");
-		/* One small size, for the emulated machines the module runs in. */
-		if (!strcmp(argv[i], "--ram-mib") && i + 1 < argc) {
+		if (!strcmp(argv[i], "--quick")) {
+			quick = true;
+		} else if (!strcmp(argv[i], "--ram-mib") && i + 1 < argc) {
+			/* One small size, for the emulated machines the module runs in. */
 			rams[0] = strtoull(argv[++i], NULL, 0) << 20;
 			nr_rams = 1;
+		} else if (!strcmp(argv[i], "--dirty-pct") && i + 1 < argc) {
+			double pct = atof(argv[++i]);
+
+			for (f = 0; f < 4; f++)
+				if (fractions[f] * 100 - pct < 1e-9 && pct - fractions[f] * 100 < 1e-9)
+					break;
+			if (f == 4) {
+				fprintf(stderr, "harvest_perf: --dirty-pct %s: expected 0.1, 1, 10 or 100\n",
+					argv[i]);
+				return 2;
+			}
+			first_fraction = f;
+			nr_fractions = 1;
+		} else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+			i++;
+		} else {
+			fprintf(stderr, "usage: harvest_perf [--quick] [--ram-mib N] [--dirty-pct 0.1|1|10|100] [--json FILE]\n");
+			return 2;
 		}
 	}
 	if (quick)
@@ -126,7 +146,7 @@ int main(int argc, char **argv)
 			continue;
 		}
 		for (m = 0; m < nr_rams; m++) {
-			for (f = 0; f < 4; f++) {
+			for (f = first_fraction; f < first_fraction + nr_fractions; f++) {
 				struct harvest_result r = { 0 };
 				double ns_page, ms_gib, ratio;
 				char ram[16], frac[16];
