@@ -7,7 +7,11 @@
  * after their bits reached user memory, so a fault loses nothing: the chunk
  * stays DIRTY for the next call.  KVM re-protects collected pages when
  * userspace calls KVM_RESET_DIRTY_RINGS on the VM fd (kvm_dirty_ring_reset()
- * is not exported).
+ * is not exported).  A reaper calls this every few milliseconds, mostly to
+ * find the rings empty, so a call allocates nothing: the entry chunk and the
+ * per-vCPU results live in a per-session scratch area, allocated on first
+ * use and used under the session lock, and up to KVMMIG_HCTX_SLOTS caller
+ * bitmaps are copied to the stack.
  */
 #include <linux/slab.h>
 #include <linux/sort.h>
@@ -16,6 +20,7 @@
 #include "kvmmig.h"
 
 #define KVMMIG_HARVEST_CHUNK	512
+#define KVMMIG_HCTX_SLOTS	4	/* caller bitmaps kept on the stack */
 
 struct kvmmig_gfn {
 	u32 slot;
@@ -28,12 +33,19 @@ struct kvmmig_hslot {
 	u32 ub;
 };
 
+struct kvmmig_harvest_scratch {
+	struct kvmmig_gfn buf[KVMMIG_HARVEST_CHUNK];
+	struct kvmmig_harvest_vcpu out[KVM_MAX_VCPUS];
+};
+
 struct kvmmig_hctx {
 	struct kvmmig_slot_bitmap *ub;	/* copy of the caller's array */
 	struct kvmmig_hslot *by_slot;	/* sorted by slot */
+	struct kvmmig_slot_bitmap ub_inline[KVMMIG_HCTX_SLOTS];
+	struct kvmmig_hslot by_slot_inline[KVMMIG_HCTX_SLOTS];
 	u32 nr_slots;
 	u32 last;			/* by_slot index of the last hit */
-	struct kvmmig_gfn *buf;		/* KVMMIG_HARVEST_CHUNK entries */
+	struct kvmmig_gfn *buf;		/* the session's scratch chunk */
 	u64 unmatched;
 	u64 __user *wptr;		/* bitmap word being assembled */
 	u64 wbits;
@@ -66,11 +78,15 @@ static int kvmmig_hctx_init(struct kvmmig_hctx *h, const struct kvmmig_harvest *
 	int r;
 
 	h->nr_slots = n;
-	h->buf = kvmalloc_array(KVMMIG_HARVEST_CHUNK, sizeof(*h->buf), GFP_KERNEL);
-	h->ub = kvmalloc_array(max_t(u32, n, 1), sizeof(*h->ub), GFP_KERNEL);
-	h->by_slot = kvmalloc_array(max_t(u32, n, 1), sizeof(*h->by_slot), GFP_KERNEL);
-	if (!h->buf || !h->ub || !h->by_slot)
-		return -ENOMEM;
+	if (n <= KVMMIG_HCTX_SLOTS) {
+		h->ub = h->ub_inline;
+		h->by_slot = h->by_slot_inline;
+	} else {
+		h->ub = kvmalloc_array(n, sizeof(*h->ub), GFP_KERNEL);
+		h->by_slot = kvmalloc_array(n, sizeof(*h->by_slot), GFP_KERNEL);
+		if (!h->ub || !h->by_slot)
+			return -ENOMEM;
+	}
 	if (copy_from_user(h->ub, u64_to_user_ptr(hv->slots), n * sizeof(*h->ub)))
 		return -EFAULT;
 	for (i = 0; i < n; i++) {
@@ -90,9 +106,25 @@ static int kvmmig_hctx_init(struct kvmmig_hctx *h, const struct kvmmig_harvest *
 
 static void kvmmig_hctx_free(struct kvmmig_hctx *h)
 {
-	kvfree(h->buf);
-	kvfree(h->ub);
-	kvfree(h->by_slot);
+	if (h->ub != h->ub_inline)
+		kvfree(h->ub);
+	if (h->by_slot != h->by_slot_inline)
+		kvfree(h->by_slot);
+}
+
+/* The session's scratch area, allocated on first use; under s->lock. */
+static struct kvmmig_harvest_scratch *kvmmig_harvest_scratch(struct kvmmig_session *s)
+{
+	lockdep_assert_held(&s->lock);
+	if (!s->scratch)
+		s->scratch = kvmalloc(sizeof(*s->scratch), GFP_KERNEL_ACCOUNT);
+	return s->scratch;
+}
+
+void kvmmig_harvest_scratch_free(struct kvmmig_session *s)
+{
+	kvfree(s->scratch);
+	s->scratch = NULL;
 }
 
 /* The caller's bitmap for a slot, or NULL; consecutive entries usually share one. */
@@ -296,7 +328,8 @@ static int kvmmig_harvest_probe_out(struct kvmmig_hctx *h,
 
 long kvmmig_harvest(struct kvmmig_session *s, struct kvmmig_harvest __user *uh)
 {
-	struct kvmmig_harvest_vcpu *out = NULL;
+	struct kvmmig_harvest_scratch *scratch;
+	struct kvmmig_harvest_vcpu *out;
 	struct kvmmig_hctx h = {};
 	struct kvmmig_harvest hv;
 	u32 n;
@@ -327,23 +360,24 @@ long kvmmig_harvest(struct kvmmig_session *s, struct kvmmig_harvest __user *uh)
 		r = -ENOSPC;
 		goto out_unlock;
 	}
-	out = kvcalloc(max_t(u32, n, 1), sizeof(*out), GFP_KERNEL);
-	if (!out) {
+	scratch = kvmmig_harvest_scratch(s);
+	if (!scratch) {
 		r = -ENOMEM;
 		goto out_unlock;
 	}
+	h.buf = scratch->buf;
+	out = scratch->out;
+	memset(out, 0, n * sizeof(*out));
 	r = kvmmig_harvest_probe_out(&h, &hv, n);
 	if (!r)
 		r = kvmmig_harvest_all(s, &h, &hv, out);
+	/* Still under the lock: out[] is the session's. */
+	if (!r && (copy_to_user(u64_to_user_ptr(hv.slots), h.ub, h.nr_slots * sizeof(*h.ub)) ||
+		   (hv.nr_vcpus && copy_to_user(u64_to_user_ptr(hv.vcpus), out, n * sizeof(*out)))))
+		r = -EFAULT;
 	mutex_unlock(&s->lock);
 	if (r)
 		goto out_free;
-
-	if (copy_to_user(u64_to_user_ptr(hv.slots), h.ub, h.nr_slots * sizeof(*h.ub)) ||
-	    (hv.nr_vcpus && copy_to_user(u64_to_user_ptr(hv.vcpus), out, n * sizeof(*out)))) {
-		r = -EFAULT;
-		goto out_free;
-	}
 	hv.nr_vcpus = n;
 	r = copy_to_user(uh, &hv, sizeof(hv)) ? -EFAULT : 0;
 	goto out_free;
@@ -353,7 +387,6 @@ out_unlock:
 	if (r == -ENOSPC && copy_to_user(uh, &hv, sizeof(hv)))
 		r = -EFAULT;
 out_free:
-	kvfree(out);
 	kvmmig_hctx_free(&h);
 	return r;
 }

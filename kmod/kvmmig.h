@@ -114,6 +114,7 @@ struct kvmmig_session {
 	wait_queue_head_t wq;		/* wakes throttle sleeps on change/detach */
 	struct delayed_work tick;
 	u64 window_ns;
+	struct kvmmig_harvest_scratch *scratch;	/* HARVEST's buffers, under lock */
 };
 
 /* main.c */
@@ -132,6 +133,7 @@ int kvmmig_for_each_session(int (*fn)(struct kvmmig_session *s, void *arg),
 
 /* harvest.c */
 long kvmmig_harvest(struct kvmmig_session *s, struct kvmmig_harvest __user *uh);
+void kvmmig_harvest_scratch_free(struct kvmmig_session *s);
 
 /* account.c */
 int kvmmig_probes_register(void);

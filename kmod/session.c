@@ -34,6 +34,7 @@ static void kvmmig_session_free(struct kref *ref)
 	for (i = 0; i < s->nr_vcpus; i++)
 		kfree(s->vcpus[i]);
 	kvfree(s->vcpus);
+	kvmmig_harvest_scratch_free(s);
 	kfree(s);
 }
 
