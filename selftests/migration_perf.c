@@ -184,9 +184,11 @@ static void bench_idle(struct perf_json *j)
 		/* Each migration moves the guest away; bring up a new source. */
 		vm = make_guest(ram, 1, WORKLOAD_IDLE, 0, 0, DIRTY_AUTO);
 		if (!vm) {
-			printf("idle: cannot create the guest: %s\n", kvmmig_last_error());
-			free(copy);
-			return;
+			memset(&res[i], 0, sizeof(res[i]));
+			res[i].ret = -ENOMEM;
+			snprintf(res[i].rep.error, sizeof(res[i].rep.error),
+				 "cannot create the guest: %s", kvmmig_last_error());
+			continue;
 		}
 		fill_half_zero(vm, ram);
 		vm_start(vm);
