@@ -204,7 +204,7 @@ static void proxy_add_conn(struct proxy *px, int src)
 	}
 	if (!k && px->cancel_on_accept)
 		*px->cancel_on_accept = 1;
-	dst = net_connect(px->dest);
+	dst = net_connect(px->dest, NULL);
 	if (dst < 0) {
 		close(src);
 		return;
@@ -811,6 +811,21 @@ static void fail_check(struct __test_metadata *_metadata, struct fail_run *run,
 	ASSERT_EQ(fail_watchdog_start(run), 0);
 
 	ret = mig_source_run(run->vm, &o, &run->rep);
+	if (fc->trig == TRIG_BEFORE) {
+		/*
+		 * Cancelled before it began: no connection was even made, so
+		 * the destination is untouched and still waits for a source.
+		 */
+		fail_watchdog_stop(run);
+		memset(&info, 0, sizeof(info));
+		ASSERT_EQ(waitid(P_PID, run->dest.pid, &info, WEXITED | WNOHANG | WNOWAIT), 0);
+		ASSERT_EQ(info.si_pid, 0) TH_LOG("the destination exited: it was contacted");
+		ASSERT_EQ(ret, -ECANCELED);
+		ASSERT_TRUE(run->rep.state == MIG_CANCELLED);
+		ASSERT_TRUE(error_says(run->rep.error, fc->src_says));
+		ASSERT_EQ(source_still_intact(run->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+		return;
+	}
 	/* Exited but not reaped: the watchdog may still kill it by its pid. */
 	waitid(P_PID, run->dest.pid, &info, WEXITED | WNOWAIT);
 	fail_watchdog_stop(run);
@@ -1034,11 +1049,11 @@ TEST(source_gone_before_its_channels)
 	while (!__atomic_load_n(&d.listening, __ATOMIC_ACQUIRE))
 		usleep(1000);
 	snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%d", d.port);
-	fd = net_connect(addr);
+	fd = net_connect(addr, NULL);
 	ASSERT_GE(fd, 0);
 	mig_chan_init(&c, fd, 0);
 	mig_hello_seal(&h);
-	ASSERT_EQ(net_write_all(fd, &h, sizeof(h)), 0);
+	ASSERT_EQ(net_write_all(fd, &h, sizeof(h), NULL), 0);
 	ASSERT_EQ(mig_chan_send(&c, MIG_REC_CONFIG, cfg, len), 0);
 	close(fd);
 	pthread_join(d.thread, NULL);

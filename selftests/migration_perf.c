@@ -76,12 +76,12 @@ static double raw_tcp_seconds(const uint8_t *buf, uint64_t len, bool fresh)
 	}
 	close(lfd);
 	snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%d", port);
-	fd = net_connect(addr);
+	fd = net_connect(addr, NULL);
 	t0 = mig_now();
 	while (fd >= 0 && off < len) {
 		uint64_t n = len - off < (1 << 20) ? len - off : (1 << 20);
 
-		if (net_write_all(fd, buf + off, n))
+		if (net_write_all(fd, buf + off, n, NULL))
 			break;
 		off += n;
 	}

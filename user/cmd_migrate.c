@@ -20,6 +20,7 @@
 #include "log.h"
 #include "mig_opts.h"
 #include "migrate.h"
+#include "net.h"
 
 struct mig_env {
 	struct guest_opts guest;
@@ -39,6 +40,18 @@ static volatile sig_atomic_t mig_cancel;
 static void mig_on_signal(int sig)
 {
 	mig_cancel = 1;
+}
+
+/* Sleep @ms, or less when SIGINT/SIGTERM arrives; false if it did. */
+static bool mig_sleep(uint64_t ms)
+{
+	while (ms && !mig_cancel) {
+		uint64_t tick = ms < NET_TICK_MS ? ms : NET_TICK_MS;
+
+		usleep(tick * 1000);
+		ms -= tick;
+	}
+	return !mig_cancel;
 }
 
 static void human_bytes(char *buf, size_t len, double b)
@@ -113,7 +126,11 @@ static int mig_run_source(struct mig_env *env)
 		return 1;
 	}
 	/* Let the workload get going: a busy guest, not a quiet one. */
-	usleep(env->warmup_ms * 1000);
+	if (!mig_sleep(env->warmup_ms)) {
+		fprintf(stderr, "kvmmig: interrupted before the migration started\n");
+		vm_destroy(vm);
+		return 1;
+	}
 	env->src.cancel = &mig_cancel;
 	env->src.progress = mig_progress;
 	env->src.opaque = env;
@@ -273,7 +290,11 @@ static int receive_resumed(void *opaque, struct vm *vm)
 		printf("%sguest resumed; letting it run %llu s\n", who,
 		       (unsigned long long)env->run_seconds);
 	fflush(stdout);
-	sleep(env->run_seconds);
+	if (!mig_sleep(env->run_seconds * 1000)) {
+		fprintf(stderr, "kvmmig: interrupted while the received guest ran; it is stopped unchecked\n");
+		vm_stop(vm);
+		return -ECANCELED;
+	}
 	vm_pause(vm);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		after += vm->vcpus[i].area->loops;
@@ -304,6 +325,7 @@ static int mig_run_dest(struct mig_env *env)
 	struct mig_dest_opts o = {
 		.listen = env->listen,
 		.cancel = &mig_cancel,
+		.io_timeout_ms = env->src.params.io_timeout_ms,
 		.listening = receive_listening,
 		.resumed = receive_resumed,
 		.opaque = env,
@@ -325,6 +347,7 @@ static int mig_run_dest(struct mig_env *env)
 static const struct option receive_options[] = {
 	{ "listen", required_argument, NULL, 'l' },
 	{ "run-seconds", required_argument, NULL, 'r' },
+	{ "io-timeout", required_argument, NULL, 0x111 },
 	{ "json", no_argument, NULL, 'j' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -337,6 +360,8 @@ static void receive_usage(FILE *f)
 		"Receive a live-migrated guest, resume it, let it run, then check its memory.\n\n"
 		"  --listen tcp:HOST:PORT   where to listen (PORT 0: any free port, printed)\n"
 		"  --run-seconds N          how long the guest runs here before the check (default 2)\n"
+		"  --io-timeout S           give up when a record stops arriving for S seconds\n"
+		"                           (default 30; also the TCP user timeout)\n"
 		"  --json                   JSON events\n\n"
 		"examples:\n"
 		"  kvmmig receive --listen tcp:0.0.0.0:4444\n"
@@ -361,6 +386,10 @@ int cmd_receive(int argc, char **argv)
 			break;
 		case 'j':
 			env.json = true;
+			break;
+		case 0x111:
+			if (mig_opts_parse(&env.src.params, c, optarg) < 0)
+				return 2;
 			break;
 		case 'v':
 			kvmmig_set_log(NULL, KVMMIG_LOG_INFO);

@@ -94,6 +94,16 @@ int mig_opts_parse(struct mig_params *p, int c, const char *arg)
 		}
 		p->rate_source = r;
 		return 1;
+	case 0x110:
+		if (parse_uint("--connect-timeout", arg, 1, 3600, &v))
+			return -1;
+		p->connect_timeout_ms = v * 1000;
+		return 1;
+	case 0x111:
+		if (parse_uint("--io-timeout", arg, 1, 3600, &v))
+			return -1;
+		p->io_timeout_ms = v * 1000;
+		return 1;
 	}
 	return 0;
 }

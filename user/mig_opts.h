@@ -27,7 +27,9 @@
 	{ "vcpu-dirty-limit", required_argument, NULL, 0x10c },		\
 	{ "x-vcpu-dirty-limit-period", required_argument, NULL, 0x10d },	\
 	{ "max-passes", required_argument, NULL, 0x10e },			\
-	{ "x-rate-source", required_argument, NULL, 0x10f }
+	{ "x-rate-source", required_argument, NULL, 0x10f },			\
+	{ "connect-timeout", required_argument, NULL, 0x110 },			\
+	{ "io-timeout", required_argument, NULL, 0x111 }
 
 #define MIG_OPTS_HELP								\
 	"  --downtime-limit MS        longest pause at switchover (default 300)\n" \
@@ -46,7 +48,10 @@
 	"  --x-vcpu-dirty-limit-period MS  dirty-limit control period (default 1000)\n" \
 	"  --max-passes N             fail if not converged after N passes (default: never)\n" \
 	"  --x-rate-source S          per-vCPU rates for dirty-limit/rate-driven: dirty (the\n" \
-	"                             dirty source's counts, default) or bpf (any backend)\n"
+	"                             dirty source's counts, default) or bpf (any backend)\n" \
+	"  --connect-timeout S        give up connecting after S seconds (default 10)\n" \
+	"  --io-timeout S             give up when a channel moves nothing for S seconds\n" \
+	"                             (default 30; also the TCP user timeout)\n"
 
 /* Returns 1 if @c was a migration option, 0 if not, -1 on a bad value. */
 int mig_opts_parse(struct mig_params *p, int c, const char *arg);

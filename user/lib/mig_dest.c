@@ -103,6 +103,11 @@ static void *receiver_thread(void *arg)
 static int mig_accept_hello(struct mig_dst *d, struct mig_chan *c, struct mig_hello *h,
 			    int timeout_ms)
 {
+	struct net_wait hw = {
+		.timeout_ms = NET_CONNECT_TIMEOUT_MS,
+		.cancel = d->opts->cancel,
+		.what = "the hello of a new connection",
+	};
 	int fd, ret;
 
 	/* The page channels: give up at once if the source's main channel dies. */
@@ -110,7 +115,7 @@ static int mig_accept_hello(struct mig_dst *d, struct mig_chan *c, struct mig_he
 			c == &d->main ? -1 : d->main.fd);
 	if (fd < 0)
 		return fd;
-	ret = net_read_all(fd, h, sizeof(*h));
+	ret = net_read_all(fd, h, sizeof(*h), &hw);
 	if (ret) {
 		close(fd);
 		return ret;
@@ -125,6 +130,8 @@ static int mig_accept_hello(struct mig_dst *d, struct mig_chan *c, struct mig_he
 		return ret;
 	}
 	mig_chan_init(c, fd, ret ? 0 : h->channel);
+	mig_chan_limit(c, d->opts->io_timeout_ms ? d->opts->io_timeout_ms : NET_IO_TIMEOUT_MS,
+		       d->opts->cancel);
 	return ret;
 }
 
@@ -338,6 +345,9 @@ static void mig_send_ack(struct mig_dst *d, int status)
 
 	if (d->main.fd < 0)
 		return;
+	/* Said even after a cancel, briefly: the source waits for it. */
+	d->main.wait.cancel = NULL;
+	d->main.wait.timeout_ms = 1000;
 	if (status)
 		snprintf(ack.msg, sizeof(ack.msg), "%s", kvmmig_last_error());
 	mig_chan_send(&d->main, MIG_REC_ACK, &ack, sizeof(ack));

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "migrate.h"
+#include "net.h"
 
 void mig_params_init(struct mig_params *p)
 {
@@ -25,6 +26,8 @@ void mig_params_init(struct mig_params *p)
 	p->vcpu_dirty_limit = 1;
 	p->dirty_limit_period_ms = 1000;
 	p->dirty_backend = DIRTY_AUTO;
+	p->connect_timeout_ms = NET_CONNECT_TIMEOUT_MS;
+	p->io_timeout_ms = NET_IO_TIMEOUT_MS;
 }
 
 static const char *const sync_names[NR_MIG_SYNC_MODES] = {

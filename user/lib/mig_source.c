@@ -32,6 +32,8 @@
 /* Batches in flight: enough to keep every channel busy, not a buffer of RAM. */
 #define MIG_QUEUE_DEPTH		16
 #define MIG_ACK_TIMEOUT_S	60
+/* A cancel waits this long for the destination to take it: a signal ends us within 1 s. */
+#define MIG_CANCEL_ACK_MS	300
 
 double mig_now(void)
 {
@@ -83,11 +85,29 @@ static void mig_src_fail(struct mig_src *s, int err)
 	pthread_mutex_unlock(&s->qlock);
 }
 
-/* max-bandwidth: a token bucket shared by the senders, 100 ms deep. */
+static int mig_check_cancel(struct mig_src *s)
+{
+	if (s->opts->cancel && *s->opts->cancel) {
+		kvmmig_err("migration cancelled");
+		return -ECANCELED;
+	}
+	return s->error;
+}
+
+static bool mig_cancelled(const struct mig_src *s)
+{
+	return (s->opts->cancel && *s->opts->cancel) || __atomic_load_n(&s->error, __ATOMIC_RELAXED);
+}
+
+/*
+ * max-bandwidth: a token bucket shared by the senders, 100 ms deep.  At a
+ * low rate one record may owe minutes: sleep in ticks, so that a cancel or
+ * another channel's failure is seen within one.
+ */
 static void bandwidth_take(struct mig_src *s, uint64_t bytes)
 {
 	uint64_t rate = s->p.max_bandwidth;
-	double now, wait;
+	double now, wait, until;
 
 	if (!rate)
 		return;
@@ -100,13 +120,14 @@ static void bandwidth_take(struct mig_src *s, uint64_t bytes)
 	s->bw_tokens -= bytes;
 	wait = s->bw_tokens < 0 ? -s->bw_tokens / rate : 0;
 	pthread_mutex_unlock(&s->bwlock);
-	if (wait > 0) {
-		struct timespec ts = {
-			.tv_sec = (time_t)wait,
-			.tv_nsec = (long)((wait - (time_t)wait) * 1e9),
-		};
+	until = now + wait;
+	while (wait > 0 && !mig_cancelled(s)) {
+		struct timespec ts = { .tv_nsec = (long)(1e6 * NET_TICK_MS) };
 
+		if (wait < NET_TICK_MS / 1000.0)
+			ts.tv_nsec = (long)(wait * 1e9);
 		nanosleep(&ts, NULL);
+		wait = until - mig_now();
 	}
 }
 
@@ -141,6 +162,8 @@ static int sender_send_job(struct mig_src *s, struct mig_sender *snd, const stru
 	iov[1].iov_len = nr_data * GUEST_PAGE_SIZE;
 	bytes = sizeof(struct mig_rec) + iov[0].iov_len + iov[1].iov_len;
 	bandwidth_take(s, bytes);
+	if (mig_cancelled(s))
+		return mig_check_cancel(s);
 	ret = mig_chan_sendv(&snd->chan, MIG_REC_PAGES, iov, nr_data ? 2 : 1);
 	if (ret)
 		return ret;
@@ -182,7 +205,10 @@ static void *sender_thread(void *arg)
 			pthread_cond_broadcast(&s->qidle);
 		pthread_mutex_unlock(&s->qlock);
 		if (ret) {
-			kvmmig_err("multifd channel %u: %s", snd->chan.index, kvmmig_last_error());
+			/* A deadline or cancel already names the channel. */
+			if (ret != -ETIMEDOUT && ret != -ECANCELED)
+				kvmmig_err("multifd channel %u: %s", snd->chan.index,
+					   kvmmig_last_error());
 			mig_src_fail(s, ret);
 			break;
 		}
@@ -199,14 +225,19 @@ static int mig_connect_channel(struct mig_src *s, struct mig_chan *c, unsigned i
 		.session = s->session,
 		.nr_channels = s->nr_senders + 1,
 	};
+	struct net_wait cw = {
+		.timeout_ms = s->p.connect_timeout_ms,
+		.cancel = s->opts->cancel,
+	};
 	int fd, ret;
 
-	fd = net_connect(s->opts->to);
+	fd = net_connect(s->opts->to, &cw);
 	if (fd < 0)
 		return fd;
 	mig_chan_init(c, fd, index);
+	mig_chan_limit(c, s->p.io_timeout_ms, s->opts->cancel);
 	mig_hello_seal(&h);
-	ret = net_write_all(fd, &h, sizeof(h));
+	ret = net_write_all(fd, &h, sizeof(h), &c->wait);
 	if (ret) {
 		close(fd);
 		c->fd = -1;
@@ -320,15 +351,6 @@ static void mig_close_all(struct mig_src *s)
 }
 
 /* ---- passes ---- */
-
-static int mig_check_cancel(struct mig_src *s)
-{
-	if (s->opts->cancel && *s->opts->cancel) {
-		kvmmig_err("migration cancelled");
-		return -ECANCELED;
-	}
-	return s->error;
-}
 
 int mig_queue_pages(struct mig_src *s, unsigned int slot, unsigned long *map, uint64_t npages,
 		    uint64_t *sent)
@@ -469,15 +491,15 @@ static bool mig_can_switch(struct mig_src *s)
 
 /* ---- switchover ---- */
 
-static int mig_wait_ack(struct mig_src *s, int timeout_s)
+static int mig_wait_ack(struct mig_src *s, int timeout_ms)
 {
-	struct timeval tv = { .tv_sec = timeout_s };
 	struct mig_rec rec;
 	struct mig_ack *ack = s->rxbuf;
 	int ret;
 
-	setsockopt(s->main.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	s->main.idle_timeout_ms = timeout_ms;
 	ret = mig_chan_recv(&s->main, &rec, s->rxbuf);
+	s->main.idle_timeout_ms = 0;
 	if (ret)
 		return ret;
 	if (rec.type != MIG_REC_ACK || rec.len != sizeof(*ack)) {
@@ -549,7 +571,7 @@ static int mig_switchover(struct mig_src *s)
 	if (!ret)
 		ret = mig_chan_send(&s->main, MIG_REC_END, &end, sizeof(end));
 	if (!ret)
-		ret = mig_wait_ack(s, MIG_ACK_TIMEOUT_S);
+		ret = mig_wait_ack(s, MIG_ACK_TIMEOUT_S * 1000);
 	if (ret)
 		return ret;
 	s->rep->downtime_ms = (mig_now() - s->t_pause) * 1000.0;
@@ -652,6 +674,10 @@ static int mig_source_setup(struct mig_src *s)
 	struct dirty_options dopts = { .backend = s->p.dirty_backend };
 	int ret;
 
+	/* Cancelled before it began: nothing is touched, nobody contacted. */
+	ret = mig_check_cancel(s);
+	if (ret)
+		return ret;
 	s->rates_ok = mig_throttle_needs_rates(&s->p);
 	ret = dirty_source_open(s->vm, &dopts, &s->ds);
 	if (ret)
@@ -678,7 +704,7 @@ static void mig_fetch_peer_error(struct mig_src *s, int err)
 	if (s->main.fd < 0 || err == -ECANCELED)
 		return;
 	kvmmig_log_quiet(true);
-	if (mig_wait_ack(s, 1) && strstr(kvmmig_last_error(), "the destination failed"))
+	if (mig_wait_ack(s, 1000) && strstr(kvmmig_last_error(), "the destination failed"))
 		snprintf(s->rep->error, sizeof(s->rep->error), "%s", kvmmig_last_error());
 	kvmmig_log_quiet(false);
 }
@@ -686,11 +712,14 @@ static void mig_fetch_peer_error(struct mig_src *s, int err)
 static void mig_source_abort(struct mig_src *s, int err)
 {
 	mig_src_fail(s, err);
+	/* Telling the destination must not be cut short by the cancel itself. */
+	s->main.wait.cancel = NULL;
+	s->main.wait.timeout_ms = MIG_CANCEL_ACK_MS;
 	if (s->main.fd >= 0 && err == -ECANCELED &&
 	    !mig_chan_send(&s->main, MIG_REC_CANCEL, NULL, 0)) {
 		/* Let the destination take the cancel before the channels close. */
 		kvmmig_log_quiet(true);
-		mig_wait_ack(s, 1);
+		mig_wait_ack(s, MIG_CANCEL_ACK_MS);
 		kvmmig_log_quiet(false);
 	}
 	mig_stop_senders(s);

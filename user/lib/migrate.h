@@ -58,6 +58,8 @@ struct mig_params {
 	unsigned int max_passes;		/* give up after this many, 0 = never */
 	enum mig_rate_source rate_source;	/* x-rate-source, dirty */
 	enum dirty_backend dirty_backend;
+	unsigned int connect_timeout_ms;	/* connect-timeout, 10 s */
+	unsigned int io_timeout_ms;		/* io-timeout: no progress on a channel, 30 s */
 };
 
 void mig_params_init(struct mig_params *p);
@@ -131,6 +133,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 struct mig_dest_opts {
 	const char *listen;		/* "tcp:HOST:PORT" (PORT 0: any) */
 	volatile sig_atomic_t *cancel;
+	unsigned int io_timeout_ms;	/* no progress within a record; 0: 30 s */
 	/* Called once listening, with the port (for PORT 0). */
 	void (*listening)(void *opaque, int port);
 	/* Called with the guest running on this side; its return is ours. */

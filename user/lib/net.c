@@ -4,18 +4,29 @@
  * destination that dies gives the source -EPIPE, not SIGPIPE.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "csum.h"
 #include "log.h"
 #include "net.h"
+
+static int64_t net_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
 
 int net_parse_addr(const char *addr, char *host, size_t hlen, char *port, size_t plen)
 {
@@ -71,13 +82,70 @@ static int net_resolve(const char *addr, bool passive, struct addrinfo **res)
 	return 0;
 }
 
+/*
+ * Big buffers for throughput; keepalive so that a quiet channel whose peer
+ * host or link died is noticed (about 20 s); TCP_USER_TIMEOUT so that data
+ * nobody acknowledges (a peer gone without a reset reaching us, a zero
+ * window that never opens) fails the connection instead of retrying for
+ * many minutes.
+ */
 static void net_tune(int fd)
 {
-	int one = 1, buf = 4 << 20;
+	int one = 1, buf = 4 << 20, idle = 10, intvl = 3, cnt = 3;
+	unsigned int user_timeout = NET_IO_TIMEOUT_MS;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
+}
+
+static bool net_cancelled(const struct net_wait *w)
+{
+	return w && w->cancel && *w->cancel;
+}
+
+/*
+ * Wait until @fd is ready for @events, at most until @deadline (a
+ * net_now_ms() value, 0: none), which is @limit_ms after the last progress.
+ * 0, -ETIMEDOUT or -ECANCELED, each said.
+ */
+static int net_poll(int fd, short events, const struct net_wait *w, int64_t deadline,
+		    int limit_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	const char *what = w && w->what ? w->what : "the peer";
+	int64_t left;
+	int tick;
+
+	for (;;) {
+		left = deadline ? deadline - net_now_ms() : NET_TICK_MS;
+		tick = left < 0 ? 0 : left < NET_TICK_MS ? (int)left : NET_TICK_MS;
+		/*
+		 * Readiness first: what has completed (a connection the peer
+		 * already took) wins over a cancel that came at the same time.
+		 * An error or hang-up shows as readiness: the I/O call says which.
+		 */
+		if (poll(&pfd, 1, tick) > 0)
+			return 0;
+		if (net_cancelled(w)) {
+			kvmmig_err("cancelled while waiting on %s", what);
+			return -ECANCELED;
+		}
+		if (deadline && net_now_ms() >= deadline) {
+			kvmmig_err("%s: no progress for %.1f s, giving up", what, limit_ms / 1000.0);
+			return -ETIMEDOUT;
+		}
+	}
+}
+
+static int64_t net_deadline(const struct net_wait *w)
+{
+	return w && w->timeout_ms > 0 ? net_now_ms() + w->timeout_ms : 0;
 }
 
 int net_listen(const char *addr, int *port_out)
@@ -146,50 +214,94 @@ int net_accept(int lfd, volatile int *cancel, int timeout_ms, int watch_fd)
 	return fd;
 }
 
-int net_connect(const char *addr)
+/* connect() that gives up at @deadline or on cancel: a non-blocking connect. */
+static int net_connect_one(const struct addrinfo *ai, const struct net_wait *w, int64_t deadline)
 {
+	socklen_t len = sizeof(int);
+	int fd, err, flags;
+
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) && errno != EINPROGRESS) {
+		err = -errno;
+		goto fail;
+	}
+	err = net_poll(fd, POLLOUT, w, deadline, w->timeout_ms);
+	if (!err && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
+		err = errno;
+	if (err > 0)
+		err = -err;
+	if (err)
+		goto fail;
+	flags = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	return fd;
+fail:
+	close(fd);
+	return err;
+}
+
+int net_connect(const char *addr, const struct net_wait *w)
+{
+	struct net_wait dflt = { .timeout_ms = NET_CONNECT_TIMEOUT_MS };
+	struct net_wait cw = w ? *w : dflt;
 	struct addrinfo *res, *ai;
-	int fd = -1, err = 0, ret;
+	int64_t deadline;
+	int fd = -EHOSTUNREACH, ret;
+	char what[300];
 
 	ret = net_resolve(addr, false, &res);
 	if (ret)
 		return ret;
+	snprintf(what, sizeof(what), "a connection to %s", addr);
+	cw.what = what;
+	deadline = net_deadline(&cw);
 	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			err = errno;
-			continue;
-		}
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		fd = net_connect_one(ai, &cw, deadline);
+		if (fd >= 0 || fd == -ETIMEDOUT || fd == -ECANCELED)
 			break;
-		err = errno;
-		close(fd);
-		fd = -1;
 	}
 	freeaddrinfo(res);
+	if (fd == -ETIMEDOUT || fd == -ECANCELED)
+		return fd;	/* net_poll() said so */
 	if (fd < 0) {
-		kvmmig_err("cannot connect to %s: %s", addr, strerror(err));
-		return -err;
+		kvmmig_err("cannot connect to %s: %s", addr, strerror(-fd));
+		return fd;
 	}
 	net_tune(fd);
 	return fd;
 }
 
-int net_writev_all(int fd, struct iovec *iov, int iovcnt)
+/*
+ * Sends never block in the kernel: MSG_DONTWAIT, and net_poll() between
+ * attempts, so that a peer that stops reading meets the deadline and a
+ * cancel is seen within a tick.
+ */
+int net_writev_all(int fd, struct iovec *iov, int iovcnt, const struct net_wait *w)
 {
 	struct msghdr msg = { 0 };
+	int64_t deadline = net_deadline(w);
 	ssize_t n;
+	int ret;
 
 	while (iovcnt > 0) {
 		msg.msg_iov = iov;
 		msg.msg_iovlen = iovcnt;
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			kvmmig_err("send failed: %s", strerror(errno));
-			return -errno;
+			if (errno != EAGAIN) {
+				kvmmig_err("send failed: %s", strerror(errno));
+				return -errno;
+			}
+			ret = net_poll(fd, POLLOUT, w, deadline, w ? w->timeout_ms : 0);
+			if (ret)
+				return ret;
+			continue;
 		}
+		deadline = net_deadline(w);
 		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
 			n -= iov->iov_len;
 			iov++;
@@ -203,25 +315,35 @@ int net_writev_all(int fd, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-int net_write_all(int fd, const void *buf, size_t len)
+int net_write_all(int fd, const void *buf, size_t len, const struct net_wait *w)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
-	return net_writev_all(fd, &iov, 1);
+	return net_writev_all(fd, &iov, 1, w);
 }
 
-int net_read_all(int fd, void *buf, size_t len)
+/* Read @len bytes; the first may take @first_ms (0: no limit). */
+static int net_read_from(int fd, void *buf, size_t len, const struct net_wait *w, int first_ms)
 {
+	int64_t deadline = first_ms > 0 ? net_now_ms() + first_ms : 0;
+	int limit_ms = first_ms;
 	size_t got = 0;
 	ssize_t n;
+	int ret;
 
 	while (got < len) {
-		n = read(fd, (char *)buf + got, len - got);
+		n = recv(fd, (char *)buf + got, len - got, MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			kvmmig_err("receive failed: %s", strerror(errno));
-			return -errno;
+			if (errno != EAGAIN) {
+				kvmmig_err("receive failed: %s", strerror(errno));
+				return -errno;
+			}
+			ret = net_poll(fd, POLLIN, w, deadline, limit_ms);
+			if (ret)
+				return ret;
+			continue;
 		}
 		if (n == 0) {
 			kvmmig_err("connection closed by the peer (%zu of %zu bytes received)",
@@ -229,8 +351,15 @@ int net_read_all(int fd, void *buf, size_t len)
 			return -ECONNRESET;
 		}
 		got += n;
+		deadline = net_deadline(w);
+		limit_ms = w ? w->timeout_ms : 0;
 	}
 	return 0;
+}
+
+int net_read_all(int fd, void *buf, size_t len, const struct net_wait *w)
+{
+	return net_read_from(fd, buf, len, w, w ? w->timeout_ms : 0);
 }
 
 void mig_chan_init(struct mig_chan *c, int fd, unsigned int index)
@@ -238,6 +367,21 @@ void mig_chan_init(struct mig_chan *c, int fd, unsigned int index)
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
 	c->index = index;
+	c->wait.timeout_ms = NET_IO_TIMEOUT_MS;
+	if (index)
+		snprintf(c->name, sizeof(c->name), "multifd channel %u", index);
+	else
+		snprintf(c->name, sizeof(c->name), "main channel");
+	c->wait.what = c->name;
+}
+
+void mig_chan_limit(struct mig_chan *c, int io_timeout_ms, const volatile sig_atomic_t *cancel)
+{
+	unsigned int user_timeout = io_timeout_ms;
+
+	c->wait.timeout_ms = io_timeout_ms;
+	c->wait.cancel = cancel;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
 }
 
 int mig_chan_sendv(struct mig_chan *c, uint32_t type, const struct iovec *iov, int iovcnt)
@@ -261,7 +405,7 @@ int mig_chan_sendv(struct mig_chan *c, uint32_t type, const struct iovec *iov, i
 	rec.hcrc = crc32c(0, &rec, offsetof(struct mig_rec, hcrc));
 	v[0].iov_base = &rec;
 	v[0].iov_len = sizeof(rec);
-	ret = net_writev_all(c->fd, v, iovcnt + 1);
+	ret = net_writev_all(c->fd, v, iovcnt + 1, &c->wait);
 	if (!ret)
 		c->tx_bytes += sizeof(rec) + len;
 	return ret;
@@ -278,11 +422,11 @@ int mig_chan_recv(struct mig_chan *c, struct mig_rec *rec, void *buf)
 {
 	int ret;
 
-	ret = net_read_all(c->fd, rec, sizeof(*rec));
+	ret = net_read_from(c->fd, rec, sizeof(*rec), &c->wait, c->idle_timeout_ms);
 	if (!ret)
 		ret = mig_rec_check_header(rec, c->rx_seq);
 	if (!ret)
-		ret = net_read_all(c->fd, buf, rec->len);
+		ret = net_read_all(c->fd, buf, rec->len, &c->wait);
 	if (!ret)
 		ret = mig_rec_check_payload(rec, buf);
 	if (ret)
