@@ -580,6 +580,7 @@ struct fail_case {
 	enum mig_state expect;		/* MIG_FAILED or MIG_CANCELLED */
 	const char *src_says;		/* the errors say one of these ('|') */
 	const char *dest_says;
+	bool dest_ignores;		/* the main hello is refused: the receiver goes on */
 };
 
 struct fail_run {
@@ -760,6 +761,53 @@ static void fail_teardown(struct fail_run *run)
 		vm_destroy(run->vm);
 }
 
+/*
+ * The destination set the source's main channel aside (its hello was
+ * corrupt, cut or of another version): the source fails with its guest
+ * intact, the receiver is still listening, and a clean migration to it
+ * afterwards completes.
+ */
+static void fail_check_ignored(struct __test_metadata *_metadata, struct fail_run *run,
+			       const struct fail_case *fc, int ret)
+{
+	struct mig_source_opts o = { .to = run->dest.addr, .progress_interval_s = 0.05 };
+	enum dirty_backend backend = DIRTY_AUTO;
+	struct mig_report rep = { 0 };
+	char why[768];
+	struct vm *vm;
+	int st;
+
+	proxy_stop(&run->px);
+	TH_LOG("source: %s: %s", mig_state_name(run->rep.state), run->rep.error);
+	ASSERT_TRUE(run->px.hit);
+	ASSERT_NE(ret, 0);
+	ASSERT_EQ(run->rep.state, fc->expect);
+	ASSERT_TRUE(error_says(run->rep.error, fc->src_says));
+	ASSERT_EQ(source_still_intact(run->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+	ASSERT_EQ(waitpid(run->dest.pid, &st, WNOHANG), 0) {
+		TH_LOG("the receiver ended after a refused hello");
+	}
+	/*
+	 * A fresh guest: this checks the receiver, not a second migration
+	 * of a guest whose first one failed.
+	 */
+	vm = source_guest(2, GUEST_RAM, &backend);
+	ASSERT_NE(vm, NULL);
+	fail_params(&o.params, &(struct fail_case){ .fault = FAULT_NONE });
+	ret = mig_source_run(vm, &o, &rep);
+	vm_destroy(vm);
+	waitid(P_PID, run->dest.pid, &(siginfo_t){ 0 }, WEXITED | WNOWAIT);
+	fail_watchdog_stop(run);
+	st = fail_dest_wait(&run->dest);
+	TH_LOG("then a clean migration: %s: %s; destination exit %d: %s",
+	       mig_state_name(rep.state), rep.error, WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+	       run->dest.error);
+	ASSERT_FALSE(run->hung);
+	EXPECT_EQ(ret, 0);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == DEST_OK);
+	mig_report_free(&rep);
+}
+
 static void fail_check(struct __test_metadata *_metadata, struct fail_run *run,
 		       const struct fail_case *fc)
 {
@@ -811,6 +859,10 @@ static void fail_check(struct __test_metadata *_metadata, struct fail_run *run,
 	ASSERT_EQ(fail_watchdog_start(run), 0);
 
 	ret = mig_source_run(run->vm, &o, &run->rep);
+	if (fc->dest_ignores) {
+		fail_check_ignored(_metadata, run, fc, ret);
+		return;
+	}
 	if (fc->trig == TRIG_BEFORE) {
 		/*
 		 * Cancelled before it began: no connection was even made, so
@@ -945,6 +997,7 @@ FIXTURE_VARIANT(stream) {
 			.fault = FAULT_##f, .conn = c, .reg = REG_##r, .nth = n, \
 			.expect = MIG_FAILED,					\
 			.dest_says = FAULT_##f == FAULT_CUT ? SAYS_EOF : SAYS_CORRUPT, \
+			.dest_ignores = c == 0 && REG_##r == REG_HELLO,		\
 		},							\
 	}
 
@@ -976,7 +1029,7 @@ STREAM(cut_ch1_data_1, CUT, 1, PAGES_DATA, 23);
 FIXTURE_VARIANT_ADD(stream, version_mismatch) {
 	/* The destination's refusal reaches the source, not a mere broken pipe. */
 	.fc = { .fault = FAULT_VERSION, .conn = 0, .expect = MIG_FAILED, .dest_says = "version",
-		.src_says = "destination failed: migration stream version" },
+		.src_says = "destination failed: migration stream version", .dest_ignores = true },
 };
 
 FIXTURE_SETUP(stream)

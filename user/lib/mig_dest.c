@@ -10,12 +10,14 @@
  * partial guest and returns the error.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "mig_listen.h"
 #include "mig_report.h"
 #include "migrate.h"
 #include "net.h"
@@ -24,6 +26,8 @@
 struct mig_dst;
 
 enum { FAIL_NONE, FAIL_MAIN, FAIL_CHANNEL };
+
+#define MIG_CHANNEL_TIMEOUT_MS	30000	/* for each page channel after the main one */
 
 /* Record who failed first; true if it was @who. */
 static bool mig_dst_first_failure(int *first, int who)
@@ -48,7 +52,10 @@ struct mig_receiver {
 struct mig_dst {
 	const struct mig_dest_opts *opts;
 	struct mig_report *rep;
-	int lfd;
+	struct mig_listener lis;
+	pthread_t gate;			/* sets others aside while this one runs */
+	bool gate_started;
+	int gate_stop[2];		/* closing [1] ends the gate thread */
 	struct mig_chan main;
 	struct mig_hello hello;
 	void *buf;
@@ -100,47 +107,43 @@ static void *receiver_thread(void *arg)
 	return NULL;
 }
 
-static int mig_accept_hello(struct mig_dst *d, struct mig_chan *c, struct mig_hello *h,
-			    int timeout_ms)
+/* A channel of the session: its record deadline and the receive's cancel flag. */
+static void mig_dst_limit(struct mig_dst *d, struct mig_chan *c)
 {
-	struct net_wait hw = {
-		.timeout_ms = NET_CONNECT_TIMEOUT_MS,
-		.cancel = d->opts->cancel,
-		.what = "the hello of a new connection",
-	};
-	int fd, ret;
-
-	/* The page channels: give up at once if the source's main channel dies. */
-	fd = net_accept(d->lfd, (volatile int *)d->opts->cancel, timeout_ms,
-			c == &d->main ? -1 : d->main.fd);
-	if (fd < 0)
-		return fd;
-	ret = net_read_all(fd, h, sizeof(*h), &hw);
-	if (ret) {
-		close(fd);
-		return ret;
-	}
-	ret = mig_hello_check(h);
-	/*
-	 * A refused main channel stays open for the ACK that tells the
-	 * source why (a version mismatch, say), rather than a broken pipe.
-	 */
-	if (ret && c != &d->main) {
-		close(fd);
-		return ret;
-	}
-	mig_chan_init(c, fd, ret ? 0 : h->channel);
 	mig_chan_limit(c, d->opts->io_timeout_ms ? d->opts->io_timeout_ms : NET_IO_TIMEOUT_MS,
 		       d->opts->cancel);
-	return ret;
 }
 
-/* The multifd channels of this session, each exactly once. */
+/* The main channel of a new session; a refused source was told why. */
+static int mig_accept_main(struct mig_dst *d)
+{
+	const struct mig_want w = { .new_session = true };
+	int fd;
+
+	fd = mig_listener_next(&d->lis, &w, &d->hello, -1, d->opts->cancel, -1);
+	if (fd < 0)
+		return fd;
+	mig_chan_init(&d->main, fd, 0);
+	mig_dst_limit(d, &d->main);
+	return 0;
+}
+
+/*
+ * The multifd channels of this session, each exactly once; connections of
+ * any other are set aside by the listener.  Give up at once if the source's
+ * main channel dies.
+ */
 static int mig_accept_channels(struct mig_dst *d)
 {
+	struct mig_want w = {
+		.session = d->hello.session,
+		.nr_channels = d->hello.nr_channels,
+	};
+	bool taken[MIG_MAX_CHANNELS] = { true };	/* the main channel */
 	unsigned int i;
-	int ret;
+	int fd;
 
+	w.taken = taken;
 	d->nr_receivers = d->hello.nr_channels - 1;
 	d->receivers = calloc(d->nr_receivers, sizeof(*d->receivers));
 	if (!d->receivers)
@@ -148,29 +151,85 @@ static int mig_accept_channels(struct mig_dst *d)
 	for (i = 0; i < d->nr_receivers; i++)
 		d->receivers[i].chan.fd = -1;
 	for (i = 0; i < d->nr_receivers; i++) {
-		struct mig_chan c;
-		struct mig_hello h;
 		struct mig_receiver *r;
+		struct mig_hello h;
 
-		ret = mig_accept_hello(d, &c, &h, 30000);
-		if (ret)
-			return ret;
-		if (h.session != d->hello.session || !h.channel ||
-		    h.nr_channels != d->hello.nr_channels ||
-		    d->receivers[h.channel - 1].chan.fd >= 0) {
-			kvmmig_err("a connection for channel %u of another or a broken session arrived",
-				   h.channel);
-			close(c.fd);
-			return -EPROTO;
+		fd = mig_listener_next(&d->lis, &w, &h, MIG_CHANNEL_TIMEOUT_MS, d->opts->cancel,
+				       d->main.fd);
+		if (fd == -ECONNRESET) {
+			kvmmig_err("the source closed its main channel while %u of its %u page channels were awaited%s%s",
+				   d->nr_receivers - i, d->nr_receivers,
+				   d->lis.nr_ignored ? "; the last connection ignored: " : "",
+				   d->lis.last_ignored);
 		}
+		if (fd < 0)
+			return fd;
+		taken[h.channel] = true;
 		r = &d->receivers[h.channel - 1];
-		r->chan = c;
+		mig_chan_init(&r->chan, fd, h.channel);
+		mig_dst_limit(d, &r->chan);
 		r->dst = d;
 		r->buf = malloc(MIG_MAX_PAYLOAD);
 		if (!r->buf)
 			return -ENOMEM;
 	}
 	return 0;
+}
+
+/*
+ * Once this session has all its channels, whoever else connects is set
+ * aside at once (a second source is told the destination is busy) rather
+ * than left in the backlog until this migration ends.
+ */
+static void *mig_gate_thread(void *arg)
+{
+	struct mig_dst *d = arg;
+	bool taken[MIG_MAX_CHANNELS];
+	const struct mig_want w = {
+		.session = d->hello.session,
+		.nr_channels = d->hello.nr_channels,
+		.taken = taken,
+	};
+	struct mig_hello h;
+	int fd;
+
+	memset(taken, true, sizeof(taken));
+	/* Every channel is taken: this returns only when stopped or broken. */
+	while ((fd = mig_listener_next(&d->lis, &w, &h, -1, NULL, d->gate_stop[0])) >= 0)
+		close(fd);
+	return NULL;
+}
+
+static int mig_gate_start(struct mig_dst *d)
+{
+	int ret;
+
+	if (pipe2(d->gate_stop, O_CLOEXEC) < 0) {
+		ret = -errno;
+		kvmmig_err("cannot make the listener's stop pipe: %s", strerror(errno));
+		return ret;
+	}
+	ret = -pthread_create(&d->gate, NULL, mig_gate_thread, d);
+	if (ret) {
+		kvmmig_err("cannot start the listener thread: %s", strerror(-ret));
+		return ret;
+	}
+	d->gate_started = true;
+	return 0;
+}
+
+/* Hands the listener back to this thread (mig_listener_next() is usable again). */
+static void mig_gate_stop(struct mig_dst *d)
+{
+	if (d->gate_stop[1] >= 0)
+		close(d->gate_stop[1]);
+	d->gate_stop[1] = -1;
+	if (d->gate_started)
+		pthread_join(d->gate, NULL);
+	d->gate_started = false;
+	if (d->gate_stop[0] >= 0)
+		close(d->gate_stop[0]);
+	d->gate_stop[0] = -1;
 }
 
 /* A guest laid out exactly as the stream says, or a clear refusal. */
@@ -219,12 +278,32 @@ static int mig_create_guest(struct mig_dst *d)
 	return 0;
 }
 
+/*
+ * A peer that sent a hello and then stalls must not hold the receiver: the
+ * CONFIG record, all of it, is due within the hello deadline too.
+ */
+static int mig_recv_config_timed(struct mig_dst *d, struct mig_rec *rec)
+{
+	int ms = d->lis.hello_timeout_ms, io = d->main.wait.timeout_ms, idle = d->main.idle_timeout_ms;
+	int ret;
+
+	d->main.wait.timeout_ms = ms;
+	d->main.idle_timeout_ms = ms;
+	ret = mig_chan_recv(&d->main, rec, d->buf);
+	d->main.wait.timeout_ms = io;
+	d->main.idle_timeout_ms = idle;
+	if (ret == -ETIMEDOUT)
+		kvmmig_err("the source stalled: no complete CONFIG record within %d ms of its hello (--hello-timeout)",
+			   ms);
+	return ret;
+}
+
 static int mig_recv_config(struct mig_dst *d)
 {
 	struct mig_rec rec;
 	int ret;
 
-	ret = mig_chan_recv(&d->main, &rec, d->buf);
+	ret = mig_recv_config_timed(d, &rec);
 	if (ret)
 		return ret;
 	if (rec.type != MIG_REC_CONFIG) {
@@ -358,24 +437,21 @@ static int mig_dest_receive(struct mig_dst *d)
 	unsigned int i;
 	int ret, port = 0;
 
-	d->lfd = net_listen(d->opts->listen, &port);
-	if (d->lfd < 0)
-		return d->lfd;
-	if (d->opts->listening)
-		d->opts->listening(d->opts->opaque, port);
-	ret = mig_accept_hello(d, &d->main, &d->hello, -1);
+	ret = mig_listener_open(&d->lis, d->opts->listen, &port, d->opts->hello_timeout_ms);
 	if (ret)
 		return ret;
-	if (d->hello.channel) {
-		kvmmig_err("the first connection is channel %u, expected the main channel",
-			   d->hello.channel);
-		return -EPROTO;
-	}
+	if (d->opts->listening)
+		d->opts->listening(d->opts->opaque, port);
+	ret = mig_accept_main(d);
+	if (ret)
+		return ret;
 	ret = mig_recv_config(d);
 	if (!ret)
 		ret = mig_create_guest(d);
 	if (!ret)
 		ret = mig_accept_channels(d);
+	if (!ret)
+		ret = mig_gate_start(d);
 	for (i = 0; !ret && i < d->nr_receivers; i++) {
 		ret = -pthread_create(&d->receivers[i].thread, NULL, receiver_thread,
 				      &d->receivers[i]);
@@ -396,7 +472,7 @@ static int mig_dest_receive(struct mig_dst *d)
 
 int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 {
-	struct mig_dst d = { .opts = opts, .rep = rep, .lfd = -1 };
+	struct mig_dst d = { .opts = opts, .rep = rep, .lis.fd = -1, .gate_stop = { -1, -1 } };
 	double t0 = mig_now();
 	unsigned int i;
 	int ret;
@@ -427,8 +503,8 @@ int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 	free(d.receivers);
 	if (d.main.fd >= 0)
 		close(d.main.fd);
-	if (d.lfd >= 0)
-		close(d.lfd);
+	mig_gate_stop(&d);
+	mig_listener_close(&d.lis);
 	if (d.target_ok)
 		mig_target_destroy(&d.target);
 	/* A failed migration leaves nothing behind on this side. */

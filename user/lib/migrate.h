@@ -132,6 +132,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 
 struct mig_dest_opts {
 	const char *listen;		/* "tcp:HOST:PORT" (PORT 0: any) */
+	int hello_timeout_ms;		/* for a connection's hello; 0: 5000 */
 	volatile sig_atomic_t *cancel;
 	unsigned int io_timeout_ms;	/* no progress within a record; 0: 30 s */
 	/* Called once listening, with the port (for PORT 0). */

@@ -59,7 +59,7 @@ int mig_hello_check(const struct mig_hello *h)
 		kvmmig_err("migration stream hello has unknown flags or non-zero reserved fields");
 		return -EPROTO;
 	}
-	if (!h->nr_channels || h->nr_channels > 65 || h->channel >= h->nr_channels) {
+	if (!h->nr_channels || h->nr_channels > MIG_MAX_CHANNELS || h->channel >= h->nr_channels) {
 		kvmmig_err("migration stream hello: channel %u of %u is out of range",
 			   h->channel, h->nr_channels);
 		return -EPROTO;

@@ -20,6 +20,7 @@
 #define MIG_VERSION		1
 #define MIG_MAX_SLOTS		32
 #define MIG_MAX_VCPUS		64
+#define MIG_MAX_CHANNELS	65	/* the main channel and 64 multifd */
 #define MIG_PAGE_SIZE		4096
 #define MIG_MAX_BATCH		128	/* pages per MIG_REC_PAGES */
 #define MIG_MAX_PAYLOAD		(16 + MIG_MAX_BATCH * (8 + MIG_PAGE_SIZE))

@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The destination's listener (see mig_listen.h): accepts connections, reads
+ * their hellos side by side without blocking, each against its own
+ * deadline, and hands the caller only a connection of the session it waits
+ * for.  Everything else is closed and named, so a port scanner, a slow or
+ * silent peer, or a second source never disturbs the migration in progress.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mig_listen.h"
+#include "migrate.h"
+#include "net.h"
+
+int mig_listener_open(struct mig_listener *l, const char *addr, int *port, int hello_timeout_ms)
+{
+	unsigned int i;
+
+	memset(l, 0, sizeof(*l));
+	for (i = 0; i < MIG_LISTEN_MAX_PENDING; i++)
+		l->pend[i].fd = -1;
+	l->hello_timeout_ms = hello_timeout_ms > 0 ? hello_timeout_ms : MIG_HELLO_TIMEOUT_MS;
+	l->fd = net_listen(addr, port);
+	return l->fd < 0 ? l->fd : 0;
+}
+
+void mig_listener_close(struct mig_listener *l)
+{
+	unsigned int i;
+
+	for (i = 0; i < MIG_LISTEN_MAX_PENDING; i++) {
+		if (l->pend[i].fd >= 0)
+			close(l->pend[i].fd);
+		l->pend[i].fd = -1;
+	}
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+}
+
+/* Close a pending connection, saying whose it was and why it was set aside. */
+static void mig_ignore(struct mig_listener *l, struct mig_pending *p, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void mig_ignore(struct mig_listener *l, struct mig_pending *p, const char *fmt, ...)
+{
+	char why[240];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	snprintf(l->last_ignored, sizeof(l->last_ignored), "%s: %s", p->peer, why);
+	l->nr_ignored++;
+	kvmmig_err("ignored the connection from %s: %s", p->peer, why);
+	close(p->fd);
+	p->fd = -1;
+}
+
+/* Tell the main channel of a source we will not serve why, as an ACK. */
+static void mig_refuse_source(struct mig_pending *p, int status, const char *why)
+{
+	struct mig_ack ack = { .status = status };
+	struct mig_chan c;
+
+	snprintf(ack.msg, sizeof(ack.msg), "%s", why);
+	mig_chan_init(&c, p->fd, 0);
+	/* A peer that reads nothing cannot hold us here. */
+	c.wait.timeout_ms = NET_TICK_MS;
+	kvmmig_log_quiet(true);
+	mig_chan_send(&c, MIG_REC_ACK, &ack, sizeof(ack));
+	kvmmig_log_quiet(false);
+}
+
+static void mig_peer_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN], port[8];
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) ||
+	    getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port, sizeof(port),
+			NI_NUMERICHOST | NI_NUMERICSERV)) {
+		snprintf(buf, len, "an unknown peer");
+		return;
+	}
+	snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+static struct mig_pending *mig_pending_slot(struct mig_listener *l)
+{
+	struct mig_pending *oldest = &l->pend[0];
+	unsigned int i;
+
+	for (i = 0; i < MIG_LISTEN_MAX_PENDING; i++) {
+		if (l->pend[i].fd < 0)
+			return &l->pend[i];
+		if (l->pend[i].deadline < oldest->deadline)
+			oldest = &l->pend[i];
+	}
+	/* The newest may be the good one: the oldest has had its chance. */
+	mig_ignore(l, oldest, "no hello yet and %d more handshakes are pending",
+		   MIG_LISTEN_MAX_PENDING);
+	return oldest;
+}
+
+static int mig_pending_accept(struct mig_listener *l)
+{
+	struct mig_pending *p;
+	int fd;
+
+	/* The listener is readable: this does not wait. */
+	fd = net_accept(l->fd, NULL, 1000, -1);
+	if (fd < 0)
+		return fd;
+	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+		close(fd);
+		return 0;
+	}
+	p = mig_pending_slot(l);
+	p->fd = fd;
+	p->got = 0;
+	p->deadline = mig_now() + l->hello_timeout_ms / 1000.0;
+	mig_peer_name(fd, p->peer, sizeof(p->peer));
+	return 0;
+}
+
+/*
+ * A complete hello: true if it is what @w waits for, else the connection
+ * is set aside (a main channel we cannot serve is told why first).
+ */
+static bool mig_hello_wanted(struct mig_listener *l, struct mig_pending *p,
+			     const struct mig_want *w)
+{
+	const struct mig_hello *h = &p->h;
+	int ret;
+
+	kvmmig_log_quiet(true);
+	ret = mig_hello_check(h);
+	kvmmig_log_quiet(false);
+	if (ret) {
+		if (ret == -EPROTONOSUPPORT && !h->channel)
+			mig_refuse_source(p, ret, kvmmig_last_error());
+		mig_ignore(l, p, "%s", kvmmig_last_error());
+		return false;
+	}
+	if (w->new_session) {
+		if (!h->channel)
+			return true;
+		mig_ignore(l, p, "channel %u of session %016llx, which is not being received here",
+			   h->channel, (unsigned long long)h->session);
+		return false;
+	}
+	if (!h->channel) {
+		char why[160];
+
+		snprintf(why, sizeof(why),
+			 "the destination is busy: it receives another migration (session %016llx)",
+			 (unsigned long long)w->session);
+		mig_refuse_source(p, -EBUSY, why);
+		mig_ignore(l, p, "a second source (session %016llx) while receiving session %016llx",
+			   (unsigned long long)h->session, (unsigned long long)w->session);
+		return false;
+	}
+	if (h->session != w->session || h->nr_channels != w->nr_channels) {
+		mig_ignore(l, p, "channel %u of %u of session %016llx, expected one of %u of session %016llx",
+			   h->channel, h->nr_channels, (unsigned long long)h->session,
+			   w->nr_channels, (unsigned long long)w->session);
+		return false;
+	}
+	if (w->taken[h->channel]) {
+		mig_ignore(l, p, "channel %u of session %016llx is already connected",
+			   h->channel, (unsigned long long)h->session);
+		return false;
+	}
+	return true;
+}
+
+/* Read what has come of @p's hello; its fd if it is complete and wanted. */
+static int mig_pending_read(struct mig_listener *l, struct mig_pending *p,
+			    const struct mig_want *w)
+{
+	ssize_t n;
+	int fd;
+
+	n = read(p->fd, (char *)&p->h + p->got, sizeof(p->h) - p->got);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return -EAGAIN;
+	if (n < 0) {
+		mig_ignore(l, p, "receive failed: %s", strerror(errno));
+		return -EAGAIN;
+	}
+	if (!n) {
+		mig_ignore(l, p, "closed after %zu of %zu hello bytes", p->got, sizeof(p->h));
+		return -EAGAIN;
+	}
+	p->got += n;
+	if (p->got < sizeof(p->h) || !mig_hello_wanted(l, p, w))
+		return -EAGAIN;
+	fd = p->fd;
+	p->fd = -1;
+	fcntl(fd, F_SETFL, 0);
+	return fd;
+}
+
+static void mig_pending_expire(struct mig_listener *l, double now)
+{
+	unsigned int i;
+
+	for (i = 0; i < MIG_LISTEN_MAX_PENDING; i++) {
+		struct mig_pending *p = &l->pend[i];
+
+		if (p->fd >= 0 && now >= p->deadline)
+			mig_ignore(l, p, "%zu of %zu hello bytes within the hello deadline of %d ms",
+				   p->got, sizeof(p->h), l->hello_timeout_ms);
+	}
+}
+
+/* How long poll() may sleep: until the next deadline, at most 100 ms (cancel). */
+static int mig_poll_ms(const struct mig_listener *l, double now, double end)
+{
+	double t = now + 0.1;
+	unsigned int i;
+
+	if (end >= 0 && end < t)
+		t = end;
+	for (i = 0; i < MIG_LISTEN_MAX_PENDING; i++)
+		if (l->pend[i].fd >= 0 && l->pend[i].deadline < t)
+			t = l->pend[i].deadline;
+	return t > now ? (int)((t - now) * 1000) + 1 : 0;
+}
+
+int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct mig_hello *h,
+		      int timeout_ms, volatile sig_atomic_t *cancel, int watch_fd)
+{
+	double now = mig_now(), end = timeout_ms >= 0 ? now + timeout_ms / 1000.0 : -1;
+	struct pollfd pfd[2 + MIG_LISTEN_MAX_PENDING];
+	struct mig_pending *slot[MIG_LISTEN_MAX_PENDING];
+	unsigned int i, n;
+	int ret, fd;
+	bool busy;
+
+	for (;;) {
+		if (cancel && *cancel) {
+			kvmmig_err("cancelled while waiting for a connection");
+			return -ECANCELED;
+		}
+		mig_pending_expire(l, now);
+		if (end >= 0 && now >= end) {
+			kvmmig_err("no valid connection within %d ms", timeout_ms);
+			return -ETIMEDOUT;
+		}
+		pfd[0] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
+		/* Only a hang-up: data on it is the caller's, read later. */
+		pfd[1] = (struct pollfd){ .fd = watch_fd, .events = POLLRDHUP };
+		for (i = 0, n = 2; i < MIG_LISTEN_MAX_PENDING; i++) {
+			if (l->pend[i].fd < 0)
+				continue;
+			slot[n - 2] = &l->pend[i];
+			pfd[n++] = (struct pollfd){ .fd = l->pend[i].fd, .events = POLLIN };
+		}
+		ret = poll(pfd, n, mig_poll_ms(l, now, end));
+		if (ret < 0 && errno != EINTR) {
+			kvmmig_err("poll on the listening socket failed: %s", strerror(errno));
+			return -errno;
+		}
+		busy = false;
+		for (i = 2; ret > 0 && i < n; i++) {
+			if (!pfd[i].revents)
+				continue;
+			busy = true;
+			fd = mig_pending_read(l, slot[i - 2], w);
+			if (fd >= 0) {
+				*h = slot[i - 2]->h;
+				return fd;
+			}
+		}
+		if (ret > 0 && pfd[0].revents) {
+			busy = true;
+			fd = mig_pending_accept(l);
+			if (fd < 0)
+				return fd;
+		}
+		/*
+		 * The hang-up last: a connection that came before it (a page
+		 * channel the source gave up on) is judged and named first.
+		 */
+		if (ret > 0 && watch_fd >= 0 && pfd[1].revents && !busy)
+			return -ECONNRESET;
+		now = mig_now();
+	}
+}

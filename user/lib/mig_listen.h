@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The destination's listening socket and the handshakes on it.  Anyone who
+ * can reach the port may connect, so a connection counts only once it has
+ * sent a valid hello of the session the caller waits for, within the hello
+ * deadline.  Up to MIG_LISTEN_MAX_PENDING handshakes run at once under one
+ * poll(), so a slow or silent peer delays no other; past that bound the
+ * oldest is dropped.  Every connection set aside is closed and named in one
+ * line (peer address and reason); the main channel of a source that cannot
+ * be served (another version, another migration in progress) first gets an
+ * ACK saying why.  Documentation/migration.rst, "One migration, one session".
+ */
+#ifndef KVMMIG_MIG_LISTEN_H
+#define KVMMIG_MIG_LISTEN_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "stream.h"
+
+#define MIG_LISTEN_MAX_PENDING	8
+#define MIG_HELLO_TIMEOUT_MS	5000	/* default of --hello-timeout */
+
+struct mig_pending {
+	int fd;			/* -1: a free slot */
+	double deadline;	/* mig_now() by which the hello must be complete */
+	size_t got;		/* hello bytes so far */
+	struct mig_hello h;
+	char peer[64];		/* "ADDR:PORT" */
+};
+
+struct mig_listener {
+	int fd;
+	int hello_timeout_ms;
+	unsigned int nr_ignored;
+	char last_ignored[320];	/* "PEER: reason" of the last one set aside */
+	struct mig_pending pend[MIG_LISTEN_MAX_PENDING];
+};
+
+/* What mig_listener_next() waits for. */
+struct mig_want {
+	bool new_session;	/* the main channel of a new session; else: */
+	uint64_t session;	/* a page channel of this session */
+	uint32_t nr_channels;	/* whose hello announces this many channels */
+	const bool *taken;	/* [nr_channels]: channels already connected */
+};
+
+/* Listen on "tcp:HOST:PORT"; @hello_timeout_ms 0 means the default. */
+int mig_listener_open(struct mig_listener *l, const char *addr, int *port, int hello_timeout_ms);
+void mig_listener_close(struct mig_listener *l);
+
+/*
+ * The next connection that completes a hello matching @w: its fd (blocking,
+ * the hello in @h), or -ETIMEDOUT after @timeout_ms (-1: none), -ECANCELED
+ * once *@cancel is set, -ECONNRESET when @watch_fd (-1: none) hangs up
+ * (with no message: the caller knows what it watched).
+ */
+int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct mig_hello *h,
+		      int timeout_ms, volatile sig_atomic_t *cancel, int watch_fd);
+
+#endif /* KVMMIG_MIG_LISTEN_H */
