@@ -38,6 +38,7 @@ struct dest_child {
 static int dest_child_resumed(void *opaque, struct vm *vm)
 {
 	uint64_t before = 0, after = 0;
+	struct guest_shared g;
 	unsigned int i;
 
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
@@ -46,10 +47,12 @@ static int dest_child_resumed(void *opaque, struct vm *vm)
 	vm_pause(vm);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		after += vm->vcpus[i].area->loops;
-	if (vm_failure(vm) || (after == before && vm->shared->workload != WORKLOAD_IDLE))
+	/* Guest memory: a rewritten parameter page is a failed check, not a crash. */
+	if (vm_guest_params(vm, &g))
+		return -DEST_CHECK_FAILED;
+	if (vm_failure(vm) || (after == before && g.workload != WORKLOAD_IDLE))
 		return -DEST_NO_PROGRESS;
-	if (vm->shared->workload == WORKLOAD_INCR && !vm->shared->compute_mask &&
-	    workload_check_incr(vm, NULL))
+	if (g.workload == WORKLOAD_INCR && !g.compute_mask && workload_check_incr(vm, NULL))
 		return -DEST_CHECK_FAILED;
 	vm_stop(vm);
 	return 0;

@@ -281,6 +281,7 @@ static int receive_resumed(void *opaque, struct vm *vm)
 	struct mig_env *env = opaque;
 	uint64_t before = 0, after = 0, edges = 0;
 	const char *who = env->who ? env->who : "";
+	struct guest_shared g;
 	unsigned int i;
 	int ret;
 
@@ -302,19 +303,25 @@ static int receive_resumed(void *opaque, struct vm *vm)
 		fprintf(stderr, "kvmmig: the guest failed on the destination: %s\n", vm_failure(vm));
 		return -EIO;
 	}
-	if (after == before && vm->shared->workload != WORKLOAD_IDLE) {
+	/* Guest memory, perhaps rewritten on the way: checked before it is used. */
+	if (vm_guest_params(vm, &g)) {
+		fprintf(stderr, "kvmmig: the guest is broken on the destination: %s\n",
+			kvmmig_last_error());
+		return -EBADMSG;
+	}
+	if (after == before && g.workload != WORKLOAD_IDLE) {
 		fprintf(stderr, "kvmmig: the guest made no progress on the destination\n");
 		return -EIO;
 	}
-	ret = vm->shared->workload == WORKLOAD_INCR ? workload_check_incr(vm, &edges) : 0;
+	ret = g.workload == WORKLOAD_INCR ? workload_check_incr(vm, &edges) : 0;
 	if (env->json)
 		printf("{\"event\":\"verified\",\"guest_ops_since_resume\":%llu,\"memory_check\":\"%s\"}\n",
 		       (unsigned long long)(after - before),
-		       vm->shared->workload != WORKLOAD_INCR ? "skipped" : ret ? "failed" : "passed");
+		       g.workload != WORKLOAD_INCR ? "skipped" : ret ? "failed" : "passed");
 	else
 		printf("%sguest did %llu writes since resume; memory check %s\n", who,
 		       (unsigned long long)(after - before),
-		       vm->shared->workload != WORKLOAD_INCR ? "skipped (not incr)" :
+		       g.workload != WORKLOAD_INCR ? "skipped (not incr)" :
 		       ret ? "FAILED" : "passed (incr: one value per vCPU, one edge at most)");
 	vm_stop(vm);
 	return ret;

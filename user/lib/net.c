@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -52,6 +53,13 @@ int net_parse_addr(const char *addr, char *host, size_t hlen, char *port, size_t
 	}
 	if (n >= hlen || !colon[1] || strlen(colon + 1) >= plen)
 		goto bad;
+	/* getaddrinfo() would take 99999 modulo 65536: a port is checked here. */
+	if (strspn(colon + 1, "0123456789") != strlen(colon + 1) || strlen(colon + 1) > 5 ||
+	    strtoul(colon + 1, NULL, 10) > 65535) {
+		kvmmig_err("address '%s': port '%s' is not a number from 0 to 65535", addr,
+			   colon + 1);
+		return -EINVAL;
+	}
 	memcpy(host, h, n);
 	host[n] = '\0';
 	strcpy(port, colon + 1);

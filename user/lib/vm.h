@@ -230,6 +230,13 @@ int workload_check_incr(struct vm *vm, uint64_t *edges);
 
 /* Workload names for the command line: "incr", "random", ... */
 const char *workload_name(enum guest_workload w);
+/*
+ * A checked copy of the built-in guest's parameters (user/lib/guest_params.c):
+ * guest memory is untrusted, so every host-side use of vm->shared beyond
+ * `stop` goes through this.  -EBADMSG names a field that does not fit this
+ * VM's own configuration; -EOPNOTSUPP for an adopted VM.
+ */
+int vm_guest_params(const struct vm *vm, struct guest_shared *out);
 int workload_parse(const char *name);	/* -EINVAL if unknown */
 
 #endif /* KVMMIG_VM_H */

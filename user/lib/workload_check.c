@@ -5,7 +5,8 @@
  * slice in order, pass after pass, so at any instant its pages hold the
  * same value except at one edge where the pages not yet bumped in this
  * pass hold one less.  A page lost or stale after migration breaks that.
- * Call it with the guest paused.
+ * Call it with the guest paused.  The guest's parameters are checked
+ * against the VM's own configuration first (vm_guest_params()).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,26 +16,27 @@
 
 int workload_check_incr(struct vm *vm, uint64_t *edges_out)
 {
-	const struct guest_shared *g = vm->shared;
+	struct guest_shared g;
 	uint64_t per, edges = 0, i;
 	unsigned int v;
+	int ret;
 
-	if (!g) {
-		kvmmig_err("incr check: the VM runs no built-in guest (it was adopted from another VMM)");
-		return -EOPNOTSUPP;
-	}
-	per = g->mem_pages / g->nr_vcpus;
-	if (g->workload != WORKLOAD_INCR) {
-		kvmmig_err("the guest runs the %s workload, not incr", workload_name(g->workload));
+	/* Checked against this VM: nr_vcpus >= 1, the pages inside its RAM. */
+	ret = vm_guest_params(vm, &g);
+	if (ret)
+		return ret;
+	if (g.workload != WORKLOAD_INCR) {
+		kvmmig_err("the guest runs the %s workload, not incr", workload_name(g.workload));
 		return -EINVAL;
 	}
-	for (v = 0; v < g->nr_vcpus; v++) {
-		uint64_t first = v * per, n = v == g->nr_vcpus - 1 ? g->mem_pages - first : per;
+	per = g.mem_pages / g.nr_vcpus;
+	for (v = 0; v < g.nr_vcpus; v++) {
+		uint64_t first = v * per, n = v == g.nr_vcpus - 1 ? g.mem_pages - first : per;
 		const uint8_t *prev = NULL;
 		bool edge = false;
 
 		for (i = 0; i < n; i++) {
-			const uint8_t *p = vm_gpa_to_hva(vm, g->mem_gpa + (first + i) * GUEST_PAGE_SIZE,
+			const uint8_t *p = vm_gpa_to_hva(vm, g.mem_gpa + (first + i) * GUEST_PAGE_SIZE,
 							 1);
 
 			if (!p) {
