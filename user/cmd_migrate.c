@@ -18,6 +18,7 @@
 
 #include "commands.h"
 #include "log.h"
+#include "mig_listen.h"
 #include "mig_opts.h"
 #include "migrate.h"
 #include "net.h"
@@ -29,6 +30,7 @@ struct mig_env {
 	const char *csv, *svg;
 	uint64_t warmup_ms;
 	uint64_t run_seconds;
+	uint64_t hello_timeout_s;	/* receive: 0 for the default */
 	bool json;
 	bool live;
 	const char *who;	/* "source" / "destination" prefix in the demo */
@@ -333,6 +335,7 @@ static int mig_run_dest(struct mig_env *env)
 		.listen = env->listen,
 		.cancel = &mig_cancel,
 		.io_timeout_ms = env->src.params.io_timeout_ms,
+		.hello_timeout_ms = (int)env->hello_timeout_s * 1000,
 		.listening = receive_listening,
 		.resumed = receive_resumed,
 		.opaque = env,
@@ -355,6 +358,7 @@ static const struct option receive_options[] = {
 	{ "listen", required_argument, NULL, 'l' },
 	{ "run-seconds", required_argument, NULL, 'r' },
 	{ "io-timeout", required_argument, NULL, 0x111 },
+	{ "hello-timeout", required_argument, NULL, 't' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -369,10 +373,13 @@ static void receive_usage(FILE *f)
 		"  --run-seconds N          how long the guest runs here before the check (default 2)\n"
 		"  --io-timeout S           give up when a record stops arriving for S seconds\n"
 		"                           (default 30; also the TCP user timeout)\n"
+		"  --hello-timeout S        a connection without a valid hello within S seconds is\n"
+		"                           ignored; a source whose CONFIG does not follow in S\n"
+		"                           seconds fails (default %d)\n"
 		"  --json                   JSON events\n\n"
 		"examples:\n"
 		"  kvmmig receive --listen tcp:0.0.0.0:4444\n"
-		"  kvmmig receive --listen tcp:127.0.0.1:0 --json\n");
+		"  kvmmig receive --listen tcp:127.0.0.1:0 --json\n", MIG_HELLO_TIMEOUT_MS / 1000);
 }
 
 int cmd_receive(int argc, char **argv)
@@ -389,6 +396,10 @@ int cmd_receive(int argc, char **argv)
 			break;
 		case 'r':
 			if (parse_uint("--run-seconds", optarg, 0, 86400, &env.run_seconds))
+				return 2;
+			break;
+		case 't':
+			if (parse_uint("--hello-timeout", optarg, 1, 600, &env.hello_timeout_s))
 				return 2;
 			break;
 		case 'j':
