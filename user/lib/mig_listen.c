@@ -109,7 +109,7 @@ static struct mig_pending *mig_pending_slot(struct mig_listener *l)
 			oldest = &l->pend[i];
 	}
 	/* The newest may be the good one: the oldest has had its chance. */
-	mig_ignore(l, oldest, "no hello yet and %d more handshakes are pending",
+	mig_ignore(l, oldest, "no hello yet, and a newer connection needs its place (at most %d handshakes pending)",
 		   MIG_LISTEN_MAX_PENDING);
 	return oldest;
 }
