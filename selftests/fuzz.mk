@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# The migration stream parser's libFuzzer target (selftests/stream_fuzz.c),
-# built with clang straight from the parser's sources under AddressSanitizer
-# and UndefinedBehaviorSanitizer.  `make fuzz` runs it for FUZZ_SECONDS
-# (10 minutes); `make fuzz-brief` runs it for FUZZ_BRIEF_SECONDS and writes
-# its one result to $(O)/tap/stream_fuzz.tap for scripts/tap-summary.sh, so
+# The libFuzzer targets: the migration stream parser (selftests/stream_fuzz.c)
+# and the receiver's connection and session handling over loopback
+# (selftests/session_fuzz.c), built with clang straight from their sources
+# under AddressSanitizer and UndefinedBehaviorSanitizer.  `make fuzz` runs
+# the stream target for FUZZ_SECONDS (10 minutes) and the session target for
+# SESSION_FUZZ_SECONDS; `make fuzz-brief` runs them for FUZZ_BRIEF_SECONDS
+# and SESSION_FUZZ_BRIEF_SECONDS and writes one result each to
+# $(O)/tap/<target>.tap for scripts/tap-summary.sh, so
 # `make check` can count it like a test program (the recipe itself succeeds
 # either way, as scripts/run-tests.sh does; the TAP says what happened).
 # The seed corpus is written by the same file built with -DSTREAM_FUZZ_SEEDS;
@@ -15,12 +18,18 @@ FUZZ_ENABLED		:= 1
 FUZZ_CC			?= clang
 FUZZ_SECONDS		?= 600
 FUZZ_BRIEF_SECONDS	?= 30
+SESSION_FUZZ_SECONDS	?= 300
+SESSION_FUZZ_BRIEF_SECONDS ?= 20
 FUZZ_DIR		:= $(O)/fuzz
 FUZZ_LIB_SRCS		:= user/lib/stream.c user/lib/csum.c user/lib/log.c
-FUZZ_DEPS		:= selftests/stream_fuzz.c $(FUZZ_LIB_SRCS) \
+SESSION_FUZZ_SRCS	:= user/lib/mig_listen.c user/lib/net.c $(FUZZ_LIB_SRCS)
+FUZZ_DEPS		:= selftests/stream_fuzz.c selftests/fuzz_util.h $(FUZZ_LIB_SRCS) \
+			   $(wildcard user/lib/*.h include/uapi/linux/*.h)
+SESSION_FUZZ_DEPS	:= selftests/session_fuzz.c selftests/fuzz_util.h $(SESSION_FUZZ_SRCS) \
 			   $(wildcard user/lib/*.h include/uapi/linux/*.h)
 FUZZ_CFLAGS		:= -std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE \
-			   -Wall -Wextra -Wno-unused-parameter -Iinclude/uapi -Iuser/lib
+			   -Wall -Wextra -Wno-unused-parameter \
+			   -Wno-gnu-variable-sized-type-not-at-end -Iinclude/uapi -Iuser/lib
 FUZZ_SANITIZE		:= -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # Page batches are up to 512 KiB; raw inputs that hold a few pages need room.
 FUZZ_FLAGS		:= -max_len=65536 -artifact_prefix=$(FUZZ_DIR)/ -print_final_stats=1
@@ -44,22 +53,36 @@ $(FUZZ_DIR)/seeds/.stamp: $(FUZZ_DIR)/stream_seeds
 	$(Q)rm -rf $(dir $@) && mkdir -p $(dir $@) $(FUZZ_DIR)/corpus
 	$(Q)$< $(dir $@) && touch $@
 
-fuzz: deps $(FUZZ_DIR)/stream_fuzz $(FUZZ_DIR)/seeds/.stamp
-	$(FUZZ_DIR)/stream_fuzz $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
-		$(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+$(FUZZ_DIR)/session_fuzz: $(SESSION_FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(quiet) FUZZCC $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ \
+		selftests/session_fuzz.c $(SESSION_FUZZ_SRCS) -pthread
 
-fuzz-brief: $(FUZZ_DIR)/stream_fuzz $(FUZZ_DIR)/seeds/.stamp
-	@mkdir -p $(O)/tap
-	@echo "# ---- stream_fuzz ($(FUZZ_BRIEF_SECONDS) s)"
-	@log=$(FUZZ_DIR)/brief.log; \
-	$(FUZZ_DIR)/stream_fuzz $(FUZZ_FLAGS) -max_total_time=$(FUZZ_BRIEF_SECONDS) \
-		$(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds >$$log 2>&1; rc=$$?; \
+# $(call fuzz_tap,TARGET,SECONDS,CORPORA): a brief run of TARGET as one TAP result.
+define fuzz_tap
+	@mkdir -p $(O)/tap $(3)
+	@echo "# ---- $(1) ($(2) s)"
+	@log=$(FUZZ_DIR)/$(1)_brief.log; \
+	$(FUZZ_DIR)/$(1) $(FUZZ_FLAGS) -max_total_time=$(2) $(3) >$$log 2>&1; rc=$$?; \
 	runs=$$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' $$log); \
 	{ echo "1..1"; \
 	  if [ $$rc -eq 0 ] && [ -n "$$runs" ]; then \
-		echo "ok 1 stream_fuzz: $$runs runs, no crash"; \
+		echo "ok 1 $(1): $$runs runs, no crash"; \
 	  else \
-		echo "not ok 1 stream_fuzz: exit $$rc, see $$log"; \
-		grep -E '^(SUMMARY|stream_fuzz:|==[0-9]+==ERROR)|runtime error|Test unit written' $$log | \
+		echo "not ok 1 $(1): exit $$rc, see $$log"; \
+		grep -E '^(SUMMARY|$(1):|==[0-9]+==ERROR)|runtime error|Test unit written' $$log | \
 			sed 's/^/# /'; \
-	  fi; } | tee $(O)/tap/stream_fuzz.tap
+	  fi; } | tee $(O)/tap/$(1).tap
+endef
+
+fuzz: deps $(FUZZ_DIR)/stream_fuzz $(FUZZ_DIR)/seeds/.stamp $(FUZZ_DIR)/session_fuzz
+	$(FUZZ_DIR)/stream_fuzz $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+		$(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+	@mkdir -p $(FUZZ_DIR)/session_fuzz_corpus
+	$(FUZZ_DIR)/session_fuzz $(FUZZ_FLAGS) -max_total_time=$(SESSION_FUZZ_SECONDS) \
+		$(FUZZ_DIR)/session_fuzz_corpus
+
+fuzz-brief: $(FUZZ_DIR)/stream_fuzz $(FUZZ_DIR)/seeds/.stamp $(FUZZ_DIR)/session_fuzz
+	$(call fuzz_tap,stream_fuzz,$(FUZZ_BRIEF_SECONDS),$(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds)
+	$(call fuzz_tap,session_fuzz,$(SESSION_FUZZ_BRIEF_SECONDS),$(FUZZ_DIR)/session_fuzz_corpus)

@@ -20,6 +20,8 @@
 #include <string.h>
 
 #include "csum.h"
+#define FUZZ_NAME "stream_fuzz"
+#include "fuzz_util.h"
 #include "log.h"
 #include "stream.h"
 
@@ -46,54 +48,7 @@ enum fuzz_mode {
 #define STREAM_MAX_PAGES	64	/* per slot */
 #define SEALED_MAX_BYTES	(1 << 20)
 
-#define FUZZ_BUG_ON(cond)							\
-	do {									\
-		if (cond) {							\
-			fprintf(stderr, "stream_fuzz: %s:%d: %s\n", __FILE__,	\
-				__LINE__, #cond);				\
-			abort();						\
-		}								\
-	} while (0)
-
-/* ---- input reader ---- */
-
-struct fuzz_in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static const uint8_t *in_take(struct fuzz_in *in, size_t len)
-{
-	const uint8_t *p = in->p;
-
-	if (in->n < len)
-		return NULL;
-	in->p += len;
-	in->n -= len;
-	return p;
-}
-
-/* One byte, or 0 once the input is used up. */
-static uint8_t in_byte(struct fuzz_in *in)
-{
-	const uint8_t *p = in_take(in, 1);
-
-	return p ? *p : 0;
-}
-
-static uint16_t in_u16(struct fuzz_in *in)
-{
-	return in_byte(in) | in_byte(in) << 8;
-}
-
-/* Up to @len input bytes into @dst, the rest zero. */
-static void in_fill(struct fuzz_in *in, void *dst, size_t len)
-{
-	size_t n = in->n < len ? in->n : len;
-
-	memset(dst, 0, len);
-	memcpy(dst, in_take(in, n), n);
-}
+/* ---- input ---- */
 
 /* A private copy of exactly @len bytes: ASan sees any read past the end. */
 static void *dup_exact(const void *src, size_t len)
