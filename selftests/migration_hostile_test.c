@@ -9,9 +9,15 @@
  * migration to the same destination child completes and its memory check
  * passes.  A port out of range is refused.  A source guest whose parameter
  * page was rewritten (the stream's checksums are then valid) makes the
- * destination report a clear failed check, not hang, spin or crash.
+ * destination report a clear failed check, not hang, spin or crash.  And
+ * the other way round: a scripted destination that answers the source with
+ * a truncated, oversized, wrong-type or wrong-sequence record, or garbage,
+ * after the hello, during the passes or at the end, leaves the source failed
+ * cleanly with its guest running and intact.
  */
 #include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -507,6 +513,209 @@ TEST_F_TIMEOUT(rewritten, destination_says_so, 120)
 	ASSERT_EQ(st, DEST_CHECK_FAILED);
 	ASSERT_NE(strstr(self->d.text, "guest parameters"), NULL);
 	ASSERT_NE(strstr(self->d.text, variant->says), NULL);
+}
+
+/* ---- a destination that answers wrongly: the source must stay whole ---- */
+
+enum answer_phase {
+	AT_HELLO,	/* right after the main channel's hello */
+	AT_CONFIG,	/* once CONFIG arrived: the passes run on the page channels */
+	AT_END,		/* instead of the ACK after END */
+};
+
+enum answer_kind {
+	ANS_TRUNCATED,	/* an ACK header, part of its payload, then EOF */
+	ANS_OVERSIZED,	/* a header claiming more than MIG_MAX_PAYLOAD */
+	ANS_WRONG_TYPE,	/* a PAGES record where an ACK belongs */
+	ANS_WRONG_SEQ,	/* a success ACK with a sequence number from nowhere */
+	ANS_GARBAGE,	/* bytes that are no record at all */
+};
+
+struct fake_dest {
+	int lfd;
+	char addr[64];
+	enum answer_phase phase;
+	enum answer_kind kind;
+	pthread_t thread;
+	bool answered;
+	int drains[MIG_MAX_CHANNELS];
+	pthread_t drain_threads[MIG_MAX_CHANNELS];
+	unsigned int nr_drains;
+};
+
+/* A page channel: read and forget until the source closes it. */
+static void *fake_drain_thread(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char buf[65536];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	return NULL;
+}
+
+static int fake_accept(struct fake_dest *f)
+{
+	struct pollfd p = { .fd = f->lfd, .events = POLLIN };
+
+	if (poll(&p, 1, 30000) != 1)
+		return -1;
+	return accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+static void fake_answer(struct fake_dest *f, struct mig_chan *c)
+{
+	struct mig_ack ack = { .status = 0 };
+	uint8_t junk[64];
+	struct mig_rec rec;
+
+	switch (f->kind) {
+	case ANS_TRUNCATED:
+		mig_rec_seal(&rec, MIG_REC_ACK, c->tx_seq, &ack, sizeof(ack));
+		net_write_all(c->fd, &rec, sizeof(rec), NULL);
+		net_write_all(c->fd, &ack, 10, NULL);
+		shutdown(c->fd, SHUT_WR);
+		break;
+	case ANS_OVERSIZED:
+		mig_rec_seal(&rec, MIG_REC_ACK, c->tx_seq, NULL, 0);
+		rec.len = MIG_MAX_PAYLOAD + 1;
+		rec.hcrc = crc32c(0, &rec, offsetof(struct mig_rec, hcrc));
+		net_write_all(c->fd, &rec, sizeof(rec), NULL);
+		break;
+	case ANS_WRONG_TYPE:
+		mig_chan_send(c, MIG_REC_PAGES, &ack, sizeof(ack));
+		break;
+	case ANS_WRONG_SEQ:
+		c->tx_seq = 7;
+		mig_chan_send(c, MIG_REC_ACK, &ack, sizeof(ack));
+		break;
+	case ANS_GARBAGE:
+		memset(junk, 0xff, sizeof(junk));
+		net_write_all(c->fd, junk, sizeof(junk), NULL);
+		break;
+	}
+	f->answered = true;
+}
+
+/*
+ * Take the source's main channel and its page channels, follow the main
+ * channel's records, answer wrongly at the chosen phase, then read on until
+ * the source gives up.
+ */
+static void *fake_dest_thread(void *arg)
+{
+	struct fake_dest *f = arg;
+	struct mig_hello h;
+	struct mig_rec rec;
+	struct mig_chan c;
+	void *buf = malloc(MIG_MAX_PAYLOAD);
+	int fd, i;
+
+	fd = fake_accept(f);
+	if (fd < 0 || !buf || net_read_all(fd, &h, sizeof(h), NULL) || mig_hello_check(&h))
+		goto out;
+	mig_chan_init(&c, fd, 0);
+	for (i = 1; i < (int)h.nr_channels && i < MIG_MAX_CHANNELS; i++) {
+		int cfd = fake_accept(f);
+
+		if (cfd < 0)
+			break;
+		f->drains[f->nr_drains] = cfd;
+		if (pthread_create(&f->drain_threads[f->nr_drains], NULL, fake_drain_thread,
+				   (void *)(intptr_t)cfd))
+			break;
+		f->nr_drains++;
+	}
+	if (f->phase == AT_HELLO)
+		fake_answer(f, &c);
+	while (!mig_chan_recv(&c, &rec, buf)) {
+		if (!f->answered && ((f->phase == AT_CONFIG && rec.type == MIG_REC_CONFIG) ||
+				     (f->phase == AT_END && rec.type == MIG_REC_END)))
+			fake_answer(f, &c);
+	}
+out:
+	for (i = 0; i < (int)f->nr_drains; i++) {
+		pthread_join(f->drain_threads[i], NULL);
+		close(f->drains[i]);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return NULL;
+}
+
+FIXTURE(bad_answer) {
+	struct vm *vm;
+	struct fake_dest f;
+};
+
+FIXTURE_VARIANT(bad_answer) {
+	enum answer_phase phase;
+	enum answer_kind kind;
+};
+
+#define BAD_ANSWER(p, k)							\
+	FIXTURE_VARIANT_ADD(bad_answer, p##_##k) {				\
+		.phase = AT_##p, .kind = ANS_##k,				\
+	}
+
+BAD_ANSWER(HELLO, TRUNCATED);
+BAD_ANSWER(HELLO, OVERSIZED);
+BAD_ANSWER(HELLO, WRONG_TYPE);
+BAD_ANSWER(HELLO, WRONG_SEQ);
+BAD_ANSWER(CONFIG, OVERSIZED);
+BAD_ANSWER(CONFIG, WRONG_SEQ);
+BAD_ANSWER(CONFIG, GARBAGE);
+BAD_ANSWER(END, TRUNCATED);
+BAD_ANSWER(END, OVERSIZED);
+BAD_ANSWER(END, WRONG_TYPE);
+BAD_ANSWER(END, WRONG_SEQ);
+BAD_ANSWER(END, GARBAGE);
+
+FIXTURE_SETUP(bad_answer)
+{
+	enum dirty_backend backend = DIRTY_AUTO;
+	int port;
+
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	self->f.lfd = -1;
+	self->vm = source_guest(2, GUEST_RAM, &backend);
+	ASSERT_NE(self->vm, NULL);
+	self->f.lfd = net_listen("tcp:127.0.0.1:0", &port);
+	ASSERT_GE(self->f.lfd, 0);
+	snprintf(self->f.addr, sizeof(self->f.addr), "tcp:127.0.0.1:%d", port);
+	self->f.phase = variant->phase;
+	self->f.kind = variant->kind;
+	ASSERT_EQ(pthread_create(&self->f.thread, NULL, fake_dest_thread, &self->f), 0);
+}
+
+FIXTURE_TEARDOWN(bad_answer)
+{
+	if (self->f.lfd >= 0)
+		close(self->f.lfd);
+	if (self->vm)
+		vm_destroy(self->vm);
+}
+
+TEST_F_TIMEOUT(bad_answer, source_fails_whole, 120)
+{
+	struct mig_source_opts o = { .to = self->f.addr };
+	struct mig_report rep = { 0 };
+	char why[512];
+	int ret;
+
+	mig_params_init(&o.params);
+	o.params.multifd_channels = 2;
+	o.params.max_passes = 400;
+	ret = mig_source_run(self->vm, &o, &rep);
+	pthread_join(self->f.thread, NULL);
+	TH_LOG("source: %s: %s", mig_state_name(rep.state), rep.error);
+	ASSERT_TRUE(self->f.answered);
+	ASSERT_NE(ret, 0);
+	ASSERT_EQ((int)rep.state, (int)MIG_FAILED);
+	ASSERT_NE(rep.error[0], '\0');
+	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+	mig_report_free(&rep);
 }
 
 TEST_HARNESS_MAIN
