@@ -387,6 +387,16 @@ static void dirty_ring_stop(struct dirty_source *ds)
 	pthread_mutex_lock(&p->lock);
 	ring_reap_locked(ds);
 	pthread_mutex_unlock(&p->lock);
+	/*
+	 * KVM pushes the next entries where this harvest stopped, whenever
+	 * tracking resumes (a migration retried after a failed one): a new
+	 * source that started at 0 would miss them until the ring wrapped.
+	 */
+	for (i = 0; i < ds->vm->cfg.nr_vcpus; i++) {
+		ds->vm->vcpus[i].ring_fetch = p->rv[i].fetch;
+		ds->vm->vcpus[i].ring_reset = p->rv[i].kvm_reset;
+		ds->vm->vcpus[i].ring_suspect = p->rv[i].suspect;
+	}
 	for (i = 0; i < VM_MAX_SLOTS; i++)
 		free(p->acc[i]);
 	pthread_mutex_destroy(&p->lock);
@@ -406,6 +416,11 @@ static int dirty_ring_start(struct dirty_source *ds)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	ds->priv = p;
+	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
+		p->rv[i].fetch = vm->vcpus[i].ring_fetch;
+		p->rv[i].kvm_reset = vm->vcpus[i].ring_reset;
+		p->rv[i].suspect = vm->vcpus[i].ring_suspect;
+	}
 	for (i = 0; i < vm->nr_slots; i++) {
 		p->npages[i] = vm->slots[i].size / GUEST_PAGE_SIZE;
 		p->acc[i] = bitmap_alloc(p->npages[i]);

@@ -71,6 +71,12 @@ struct vcpu {
 	struct kvm_run *run;
 	size_t run_size;
 	struct kvm_dirty_gfn *ring;	/* mmapped dirty ring, or NULL */
+	/*
+	 * Where the ring's harvest stopped, for the next dirty source: KVM's
+	 * own indices run on from one migration to the next (dirty_ring.c).
+	 */
+	uint32_t ring_fetch, ring_reset;
+	bool ring_suspect;
 	pthread_t thread;
 	bool thread_started;
 	volatile int state;		/* enum vcpu_state */
