@@ -472,12 +472,13 @@ static int mig_dest_receive(struct mig_dst *d)
 
 int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 {
-	struct mig_dst d = { .opts = opts, .rep = rep, .lis.fd = -1, .gate_stop = { -1, -1 } };
+	struct mig_dst d = { .opts = opts, .rep = rep, .gate_stop = { -1, -1 } };
 	double t0 = mig_now();
 	unsigned int i;
 	int ret;
 
 	memset(rep, 0, sizeof(*rep));
+	mig_listener_init(&d.lis);
 	d.main.fd = -1;
 	d.buf = malloc(MIG_MAX_PAYLOAD);
 	ret = d.buf ? mig_dest_receive(&d) : -ENOMEM;

@@ -23,13 +23,19 @@
 #include "migrate.h"
 #include "net.h"
 
-int mig_listener_open(struct mig_listener *l, const char *addr, int *port, int hello_timeout_ms)
+void mig_listener_init(struct mig_listener *l)
 {
 	unsigned int i;
 
 	memset(l, 0, sizeof(*l));
+	l->fd = -1;
 	for (i = 0; i < MIG_LISTEN_MAX_PENDING; i++)
 		l->pend[i].fd = -1;
+}
+
+int mig_listener_open(struct mig_listener *l, const char *addr, int *port, int hello_timeout_ms)
+{
+	mig_listener_init(l);
 	l->hello_timeout_ms = hello_timeout_ms > 0 ? hello_timeout_ms : MIG_HELLO_TIMEOUT_MS;
 	l->fd = net_listen(addr, port);
 	return l->fd < 0 ? l->fd : 0;

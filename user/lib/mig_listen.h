@@ -46,6 +46,8 @@ struct mig_want {
 	const bool *taken;	/* [nr_channels]: channels already connected */
 };
 
+/* Closed and empty: mig_listener_close() may be called on it. */
+void mig_listener_init(struct mig_listener *l);
 /* Listen on "tcp:HOST:PORT"; @hello_timeout_ms 0 means the default. */
 int mig_listener_open(struct mig_listener *l, const char *addr, int *port, int hello_timeout_ms);
 void mig_listener_close(struct mig_listener *l);
