@@ -67,6 +67,31 @@ static void dest_child_listening(void *opaque, int port)
 	close(fd);
 }
 
+/* A destination child's exit code for what mig_dest_run() returned. */
+static inline int dest_exit_code(int ret)
+{
+	return ret == -DEST_CHECK_FAILED ? DEST_CHECK_FAILED :
+	       ret == -DEST_NO_PROGRESS ? DEST_NO_PROGRESS :
+	       ret ? DEST_RECEIVE_FAILED : DEST_OK;
+}
+
+/*
+ * In the parent: the port the child (@pid, -1 if fork failed) passes on
+ * @fd once listening, as "tcp:@host:PORT" in @addr; @fd is closed.
+ */
+static inline int dest_child_addr(int fd, pid_t pid, const char *host, char *addr, size_t len)
+{
+	int port;
+
+	if (pid < 0 || read(fd, &port, sizeof(port)) != sizeof(port)) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	snprintf(addr, len, "tcp:%s:%d", host, port);
+	return port;
+}
+
 /* Enter the network namespace /run/netns/@name (made by `ip netns add`). */
 static inline int dest_enter_netns(const char *name)
 {
@@ -114,18 +139,14 @@ static inline int dest_child_start(struct dest_child *d, const char *host, const
 			_exit(DEST_RECEIVE_FAILED);
 		snprintf(listen, sizeof(listen), "tcp:%s:0", host);
 		ret = mig_dest_run(&o, &rep);
-		_exit(ret == -DEST_CHECK_FAILED ? DEST_CHECK_FAILED :
-		      ret == -DEST_NO_PROGRESS ? DEST_NO_PROGRESS :
-		      ret ? DEST_RECEIVE_FAILED : DEST_OK);
+		_exit(dest_exit_code(ret));
 	}
 	close(pfd[1]);
-	if (read(pfd[0], &d->port, sizeof(d->port)) != sizeof(d->port)) {
-		close(pfd[0]);
+	d->port = dest_child_addr(pfd[0], d->pid, host, d->addr, sizeof(d->addr));
+	if (d->port < 0) {
 		waitpid(d->pid, NULL, 0);
 		return -1;
 	}
-	close(pfd[0]);
-	snprintf(d->addr, sizeof(d->addr), "tcp:%s:%d", host, d->port);
 	return 0;
 }
 

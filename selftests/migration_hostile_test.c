@@ -51,7 +51,7 @@ static void hdest_log(int level, const char *msg)
 
 static int hdest_start(struct hdest *d)
 {
-	int pfd[2], port;
+	int pfd[2];
 
 	memset(d, 0, sizeof(*d));
 	d->log = tmpfile();
@@ -76,18 +76,10 @@ static int hdest_start(struct hdest *d)
 		dup2(fileno(d->log), STDERR_FILENO);
 		kvmmig_set_log(hdest_log, KVMMIG_LOG_ERR);
 		ret = mig_dest_run(&o, &rep);
-		_exit(ret == -DEST_CHECK_FAILED ? DEST_CHECK_FAILED :
-		      ret == -DEST_NO_PROGRESS ? DEST_NO_PROGRESS :
-		      ret ? DEST_RECEIVE_FAILED : DEST_OK);
+		_exit(dest_exit_code(ret));
 	}
 	close(pfd[1]);
-	if (d->pid < 0 || read(pfd[0], &port, sizeof(port)) != sizeof(port)) {
-		close(pfd[0]);
-		return -1;
-	}
-	close(pfd[0]);
-	snprintf(d->addr, sizeof(d->addr), "tcp:127.0.0.1:%d", port);
-	return 0;
+	return dest_child_addr(pfd[0], d->pid, "127.0.0.1", d->addr, sizeof(d->addr)) < 0 ? -1 : 0;
 }
 
 /* Its exit code (-1: a signal), its log in d->text. */

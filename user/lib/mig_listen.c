@@ -141,12 +141,16 @@ static int mig_pending_accept(struct mig_listener *l)
 	return 0;
 }
 
+enum { HELLO_IGNORED, HELLO_WANTED, HELLO_PARKED };
+
 /*
- * A complete hello: true if it is what @w waits for, else the connection
- * is set aside (a main channel we cannot serve is told why first).
+ * A complete hello: HELLO_WANTED if it is what @w waits for; HELLO_PARKED
+ * for a page channel that came before its main channel (their hellos race)
+ * and is kept, until its deadline, for when that session starts; else the
+ * connection is set aside (a main channel we cannot serve is told why).
  */
-static bool mig_hello_wanted(struct mig_listener *l, struct mig_pending *p,
-			     const struct mig_want *w)
+static int mig_hello_wanted(struct mig_listener *l, struct mig_pending *p,
+			    const struct mig_want *w)
 {
 	const struct mig_hello *h = &p->h;
 	int ret;
@@ -158,15 +162,10 @@ static bool mig_hello_wanted(struct mig_listener *l, struct mig_pending *p,
 		if (ret == -EPROTONOSUPPORT && !h->channel)
 			mig_refuse_source(p, ret, kvmmig_last_error());
 		mig_ignore(l, p, "%s", kvmmig_last_error());
-		return false;
+		return HELLO_IGNORED;
 	}
-	if (w->new_session) {
-		if (!h->channel)
-			return true;
-		mig_ignore(l, p, "channel %u of session %016llx, which is not being received here",
-			   h->channel, (unsigned long long)h->session);
-		return false;
-	}
+	if (w->new_session)
+		return h->channel ? HELLO_PARKED : HELLO_WANTED;
 	if (!h->channel) {
 		char why[160];
 
@@ -176,20 +175,36 @@ static bool mig_hello_wanted(struct mig_listener *l, struct mig_pending *p,
 		mig_refuse_source(p, -EBUSY, why);
 		mig_ignore(l, p, "a second source (session %016llx) while receiving session %016llx",
 			   (unsigned long long)h->session, (unsigned long long)w->session);
-		return false;
+		return HELLO_IGNORED;
 	}
 	if (h->session != w->session || h->nr_channels != w->nr_channels) {
 		mig_ignore(l, p, "channel %u of %u of session %016llx, expected one of %u of session %016llx",
 			   h->channel, h->nr_channels, (unsigned long long)h->session,
 			   w->nr_channels, (unsigned long long)w->session);
-		return false;
+		return HELLO_IGNORED;
 	}
 	if (w->taken[h->channel]) {
 		mig_ignore(l, p, "channel %u of session %016llx is already connected",
 			   h->channel, (unsigned long long)h->session);
-		return false;
+		return HELLO_IGNORED;
 	}
-	return true;
+	return HELLO_WANTED;
+}
+
+/* Its hello is complete (it is parked until its main channel comes). */
+static bool mig_pending_parked(const struct mig_pending *p)
+{
+	return p->got == sizeof(p->h);
+}
+
+/* Hand @p's connection over, blocking again. */
+static int mig_pending_take(struct mig_pending *p)
+{
+	int fd = p->fd;
+
+	p->fd = -1;
+	fcntl(fd, F_SETFL, 0);
+	return fd;
 }
 
 /* Read what has come of @p's hello; its fd if it is complete and wanted. */
@@ -197,7 +212,6 @@ static int mig_pending_read(struct mig_listener *l, struct mig_pending *p,
 			    const struct mig_want *w)
 {
 	ssize_t n;
-	int fd;
 
 	n = read(p->fd, (char *)&p->h + p->got, sizeof(p->h) - p->got);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -211,12 +225,25 @@ static int mig_pending_read(struct mig_listener *l, struct mig_pending *p,
 		return -EAGAIN;
 	}
 	p->got += n;
-	if (p->got < sizeof(p->h) || !mig_hello_wanted(l, p, w))
+	if (p->got < sizeof(p->h) || mig_hello_wanted(l, p, w) != HELLO_WANTED)
 		return -EAGAIN;
-	fd = p->fd;
-	p->fd = -1;
-	fcntl(fd, F_SETFL, 0);
-	return fd;
+	return mig_pending_take(p);
+}
+
+/* A parked page channel whose session @w now waits for, or -EAGAIN. */
+static int mig_parked_take(struct mig_listener *l, const struct mig_want *w, struct mig_hello *h)
+{
+	unsigned int i;
+
+	for (i = 0; i < MIG_LISTEN_MAX_PENDING; i++) {
+		struct mig_pending *p = &l->pend[i];
+
+		if (p->fd >= 0 && mig_pending_parked(p) && mig_hello_wanted(l, p, w) == HELLO_WANTED) {
+			*h = p->h;
+			return mig_pending_take(p);
+		}
+	}
+	return -EAGAIN;
 }
 
 static void mig_pending_expire(struct mig_listener *l, double now)
@@ -226,7 +253,12 @@ static void mig_pending_expire(struct mig_listener *l, double now)
 	for (i = 0; i < MIG_LISTEN_MAX_PENDING; i++) {
 		struct mig_pending *p = &l->pend[i];
 
-		if (p->fd >= 0 && now >= p->deadline)
+		if (p->fd < 0 || now < p->deadline)
+			continue;
+		if (mig_pending_parked(p))
+			mig_ignore(l, p, "channel %u of session %016llx, whose main channel did not come within the hello deadline of %d ms",
+				   p->h.channel, (unsigned long long)p->h.session, l->hello_timeout_ms);
+		else
 			mig_ignore(l, p, "%zu of %zu hello bytes within the hello deadline of %d ms",
 				   p->got, sizeof(p->h), l->hello_timeout_ms);
 	}
@@ -256,6 +288,9 @@ int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct m
 	int ret, fd;
 	bool busy;
 
+	fd = mig_parked_take(l, w, h);
+	if (fd >= 0)
+		return fd;
 	for (;;) {
 		if (cancel && *cancel) {
 			kvmmig_err("cancelled while waiting for a connection");
@@ -270,7 +305,8 @@ int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct m
 		/* Only a hang-up: data on it is the caller's, read later. */
 		pfd[1] = (struct pollfd){ .fd = watch_fd, .events = POLLRDHUP };
 		for (i = 0, n = 2; i < MIG_LISTEN_MAX_PENDING; i++) {
-			if (l->pend[i].fd < 0)
+			/* A parked one is not read on: what follows its hello waits. */
+			if (l->pend[i].fd < 0 || mig_pending_parked(&l->pend[i]))
 				continue;
 			slot[n - 2] = &l->pend[i];
 			pfd[n++] = (struct pollfd){ .fd = l->pend[i].fd, .events = POLLIN };

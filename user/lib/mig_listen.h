@@ -5,7 +5,9 @@
  * sent a valid hello of the session the caller waits for, within the hello
  * deadline.  Up to MIG_LISTEN_MAX_PENDING handshakes run at once under one
  * poll(), so a slow or silent peer delays no other; past that bound the
- * oldest is dropped.  Every connection set aside is closed and named in one
+ * oldest is dropped.  A page channel whose hello beats its main channel's
+ * is kept (parked) until its deadline for when that session starts.  Every
+ * connection set aside is closed and named in one
  * line (peer address and reason); the main channel of a source that cannot
  * be served (another version, another migration in progress) first gets an
  * ACK saying why.  Documentation/migration.rst, "One migration, one session".
@@ -25,7 +27,7 @@
 struct mig_pending {
 	int fd;			/* -1: a free slot */
 	double deadline;	/* mig_now() by which the hello must be complete */
-	size_t got;		/* hello bytes so far */
+	size_t got;		/* hello bytes so far; all: parked */
 	struct mig_hello h;
 	char peer[64];		/* "ADDR:PORT" */
 };
