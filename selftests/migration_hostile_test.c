@@ -332,7 +332,6 @@ static void second_source_progress(void *opaque, enum mig_state state,
 {
 	struct second_source *x = opaque;
 	struct mig_hello h = valid_hello(0x5ec0d, 0, 1);
-	struct timeval tv = { .tv_sec = 20 };
 	struct mig_rec rec;
 	struct mig_chan c;
 	void *buf;
@@ -345,8 +344,8 @@ static void second_source_progress(void *opaque, enum mig_state state,
 	fd = net_connect(x->addr, NULL);
 	if (fd < 0)
 		return;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	mig_chan_init(&c, fd, 0);
+	c.idle_timeout_ms = 20000;	/* the answer is due, not a hang */
 	buf = malloc(MIG_MAX_PAYLOAD);
 	if (buf && !net_write_all(fd, &h, sizeof(h), NULL))
 		x->ret = mig_chan_recv(&c, &rec, buf);
