@@ -46,7 +46,7 @@ struct guest_opts {
 	"  --dirty B            auto, bitmap, bitmap-manual, ring, module (default auto)\n" \
 	"  --ring-entries N     dirty ring entries per vCPU (default 65536)\n" \
 	"  --pages-per-sec N    rate workload: pages per second per vCPU\n"	\
-	"  --wss SIZE           seq/rand workloads: working set per vCPU\n"	\
+	"  --wss SIZE           seq/rand/rate workloads: working set per vCPU\n"	\
 	"  --compute-vcpus MASK these vCPUs only compute (bit mask, e.g. 0x2)\n"
 
 void guest_opts_init(struct guest_opts *g);

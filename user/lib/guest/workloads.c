@@ -6,9 +6,9 @@
  * UCALL_DONE.  They are the ways tests prove dirty tracking and migration
  * right: `incr` is QEMU migration-test's one-byte-per-page incrementer,
  * `random` is dirty_log_test's writer of the iteration number, `rate`
- * dirties a set number of pages per second, `compute` writes nothing but a
- * loop counter.  Guest instructions are emulated on a PVM host (~0.6 us
- * each), so the loops are kept short.
+ * dirties a set number of pages per second over its working set,
+ * `compute` writes nothing but a loop counter.  Guest instructions are
+ * emulated on a PVM host (~0.6 us each), so the loops are kept short.
  */
 #include "guest.h"
 
@@ -106,23 +106,37 @@ static void guest_random_writes(struct guest_vcpu_area *area, struct slice s)
 	}
 }
 
+/*
+ * The rate workload's schedule may lag this far before it restarts from
+ * now.  Short enough that a throttle sleep (10 ms and more) is lost time,
+ * not a burst afterwards: a vCPU throttled to p% then dirties about
+ * (1 - p/100) x its rate.  Long enough to absorb a VM exit or a short
+ * host preemption without losing pages.
+ */
+#define RATE_MAX_LAG_US		1000
+
+/*
+ * Dirty pages_per_sec pages a second, paced by the TSC, cycling over the
+ * first wss_pages of the slice (the whole slice when 0).
+ */
 static void guest_rate(struct guest_vcpu_area *area, struct slice s)
 {
 	struct guest_shared *g = GUEST_SHARED;
 	uint64_t interval = g->tsc_khz * 1000 / (g->pages_per_sec ? g->pages_per_sec : 1);
+	uint64_t max_lag = g->tsc_khz * RATE_MAX_LAG_US / 1000;
+	uint64_t wss = g->wss_pages && g->wss_pages < s.pages ? g->wss_pages : s.pages;
 	uint64_t next = guest_rdtsc(), page = 0, now;
 
 	for (;;) {
 		now = guest_rdtsc();
 		if (now < next)
 			continue;
-		/* Fell more than a second behind: pace from now, no burst. */
-		if (now - next > g->tsc_khz * 1000)
+		if (now - next > max_lag)
 			next = now;
 		next += interval;
 		*(volatile uint64_t *)(s.base + page * GUEST_PAGE_SIZE) = area->loops;
 		area->loops++;
-		if (++page == s.pages) {
+		if (++page == wss) {
 			page = 0;
 			if (guest_pass_done(area))
 				return;
