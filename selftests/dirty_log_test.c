@@ -8,10 +8,14 @@
  * reported by the next collection.  With 1 and 4 vCPUs, on several
  * memslots, collecting while the vCPUs run.  Further tests drive the ring
  * through KVM_EXIT_DIRTY_RING_FULL on purpose, and provoke an overflow to
- * check that no page is lost and no vCPU stalls.
+ * check that no page is lost and no vCPU stalls.  bitmap-manual with
+ * clear_on_send is driven as a migration drives it (collect, then clear
+ * each chunk just before "sending" it to a shadow copy), and the copy must
+ * end equal to guest memory.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "bitmap.h"
@@ -352,6 +356,120 @@ TEST(ring_overflow_recovery)
 	dirty_set_free(&set);
 	vm_destroy(vm);
 	free(snap);
+}
+
+#define SEND_CHUNK_PAGES	4096	/* what mig_queue_pages clears at a time */
+
+/*
+ * Send every pending page to @shadow as the migration source does: clear
+ * a chunk in the dirty source, then read its pending pages.
+ */
+static uint64_t send_pending(struct __test_metadata *_metadata, struct vm *vm,
+			     struct dirty_source *ds, unsigned long **pending, uint8_t **shadow)
+{
+	uint64_t sent = 0, first, i, n;
+	unsigned int s;
+
+	for (s = 0; s < vm->nr_slots; s++) {
+		uint64_t npages = vm->slots[s].size / GUEST_PAGE_SIZE;
+
+		for (first = 0; first < npages; first += SEND_CHUNK_PAGES) {
+			unsigned long *map = pending[s] + first / BITS_PER_LONG;
+			uint64_t off;
+
+			n = npages - first < SEND_CHUNK_PAGES ? npages - first : SEND_CHUNK_PAGES;
+			EXPECT_EQ(dirty_source_clear(ds, s, first, n, map), 0);
+			for (i = bitmap_next_set(map, n, 0); i < n; i = bitmap_next_set(map, n, i + 1)) {
+				off = (first + i) * GUEST_PAGE_SIZE;
+				memcpy(shadow[s] + off, (uint8_t *)vm->slots[s].hva + off,
+				       GUEST_PAGE_SIZE);
+				sent++;
+			}
+			bitmap_zero(map, n);
+		}
+	}
+	return sent;
+}
+
+static void collect_pending(struct __test_metadata *_metadata, struct vm *vm,
+			    struct dirty_source *ds, struct dirty_set *set,
+			    unsigned long **pending)
+{
+	unsigned int s;
+
+	dirty_set_clear(set);
+	ASSERT_GE(dirty_source_collect(ds, set), 0);
+	for (s = 0; s < vm->nr_slots; s++)
+		bitmap_or_count(pending[s], set->bitmaps[s], set->nr_pages[s]);
+}
+
+/*
+ * bitmap-manual re-protects a page only when the sender is about to read
+ * it.  A clear of anything more loses the writes made after the collection
+ * (the shadow ends stale); a clear that does nothing leaves the log full
+ * after the last send.  The guest writes on between collection and sending,
+ * with a new value each round, so a lost write shows.
+ */
+TEST(manual_clear_on_send)
+{
+	struct dirty_options opts = { .backend = DIRTY_BITMAP_MANUAL, .clear_on_send = true };
+	unsigned long *pending[VM_MAX_SLOTS] = { NULL };
+	uint8_t *shadow[VM_MAX_SLOTS] = { NULL };
+	uint64_t iter, i, prev = 0, sent = 0, stale = 0;
+	struct dirty_source *ds;
+	struct dirty_set set;
+	struct vm *vm;
+	unsigned int s;
+
+	if (kvm_cap(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) <= 0)
+		SKIP(return, "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 missing");
+	open_random_vm(_metadata, DIRTY_BITMAP_MANUAL, 2, 3, &opts, 0, &vm, &ds);
+	ASSERT_EQ(dirty_set_alloc(vm, &set), 0);
+	for (s = 0; s < vm->nr_slots; s++) {
+		shadow[s] = calloc(1, vm->slots[s].size);
+		pending[s] = bitmap_alloc(set.nr_pages[s]);
+		ASSERT_TRUE(shadow[s] && pending[s]);
+		bitmap_fill(pending[s], set.nr_pages[s]);	/* the first pass sends all */
+	}
+	ASSERT_EQ(vm_start(vm), 0);
+	for (iter = 1; iter <= TEST_ITERATIONS; iter++) {
+		sent += send_pending(_metadata, vm, ds, pending, shadow);
+		wait_for_writes(vm, prev + MIN_WRITES_PER_ITER);
+		prev = total_writes(vm);
+		collect_pending(_metadata, vm, ds, &set, pending);
+		ASSERT_EQ(vm_pause(vm), 0);
+		vm->shared->iteration = iter + 1;
+		ASSERT_EQ(vm_resume(vm), 0);
+		usleep(TEST_INTERVAL_US / 4);	/* writes after the collection */
+	}
+	ASSERT_EQ(vm_pause(vm), 0);
+	ASSERT_EQ(vm_failure(vm), NULL);
+	collect_pending(_metadata, vm, ds, &set, pending);
+	sent += send_pending(_metadata, vm, ds, pending, shadow);
+	/* The guest RAM slots (slot 0 also holds what the host wrote itself). */
+	for (s = 1; s < vm->nr_slots; s++)
+		for (i = 0; i < set.nr_pages[s]; i++) {
+			uint64_t off = i * GUEST_PAGE_SIZE;
+
+			if (memcmp(shadow[s] + off, (uint8_t *)vm->slots[s].hva + off,
+				   GUEST_PAGE_SIZE) && stale++ < 4)
+				TH_LOG("slot %u page %lu: a write was lost", s, i);
+		}
+	/* Paused and everything sent: nothing may still be dirty in KVM. */
+	dirty_set_clear(&set);
+	ASSERT_GE(dirty_source_collect(ds, &set), 0);
+	TH_LOG("%lu pages sent, %lu guest writes, %lu still dirty after the last send",
+	       sent, prev, dirty_set_count(&set));
+	ASSERT_EQ(stale, (uint64_t)0);
+	ASSERT_EQ(dirty_set_count(&set), (uint64_t)0);
+	vm_stop(vm);
+	dirty_source_close(ds);
+	dirty_set_free(&set);
+	vm_destroy(vm);
+	for (s = 0; s < VM_MAX_SLOTS; s++) {
+		free(shadow[s]);
+		free(pending[s]);
+	}
 }
 
 TEST_HARNESS_MAIN

@@ -8,7 +8,9 @@
  * migration-test's one-edge check.  The policies are made to work: the link
  * is capped below the guest's dirty rate, so the guest cannot converge
  * without being throttled (max-passes turns a failure to converge into a
- * test failure instead of a hang).
+ * test failure instead of a hang).  A few combinations run again on the
+ * bitmap-manual dirty source, which re-protects pages only just before
+ * sending them: no page may be lost there either.
  */
 #include "kselftest_harness.h"
 #include "mig_test_util.h"
@@ -26,6 +28,7 @@ FIXTURE_VARIANT(mig) {
 	enum mig_policy policy;
 	unsigned int channels;
 	bool zero;
+	enum dirty_backend backend;	/* DIRTY_AUTO: the best the host has */
 };
 
 #define MIG_VARIANT(s, p, c, z)							\
@@ -44,10 +47,22 @@ MIG_VARIANTS_P(LEGACY);
 MIG_VARIANTS_P(BACKGROUND);
 MIG_VARIANTS_P(PERIODIC);
 
+#define MIG_VARIANT_MANUAL(s, p, c, z)						\
+	FIXTURE_VARIANT_ADD(mig, manual_##s##_##p##_ch##c##_##z) {		\
+		.sync = MIG_SYNC_##s, .policy = MIG_POLICY_##p,			\
+		.channels = c, .zero = !strcmp(#z, "zero"),			\
+		.backend = DIRTY_BITMAP_MANUAL,					\
+	}
+MIG_VARIANT_MANUAL(LEGACY, NONE, 1, zero);
+MIG_VARIANT_MANUAL(BACKGROUND, AUTO_CONVERGE, 4, nozero);
+MIG_VARIANT_MANUAL(PERIODIC, AUTO_CONVERGE, 1, zero);
+
 FIXTURE_SETUP(mig)
 {
-	enum dirty_backend backend = DIRTY_AUTO;
+	enum dirty_backend backend = variant->backend;
 
+	if (backend == DIRTY_BITMAP_MANUAL && kvm_cap(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) <= 0)
+		SKIP(return, "KVM lacks KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2");
 	self->vm = source_guest(2, GUEST_RAM, &backend);
 	ASSERT_NE(self->vm, NULL);
 	ASSERT_EQ(dest_child_start(&self->dest, "127.0.0.1", NULL), 0);
@@ -72,6 +87,7 @@ TEST_F_TIMEOUT(mig, incr_guest_survives, 300)
 	p->policy = variant->policy;
 	p->multifd_channels = variant->channels;
 	p->zero_page_detection = variant->zero;
+	p->dirty_backend = variant->backend;
 	p->sync_interval_ms = 300;
 	p->max_passes = 400;
 	p->downtime_limit_ms = 500;
@@ -84,8 +100,9 @@ TEST_F_TIMEOUT(mig, incr_guest_survives, 300)
 		p->max_bandwidth = CAPPED_LINK;
 
 	ret = mig_source_run(self->vm, &o, &rep);
-	TH_LOG("%s/%s/%u ch/%s: %s in %.2f s, %llu passes, %llu syncs, max throttle %u%%, downtime %.0f ms, %llu zero pages, %llu ring overflows%s%s",
-	       mig_sync_mode_name(p->sync_mode), mig_policy_name(p->policy), p->multifd_channels,
+	TH_LOG("%s: %s/%s/%u ch/%s: %s in %.2f s, %llu passes, %llu syncs, max throttle %u%%, downtime %.0f ms, %llu zero pages, %llu ring overflows%s%s",
+	       rep.dirty_backend, mig_sync_mode_name(p->sync_mode), mig_policy_name(p->policy),
+	       p->multifd_channels,
 	       p->zero_page_detection ? "zero" : "nozero", mig_state_name(rep.state), rep.total_s,
 	       (unsigned long long)rep.passes, (unsigned long long)rep.syncs, rep.max_throttle_pct,
 	       rep.downtime_ms, (unsigned long long)rep.zero_pages,

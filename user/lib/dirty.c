@@ -182,6 +182,14 @@ int dirty_source_collect(struct dirty_source *ds, struct dirty_set *out)
 	return ret;
 }
 
+int dirty_source_clear(struct dirty_source *ds, unsigned int slot, uint64_t first_page,
+		       uint64_t npages, const unsigned long *bits)
+{
+	if (!ds->opts.clear_on_send || !ds->ops->clear)
+		return 0;
+	return ds->ops->clear(ds, slot, first_page, npages, bits);
+}
+
 int dirty_source_vcpu_counts(struct dirty_source *ds, uint64_t *counts)
 {
 	if (!ds->ops->vcpu_counts)

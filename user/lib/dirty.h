@@ -3,13 +3,16 @@
  * Dirty sources: one interface over the ways of learning which guest pages
  * were written since the last collection.  Backends: "bitmap"
  * (KVM_GET_DIRTY_LOG, get-and-clear), "bitmap-manual"
- * (KVM_CLEAR_DIRTY_LOG after each get), "ring" (per-vCPU dirty rings with a
- * concurrent reaper) and, with kvmmig.ko, "module".  A collection ORs the
- * pages dirtied since the previous one into the caller's per-slot bitmaps
- * (bit i of slot s = page i of vm->slots[s]) and, where the backend knows
- * them, adds per-vCPU counts.  Every page a backend reports has already been
- * write-protected again, so a caller may read it and trust that any later
- * write is reported by a later collection.
+ * (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: get, and KVM_CLEAR_DIRTY_LOG apart),
+ * "ring" (per-vCPU dirty rings with a concurrent reaper) and, with
+ * kvmmig.ko, "module".  A collection ORs the pages dirtied since the
+ * previous one into the caller's per-slot bitmaps (bit i of slot s = page i
+ * of vm->slots[s]) and, where the backend knows them, adds per-vCPU counts.
+ * Every page a backend reports has already been write-protected again, so a
+ * caller may read it and trust that any later write is reported by a later
+ * collection; with dirty_options.clear_on_send that is true only once the
+ * caller has passed the page to dirty_source_clear(), which it does just
+ * before reading it (Documentation/dirty-sources.rst).
  */
 #ifndef KVMMIG_DIRTY_H
 #define KVMMIG_DIRTY_H
@@ -58,6 +61,14 @@ struct dirty_source_ops {
 	int (*collect)(struct dirty_source *ds, struct dirty_set *out);
 	/* cumulative pages dirtied per vCPU, without a collection (optional) */
 	int (*vcpu_counts)(struct dirty_source *ds, uint64_t *counts);
+	/*
+	 * clear_on_send: re-protect the reported pages among @npages from
+	 * @first_page of @slot (set bits of @bits, bit 0 = @first_page), which
+	 * the caller is about to read (optional: backends that re-protect in
+	 * collect have nothing to do)
+	 */
+	int (*clear)(struct dirty_source *ds, unsigned int slot, uint64_t first_page,
+		     uint64_t npages, const unsigned long *bits);
 	/* KVM_EXIT_DIRTY_RING_FULL on a vCPU, called in its thread */
 	int (*ring_full)(struct dirty_source *ds, unsigned int vcpu);
 	void (*stop)(struct dirty_source *ds);
@@ -68,6 +79,9 @@ struct dirty_options {
 	unsigned int reap_interval_us;	/* ring: reaper period (0: default 500) */
 	bool no_reaper;			/* ring: harvest only on ring-full exits
 					   and collections (tests) */
+	bool clear_on_send;		/* bitmap-manual: collections only read
+					   the log; dirty_source_clear()
+					   re-protects just before sending */
 };
 
 struct dirty_source {
@@ -88,6 +102,16 @@ int dirty_prepare_config(enum dirty_backend backend, struct vm_config *cfg);
 int dirty_source_open(struct vm *vm, const struct dirty_options *opts,
 		      struct dirty_source **out);
 int dirty_source_collect(struct dirty_source *ds, struct dirty_set *out);
+/*
+ * With clear_on_send, call just before reading (sending) pages: re-protects
+ * the set bits of @bits (bit 0 = @first_page; @first_page a multiple of 64,
+ * @npages too unless the range ends the slot), so a write from now on is
+ * reported by a later collection.  Clear only pages about to be read: a
+ * page cleared and not read would be lost.  0, or a negative errno; does
+ * nothing for backends that re-protect in collect.
+ */
+int dirty_source_clear(struct dirty_source *ds, unsigned int slot, uint64_t first_page,
+		       uint64_t npages, const unsigned long *bits);
 void dirty_source_close(struct dirty_source *ds);
 /*
  * Pages each vCPU has dirtied since the source opened (nr_vcpus counters),

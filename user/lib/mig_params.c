@@ -26,6 +26,7 @@ void mig_params_init(struct mig_params *p)
 	p->vcpu_dirty_limit = 1;
 	p->dirty_limit_period_ms = 1000;
 	p->dirty_backend = DIRTY_AUTO;
+	p->dirty_clear_on_send = true;
 	p->connect_timeout_ms = NET_CONNECT_TIMEOUT_MS;
 	p->io_timeout_ms = NET_IO_TIMEOUT_MS;
 }

@@ -360,8 +360,19 @@ int mig_queue_pages(struct mig_src *s, unsigned int slot, unsigned long *map, ui
 	int ret;
 
 	for (w = 0; w < nwords; w++) {
-		unsigned long bits = map[w];
+		unsigned long bits;
 
+		/* bitmap-manual re-protects each 4096-page chunk just before sending it. */
+		if ((w & 63) == 0) {
+			uint64_t first = w * BITS_PER_LONG, left = npages - first;
+			uint64_t chunk = 64 * BITS_PER_LONG;
+
+			ret = dirty_source_clear(s->ds, slot, first, left < chunk ? left : chunk,
+						 &map[w]);
+			if (ret)
+				return ret;
+		}
+		bits = map[w];
 		/* Taken out of bmap before it is sent: a later sync may set it again. */
 		map[w] = 0;
 		while (bits) {
@@ -671,7 +682,10 @@ static void mig_release_guest(struct mig_src *s)
 
 static int mig_source_setup(struct mig_src *s)
 {
-	struct dirty_options dopts = { .backend = s->p.dirty_backend };
+	struct dirty_options dopts = {
+		.backend = s->p.dirty_backend,
+		.clear_on_send = s->p.dirty_clear_on_send,
+	};
 	int ret;
 
 	/* Cancelled before it began: nothing is touched, nobody contacted. */

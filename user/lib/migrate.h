@@ -58,6 +58,9 @@ struct mig_params {
 	unsigned int max_passes;		/* give up after this many, 0 = never */
 	enum mig_rate_source rate_source;	/* x-rate-source, dirty */
 	enum dirty_backend dirty_backend;
+	bool dirty_clear_on_send;		/* bitmap-manual re-protects each chunk
+						   just before sending it (true), or at
+						   each sync as before (benchmarks) */
 	unsigned int connect_timeout_ms;	/* connect-timeout, 10 s */
 	unsigned int io_timeout_ms;		/* io-timeout: no progress on a channel, 30 s */
 };
