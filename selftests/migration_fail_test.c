@@ -540,7 +540,7 @@ static void fault_region(const struct vm *vm, enum region reg, uint64_t k, uint6
 		break;
 	case REG_END:
 		*lo = config + vm->cfg.nr_vcpus * vcpu;
-		*hi = *lo + rec + sizeof(struct mig_end);
+		*hi = *lo + rec + sizeof(struct mig_handover);
 		break;
 	case REG_PAGES_HDR:
 		*lo = at, *hi = at + rec;

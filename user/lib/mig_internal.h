@@ -50,6 +50,7 @@ struct mig_src;
 struct mig_sender {
 	struct mig_src *src;
 	struct mig_chan chan;
+	struct mig_tally tally;		/* what this channel sent, for END */
 	pthread_t thread;
 	bool started;
 	struct mig_pages *hdr;		/* header + entries of one record */
@@ -73,9 +74,32 @@ struct mig_src {
 	bool rates_ok;			/* the policy reads per-vCPU rates */
 
 	struct mig_chan main;
-	void *rxbuf;
+	struct mig_tally main_tally;	/* what the main channel sent, for END */
 	unsigned int nr_senders;
 	struct mig_sender *senders;
+
+	/*
+	 * The return path: a thread reads the main channel for the whole
+	 * migration.  Before END anything from the destination fails the
+	 * migration; from END on, it passes one record at a time to the
+	 * migration thread (rp_have), or the channel's end (rp_err).
+	 */
+	pthread_t rp_thread;
+	bool rp_started;
+	struct mig_chan rp_chan;	/* the main channel's receiving side */
+	pthread_mutex_t rplock;
+	pthread_cond_t rpcond;
+	bool rp_handover;		/* END sent: records are answers */
+	bool rp_have;			/* rp_rec/rp_buf hold an unread record */
+	int rp_err;			/* the channel ended: why */
+	char rp_msg[256];		/* ... in words */
+	bool peer_failed;		/* ... an ACK: the destination gave up */
+	struct mig_rec rp_rec;
+	void *rp_buf;
+
+	/* the handover (Documentation/handover.rst) */
+	struct mig_handover end;	/* as sent in END */
+	bool committed;			/* COMMIT may have reached the destination */
 
 	/* the batch queue; error is the first failure of any thread */
 	pthread_mutex_t qlock;
@@ -96,6 +120,25 @@ struct mig_src {
 };
 
 int mig_between_batches(struct mig_src *s);
+/* The first failure of any thread: recorded, and every waiter woken. */
+void mig_src_fail(struct mig_src *s, int err);
+
+/* The return path and the handover (mig_handover.c). */
+int mig_rp_start(struct mig_src *s);
+void mig_rp_linger(struct mig_src *s, unsigned int ms);
+void mig_rp_stop(struct mig_src *s);
+/* Send a record, counting it into @t for END. */
+int mig_send_tallied(struct mig_chan *c, struct mig_tally *t, uint32_t type,
+		     const struct iovec *iov, int iovcnt);
+int mig_send_main(struct mig_src *s, uint32_t type, const void *payload, uint32_t len);
+/*
+ * END to the decision.  0: the guest runs on the destination.  An error
+ * with s->committed clear: resume here.  With it set: the destination may
+ * hold the guest; never resume.
+ */
+int mig_handover(struct mig_src *s);
+/* After resuming: tell a destination that got END to discard its copy. */
+void mig_handover_abort(struct mig_src *s);
 /* The CONFIG payload describing @vm (calloc'd, @len bytes), or NULL. */
 struct mig_config *mig_config_of(const struct vm *vm, size_t *len);
 

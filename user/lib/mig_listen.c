@@ -155,6 +155,18 @@ static int mig_hello_wanted(struct mig_listener *l, struct mig_pending *p,
 	const struct mig_hello *h = &p->h;
 	int ret;
 
+	/* A source re-delivering its handover decision (handover.rst). */
+	if (w->recover && h->flags == MIG_HELLO_RECOVER) {
+		kvmmig_log_quiet(true);
+		ret = mig_hello_check_recover(h);
+		kvmmig_log_quiet(false);
+		if (!ret && h->session == w->session)
+			return HELLO_WANTED;
+		mig_ignore(l, p, "a recovery connection of session %016llx, expected session %016llx%s%s",
+			   (unsigned long long)h->session, (unsigned long long)w->session,
+			   ret ? ": " : "", ret ? kvmmig_last_error() : "");
+		return HELLO_IGNORED;
+	}
 	kvmmig_log_quiet(true);
 	ret = mig_hello_check(h);
 	kvmmig_log_quiet(false);

@@ -43,6 +43,7 @@ struct mig_listener {
 /* What mig_listener_next() waits for. */
 struct mig_want {
 	bool new_session;	/* the main channel of a new session; else: */
+	bool recover;		/* ... or a recovery connection (MIG_HELLO_RECOVER) of: */
 	uint64_t session;	/* a page channel of this session */
 	uint32_t nr_channels;	/* whose hello announces this many channels */
 	const bool *taken;	/* [nr_channels]: channels already connected */

@@ -9,9 +9,11 @@
  * migration thread runs the sync engine (mig_sync.c) and the convergence
  * policies (mig_throttle.c), and decides when the rest fits the downtime
  * limit; then it pauses the guest, sends the last pages and the vCPU state
- * and waits for the destination to say the guest runs there.  Any failure
- * or a cancel unwinds in one place, mig_source_abort(), which leaves the
- * source guest running with tracking and throttles removed.
+ * and hands the guest over in two phases (mig_handover.c).  A return-path
+ * thread reads the destination's answers for the whole migration.  Any
+ * failure or a cancel before COMMIT unwinds in one place,
+ * mig_source_abort(), which leaves the source guest running with tracking
+ * and throttles removed; after COMMIT the guest is never resumed here.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -31,7 +33,7 @@
 
 /* Batches in flight: enough to keep every channel busy, not a buffer of RAM. */
 #define MIG_QUEUE_DEPTH		16
-#define MIG_ACK_TIMEOUT_S	60
+#define MIG_PEER_WORD_MS	1000	/* after a failure: how long the destination may take to say why */
 /* A cancel waits this long for the destination to take it: a signal ends us within 1 s. */
 #define MIG_CANCEL_ACK_MS	300
 
@@ -41,6 +43,16 @@ double mig_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void mig_cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &a);
+	pthread_condattr_destroy(&a);
 }
 
 /* ---- the queue of batches between the migration thread and the senders ---- */
@@ -71,7 +83,7 @@ static int queue_drain(struct mig_src *s)
 	return s->error;
 }
 
-static void mig_src_fail(struct mig_src *s, int err)
+void mig_src_fail(struct mig_src *s, int err)
 {
 	pthread_mutex_lock(&s->qlock);
 	if (!s->error) {
@@ -164,7 +176,7 @@ static int sender_send_job(struct mig_src *s, struct mig_sender *snd, const stru
 	bandwidth_take(s, bytes);
 	if (mig_cancelled(s))
 		return mig_check_cancel(s);
-	ret = mig_chan_sendv(&snd->chan, MIG_REC_PAGES, iov, nr_data ? 2 : 1);
+	ret = mig_send_tallied(&snd->chan, &snd->tally, MIG_REC_PAGES, iov, nr_data ? 2 : 1);
 	if (ret)
 		return ret;
 	__atomic_add_fetch(&s->bytes_sent, bytes, __ATOMIC_RELAXED);
@@ -276,24 +288,30 @@ static int mig_send_config(struct mig_src *s)
 	cfg = mig_config_of(s->vm, &len);
 	if (!cfg)
 		return -ENOMEM;
-	ret = mig_chan_send(&s->main, MIG_REC_CONFIG, cfg, len);
+	ret = mig_send_main(s, MIG_REC_CONFIG, cfg, len);
 	free(cfg);
 	return ret;
 }
 
 static int mig_start_senders(struct mig_src *s)
 {
+	struct mig_sender *senders;
 	unsigned int i;
 	int ret;
 
-	s->senders = calloc(s->nr_senders, sizeof(*s->senders));
-	if (!s->senders)
+	senders = calloc(s->nr_senders, sizeof(*senders));
+	if (!senders)
 		return -ENOMEM;
+	for (i = 0; i < s->nr_senders; i++)
+		senders[i].chan.fd = -1;
+	/* The return path may shut the channels down from now on. */
+	pthread_mutex_lock(&s->qlock);
+	s->senders = senders;
+	pthread_mutex_unlock(&s->qlock);
 	for (i = 0; i < s->nr_senders; i++) {
 		struct mig_sender *snd = &s->senders[i];
 
 		snd->src = s;
-		snd->chan.fd = -1;
 		snd->hdr = malloc(sizeof(struct mig_pages) + MIG_MAX_BATCH * sizeof(uint64_t));
 		snd->data = aligned_alloc(64, MIG_MAX_BATCH * GUEST_PAGE_SIZE);
 		if (!snd->hdr || !snd->data)
@@ -502,33 +520,8 @@ static bool mig_can_switch(struct mig_src *s)
 
 /* ---- switchover ---- */
 
-static int mig_wait_ack(struct mig_src *s, int timeout_ms)
-{
-	struct mig_rec rec;
-	struct mig_ack *ack = s->rxbuf;
-	int ret;
-
-	s->main.idle_timeout_ms = timeout_ms;
-	ret = mig_chan_recv(&s->main, &rec, s->rxbuf);
-	s->main.idle_timeout_ms = 0;
-	if (ret)
-		return ret;
-	if (rec.type != MIG_REC_ACK || rec.len != sizeof(*ack)) {
-		kvmmig_err("the destination answered with a %s record, expected ACK",
-			   mig_rec_name(rec.type));
-		return -EPROTO;
-	}
-	ack->msg[sizeof(ack->msg) - 1] = '\0';
-	if (ack->status) {
-		kvmmig_err("the destination failed: %s", ack->msg);
-		return ack->status < 0 ? ack->status : -EIO;
-	}
-	return 0;
-}
-
 static int mig_switchover(struct mig_src *s)
 {
-	struct mig_end end;
 	struct {
 		struct mig_vcpu hdr;
 		struct vcpu_state_blob st;
@@ -567,22 +560,23 @@ static int mig_switchover(struct mig_src *s)
 		v.hdr.size = sizeof(v.st);
 		ret = vcpu_save_state(&s->vm->vcpus[i], &v.st);
 		if (!ret)
-			ret = mig_chan_send(&s->main, MIG_REC_VCPU, &v, sizeof(v));
+			ret = mig_send_main(s, MIG_REC_VCPU, &v, sizeof(v));
 	}
 	if (ret)
 		return ret;
 	/* Every channel says it is done; the main channel says it last. */
 	sync.pass = s->sync.gen;
-	for (i = 0; i < s->nr_senders && !ret; i++)
-		ret = mig_chan_send(&s->senders[i].chan, MIG_REC_SYNC, &sync, sizeof(sync));
-	end.passes = s->pass;
-	end.pages = s->pages_sent + s->zero_pages;
+	for (i = 0; i < s->nr_senders && !ret; i++) {
+		struct iovec iov = { .iov_base = &sync, .iov_len = sizeof(sync) };
+
+		ret = mig_send_tallied(&s->senders[i].chan, &s->senders[i].tally, MIG_REC_SYNC,
+				       &iov, 1);
+	}
 	if (!ret)
 		ret = mig_check_cancel(s);
+	/* END, and the destination's answers: Documentation/handover.rst. */
 	if (!ret)
-		ret = mig_chan_send(&s->main, MIG_REC_END, &end, sizeof(end));
-	if (!ret)
-		ret = mig_wait_ack(s, MIG_ACK_TIMEOUT_S * 1000);
+		ret = mig_handover(s);
 	if (ret)
 		return ret;
 	s->rep->downtime_ms = (mig_now() - s->t_pause) * 1000.0;
@@ -706,6 +700,8 @@ static int mig_source_setup(struct mig_src *s)
 		return ret;
 	ret = mig_connect_channel(s, &s->main, 0);
 	if (!ret)
+		ret = mig_rp_start(s);
+	if (!ret)
 		ret = mig_send_config(s);
 	if (!ret)
 		ret = mig_start_senders(s);
@@ -715,12 +711,13 @@ static int mig_source_setup(struct mig_src *s)
 /* After a failure the destination may have said why on the return path. */
 static void mig_fetch_peer_error(struct mig_src *s, int err)
 {
-	if (s->main.fd < 0 || err == -ECANCELED)
+	if (err == -ECANCELED)
 		return;
-	kvmmig_log_quiet(true);
-	if (mig_wait_ack(s, 1000) && strstr(kvmmig_last_error(), "the destination failed"))
-		snprintf(s->rep->error, sizeof(s->rep->error), "%s", kvmmig_last_error());
-	kvmmig_log_quiet(false);
+	mig_rp_linger(s, MIG_PEER_WORD_MS);
+	pthread_mutex_lock(&s->rplock);
+	if (s->peer_failed)
+		snprintf(s->rep->error, sizeof(s->rep->error), "%s", s->rp_msg);
+	pthread_mutex_unlock(&s->rplock);
 }
 
 static void mig_source_abort(struct mig_src *s, int err)
@@ -729,13 +726,11 @@ static void mig_source_abort(struct mig_src *s, int err)
 	/* Telling the destination must not be cut short by the cancel itself. */
 	s->main.wait.cancel = NULL;
 	s->main.wait.timeout_ms = MIG_CANCEL_ACK_MS;
-	if (s->main.fd >= 0 && err == -ECANCELED &&
-	    !mig_chan_send(&s->main, MIG_REC_CANCEL, NULL, 0)) {
+	/* Before END a cancel is a CANCEL; after it, an ABORT (below). */
+	if (s->main.fd >= 0 && err == -ECANCELED && !s->end.session &&
+	    !mig_send_main(s, MIG_REC_CANCEL, NULL, 0))
 		/* Let the destination take the cancel before the channels close. */
-		kvmmig_log_quiet(true);
-		mig_wait_ack(s, MIG_CANCEL_ACK_MS);
-		kvmmig_log_quiet(false);
-	}
+		mig_rp_linger(s, MIG_CANCEL_ACK_MS);
 	mig_stop_senders(s);
 	mig_fetch_peer_error(s, err);
 	/* The source guest carries on as if nothing happened. */
@@ -743,8 +738,24 @@ static void mig_source_abort(struct mig_src *s, int err)
 	if (s->paused)
 		vm_resume(s->vm);
 	s->paused = false;
+	/* It never sent COMMIT: the destination cannot have started. */
+	mig_handover_abort(s);
 	s->state = err == -ECANCELED ? MIG_CANCELLED : MIG_FAILED;
 	s->rep->state = s->state;
+}
+
+/*
+ * COMMIT may have reached the destination and nothing settled whether it
+ * runs the guest: this copy stays stopped, whatever happens.
+ */
+static void mig_source_given_up(struct mig_src *s, int err)
+{
+	mig_src_fail(s, err);
+	mig_stop_senders(s);
+	mig_release_guest(s);
+	vm_stop(s->vm);
+	s->paused = false;
+	s->state = s->rep->state = MIG_FAILED;
 }
 
 int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig_report *rep)
@@ -765,8 +776,10 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	s->nr_senders = s->p.multifd_channels ? s->p.multifd_channels : 1;
 	s->progress_interval = opts->progress_interval_s > 0 ? opts->progress_interval_s : 0.5;
 	s->session = ((uint64_t)getpid() << 32) ^ (uint64_t)(mig_now() * 1e9);
-	s->rxbuf = malloc(MIG_MAX_PAYLOAD);
+	s->rp_buf = malloc(MIG_MAX_PAYLOAD);
 	pthread_mutex_init(&s->qlock, NULL);
+	pthread_mutex_init(&s->rplock, NULL);
+	mig_cond_init_monotonic(&s->rpcond);
 	pthread_mutex_init(&s->bwlock, NULL);
 	pthread_cond_init(&s->qwork, NULL);
 	pthread_cond_init(&s->qspace, NULL);
@@ -775,7 +788,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	s->t_start = s->tp_last = s->bw_last = mig_now();
 	s->state = MIG_SETUP;
 
-	ret = s->rxbuf ? mig_source_setup(s) : -ENOMEM;
+	ret = s->rp_buf ? mig_source_setup(s) : -ENOMEM;
 	rep->setup_ms = (mig_now() - s->t_start) * 1000.0;
 	s->state = MIG_ACTIVE;
 	while (!ret) {
@@ -807,7 +820,9 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	rep->ring_overflows = s->ds ? s->ds->stats.overflows : 0;
 	rep->total_s = mig_now() - s->t_start;
 	rep->throughput = rep->total_s > 0 ? rep->bytes_sent / rep->total_s : 0;
-	if (ret) {
+	if (ret && s->committed) {
+		mig_source_given_up(s, ret);
+	} else if (ret) {
 		mig_source_abort(s, ret);
 	} else {
 		s->state = rep->state = MIG_COMPLETED;
@@ -817,9 +832,10 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 		vm_stop(vm);
 	}
 	mig_sample(s, false);
+	mig_rp_stop(s);
 	mig_close_all(s);
 	mig_sync_free(&s->sync);
-	free(s->rxbuf);
+	free(s->rp_buf);
 	free(s);
 	return ret;
 }

@@ -70,7 +70,7 @@ void mig_params_init(struct mig_params *p);
 enum mig_state {
 	MIG_SETUP,
 	MIG_ACTIVE,		/* precopy passes */
-	MIG_SWITCHOVER,		/* source paused, last pages and vCPU state */
+	MIG_SWITCHOVER,		/* source paused, last pages, vCPU state, handover */
 	MIG_COMPLETED,
 	MIG_FAILED,
 	MIG_CANCELLED,
@@ -123,7 +123,11 @@ struct mig_source_opts {
 	mig_progress_fn progress;
 	void *opaque;
 	double progress_interval_s;	/* 0: 0.5 s */
+	unsigned int handover_timeout_ms;	/* each handover wait; 0: MIG_HANDOVER_TIMEOUT_MS */
 };
+
+/* The default deadline of each handover wait (PREPARED, COMMIT, STARTED, recovery). */
+#define MIG_HANDOVER_TIMEOUT_MS	30000
 
 /*
  * Migrate the running guest @vm to a `kvmmig receive` at opts->to.  On
@@ -143,10 +147,34 @@ struct mig_dest_opts {
 	/* Called with the guest running on this side; its return is ours. */
 	int (*resumed)(void *opaque, struct vm *vm);
 	void *opaque;
+	unsigned int handover_timeout_ms;	/* 0: MIG_HANDOVER_TIMEOUT_MS */
 };
 
-/* Receive a guest, resume it, call opts->resumed.  Returns 0 or -errno. */
+/*
+ * Receive a guest, resume it when the source commits (handover.rst), call
+ * opts->resumed.  Returns 0 or -errno.
+ */
 int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *report);
+
+/*
+ * Settling an undecided handover (user/lib/mig_settle.c): the waiting side
+ * listens on a control socket named by its role and the session; a settle
+ * command tells it what to do and gets its answer in @answer.
+ */
+enum mig_settle_cmd {
+	MIG_SETTLE_START,	/* destination: run the guest */
+	MIG_SETTLE_RESUME,	/* source: run the guest */
+	MIG_SETTLE_DISCARD,	/* either: drop this side's copy */
+	MIG_SETTLE_MAX,
+};
+
+const char *mig_settle_name(enum mig_settle_cmd cmd);
+int mig_settle(bool source, uint64_t session, enum mig_settle_cmd cmd, char *answer,
+	       size_t len);
+int mig_settle_listen(bool source, uint64_t session);
+/* Accept one command: the connection to answer on, or -EAGAIN for junk. */
+int mig_settle_take(int lfd, uint64_t session, enum mig_settle_cmd *cmd);
+void mig_settle_reply(int fd, int status, const char *msg);
 
 /* CLOCK_MONOTONIC in seconds. */
 double mig_now(void);

@@ -25,6 +25,10 @@ static const char *const rec_names[MIG_REC_MAX] = {
 	[MIG_REC_END] = "END",
 	[MIG_REC_ACK] = "ACK",
 	[MIG_REC_CANCEL] = "CANCEL",
+	[MIG_REC_PREPARED] = "PREPARED",
+	[MIG_REC_COMMIT] = "COMMIT",
+	[MIG_REC_ABORT] = "ABORT",
+	[MIG_REC_STARTED] = "STARTED",
 };
 
 const char *mig_rec_name(uint32_t type)
@@ -39,7 +43,7 @@ void mig_hello_seal(struct mig_hello *h)
 	h->crc = crc32c(0, h, offsetof(struct mig_hello, crc));
 }
 
-int mig_hello_check(const struct mig_hello *h)
+static int mig_hello_check_flags(const struct mig_hello *h, uint32_t flags)
 {
 	if (h->magic != MIG_MAGIC) {
 		kvmmig_err("not a kvmmig migration stream (magic 0x%016llx, expected 0x%016llx)",
@@ -55,7 +59,7 @@ int mig_hello_check(const struct mig_hello *h)
 		kvmmig_err("migration stream hello block is corrupted (checksum mismatch)");
 		return -EBADMSG;
 	}
-	if (h->flags || h->reserved[0] || h->reserved[1] || h->pad) {
+	if (h->flags != flags || h->reserved[0] || h->reserved[1] || h->pad) {
 		kvmmig_err("migration stream hello has unknown flags or non-zero reserved fields");
 		return -EPROTO;
 	}
@@ -63,6 +67,100 @@ int mig_hello_check(const struct mig_hello *h)
 		kvmmig_err("migration stream hello: channel %u of %u is out of range",
 			   h->channel, h->nr_channels);
 		return -EPROTO;
+	}
+	return 0;
+}
+
+int mig_hello_check(const struct mig_hello *h)
+{
+	return mig_hello_check_flags(h, 0);
+}
+
+int mig_hello_check_recover(const struct mig_hello *h)
+{
+	int ret = mig_hello_check_flags(h, MIG_HELLO_RECOVER);
+
+	if (!ret && h->nr_channels != 1) {
+		kvmmig_err("a recovery connection announces %u channels, expected 1",
+			   h->nr_channels);
+		return -EPROTO;
+	}
+	return ret;
+}
+
+/* The header carries the payload's CRC: chaining headers covers payloads. */
+void mig_tally_add(struct mig_tally *t, const struct mig_rec *r)
+{
+	t->digest = crc32c(t->digest, r, sizeof(*r));
+	t->records++;
+}
+
+void mig_tally_sent(struct mig_tally *t, uint32_t type, uint64_t seq, const struct iovec *iov,
+		    int iovcnt)
+{
+	struct mig_rec r = { .type = type, .seq = seq };
+	int i;
+
+	for (i = 0; i < iovcnt; i++) {
+		r.crc = crc32c(r.crc, iov[i].iov_base, iov[i].iov_len);
+		r.len += iov[i].iov_len;
+	}
+	r.hcrc = crc32c(0, &r, offsetof(struct mig_rec, hcrc));
+	mig_tally_add(t, &r);
+}
+
+int mig_handover_check(const struct mig_handover *h, uint32_t len, const char *what)
+{
+	uint32_t i;
+
+	if (len != sizeof(*h) || !h->nr_channels || h->nr_channels > MIG_MAX_CHANNELS ||
+	    h->flags) {
+		kvmmig_err("bad %s record: %u bytes (%zu expected), %u channels (1 to %u), flags 0x%x",
+			   what, len, sizeof(*h), len == sizeof(*h) ? h->nr_channels : 0,
+			   MIG_MAX_CHANNELS, len == sizeof(*h) ? h->flags : 0);
+		return -EBADMSG;
+	}
+	for (i = 0; i < MIG_MAX_CHANNELS; i++) {
+		if (h->ch[i].pad || (i >= h->nr_channels && (h->ch[i].records ||
+							      h->ch[i].digest))) {
+			kvmmig_err("bad %s record: channel %u's tally has non-zero unused fields",
+				   what, i);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+int mig_handover_match(const struct mig_handover *want, const struct mig_handover *got,
+		       bool tallies, const char *what)
+{
+	uint32_t i;
+
+	if (got->session != want->session || got->nonce != want->nonce) {
+		kvmmig_err("%s is for session %016llx nonce %016llx, this handover is session %016llx nonce %016llx (a stale or forged answer)",
+			   what, (unsigned long long)got->session, (unsigned long long)got->nonce,
+			   (unsigned long long)want->session, (unsigned long long)want->nonce);
+		return -EPROTO;
+	}
+	if (!tallies)
+		return 0;
+	if (got->nr_channels != want->nr_channels || got->pages != want->pages ||
+	    got->passes != want->passes) {
+		kvmmig_err("%s counts %u channels, %llu pages, %llu passes; %u, %llu, %llu were sent",
+			   what, got->nr_channels, (unsigned long long)got->pages,
+			   (unsigned long long)got->passes, want->nr_channels,
+			   (unsigned long long)want->pages, (unsigned long long)want->passes);
+		return -EPROTO;
+	}
+	for (i = 0; i < want->nr_channels; i++) {
+		if (got->ch[i].records != want->ch[i].records ||
+		    got->ch[i].digest != want->ch[i].digest) {
+			kvmmig_err("%s: channel %u received %llu records, digest %08x; %llu records, digest %08x were sent",
+				   what, i, (unsigned long long)got->ch[i].records,
+				   got->ch[i].digest, (unsigned long long)want->ch[i].records,
+				   want->ch[i].digest);
+			return -EPROTO;
+		}
 	}
 	return 0;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The kvmmig migration stream, version 1 (Documentation/stream.rst).  Every
+ * The kvmmig migration stream, version 2 (Documentation/stream.rst).  Every
  * connection (the main channel and each multifd channel) opens with a
  * struct mig_hello; then come records, each a struct mig_rec header and a
  * payload, both checksummed with CRC32C.  All integers are little-endian.
@@ -15,15 +15,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define MIG_MAGIC		0x00474d4d564b0a4bULL	/* "K\nKVMMG\0" */
-#define MIG_VERSION		1
+#define MIG_VERSION		2
 #define MIG_MAX_SLOTS		32
 #define MIG_MAX_VCPUS		64
 #define MIG_MAX_CHANNELS	65	/* the main channel and 64 multifd */
 #define MIG_PAGE_SIZE		4096
 #define MIG_MAX_BATCH		128	/* pages per MIG_REC_PAGES */
 #define MIG_MAX_PAYLOAD		(16 + MIG_MAX_BATCH * (8 + MIG_PAGE_SIZE))
+#define MIG_MAX_CHANNELS	65	/* the main channel and up to 64 page channels */
+
+/* mig_hello.flags: a connection that re-delivers a handover decision. */
+#define MIG_HELLO_RECOVER	(1U << 0)
 
 /* First bytes on every connection, in both directions' first message. */
 struct mig_hello {
@@ -43,9 +48,13 @@ enum mig_rec_type {
 	MIG_REC_PAGES,		/* any channel: a batch of pages of one slot */
 	MIG_REC_SYNC,		/* every channel: end of a pass */
 	MIG_REC_VCPU,		/* main: one vCPU's state, at switchover */
-	MIG_REC_END,		/* main: the stream is complete */
-	MIG_REC_ACK,		/* destination -> source: resumed, or an error */
-	MIG_REC_CANCEL,		/* source -> destination: give up */
+	MIG_REC_END,		/* main: the stream is complete (a mig_handover) */
+	MIG_REC_ACK,		/* destination -> source: an error */
+	MIG_REC_CANCEL,		/* source -> destination: give up, before END */
+	MIG_REC_PREPARED,	/* destination: all of it arrived, the guest is loaded, paused */
+	MIG_REC_COMMIT,		/* source: its copy stays stopped, start yours */
+	MIG_REC_ABORT,		/* source: its copy runs on, discard yours */
+	MIG_REC_STARTED,	/* destination: the guest runs here */
 	MIG_REC_MAX,
 };
 
@@ -99,13 +108,31 @@ struct mig_vcpu {
 	uint8_t state[];
 };
 
-struct mig_end {
+/* What one channel carried before END: records and their headers' digest. */
+struct mig_tally {
+	uint64_t records;
+	uint32_t digest;	/* CRC32C chained over every record header (mig_tally_add) */
+	uint32_t pad;		/* must be 0 */
+};
+
+/*
+ * The payload of every handover record (END, PREPARED, COMMIT, ABORT,
+ * STARTED; Documentation/handover.rst).  END carries what the source sent;
+ * PREPARED what the destination counted itself; the others echo END.  The
+ * session and the nonce, random per migration, tie an answer to this END.
+ */
+struct mig_handover {
+	uint64_t session;
+	uint64_t nonce;
 	uint64_t passes;
-	uint64_t pages;		/* records of pages the source sent, all channels */
+	uint64_t pages;		/* page entries the source sent, all channels */
+	uint32_t nr_channels;	/* tallies that follow are meaningful */
+	uint32_t flags;		/* must be 0 */
+	struct mig_tally ch[MIG_MAX_CHANNELS];
 };
 
 struct mig_ack {
-	int32_t status;		/* 0, or a negative errno */
+	int32_t status;		/* a negative errno */
 	uint32_t pad;
 	char msg[120];		/* NUL-terminated */
 };
@@ -146,6 +173,24 @@ void mig_rec_seal(struct mig_rec *r, uint32_t type, uint64_t seq, const void *pa
 		  uint32_t len);
 int mig_rec_check_header(const struct mig_rec *r, uint64_t expect_seq);
 int mig_rec_check_payload(const struct mig_rec *r, const void *payload);
+
+/* A hello that re-delivers a decision (MIG_HELLO_RECOVER, one channel). */
+int mig_hello_check_recover(const struct mig_hello *h);
+
+/* Count @r, sent or received, into its channel's tally. */
+void mig_tally_add(struct mig_tally *t, const struct mig_rec *r);
+/* Count the record mig_chan_sendv() is about to send as number @seq. */
+void mig_tally_sent(struct mig_tally *t, uint32_t type, uint64_t seq, const struct iovec *iov,
+		    int iovcnt);
+
+/*
+ * Shape of a handover payload of @len bytes (-EBADMSG, says why); then
+ * whether @got answers @want: same session and nonce and, with @tallies,
+ * the same counts and digests (-EPROTO naming the first difference).
+ */
+int mig_handover_check(const struct mig_handover *h, uint32_t len, const char *what);
+int mig_handover_match(const struct mig_handover *want, const struct mig_handover *got,
+		       bool tallies, const char *what);
 
 /* Validate a CONFIG payload on its own (sizes, counts, overlaps). */
 int mig_config_check(const struct mig_config *cfg, uint32_t len);
