@@ -6,8 +6,10 @@
  * memory (the incr workload's one-edge property).  `kvmmig demo` runs both,
  * as two processes joined by TCP on loopback.  On a terminal a progress
  * line is redrawn in place; --json prints events instead; --csv and --svg
- * write the timeline.
+ * write the timeline.  `migrate --settle` and `receive --settle` settle a
+ * handover that neither side could decide (Documentation/handover.rst).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,7 +37,23 @@ struct mig_env {
 	bool live;
 	const char *who;	/* "source" / "destination" prefix in the demo */
 	int port_fd;		/* demo: where the destination writes its port */
+	uint64_t settle_session;	/* --settle: the undecided handover */
+	int settle_cmd;		/* --start, --resume-source, --discard; -1: none */
 };
+
+/* Settle options: MIG_OPTS_LONG uses 0x100-0x1ff. */
+enum {
+	OPT_HANDOVER_TIMEOUT = 0x200,
+	OPT_SETTLE,
+	OPT_START,
+	OPT_RESUME_SOURCE,
+	OPT_DISCARD,
+};
+
+#define SETTLE_HELP(side)							\
+	"  --handover-timeout S       each wait of the handover, in seconds (default 30)\n" \
+	"  --settle SESSION " side "\n"					\
+	"                             settle an undecided handover (handover.rst)\n"
 
 static volatile sig_atomic_t mig_cancel;
 
@@ -162,6 +180,10 @@ static const struct option migrate_options[] = {
 	{ "svg", required_argument, NULL, 'G' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
+	{ "handover-timeout", required_argument, NULL, OPT_HANDOVER_TIMEOUT },
+	{ "settle", required_argument, NULL, OPT_SETTLE },
+	{ "resume-source", no_argument, NULL, OPT_RESUME_SOURCE },
+	{ "discard", no_argument, NULL, OPT_DISCARD },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -173,19 +195,62 @@ static void migrate_usage(FILE *f)
 		"  --warmup MS                let the guest run before migrating (default 1000)\n"
 		"  --json                     JSON events and report\n"
 		"  --csv FILE, --svg FILE     the timeline as CSV, as an SVG chart\n"
-		"  -v, --verbose              say which backends were chosen\n\n"
+		"  -v, --verbose              say which backends were chosen\n"
+		SETTLE_HELP("--resume-source|--discard") "\n"
 		"examples:\n"
 		"  kvmmig receive --listen tcp:127.0.0.1:4444 &\n"
 		"  kvmmig migrate --to tcp:127.0.0.1:4444 --ram 4G --vcpus 2 --workload incr \\\n"
 		"      --max-bandwidth 200M --policy auto-converge --sync background\n"
 		"  kvmmig migrate --to tcp:10.0.0.2:4444 --multifd-channels 4 --policy dirty-limit \\\n"
-		"      --vcpu-dirty-limit 50 --dirty ring --svg timeline.svg\n");
+		"      --vcpu-dirty-limit 50 --dirty ring --svg timeline.svg\n"
+		"  kvmmig migrate --settle 00001234abcd5678 --resume-source\n");
+}
+
+/* --settle SESSION with one of --start, --resume-source, --discard. */
+static int settle_parse(struct mig_env *env, int c, const char *arg)
+{
+	char *end;
+
+	switch (c) {
+	case OPT_SETTLE:
+		errno = 0;
+		env->settle_session = strtoull(arg, &end, 16);
+		if (errno || !*arg || *end || !env->settle_session) {
+			fprintf(stderr, "kvmmig: --settle takes the session printed with the undecided handover (16 hex digits), not '%s'\n",
+				arg);
+			return -1;
+		}
+		return 1;
+	case OPT_START:
+	case OPT_RESUME_SOURCE:
+	case OPT_DISCARD:
+		env->settle_cmd = c == OPT_START ? MIG_SETTLE_START :
+				  c == OPT_RESUME_SOURCE ? MIG_SETTLE_RESUME : MIG_SETTLE_DISCARD;
+		return 1;
+	}
+	return 0;
+}
+
+static int settle_run(const struct mig_env *env, bool source, const char *what)
+{
+	char answer[256] = "";
+
+	if (!env->settle_session || env->settle_cmd < 0) {
+		fprintf(stderr, "kvmmig %s: --settle SESSION needs %s, and they go together\n",
+			source ? "migrate" : "receive", what);
+		return 2;
+	}
+	if (mig_settle(source, env->settle_session, env->settle_cmd, answer, sizeof(answer)))
+		return 1;
+	printf("%s\n", answer);
+	return 0;
 }
 
 /* Options both migrate and demo take; returns 1 handled, 0 not, -1 bad. */
 static int mig_env_parse(struct mig_env *env, int c, const char *arg)
 {
 	int r = guest_opts_parse(&env->guest, c, arg);
+	uint64_t v;
 
 	if (r)
 		return r;
@@ -207,6 +272,11 @@ static int mig_env_parse(struct mig_env *env, int c, const char *arg)
 	case 'v':
 		kvmmig_set_log(NULL, KVMMIG_LOG_INFO);
 		return 1;
+	case OPT_HANDOVER_TIMEOUT:
+		if (parse_uint("--handover-timeout", arg, 1, 3600, &v))
+			return -1;
+		env->src.handover_timeout_ms = v * 1000;
+		return 1;
 	}
 	return 0;
 }
@@ -219,6 +289,7 @@ static void mig_env_init(struct mig_env *env)
 	env->warmup_ms = 1000;
 	env->run_seconds = 2;
 	env->port_fd = -1;
+	env->settle_cmd = -1;
 }
 
 static void mig_env_finish(struct mig_env *env)
@@ -246,7 +317,9 @@ int cmd_migrate(int argc, char **argv)
 			migrate_usage(stdout);
 			return 0;
 		}
-		r = mig_env_parse(&env, c, optarg);
+		r = settle_parse(&env, c, optarg);
+		if (!r)
+			r = mig_env_parse(&env, c, optarg);
 		if (r < 0)
 			return 2;
 		if (!r) {
@@ -254,6 +327,8 @@ int cmd_migrate(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (env.settle_session || env.settle_cmd >= 0)
+		return settle_run(&env, true, "--resume-source or --discard");
 	if (!env.src.to) {
 		fprintf(stderr, "kvmmig migrate: --to tcp:HOST:PORT is required (kvmmig migrate -h)\n");
 		return 2;
@@ -339,6 +414,7 @@ static int mig_run_dest(struct mig_env *env)
 		.listening = receive_listening,
 		.resumed = receive_resumed,
 		.opaque = env,
+		.handover_timeout_ms = env->src.handover_timeout_ms,
 	};
 	struct mig_report rep;
 	int ret;
@@ -362,6 +438,10 @@ static const struct option receive_options[] = {
 	{ "json", no_argument, NULL, 'j' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
+	{ "handover-timeout", required_argument, NULL, OPT_HANDOVER_TIMEOUT },
+	{ "settle", required_argument, NULL, OPT_SETTLE },
+	{ "start", no_argument, NULL, OPT_START },
+	{ "discard", no_argument, NULL, OPT_DISCARD },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -376,10 +456,12 @@ static void receive_usage(FILE *f)
 		"  --hello-timeout S        a connection without a valid hello within S seconds is\n"
 		"                           ignored; a source whose CONFIG does not follow in S\n"
 		"                           seconds fails (default %d)\n"
-		"  --json                   JSON events\n\n"
+		"  --json                   JSON events\n"
+		SETTLE_HELP("--start|--discard") "\n"
 		"examples:\n"
 		"  kvmmig receive --listen tcp:0.0.0.0:4444\n"
-		"  kvmmig receive --listen tcp:127.0.0.1:0 --json\n", MIG_HELLO_TIMEOUT_MS / 1000);
+		"  kvmmig receive --listen tcp:127.0.0.1:0 --json\n"
+		"  kvmmig receive --settle 00001234abcd5678 --start\n", MIG_HELLO_TIMEOUT_MS / 1000);
 }
 
 int cmd_receive(int argc, char **argv)
@@ -415,11 +497,23 @@ int cmd_receive(int argc, char **argv)
 		case 'h':
 			receive_usage(stdout);
 			return 0;
+		case OPT_HANDOVER_TIMEOUT:
+			if (mig_env_parse(&env, c, optarg) < 0)
+				return 2;
+			break;
+		case OPT_SETTLE:
+		case OPT_START:
+		case OPT_DISCARD:
+			if (settle_parse(&env, c, optarg) < 0)
+				return 2;
+			break;
 		default:
 			receive_usage(stderr);
 			return 2;
 		}
 	}
+	if (env.settle_session || env.settle_cmd >= 0)
+		return settle_run(&env, false, "--start or --discard");
 	if (!env.listen) {
 		fprintf(stderr, "kvmmig receive: --listen tcp:HOST:PORT is required (kvmmig receive -h)\n");
 		return 2;
