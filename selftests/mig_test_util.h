@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Helpers for the migration tests: a destination in a child process (a
- * separate process, as in real use, joined by TCP), a busy incr source
- * guest, and the checks that a guest is alive and its memory intact
+ * separate process, as in real use, joined by TCP; one that also reports
+ * its error), a busy incr source guest, and the checks that a guest is alive and its memory intact
  * (QEMU migration-test's one-edge check on incr memory).
  */
 #ifndef KVMMIG_MIG_TEST_UTIL_H
@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +220,122 @@ static inline int source_intact(struct vm *vm, char *why, size_t len)
 		snprintf(why, len, "source memory: %s", kvmmig_last_error());
 	vm_resume(vm);
 	return ret;
+}
+
+/*
+ * A destination child that also says why it failed: its report's error
+ * comes back through a pipe; with @log_all set, every error it logged
+ * before it too (messages it printed while it waited, say).
+ */
+struct fail_dest {
+	pid_t pid;
+	int errfd;		/* its report's error arrives here */
+	char addr[64];
+	char error[2048];
+	unsigned int handover_timeout_ms;	/* set before fail_dest_start() */
+	bool log_all;
+};
+
+static int fail_dest_logfd = -1;
+
+static inline void fail_dest_log(int level, const char *msg)
+{
+	fprintf(stderr, "kvmmig: %s\n", msg);
+	if (write(fail_dest_logfd, msg, strlen(msg)) < 0 || write(fail_dest_logfd, "\n", 1) < 0)
+		_exit(DEST_RECEIVE_FAILED);
+}
+
+static inline void fail_dest_child(const struct fail_dest *d, int portfd, int errfd)
+{
+	char listen[] = "tcp:127.0.0.1:0";
+	struct mig_dest_opts o = {
+		.listen = listen,
+		.listening = dest_child_listening,
+		.resumed = dest_child_resumed,
+		.opaque = &portfd,
+		.handover_timeout_ms = d->handover_timeout_ms,
+	};
+	struct mig_report rep;
+	int ret;
+
+	fail_dest_logfd = errfd;
+	if (d->log_all)
+		kvmmig_set_log(fail_dest_log, KVMMIG_LOG_ERR);
+	/* The harness kills a hung test: no guest may outlive it. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	ret = mig_dest_run(&o, &rep);
+	if (write(errfd, rep.error, strlen(rep.error)) < 0)
+		_exit(DEST_RECEIVE_FAILED);
+	_exit(ret == -DEST_CHECK_FAILED ? DEST_CHECK_FAILED :
+	      ret == -DEST_NO_PROGRESS ? DEST_NO_PROGRESS :
+	      ret ? DEST_RECEIVE_FAILED : DEST_OK);
+}
+
+static inline int fail_dest_start(struct fail_dest *d)
+{
+	int pfd[2], efd[2], port;
+
+	d->pid = 0;
+	d->error[0] = '\0';
+	d->errfd = -1;
+	if (pipe2(pfd, O_CLOEXEC))
+		return -1;
+	if (pipe2(efd, O_CLOEXEC)) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	d->pid = fork();
+	if (d->pid == 0) {
+		close(pfd[0]);
+		close(efd[0]);
+		fail_dest_child(d, pfd[1], efd[1]);
+	}
+	close(pfd[1]);
+	close(efd[1]);
+	d->errfd = efd[0];
+	if (d->pid < 0 || read(pfd[0], &port, sizeof(port)) != sizeof(port)) {
+		close(pfd[0]);
+		return -1;
+	}
+	close(pfd[0]);
+	snprintf(d->addr, sizeof(d->addr), "tcp:127.0.0.1:%d", port);
+	return 0;
+}
+
+/* Wait for the child: its wait status, and its error in d->error. */
+static inline int fail_dest_wait(struct fail_dest *d)
+{
+	int status = -1;
+	size_t got = 0;
+	ssize_t n;
+
+	if (d->pid <= 0)
+		return -1;
+	if (waitpid(d->pid, &status, 0) < 0)
+		status = -1;
+	d->pid = 0;
+	while (got < sizeof(d->error) - 1) {
+		n = read(d->errfd, d->error + got, sizeof(d->error) - 1 - got);
+		if (n <= 0)
+			break;
+		got += n;
+	}
+	d->error[got] = '\0';
+	close(d->errfd);
+	d->errfd = -1;
+	return status;
+}
+
+static inline void fail_dest_kill(struct fail_dest *d)
+{
+	if (d->pid > 0)
+		kill(d->pid, SIGKILL);
+	fail_dest_wait(d);
+	if (d->errfd >= 0)
+		close(d->errfd);
 }
 
 #endif /* KVMMIG_MIG_TEST_UTIL_H */

@@ -457,7 +457,8 @@ void mig_handover_abort(struct mig_src *s)
 	struct mig_handover got;
 	int ret;
 
-	if (!s->end.session || s->peer_failed)
+	/* Even after an error ACK: a forged one must not leave the destination waiting. */
+	if (!s->end.session)
 		return;
 	kvmmig_log_quiet(true);
 	ret = mig_send_main(s, MIG_REC_ABORT, &s->end, sizeof(s->end));
