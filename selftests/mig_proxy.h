@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "net.h"
 #include "stream.h"
 
@@ -89,6 +90,7 @@ struct proxy {
 	unsigned int done[PROXY_MAX_CONNS];	/* directions finished */
 	struct proxy_pipe pipes[PROXY_MAX_CONNS][2];
 	bool hit;		/* the fault was applied */
+	uint64_t session;	/* FAULT_RECORD: the session its hello named */
 };
 
 /* Wake both directions of @conn; their threads then close it. */
@@ -229,8 +231,11 @@ static inline bool proxy_record_fault(struct proxy *px, struct mig_rec *r)
 	return true;
 }
 
-/* Forward record by record (after the hello, upstream), for FAULT_RECORD. */
-static inline void proxy_pipe_records(struct proxy_pipe *p)
+/*
+ * Forward record by record (after the hello, upstream), for FAULT_RECORD;
+ * @apply in the direction the fault is for.
+ */
+static inline void proxy_pipe_records(struct proxy_pipe *p, bool apply)
 {
 	const size_t hello = p->up ? sizeof(struct mig_hello) : 0;
 	struct mig_rec *r = malloc(sizeof(*r) + MIG_MAX_PAYLOAD);
@@ -240,11 +245,14 @@ static inline void proxy_pipe_records(struct proxy_pipe *p)
 		free(r);
 		return;
 	}
+	if (hello)
+		__atomic_store_n(&p->px->session, ((struct mig_hello *)r)->session,
+				 __ATOMIC_RELEASE);
 	for (;;) {
 		if (proxy_read_full(p->in, r, sizeof(*r)) || r->len > MIG_MAX_PAYLOAD ||
 		    proxy_read_full(p->in, r + 1, r->len))
 			break;
-		if (pending && r->type == p->px->fault.rec_type) {
+		if (pending && apply && r->type == p->px->fault.rec_type) {
 			pending = false;
 			if (!proxy_record_fault(p->px, r))
 				break;
@@ -265,8 +273,8 @@ static inline void *proxy_pipe_thread(void *arg)
 	size_t fwd;
 	ssize_t n;
 
-	if (f->kind == FAULT_RECORD && p->conn == f->conn && p->up != f->down) {
-		proxy_pipe_records(p);
+	if (f->kind == FAULT_RECORD && p->conn == f->conn) {
+		proxy_pipe_records(p, p->up != f->down);
 		cut = true;
 	}
 	while (buf && !cut) {
@@ -323,6 +331,8 @@ static inline void *proxy_accept_thread(void *arg)
 	struct pollfd pfd = { .fd = px->lfd, .events = POLLIN };
 	int fd;
 
+	/* A destination that is gone is one of the faults, not news. */
+	kvmmig_log_quiet(true);
 	while (!px->stop) {
 		if (poll(&pfd, 1, 50) <= 0)
 			continue;

@@ -9,6 +9,7 @@
 #define KVMMIG_MIG_TEST_UTIL_H
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <signal.h>
@@ -234,9 +235,30 @@ struct fail_dest {
 	char error[2048];
 	unsigned int handover_timeout_ms;	/* set before fail_dest_start() */
 	bool log_all;
+	bool hold;		/* the resumed guest runs until fail_dest_release() */
+	int hold_fd;		/* ... which closes this */
 };
 
+#define FAIL_DEST_HOLD_S	60
+
 static int fail_dest_logfd = -1;
+static int fail_dest_hold_fd = -1;
+
+/* Run on until the parent lets go (or FAIL_DEST_HOLD_S), then the usual checks. */
+static inline int fail_dest_held(void *opaque, struct vm *vm)
+{
+	struct pollfd p = { .fd = fail_dest_hold_fd, .events = POLLIN };
+
+	poll(&p, 1, FAIL_DEST_HOLD_S * 1000);
+	return dest_child_resumed(opaque, vm);
+}
+
+static inline void fail_dest_release(struct fail_dest *d)
+{
+	if (d->hold && d->hold_fd >= 0)
+		close(d->hold_fd);
+	d->hold_fd = -1;
+}
 
 static inline void fail_dest_log(int level, const char *msg)
 {
@@ -251,7 +273,7 @@ static inline void fail_dest_child(const struct fail_dest *d, int portfd, int er
 	struct mig_dest_opts o = {
 		.listen = listen,
 		.listening = dest_child_listening,
-		.resumed = dest_child_resumed,
+		.resumed = d->hold ? fail_dest_held : dest_child_resumed,
 		.opaque = &portfd,
 		.handover_timeout_ms = d->handover_timeout_ms,
 	};
@@ -273,11 +295,14 @@ static inline void fail_dest_child(const struct fail_dest *d, int portfd, int er
 
 static inline int fail_dest_start(struct fail_dest *d)
 {
-	int pfd[2], efd[2], port;
+	int pfd[2], efd[2], hfd[2] = { -1, -1 }, port;
 
 	d->pid = 0;
 	d->error[0] = '\0';
 	d->errfd = -1;
+	d->hold_fd = -1;
+	if (d->hold && pipe2(hfd, O_CLOEXEC))
+		return -1;
 	if (pipe2(pfd, O_CLOEXEC))
 		return -1;
 	if (pipe2(efd, O_CLOEXEC)) {
@@ -291,10 +316,16 @@ static inline int fail_dest_start(struct fail_dest *d)
 	if (d->pid == 0) {
 		close(pfd[0]);
 		close(efd[0]);
+		if (d->hold)
+			close(hfd[1]);
+		fail_dest_hold_fd = hfd[0];
 		fail_dest_child(d, pfd[1], efd[1]);
 	}
 	close(pfd[1]);
 	close(efd[1]);
+	if (d->hold)
+		close(hfd[0]);
+	d->hold_fd = hfd[1];
 	d->errfd = efd[0];
 	if (d->pid < 0 || read(pfd[0], &port, sizeof(port)) != sizeof(port)) {
 		close(pfd[0]);
@@ -331,6 +362,7 @@ static inline int fail_dest_wait(struct fail_dest *d)
 
 static inline void fail_dest_kill(struct fail_dest *d)
 {
+	fail_dest_release(d);
 	if (d->pid > 0)
 		kill(d->pid, SIGKILL);
 	fail_dest_wait(d);

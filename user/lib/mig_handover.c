@@ -218,6 +218,29 @@ static int mig_rp_wait(struct mig_src *s, uint32_t want, struct mig_handover *ou
 	return ret;
 }
 
+/*
+ * An answer that came late on the main channel, after its wait gave up:
+ * STARTED or ABORT for this handover, or 0.
+ */
+static int mig_rp_late(struct mig_src *s)
+{
+	struct mig_handover got;
+	bool have;
+	int ret;
+
+	pthread_mutex_lock(&s->rplock);
+	have = s->rp_have;
+	pthread_mutex_unlock(&s->rplock);
+	if (!have)
+		return 0;
+	kvmmig_log_quiet(true);
+	ret = mig_rp_wait(s, MIG_REC_STARTED, &got, 0, false);
+	if (!ret)
+		ret = mig_handover_match(&s->end, &got, false, "the destination's STARTED");
+	kvmmig_log_quiet(false);
+	return !ret ? MIG_REC_STARTED : ret == -ECONNABORTED ? MIG_REC_ABORT : 0;
+}
+
 /* ---- records on the main channel, counted for END ---- */
 
 int mig_send_tallied(struct mig_chan *c, struct mig_tally *t, uint32_t type,
@@ -336,7 +359,11 @@ static int mig_settle_wait(struct mig_src *s)
 	p.fd = mig_settle_listen(true, s->session);
 	mig_say_undecided(s);
 	while (ret > 0) {
-		if (mig_cancelled(s)) {
+		int late = mig_rp_late(s);
+
+		if (late) {
+			ret = late == MIG_REC_STARTED ? 0 : -ECONNABORTED;
+		} else if (mig_cancelled(s)) {
 			kvmmig_err("cancelled with the handover undecided: this side's copy is discarded; the destination may hold the guest paused (`kvmmig receive --settle %016llx --start` there)",
 				   (unsigned long long)s->session);
 			ret = -ECANCELED;
@@ -379,9 +406,13 @@ static int mig_redeliver_commit(struct mig_src *s)
 
 	kvmmig_info("handover: %s; re-delivering COMMIT", kvmmig_last_error());
 	while (mig_now() < until) {
-		kvmmig_log_quiet(true);
-		ret = mig_recover_once(s, MIG_REC_COMMIT, mig_handover_timeout(s));
-		kvmmig_log_quiet(false);
+		/* The answer may have come late on the main channel after all. */
+		ret = mig_rp_late(s);
+		if (!ret) {
+			kvmmig_log_quiet(true);
+			ret = mig_recover_once(s, MIG_REC_COMMIT, mig_handover_timeout(s));
+			kvmmig_log_quiet(false);
+		}
 		if (ret == MIG_REC_STARTED)
 			return 0;
 		if (ret == MIG_REC_ABORT) {
