@@ -3,8 +3,10 @@
  * libFuzzer target for the migration stream parser (user/lib/stream.c), the
  * code a corrupted or hostile stream reaches first.  The first input byte
  * picks the entry point: a hello block, a record header, a CONFIG payload,
- * a PAGES payload applied to a fixed two-slot guest, or a whole stream
- * parsed record by record as mig_dest.c does.  Raw bytes rarely get past a
+ * a PAGES payload applied to a fixed two-slot guest, a handover payload
+ * (END, PREPARED, COMMIT, ABORT, STARTED) checked and matched against
+ * another, or a whole stream parsed record by record as mig_dest.c does,
+ * with every record counted into the tally the handover compares.  Raw bytes rarely get past a
  * CRC32C, so "sealed" modes let the harness compute the checksums (and
  * build plausible configurations and page batches) from the input, which
  * drives the deeper checks.  Guest RAM is malloc'd slot by slot at its
@@ -34,6 +36,7 @@ enum fuzz_mode {
 	FUZZ_PAGES,		/* a PAGES payload applied to the fixed guest */
 	FUZZ_STREAM,		/* a whole stream as is */
 	FUZZ_STREAM_SEALED,	/* a whole stream framed and sealed by the harness */
+	FUZZ_HANDOVER,		/* two handover payloads: the one sent, the answer */
 	NR_FUZZ_MODES,
 };
 
@@ -125,6 +128,9 @@ static struct mig_config *fixed_config(void)
 
 static void check_hello(const struct mig_hello *h)
 {
+	if (!mig_hello_check_recover(h))
+		FUZZ_BUG_ON(h->flags != MIG_HELLO_RECOVER || h->nr_channels != 1 ||
+			    h->version != MIG_VERSION);
 	if (mig_hello_check(h))
 		return;
 	FUZZ_BUG_ON(h->magic != MIG_MAGIC || h->version != MIG_VERSION);
@@ -328,6 +334,42 @@ static bool config_small(const struct mig_config *cfg)
 	return true;
 }
 
+/* What mig_handover_check() and mig_handover_match() promise. */
+static void check_handover(const struct mig_handover *want, const void *payload, uint32_t len)
+{
+	const struct mig_handover *got = payload;
+	uint32_t i;
+
+	if (mig_handover_check(got, len, "fuzz"))
+		return;
+	FUZZ_BUG_ON(len != sizeof(*got) || got->flags || !got->nr_channels ||
+		    got->nr_channels > MIG_MAX_CHANNELS);
+	for (i = 0; i < MIG_MAX_CHANNELS; i++)
+		FUZZ_BUG_ON(got->ch[i].pad ||
+			    (i >= got->nr_channels && (got->ch[i].records || got->ch[i].digest)));
+	if (!want)
+		return;
+	if (!mig_handover_match(want, got, false, "fuzz"))
+		FUZZ_BUG_ON(got->session != want->session || got->nonce != want->nonce);
+	if (mig_handover_match(want, got, true, "fuzz"))
+		return;
+	FUZZ_BUG_ON(got->nr_channels != want->nr_channels || got->pages != want->pages);
+	for (i = 0; i < want->nr_channels; i++)
+		FUZZ_BUG_ON(got->ch[i].records != want->ch[i].records ||
+			    got->ch[i].digest != want->ch[i].digest);
+}
+
+/* The sender's count of a record (from its payload) is the receiver's (from its header). */
+static void check_tally(struct mig_tally *rx, struct mig_tally *tx, const struct mig_rec *r,
+			const void *payload)
+{
+	struct iovec iov = { .iov_base = (void *)payload, .iov_len = r->len };
+
+	mig_tally_add(rx, r);
+	mig_tally_sent(tx, r->type, r->seq, &iov, r->len ? 1 : 0);
+	FUZZ_BUG_ON(rx->records != tx->records || rx->digest != tx->digest);
+}
+
 /* One record's payload on the main or a multifd channel; false ends the stream. */
 static bool stream_record(struct fuzz_guest *g, const struct mig_rec *r, const void *payload,
 			  uint64_t seq)
@@ -348,16 +390,38 @@ static bool stream_record(struct fuzz_guest *g, const struct mig_rec *r, const v
 		       r->len == sizeof(*v) + v->size && v->index < g->cfg->nr_vcpus;
 	case MIG_REC_SYNC:
 		return r->len == sizeof(struct mig_sync_rec);
+	case MIG_REC_END:
+	case MIG_REC_PREPARED:
+	case MIG_REC_COMMIT:
+	case MIG_REC_ABORT:
+	case MIG_REC_STARTED:
+		check_handover(NULL, payload, r->len);
+		return false;
 	default:
-		/* END, CANCEL, or what only the source may send. */
+		/* CANCEL, or what only the destination may send. */
 		return false;
 	}
+}
+
+/* What a source sent in END, then an answer to it of any length. */
+static void fuzz_handover(struct fuzz_in *in)
+{
+	struct mig_handover want;
+	uint32_t len;
+	void *got;
+
+	in_fill(in, &want, sizeof(want));
+	len = in->n;
+	got = dup_exact(in_take(in, len), len);
+	check_handover(&want, got, len);
+	free(got);
 }
 
 static void fuzz_stream(const uint8_t *data, size_t size)
 {
 	struct fuzz_in in = { data, size };
 	struct fuzz_guest g = { 0 };
+	struct mig_tally rx = { 0 }, tx = { 0 };
 	struct mig_hello h;
 	struct mig_rec r;
 	const uint8_t *p;
@@ -383,7 +447,10 @@ static void fuzz_stream(const uint8_t *data, size_t size)
 		if (!p)
 			break;
 		payload = dup_exact(p, r.len);
-		more = !mig_rec_check_payload(&r, payload) && stream_record(&g, &r, payload, seq);
+		more = !mig_rec_check_payload(&r, payload);
+		if (more)
+			check_tally(&rx, &tx, &r, payload);
+		more = more && stream_record(&g, &r, payload, seq);
 		free(payload);
 	}
 	guest_free(&g);
@@ -552,6 +619,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case FUZZ_STREAM_SEALED:
 		fuzz_stream_sealed(&in);
 		break;
+	case FUZZ_HANDOVER:
+		fuzz_handover(&in);
+		break;
 	}
 	return 0;
 }
@@ -620,7 +690,8 @@ int main(int argc, char **argv)
 	uint64_t vbuf[(sizeof(struct mig_vcpu) + 64) / 8] = { 0 };
 	struct mig_vcpu *vcpu = (struct mig_vcpu *)vbuf;
 	struct mig_sync_rec sync = { .pass = 1 };
-	struct mig_end end = { .passes = 1, .pages = 2 };
+	struct mig_handover end = { .session = 1, .nonce = 2, .passes = 1, .pages = 2,
+				    .nr_channels = 1, .ch[0] = { .records = 5 } };
 	struct mig_rec r;
 	static struct seed s;
 	int err = 0;
@@ -682,9 +753,16 @@ int main(int argc, char **argv)
 	vcpu->index = 1;
 	seed_put(&s, (uint8_t[]){ MIG_REC_VCPU, sizeof(vbuf), 0 }, 3);
 	seed_put(&s, vbuf, sizeof(vbuf));
-	seed_put(&s, (uint8_t[]){ MIG_REC_END, sizeof(end), 0 }, 3);
+	seed_put(&s, (uint8_t[]){ MIG_REC_END, sizeof(end) & 0xff, sizeof(end) >> 8 }, 3);
 	seed_put(&s, &end, sizeof(end));
 	err |= seed_write(argv[1], "stream_sealed", &s);
+
+	/* END, and a PREPARED that answers it. */
+	s.len = 0;
+	seed_put(&s, (uint8_t[]){ FUZZ_HANDOVER }, 1);
+	seed_put(&s, &end, sizeof(end));
+	seed_put(&s, &end, sizeof(end));
+	err |= seed_write(argv[1], "handover", &s);
 	return err;
 }
 #endif
