@@ -23,6 +23,9 @@
 
 #define MIG_RECOVER_RETRY_MS	250
 #define MIG_SETTLE_PROBE_S	5
+/* Telling a destination to discard its copy: best effort, bounded. */
+#define MIG_ABORT_WORD_MS	1000
+#define MIG_ABORT_CANCEL_MS	300	/* ... after a signal, which ends us within 1 s */
 
 static unsigned int mig_handover_timeout(const struct mig_src *s)
 {
@@ -485,6 +488,7 @@ int mig_handover(struct mig_src *s)
  */
 void mig_handover_abort(struct mig_src *s)
 {
+	unsigned int ms = mig_cancelled(s) ? MIG_ABORT_CANCEL_MS : MIG_ABORT_WORD_MS;
 	struct mig_handover got;
 	int ret;
 
@@ -494,8 +498,8 @@ void mig_handover_abort(struct mig_src *s)
 	kvmmig_log_quiet(true);
 	ret = mig_send_main(s, MIG_REC_ABORT, &s->end, sizeof(s->end));
 	if (!ret)
-		ret = mig_rp_wait(s, MIG_REC_ABORT, &got, 1000, false);
+		ret = mig_rp_wait(s, MIG_REC_ABORT, &got, ms, false);
 	if (ret)
-		mig_recover_once(s, MIG_REC_ABORT, mig_handover_timeout(s));
+		mig_recover_once(s, MIG_REC_ABORT, ms);
 	kvmmig_log_quiet(false);
 }
