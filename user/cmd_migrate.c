@@ -156,7 +156,10 @@ static int mig_run_source(struct mig_env *env)
 	env->src.opaque = env;
 	ret = mig_source_run(vm, &env->src, &rep);
 	mig_outputs(env, &rep);
-	if (ret) {
+	if (ret && rep.source_stopped) {
+		fprintf(stderr, "kvmmig: migration %s: %s; the source guest is stopped: it was committed to the destination\n",
+			mig_state_name(rep.state), rep.error);
+	} else if (ret) {
 		/* The guest must still be alive and well here. */
 		uint64_t before = vm->vcpus[0].area->loops;
 

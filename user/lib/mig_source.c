@@ -755,6 +755,7 @@ static void mig_source_given_up(struct mig_src *s, int err)
 	mig_release_guest(s);
 	vm_stop(s->vm);
 	s->paused = false;
+	s->rep->source_stopped = true;
 	s->state = s->rep->state = MIG_FAILED;
 }
 

@@ -102,6 +102,7 @@ struct mig_report {
 	unsigned int max_throttle_pct;
 	uint64_t ring_overflows;	/* dirty-ring overflows recovered (all pages resent) */
 	double throughput;		/* bytes/s over the whole migration */
+	bool source_stopped;		/* failed after COMMIT: the source guest stays stopped */
 	const char *dirty_backend;
 	const char *throttle_backend;	/* "module", "vmm" or "none" */
 	const char *rate_source;	/* "dirty", "bpf", or NULL: no policy reads rates */
