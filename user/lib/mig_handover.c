@@ -33,7 +33,7 @@ static unsigned int mig_handover_timeout(const struct mig_src *s)
 					      MIG_HANDOVER_TIMEOUT_MS;
 }
 
-static bool mig_cancelled(const struct mig_src *s)
+static bool mig_cancel_asked(const struct mig_src *s)
 {
 	return s->opts->cancel && *s->opts->cancel;
 }
@@ -183,7 +183,7 @@ static int mig_rp_wait(struct mig_src *s, uint32_t want, struct mig_handover *ou
 
 	pthread_mutex_lock(&s->rplock);
 	while (!s->rp_have && !s->rp_err && !ret) {
-		if (cancellable && mig_cancelled(s)) {
+		if (cancellable && mig_cancel_asked(s)) {
 			kvmmig_err("migration cancelled while waiting for %s", mig_rec_name(want));
 			ret = -ECANCELED;
 		} else if (mig_now() >= until) {
@@ -366,7 +366,7 @@ static int mig_settle_wait(struct mig_src *s)
 
 		if (late) {
 			ret = late == MIG_REC_STARTED ? 0 : -ECONNABORTED;
-		} else if (mig_cancelled(s)) {
+		} else if (mig_cancel_asked(s)) {
 			kvmmig_err("cancelled with the handover undecided: this side's copy is discarded; the destination may hold the guest paused (`kvmmig receive --settle %016llx --start` there)",
 				   (unsigned long long)s->session);
 			ret = -ECANCELED;
@@ -488,7 +488,7 @@ int mig_handover(struct mig_src *s)
  */
 void mig_handover_abort(struct mig_src *s)
 {
-	unsigned int ms = mig_cancelled(s) ? MIG_ABORT_CANCEL_MS : MIG_ABORT_WORD_MS;
+	unsigned int ms = mig_cancel_asked(s) ? MIG_ABORT_CANCEL_MS : MIG_ABORT_WORD_MS;
 	struct mig_handover got;
 	int ret;
 
