@@ -799,7 +799,13 @@ static int mig_dest_receive(struct mig_dst *d)
 	}
 	if (!ret)
 		ret = mig_recv_main(d);
-	if (ret && !mig_dst_first_failure(&d->first_failure, FAIL_MAIN)) {
+	if (ret == -ECANCELED) {
+		/*
+		 * The source said CANCEL, waited a little for our answer, then
+		 * closed its channels: their end is its consequence, not the news.
+		 */
+		__atomic_store_n(&d->first_failure, FAIL_MAIN, __ATOMIC_RELEASE);
+	} else if (ret && !mig_dst_first_failure(&d->first_failure, FAIL_MAIN)) {
 		/* The main channel was only woken up: report the channel's error. */
 		int err = mig_join_receivers(d, true);
 
