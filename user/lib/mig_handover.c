@@ -71,18 +71,19 @@ static void *mig_rp_thread(void *arg)
 {
 	struct mig_src *s = arg;
 	struct mig_rec rec;
-	bool handover;
+	bool handover, ack;
 	int ret;
 
 	/* Its failure reaches the report through mig_src_fail() or rp_msg. */
 	kvmmig_log_quiet(true);
 	do {
 		ret = mig_chan_recv(&s->rp_chan, &rec, s->rp_buf);
-		if (!ret && rec.type == MIG_REC_ACK)
+		ack = !ret && rec.type == MIG_REC_ACK;
+		if (ack)
 			ret = mig_rp_peer_error(s, &rec);
 		pthread_mutex_lock(&s->rplock);
 		/* It said it failed: it has discarded, or never had, its copy. */
-		s->peer_failed |= ret && rec.type == MIG_REC_ACK;
+		s->peer_failed |= ack;
 		handover = s->rp_handover;
 		if (!ret && !handover) {
 			kvmmig_err("the destination sent a %s record before the stream ended",
@@ -98,8 +99,10 @@ static void *mig_rp_thread(void *arg)
 		}
 		pthread_cond_broadcast(&s->rpcond);
 		/* One answer at a time: the buffer is the migration thread's now. */
-		while (s->rp_have)
+		while (s->rp_have && !s->rp_stopping)
 			pthread_cond_wait(&s->rpcond, &s->rplock);
+		if (s->rp_stopping)
+			ret = ret ?: -ECANCELED;
 		pthread_mutex_unlock(&s->rplock);
 	} while (!ret);
 	if (!handover) {
@@ -162,6 +165,7 @@ void mig_rp_stop(struct mig_src *s)
 	pthread_mutex_lock(&s->rplock);
 	/* From now on it fails nothing: the migration has its outcome. */
 	s->rp_handover = true;
+	s->rp_stopping = true;
 	s->rp_have = false;
 	pthread_cond_broadcast(&s->rpcond);
 	pthread_mutex_unlock(&s->rplock);

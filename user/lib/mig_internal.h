@@ -91,6 +91,7 @@ struct mig_src {
 	pthread_cond_t rpcond;
 	bool rp_handover;		/* END sent: records are answers */
 	bool rp_have;			/* rp_rec/rp_buf hold an unread record */
+	bool rp_stopping;		/* mig_rp_stop(): take no more */
 	int rp_err;			/* the channel ended: why */
 	char rp_msg[256];		/* ... in words */
 	bool peer_failed;		/* ... an ACK: the destination gave up */
