@@ -678,7 +678,8 @@ static enum mig_decision mig_dest_await(struct mig_dst *d, struct mig_chan *c, i
 
 	while (dec == DECIDE_WAIT) {
 		if (d->opts->cancel && *d->opts->cancel) {
-			kvmmig_err("cancelled during the handover: this copy of the guest is discarded");
+			kvmmig_err("cancelled during the handover: this copy of the guest is discarded; if the source did not hear it, resume it there with `kvmmig migrate --settle %016llx --resume-source`",
+				   (unsigned long long)d->hello.session);
 			break;
 		}
 		if (p[2].fd == -1 && mig_now() >= until) {
