@@ -237,12 +237,32 @@ struct fail_dest {
 	bool log_all;
 	bool hold;		/* the resumed guest runs until fail_dest_release() */
 	int hold_fd;		/* ... which closes this */
+	int accepted_fd;	/* readable once it has taken a source's session */
 };
 
 #define FAIL_DEST_HOLD_S	60
 
 static int fail_dest_logfd = -1;
 static int fail_dest_hold_fd = -1;
+static int fail_dest_accepted_fd = -1;
+
+static inline void fail_dest_accepted(void *opaque, uint64_t session)
+{
+	if (write(fail_dest_accepted_fd, "A", 1) != 1)
+		_exit(DEST_RECEIVE_FAILED);
+}
+
+/*
+ * Wait until the destination has taken the source's session (at most
+ * @timeout_ms): before that, a link that goes down takes only connections
+ * it sets aside, and it rightly goes on waiting for a source.
+ */
+static inline bool fail_dest_wait_accepted(const struct fail_dest *d, int timeout_ms)
+{
+	struct pollfd p = { .fd = d->accepted_fd, .events = POLLIN };
+
+	return poll(&p, 1, timeout_ms) == 1;
+}
 
 /* Run on until the parent lets go (or FAIL_DEST_HOLD_S), then the usual checks. */
 static inline int fail_dest_held(void *opaque, struct vm *vm)
@@ -273,6 +293,7 @@ static inline void fail_dest_child(const struct fail_dest *d, int portfd, int er
 	struct mig_dest_opts o = {
 		.listen = listen,
 		.listening = dest_child_listening,
+		.accepted = fail_dest_accepted,
 		.resumed = d->hold ? fail_dest_held : dest_child_resumed,
 		.opaque = &portfd,
 		.handover_timeout_ms = d->handover_timeout_ms,
@@ -295,14 +316,18 @@ static inline void fail_dest_child(const struct fail_dest *d, int portfd, int er
 
 static inline int fail_dest_start(struct fail_dest *d)
 {
-	int pfd[2], efd[2], hfd[2] = { -1, -1 }, port;
+	int pfd[2], efd[2], hfd[2] = { -1, -1 }, afd[2], port;
 
 	d->pid = 0;
 	d->error[0] = '\0';
 	d->errfd = -1;
 	d->hold_fd = -1;
+	d->accepted_fd = -1;
 	if (d->hold && pipe2(hfd, O_CLOEXEC))
 		return -1;
+	if (pipe2(afd, O_CLOEXEC))
+		return -1;
+	d->accepted_fd = afd[0];
 	if (pipe2(pfd, O_CLOEXEC))
 		return -1;
 	if (pipe2(efd, O_CLOEXEC)) {
@@ -319,8 +344,11 @@ static inline int fail_dest_start(struct fail_dest *d)
 		if (d->hold)
 			close(hfd[1]);
 		fail_dest_hold_fd = hfd[0];
+		close(afd[0]);
+		fail_dest_accepted_fd = afd[1];
 		fail_dest_child(d, pfd[1], efd[1]);
 	}
+	close(afd[1]);
 	close(pfd[1]);
 	close(efd[1]);
 	if (d->hold)
@@ -348,6 +376,8 @@ static inline int fail_dest_wait(struct fail_dest *d)
 	if (waitpid(d->pid, &status, 0) < 0)
 		status = -1;
 	d->pid = 0;
+	close(d->accepted_fd);
+	d->accepted_fd = -1;
 	while (got < sizeof(d->error) - 1) {
 		n = read(d->errfd, d->error + got, sizeof(d->error) - 1 - got);
 		if (n <= 0)

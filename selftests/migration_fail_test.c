@@ -59,6 +59,7 @@ struct fail_ctx {
 	struct proxy *px;
 	unsigned int nr_conns;		/* the migration's connections */
 	pid_t dest_pid;
+	const struct fail_dest *dest;
 	volatile sig_atomic_t cancel;
 	bool fired;
 	enum mig_state fired_state;
@@ -73,8 +74,13 @@ static void fail_act(struct fail_ctx *c)
 		c->cancel = 1;
 		break;
 	case ACT_DROP:
-		/* Mid-pass means every channel is up; a drop in setup is another case. */
+		/*
+		 * Mid-pass means every channel is up and the destination has
+		 * taken the session (the source may be a pass ahead of what
+		 * it has read); a drop in setup is another case.
+		 */
 		proxy_wait_conns(c->px, c->nr_conns);
+		fail_dest_wait_accepted(c->dest, WATCHDOG_S * 1000 / 2);
 		proxy_drop(c->px);
 		break;
 	case ACT_KILL:
@@ -455,6 +461,7 @@ static void fail_check(struct __test_metadata *_metadata, struct fail_run *run,
 	c->px = &run->px;
 	c->nr_conns = o.params.multifd_channels + 1;
 	c->dest_pid = run->dest.pid;
+	c->dest = &run->dest;
 	if (fc->fault == FAULT_VERSION) {
 		f->kind = FAULT_VERSION;
 		f->off = offsetof(struct mig_hello, version);

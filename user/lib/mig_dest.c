@@ -787,6 +787,8 @@ static int mig_dest_receive(struct mig_dst *d)
 	if (ret)
 		return ret;
 	ret = mig_recv_config(d);
+	if (!ret && d->opts->accepted)
+		d->opts->accepted(d->opts->opaque, d->hello.session);
 	if (!ret)
 		ret = mig_create_guest(d);
 	if (!ret)

@@ -145,6 +145,12 @@ struct mig_dest_opts {
 	unsigned int io_timeout_ms;	/* no progress within a record; 0: 30 s */
 	/* Called once listening, with the port (for PORT 0). */
 	void (*listening)(void *opaque, int port);
+	/*
+	 * Called once a source's session is taken: its main channel's hello
+	 * and CONFIG were valid (connections set aside before that leave the
+	 * receiver waiting for a source, not failed).
+	 */
+	void (*accepted)(void *opaque, uint64_t session);
 	/* Called with the guest running on this side; its return is ours. */
 	int (*resumed)(void *opaque, struct vm *vm);
 	void *opaque;
