@@ -494,16 +494,20 @@ void mig_handover_abort(struct mig_src *s)
 {
 	unsigned int ms = mig_cancel_asked(s) ? MIG_ABORT_CANCEL_MS : MIG_ABORT_WORD_MS;
 	struct mig_handover got;
+	bool sent;
 	int ret;
 
 	/* Even after an error ACK: a forged one must not leave the destination waiting. */
 	if (!s->end.session)
 		return;
 	kvmmig_log_quiet(true);
-	ret = mig_send_main(s, MIG_REC_ABORT, &s->end, sizeof(s->end));
-	if (!ret)
-		ret = mig_rp_wait(s, MIG_REC_ABORT, &got, ms, false);
-	if (ret)
+	sent = !mig_send_main(s, MIG_REC_ABORT, &s->end, sizeof(s->end));
+	ret = sent ? mig_rp_wait(s, MIG_REC_ABORT, &got, ms, false) : -EPIPE;
+	/*
+	 * After a signal the budget is spent once: an ABORT that went out on
+	 * a live main channel reaches the destination without our waiting.
+	 */
+	if (ret && !(sent && mig_cancel_asked(s)))
 		mig_recover_once(s, MIG_REC_ABORT, ms);
 	kvmmig_log_quiet(false);
 }
