@@ -24,6 +24,7 @@
 #include <bpf/btf.h>
 
 #include "bpf_rates.h"
+#include "cli_util.h"
 #include "dirty.h"
 #include "kselftest_harness.h"
 #include "log.h"
@@ -759,6 +760,60 @@ TEST(stale_pin_replaced)
 	close(fd);
 	ASSERT_EQ(rates_open(&br, getpid(), NULL), 0);
 	bpf_rates_close(br);
+	EXPECT_EQ(stat(PIN_DIR, &st), -1);
+}
+
+/* Wait (up to WAIT_MS) until @path exists or @c has ended. */
+static bool pin_appears(struct cli_child *c, const char *path)
+{
+	unsigned int waited;
+	struct stat st;
+
+	for (waited = 0; waited < WAIT_MS; waited += 50) {
+		if (!stat(path, &st))
+			return true;
+		if (!cli_wait(c, 50))
+			return false;
+	}
+	return false;
+}
+
+/*
+ * `kvmmig top` killed with SIGKILL leaves its pins behind; the next one
+ * starts, replaces them and says so.  A live one is still refused.
+ */
+TEST(top_killed_then_restarted)
+{
+	static const char *const top[] = { "top", "-d", "0.2", NULL };
+	static const char *const once[] = { "top", "--once", "-d", "0.1", NULL };
+	struct cli_child live;
+	char err[4096];
+	struct stat st;
+
+	ASSERT_TRUE(pins_free());
+	ASSERT_EQ(cli_start(&live, top), 0);
+	ASSERT_TRUE(pin_appears(&live, PIN_DIR "/vcpu_stats")) {
+		cli_wait(&live, 0);
+		TH_LOG("top did not pin its maps: %s", cli_output(live.err, err, sizeof(err)));
+		cli_end(&live);
+	}
+
+	/* A second top while the first runs: refused, and says why. */
+	EXPECT_EQ(cli_run(once, WAIT_MS, err, sizeof(err)), 1);
+	EXPECT_NE(strstr(err, "in use by another running kvmmig top"), NULL)
+		TH_LOG("second top said: %s", err);
+
+	ASSERT_EQ(kill(live.pid, SIGKILL), 0);
+	ASSERT_EQ(cli_wait(&live, WAIT_MS), 0);
+	ASSERT_TRUE(WIFSIGNALED(live.status));
+	cli_end(&live);
+	/* What the killed top left: the case under test. */
+	ASSERT_EQ(stat(PIN_DIR "/vcpu_stats", &st), 0);
+
+	EXPECT_EQ(cli_run(once, WAIT_MS, err, sizeof(err)), 0)
+		TH_LOG("top after a killed one said: %s", err);
+	EXPECT_NE(strstr(err, "replaced stale pins in " PIN_DIR), NULL)
+		TH_LOG("top after a killed one said: %s", err);
 	EXPECT_EQ(stat(PIN_DIR, &st), -1);
 }
 

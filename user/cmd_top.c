@@ -476,6 +476,9 @@ int cmd_top(int argc, char **argv)
 	/* On failure libkvmmig has said why on stderr. */
 	if (bpf_rates_open(&opts, &br))
 		return 1;
+	if (bpf_rates_stale_pins(br))
+		fprintf(stderr, "kvmmig top: replaced stale pins in %s left by a kvmmig top that did not exit cleanly (killed?)\n",
+			bpf_rates_pin_dir(br));
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);

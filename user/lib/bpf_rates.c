@@ -5,6 +5,7 @@
  * bpftool, and turn the maps' cumulative per-vCPU counts into rates.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/types.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -74,6 +76,8 @@ struct bpf_rates {
 	struct bpf_link *links[NR_BPF_RATES_SOURCES][MAX_ALT_PROGS];
 	char pin_dir[128];
 	bool pinned;
+	int lock_fd;			/* the pin folder, flock()ed while pinned */
+	unsigned int stale_pins;	/* pins of a dead loader replaced at open */
 	uint64_t prev_ns, now_ns;
 	struct bpf_rates_vcpu *cur, *prev;
 	size_t nr_cur, nr_prev;
@@ -272,55 +276,20 @@ static int map_id_of(int fd, uint32_t *id)
 	return 0;
 }
 
-/* Is a map used by any loaded program?  (A stale pin has no user left.) */
-static bool map_in_use(uint32_t map_id)
-{
-	uint32_t id = 0, ids[64], n, i, len;
-	struct bpf_prog_info info;
-	bool used = false;
-	int fd;
-
-	while (!used && !bpf_prog_get_next_id(id, &id)) {
-		fd = bpf_prog_get_fd_by_id(id);
-		if (fd < 0)
-			continue;
-		memset(&info, 0, sizeof(info));
-		len = sizeof(info);
-		if (!bpf_obj_get_info_by_fd(fd, &info, &len) && info.nr_map_ids) {
-			n = info.nr_map_ids < 64 ? info.nr_map_ids : 64;
-			memset(&info, 0, sizeof(info));
-			info.nr_map_ids = n;
-			info.map_ids = (uintptr_t)ids;
-			len = sizeof(info);
-			if (!bpf_obj_get_info_by_fd(fd, &info, &len))
-				for (i = 0; i < n; i++)
-					used |= ids[i] == map_id;
-		}
-		close(fd);
-	}
-	return used;
-}
-
+/* Called with the pin folder locked: a pin found there is a dead loader's. */
 static int pin_map(struct bpf_rates *br, struct bpf_map *map)
 {
 	char path[256];
-	uint32_t id = 0;
-	bool busy;
 	int fd, err;
 
 	snprintf(path, sizeof(path), "%s/%s", br->pin_dir, bpf_map__name(map));
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {
-		busy = !map_id_of(fd, &id) && map_in_use(id);
 		close(fd);
-		if (busy) {
-			kvmmig_err("%s is pinned and in use by loaded BPF programs: another kvmmig top or dirty-rate loader is running; stop it first",
-				   path);
-			return -EBUSY;
-		}
-		kvmmig_dbg("bpf: removing stale pin %s", path);
+		kvmmig_dbg("bpf: replacing stale pin %s", path);
 		if (unlink(path) && errno != ENOENT)
 			return kvmmig_ioctl_err("unlink of a stale BPF pin", errno);
+		br->stale_pins++;
 	} else if (errno != ENOENT) {
 		err = errno;
 		kvmmig_err("%s exists but is not a usable BPF object: %s", path, strerror(err));
@@ -335,15 +304,19 @@ static int pin_map(struct bpf_rates *br, struct bpf_map *map)
 	return 0;
 }
 
+/* The folder goes before the lock, so a waiting loader finds it gone. */
 static void unpin_maps(struct bpf_rates *br)
 {
-	if (!br->pinned)
-		return;
-	bpf_map__unpin(br->skel->maps.vcpu_stats, NULL);
-	bpf_map__unpin(br->skel->maps.dirty_hist, NULL);
-	if (rmdir(br->pin_dir) && errno != ENOTEMPTY && errno != ENOENT)
-		kvmmig_dbg("bpf: rmdir %s: %s", br->pin_dir, strerror(errno));
-	br->pinned = false;
+	if (br->pinned) {
+		bpf_map__unpin(br->skel->maps.vcpu_stats, NULL);
+		bpf_map__unpin(br->skel->maps.dirty_hist, NULL);
+		if (rmdir(br->pin_dir) && errno != ENOTEMPTY && errno != ENOENT)
+			kvmmig_dbg("bpf: rmdir %s: %s", br->pin_dir, strerror(errno));
+		br->pinned = false;
+	}
+	if (br->lock_fd >= 0)
+		close(br->lock_fd);
+	br->lock_fd = -1;
 }
 
 /* Pins need bpffs at /sys/fs/bpf; mount it there if nothing is (as bpftool does). */
@@ -361,6 +334,77 @@ static void bpffs_mount(const char *pin_dir)
 		kvmmig_info("bpf: mounted bpffs at %s", BPFFS_ROOT);
 }
 
+static int pin_dir_open(const char *dir)
+{
+	int fd, err;
+
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		err = errno;
+		kvmmig_err("cannot create %s: %s (mount bpffs: mount -t bpf bpf /sys/fs/bpf)",
+			   dir, strerror(err));
+		return -err;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* ENOENT: its last user removed it just now; the caller tries again. */
+	if (fd < 0 && errno != ENOENT) {
+		err = errno;
+		kvmmig_err("cannot open %s: %s", dir, strerror(err));
+		return -err;
+	}
+	return fd < 0 ? -ENOENT : fd;
+}
+
+/*
+ * One pinned loader at a time: each holds an flock() on the pin folder for
+ * as long as it lives.  The kernel drops the lock when the holder dies,
+ * however it dies (SIGKILL included) and before its parent can reap it, so
+ * a free lock proves that the pins in the folder are stale.  Asking instead
+ * whether a loaded program still uses the pinned map (as this loader did)
+ * races with the kernel, which frees a dead loader's programs only after
+ * an RCU grace period: a `kvmmig top` started right after a killed one was
+ * refused every time.  Looking for the map's id in /proc/PID/fdinfo misses
+ * loaders in other pid namespaces and counts a passing `bpftool map dump`
+ * as a loader; a pinned link would keep the programs running after their
+ * loader died.  bpffs holds no regular files, so the lock is on the folder.
+ */
+static int pin_dir_lock(struct bpf_rates *br)
+{
+	struct stat held, now;
+	int tries, fd, err;
+
+	for (tries = 0; tries < 8; tries++) {
+		fd = pin_dir_open(br->pin_dir);
+		if (fd == -ENOENT)
+			continue;
+		if (fd < 0)
+			return fd;
+		err = flock(fd, LOCK_EX | LOCK_NB) ? errno : 0;
+		/*
+		 * The holder removes the folder before it lets go: a removed
+		 * one is retried, and only the one at the path is ours.
+		 */
+		if (!err && !fstat(fd, &held) && !stat(br->pin_dir, &now) &&
+		    now.st_ino == held.st_ino && now.st_dev == held.st_dev) {
+			br->lock_fd = fd;
+			return 0;
+		}
+		if (err == EWOULDBLOCK && !fstat(fd, &held) && held.st_nlink) {
+			close(fd);
+			kvmmig_err("%s is in use by another running kvmmig top or dirty-rate loader (it holds the folder's lock); stop it first",
+				   br->pin_dir);
+			return -EBUSY;
+		}
+		close(fd);
+		if (err && err != EWOULDBLOCK) {
+			kvmmig_err("cannot lock %s: %s", br->pin_dir, strerror(err));
+			return -err;
+		}
+	}
+	kvmmig_err("%s keeps being removed and created by other loaders: gave up after %d tries",
+		   br->pin_dir, tries);
+	return -EBUSY;
+}
+
 static int pin_maps(struct bpf_rates *br)
 {
 	int err;
@@ -368,12 +412,9 @@ static int pin_maps(struct bpf_rates *br)
 	if (!br->pin_dir[0])
 		return 0;
 	bpffs_mount(br->pin_dir);
-	if (mkdir(br->pin_dir, 0700) && errno != EEXIST) {
-		err = errno;
-		kvmmig_err("cannot create %s: %s (mount bpffs: mount -t bpf bpf /sys/fs/bpf)",
-			   br->pin_dir, strerror(err));
-		return -err;
-	}
+	err = pin_dir_lock(br);
+	if (err)
+		return err;
 	br->pinned = true;
 	err = pin_map(br, br->skel->maps.vcpu_stats);
 	if (!err)
@@ -458,6 +499,7 @@ int bpf_rates_open(const struct bpf_rates_opts *opts, struct bpf_rates **out)
 		bpf_rates_close(br);
 		return -ENOMEM;
 	}
+	br->lock_fd = -1;
 	br->opts = opts ? *opts : defaults;
 	snprintf(br->pin_dir, sizeof(br->pin_dir), "%s",
 		 br->opts.pin_dir ? br->opts.pin_dir : DIRTYRATE_PIN_DIR);
@@ -510,6 +552,11 @@ const struct bpf_rates_source_info *bpf_rates_source(const struct bpf_rates *br,
 const char *bpf_rates_pin_dir(const struct bpf_rates *br)
 {
 	return br->pinned ? br->pin_dir : "";
+}
+
+unsigned int bpf_rates_stale_pins(const struct bpf_rates *br)
+{
+	return br->stale_pins;
 }
 
 static int key_cmp(const void *a, const void *b)

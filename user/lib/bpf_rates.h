@@ -79,6 +79,8 @@ const struct bpf_rates_source_info *bpf_rates_source(const struct bpf_rates *br,
 						     enum bpf_rates_source src);
 /* Where the maps are pinned ("" if not pinned). */
 const char *bpf_rates_pin_dir(const struct bpf_rates *br);
+/* Pins left by a loader that died without closing, replaced by this one. */
+unsigned int bpf_rates_stale_pins(const struct bpf_rates *br);
 
 /*
  * Read the maps.  Rates cover the time since the previous update (since
