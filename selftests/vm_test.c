@@ -503,11 +503,11 @@ TEST(cli_bad_parameters)
 		const char *args;
 		const char *expect;
 	} cases[] = {
-		{ "run --vcpus 0", "0 vCPUs requested: expected 1 to 64" },
+		{ "run --vcpus 0", "--vcpus '0': expected a whole number from 1 to 64" },
 		{ "run --ram 1P", "more than this host has" },
 		{ "run --ram lots", "--ram 'lots': expected a size" },
-		{ "run --workload nope", "unknown workload 'nope'" },
-		{ "run --dirty nope", "unknown dirty backend 'nope'" },
+		{ "run --workload nope", "--workload 'nope': unknown workload" },
+		{ "run --dirty nope", "--dirty 'nope': unknown dirty backend" },
 		{ "frobnicate", "unknown command 'frobnicate'" },
 	};
 	char out[4096];

@@ -103,6 +103,11 @@ int cmd_cancel(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (optind < argc) {
+		fprintf(stderr, "kvmmig cancel: unexpected argument '%s' (kvmmig cancel -h for help)\n",
+			argv[optind]);
+		return 2;
+	}
 	if (pid)
 		return cancel_pid(pid) ? 1 : 0;
 	d = opendir("/proc");

@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,11 +57,12 @@ enum {
 	"  --settle SESSION " side "\n"					\
 	"                             settle an undecided handover (handover.rst)\n"
 
+/* The signal that cancels the migration, 0 until one comes. */
 static volatile sig_atomic_t mig_cancel;
 
 static void mig_on_signal(int sig)
 {
-	mig_cancel = 1;
+	mig_cancel = sig;
 }
 
 /* Sleep @ms, or less when SIGINT/SIGTERM arrives; false if it did. */
@@ -112,6 +115,7 @@ static void mig_progress(void *opaque, enum mig_state state, const struct mig_sa
 	fflush(stdout);
 }
 
+/* The report, and the timeline files; -1 if one could not be written (said). */
 static int mig_outputs(const struct mig_env *env, const struct mig_report *r)
 {
 	int ret = 0;
@@ -122,6 +126,7 @@ static int mig_outputs(const struct mig_env *env, const struct mig_report *r)
 		mig_report_print_json(r, stdout);
 	else
 		mig_report_print(r, stdout);
+	fflush(stdout);
 	if (env->csv && mig_report_write_csv(r, env->csv))
 		ret = -1;
 	if (env->svg && mig_report_write_svg(r, env->svg, "kvmmig live migration"))
@@ -129,11 +134,17 @@ static int mig_outputs(const struct mig_env *env, const struct mig_report *r)
 	return ret;
 }
 
+/* Why @rep failed: its own words, else the errno. */
+static const char *mig_why(const struct mig_report *rep, int ret)
+{
+	return rep->error[0] ? rep->error : strerror(ret < 0 ? -ret : EIO);
+}
+
 static int mig_run_source(struct mig_env *env)
 {
 	struct mig_report rep;
 	struct vm *vm = NULL;
-	int backend, ret;
+	int backend, ret, out;
 
 	backend = dirty_prepare_config(env->src.params.dirty_backend, &env->guest.cfg);
 	if (backend < 0)
@@ -155,7 +166,7 @@ static int mig_run_source(struct mig_env *env)
 	env->src.progress = mig_progress;
 	env->src.opaque = env;
 	ret = mig_source_run(vm, &env->src, &rep);
-	mig_outputs(env, &rep);
+	out = mig_outputs(env, &rep);
 	if (ret && rep.source_stopped) {
 		fprintf(stderr, "kvmmig: migration %s: %s; the source guest is stopped: it was committed to the destination\n",
 			mig_state_name(rep.state), rep.error);
@@ -165,12 +176,14 @@ static int mig_run_source(struct mig_env *env)
 
 		usleep(200000);
 		fprintf(stderr, "kvmmig: migration %s: %s; the source guest is still running (%s)\n",
-			mig_state_name(rep.state), rep.error,
+			mig_state_name(rep.state), mig_why(&rep, ret),
 			vm->vcpus[0].area->loops != before ? "making progress" : "idle");
+	} else if (out) {
+		fprintf(stderr, "kvmmig: the migration completed, but its timeline could not be written (above)\n");
 	}
 	mig_report_free(&rep);
 	vm_destroy(vm);
-	return ret ? 1 : 0;
+	return ret || out ? 1 : 0;
 }
 
 static const struct option migrate_options[] = {
@@ -249,6 +262,40 @@ static int settle_run(const struct mig_env *env, bool source, const char *what)
 	return 0;
 }
 
+/* tcp:HOST:PORT as the library will read it; a source needs a real port. */
+static int addr_opt(const char *opt, const char *arg, bool any_port)
+{
+	char host[256], port[32];
+	int ret;
+
+	kvmmig_log_quiet(true);
+	ret = net_parse_addr(arg, host, sizeof(host), port, sizeof(port));
+	kvmmig_log_quiet(false);
+	if (ret) {
+		opt_bad(opt, arg, "%s", kvmmig_last_error());
+		return -1;
+	}
+	if (!any_port && !port[strspn(port, "0")]) {
+		opt_bad(opt, arg, "expected tcp:HOST:PORT with a port from 1 to 65535");
+		return -1;
+	}
+	return 0;
+}
+
+/* A timeline file: refused now if its folder cannot take it, not after the migration. */
+static int out_file_opt(const char *opt, const char *path)
+{
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (!path[0] || access(dirname(dir), W_OK)) {
+		opt_bad(opt, path, "cannot create a file there: %s",
+			path[0] ? strerror(errno) : "empty name");
+		return -1;
+	}
+	return 0;
+}
+
 /* Options both migrate and demo take; returns 1 handled, 0 not, -1 bad. */
 static int mig_env_parse(struct mig_env *env, int c, const char *arg)
 {
@@ -268,10 +315,10 @@ static int mig_env_parse(struct mig_env *env, int c, const char *arg)
 		return 1;
 	case 'C':
 		env->csv = arg;
-		return 1;
+		return out_file_opt("--csv", arg) ? -1 : 1;
 	case 'G':
 		env->svg = arg;
-		return 1;
+		return out_file_opt("--svg", arg) ? -1 : 1;
 	case 'v':
 		kvmmig_set_log(NULL, KVMMIG_LOG_INFO);
 		return 1;
@@ -295,6 +342,17 @@ static void mig_env_init(struct mig_env *env)
 	env->settle_cmd = -1;
 }
 
+/* After the options: no stray argument, and the ranges that depend on others. */
+static int mig_env_check(const struct mig_env *env, int argc, char **argv)
+{
+	if (optind < argc) {
+		fprintf(stderr, "kvmmig %s: unexpected argument '%s' (kvmmig %s -h for help)\n",
+			argv[0], argv[optind], argv[0]);
+		return -1;
+	}
+	return guest_opts_check(&env->guest);
+}
+
 static void mig_env_finish(struct mig_env *env)
 {
 	/* --dirty lands in the guest options; the engine takes it from there. */
@@ -314,6 +372,8 @@ int cmd_migrate(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "vh", migrate_options, NULL)) != -1) {
 		if (c == 't') {
 			env.src.to = optarg;
+			if (addr_opt("--to", optarg, false))
+				return 2;
 			continue;
 		}
 		if (c == 'h') {
@@ -336,6 +396,8 @@ int cmd_migrate(int argc, char **argv)
 		fprintf(stderr, "kvmmig migrate: --to tcp:HOST:PORT is required (kvmmig migrate -h)\n");
 		return 2;
 	}
+	if (mig_env_check(&env, argc, argv))
+		return 2;
 	mig_env_finish(&env);
 	return mig_run_source(&env);
 }
@@ -423,9 +485,12 @@ static int mig_run_dest(struct mig_env *env)
 	int ret;
 
 	ret = mig_dest_run(&o, &rep);
-	if (rep.state == MIG_FAILED) {
-		fprintf(stderr, "kvmmig: receiving the guest failed: %s; nothing was kept\n",
-			rep.error);
+	if (rep.state == MIG_FAILED && mig_cancel) {
+		fprintf(stderr, "kvmmig: %sstopped by SIG%s before the guest was received (%s); nothing was kept\n",
+			env->who ? env->who : "", sigabbrev_np(mig_cancel), mig_why(&rep, ret));
+	} else if (rep.state == MIG_FAILED) {
+		fprintf(stderr, "kvmmig: %sreceiving the guest failed: %s; nothing was kept\n",
+			env->who ? env->who : "", mig_why(&rep, ret));
 	} else if (env->json) {
 		mig_report_print_json(&rep, stdout);
 	}
@@ -478,6 +543,8 @@ int cmd_receive(int argc, char **argv)
 		switch (c) {
 		case 'l':
 			env.listen = optarg;
+			if (addr_opt("--listen", optarg, true))
+				return 2;
 			break;
 		case 'r':
 			if (parse_uint("--run-seconds", optarg, 0, 86400, &env.run_seconds))
@@ -521,6 +588,8 @@ int cmd_receive(int argc, char **argv)
 		fprintf(stderr, "kvmmig receive: --listen tcp:HOST:PORT is required (kvmmig receive -h)\n");
 		return 2;
 	}
+	if (mig_env_check(&env, argc, argv))
+		return 2;
 	mig_env_finish(&env);
 	return mig_run_dest(&env);
 }
@@ -566,6 +635,8 @@ int cmd_demo(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (mig_env_check(&env, argc, argv))
+		return 2;
 	mig_env_finish(&env);
 	if (pipe(pipefd))
 		return 1;

@@ -6,6 +6,7 @@
  * interrupted; stats and throttle reach any open session, held by attach or
  * by a VMM itself, by its id through the module's generic netlink family.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -361,7 +362,8 @@ static int parse_dirty_limit(const char *arg, uint64_t *pages)
 	double v = strtod(arg, &end);
 	uint64_t mult = 1;
 
-	if (end == arg || v < 0)
+	/* Written so that NaN fails too; infinity fails the maximum below. */
+	if (end == arg || !(v >= 0) || !isdigit((unsigned char)arg[0]))
 		goto bad;
 	if (!strncmp(end, "pages", 5)) {
 		end += 5;
@@ -384,15 +386,17 @@ static int parse_dirty_limit(const char *arg, uint64_t *pages)
 		end += 2;
 	if (*end)
 		goto bad;
-	*pages = mult ? (uint64_t)(v * mult / PAGE_BYTES) : (uint64_t)v;
-	if (*pages > KVMMIG_DIRTY_LIMIT_MAX)
+	v = mult ? v * mult / PAGE_BYTES : v;
+	if (v > KVMMIG_DIRTY_LIMIT_MAX)
 		goto bad;
+	*pages = v;
 	if (!*pages && v > 0)
 		*pages = 1;
 	return 0;
 bad:
-	fprintf(stderr, "kvmmig: --dirty-limit '%s': expected a rate such as 50MB/s, 800K/s or 1000pages/s\n",
-		arg);
+	opt_bad("--dirty-limit", arg,
+		"expected a rate from 0 (off) to %llupages/s (16T/s), such as 50MB/s, 800K/s or 1000pages/s",
+		(unsigned long long)KVMMIG_DIRTY_LIMIT_MAX);
 	return -1;
 }
 

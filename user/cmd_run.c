@@ -249,6 +249,8 @@ static int run_main(int argc, char **argv, struct run_env *env)
 		fprintf(stderr, "kvmmig %s: unexpected argument '%s'\n", argv[0], argv[optind]);
 		return 2;
 	}
+	if (guest_opts_check(&env->guest))
+		return 2;
 	env->live = !env->json && isatty(STDOUT_FILENO);
 	return run_guest(env);
 }

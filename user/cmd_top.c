@@ -391,7 +391,8 @@ static int top_parse(int argc, char **argv, struct top_env *env)
 		switch (c) {
 		case 'd':
 			secs = strtod(optarg, &end);
-			if (end == optarg || *end || secs < 0.1 || secs > 60) {
+			/* Written so that NaN fails too. */
+			if (end == optarg || *end || !(secs >= 0.1 && secs <= 60)) {
 				fprintf(stderr, "kvmmig top: --delay '%s': expected seconds from 0.1 to 60\n",
 					optarg);
 				return -1;

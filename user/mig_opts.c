@@ -7,12 +7,29 @@
 
 #include "mig_opts.h"
 
+#define MIG_MAX_BANDWIDTH	(1ULL << 50)
+
+/* Percentages: 0 is no throttle step at all, as in QEMU's parameter checks. */
 static int parse_pct(const char *opt, const char *arg, unsigned int max, unsigned int *out)
 {
 	uint64_t v;
 
-	if (parse_uint(opt, arg, 0, max, &v))
+	if (parse_uint(opt, arg, 1, max, &v))
 		return -1;
+	*out = v;
+	return 1;
+}
+
+/* 0 is unlimited, as in QEMU; below 1K a second nothing would get through. */
+static int parse_bandwidth(const char *arg, uint64_t *out)
+{
+	uint64_t v;
+
+	if (size_value(arg, &v) || v > MIG_MAX_BANDWIDTH || (v && v < 1024)) {
+		opt_bad("--max-bandwidth", arg,
+			"expected bytes per second from 1K to 1P, such as 200M, or 0 for unlimited");
+		return -1;
+	}
 	*out = v;
 	return 1;
 }
@@ -26,7 +43,7 @@ int mig_opts_parse(struct mig_params *p, int c, const char *arg)
 	case 0x100:
 		return parse_uint("--downtime-limit", arg, 1, 2000000, &p->downtime_limit_ms) ? -1 : 1;
 	case 0x101:
-		return parse_size("--max-bandwidth", arg, &p->max_bandwidth) ? -1 : 1;
+		return parse_bandwidth(arg, &p->max_bandwidth);
 	case 0x102:
 		if (parse_uint("--multifd-channels", arg, 1, 64, &v))
 			return -1;
@@ -37,13 +54,12 @@ int mig_opts_parse(struct mig_params *p, int c, const char *arg)
 			p->zero_page_detection = !strcmp(arg, "multifd");
 			return 1;
 		}
-		fprintf(stderr, "kvmmig: --zero-page-detection '%s': expected multifd or none\n", arg);
+		opt_bad("--zero-page-detection", arg, "expected multifd or none");
 		return -1;
 	case 0x104:
 		r = mig_sync_mode_parse(arg);
 		if (r < 0) {
-			fprintf(stderr, "kvmmig: --sync '%s': expected legacy, background or periodic\n",
-				arg);
+			opt_bad("--sync", arg, "expected legacy, background or periodic");
 			return -1;
 		}
 		p->sync_mode = r;
@@ -56,8 +72,7 @@ int mig_opts_parse(struct mig_params *p, int c, const char *arg)
 	case 0x106:
 		r = mig_policy_parse(arg);
 		if (r < 0) {
-			fprintf(stderr, "kvmmig: --policy '%s': expected none, auto-converge, dirty-limit or rate-driven\n",
-				arg);
+			opt_bad("--policy", arg, "expected none, auto-converge, dirty-limit or rate-driven");
 			return -1;
 		}
 		p->policy = r;
@@ -89,7 +104,7 @@ int mig_opts_parse(struct mig_params *p, int c, const char *arg)
 	case 0x10f:
 		r = mig_rate_source_parse(arg);
 		if (r < 0) {
-			fprintf(stderr, "kvmmig: --x-rate-source '%s': expected dirty or bpf\n", arg);
+			opt_bad("--x-rate-source", arg, "expected dirty or bpf");
 			return -1;
 		}
 		p->rate_source = r;

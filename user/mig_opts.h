@@ -32,21 +32,25 @@
 	{ "io-timeout", required_argument, NULL, 0x111 }
 
 #define MIG_OPTS_HELP								\
-	"  --downtime-limit MS        longest pause at switchover (default 300)\n" \
-	"  --max-bandwidth SIZE       bytes per second on the wire, e.g. 200M (default unlimited)\n" \
+	"  --downtime-limit MS        longest pause at switchover, 1-2000000 (default 300)\n" \
+	"  --max-bandwidth SIZE       bytes per second on the wire, e.g. 200M, 1K-1P\n" \
+	"                             (default 0: unlimited)\n"			\
 	"  --multifd-channels N       TCP channels for pages, 1-64 (default 1; alias --channels)\n" \
 	"  --zero-page-detection M    multifd (default) or none\n"		\
 	"  --sync MODE                legacy (default), background or periodic\n" \
-	"  --sync-interval MS         background/periodic sync interval (default 5000)\n" \
+	"  --sync-interval MS         background/periodic sync interval, 100-600000\n" \
+	"                             (default 5000)\n"				\
 	"  --policy P                 none (default), auto-converge, dirty-limit, rate-driven\n" \
-	"  --cpu-throttle-initial N   auto-converge first step, percent (default 20)\n" \
-	"  --cpu-throttle-increment N auto-converge step, percent (default 10)\n" \
-	"  --max-cpu-throttle N       highest throttle, percent (default 99)\n"	\
-	"  --throttle-trigger-threshold N  dirty bytes as %% of sent bytes that trigger (default 50)\n" \
+	"  --cpu-throttle-initial N   auto-converge first step, percent, 1-99 (default 20)\n" \
+	"  --cpu-throttle-increment N auto-converge step, percent, 1-99 (default 10)\n" \
+	"  --max-cpu-throttle N       highest throttle, percent, 1-99 (default 99)\n" \
+	"  --throttle-trigger-threshold N  dirty bytes as %% of sent bytes that trigger,\n" \
+	"                             1-100 (default 50)\n"			\
 	"  --cpu-throttle-tailslow    smaller steps near the target\n"		\
-	"  --vcpu-dirty-limit MBPS    dirty-limit per vCPU, MB/s (default 1)\n"	\
-	"  --x-vcpu-dirty-limit-period MS  dirty-limit control period (default 1000)\n" \
-	"  --max-passes N             fail if not converged after N passes (default: never)\n" \
+	"  --vcpu-dirty-limit MBPS    dirty-limit per vCPU, MB/s, 1-1000000 (default 1)\n" \
+	"  --x-vcpu-dirty-limit-period MS  dirty-limit control period, 1-1000 (default 1000)\n" \
+	"  --max-passes N             fail if not converged after N passes, 1-1000000\n" \
+	"                             (default: never)\n"			\
 	"  --x-rate-source S          per-vCPU rates for dirty-limit/rate-driven: dirty (the\n" \
 	"                             dirty source's counts, default) or bpf (any backend)\n" \
 	"  --connect-timeout S        give up connecting after S seconds (default 10)\n" \

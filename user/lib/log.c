@@ -45,9 +45,14 @@ void kvmmig_log_quiet(bool quiet)
 	log_quiet = quiet;
 }
 
+/*
+ * Callers copy this into reports and answers on every failure path: an
+ * error path that forgot kvmmig_err() must still not make them say "".
+ */
 const char *kvmmig_last_error(void)
 {
-	return last_error;
+	return last_error[0] ? last_error :
+	       "no reason was recorded (a libkvmmig error path that says nothing: please report it)";
 }
 
 int kvmmig_ioctl_err(const char *name, int err)

@@ -17,6 +17,7 @@ enum { KVMMIG_LOG_ERR, KVMMIG_LOG_INFO, KVMMIG_LOG_DEBUG };
 
 void kvmmig_set_log(kvmmig_log_fn fn, int max_level);
 void kvmmig_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* This thread's last kvmmig_err() message; never "", even if there was none. */
 const char *kvmmig_last_error(void);
 /* Keep recording this thread's last error but do not report it (probing). */
 void kvmmig_log_quiet(bool quiet);

@@ -55,10 +55,18 @@ int vm_check_ring_entries(uint32_t entries)
 	return 0;
 }
 
+uint64_t vm_host_ram_bytes(void)
+{
+	struct sysinfo si;
+
+	if (sysinfo(&si))
+		return 0;
+	return ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+}
+
 static int vm_check_config(const struct vm_config *cfg)
 {
-	uint64_t pages = cfg->ram_bytes / GUEST_PAGE_SIZE;
-	struct sysinfo si;
+	uint64_t pages = cfg->ram_bytes / GUEST_PAGE_SIZE, host = vm_host_ram_bytes();
 
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS) {
 		kvmmig_err("%u vCPUs requested: expected 1 to %u", cfg->nr_vcpus, VM_MAX_VCPUS);
@@ -69,12 +77,10 @@ static int vm_check_config(const struct vm_config *cfg)
 			   (unsigned long long)cfg->ram_bytes);
 		return -EINVAL;
 	}
-	if (sysinfo(&si) == 0 &&
-	    cfg->ram_bytes > (uint64_t)(si.totalram + si.totalswap) * si.mem_unit) {
+	if (host && cfg->ram_bytes > host) {
 		kvmmig_err("guest RAM of %llu MiB is more than this host has (%llu MiB of RAM and swap)",
 			   (unsigned long long)(cfg->ram_bytes >> 20),
-			   (unsigned long long)((uint64_t)(si.totalram + si.totalswap) *
-						si.mem_unit >> 20));
+			   (unsigned long long)(host >> 20));
 		return -E2BIG;
 	}
 	if (cfg->nr_slots < 1 || cfg->nr_slots > VM_MAX_SLOTS - 1 || cfg->nr_slots > pages) {

@@ -136,6 +136,8 @@ struct vm {
 };
 
 int vm_create(const struct vm_config *cfg, struct vm **out);
+/* The most guest RAM vm_create() accepts: this host's RAM and swap (0: unknown). */
+uint64_t vm_host_ram_bytes(void);
 void vm_destroy(struct vm *vm);
 
 /*

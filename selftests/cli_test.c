@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The kvmmig command refuses bad options before it does anything: every
+ * subcommand's numbers, sizes, rates, addresses and names, given negative,
+ * overflowing, with trailing garbage, zero where zero means nothing, or
+ * out of range, end it with exit status 2 and one message that names the
+ * option, repeats the bad value and says what is accepted.  Also: a
+ * migration whose timeline cannot be written exits non-zero naming the
+ * file and the errno, and `demo --vcpus 0` says what is wrong instead of
+ * an empty reason.  build/kvmmig runs as a child process (cli_util.h).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli_util.h"
+#include "kselftest_harness.h"
+
+/* A refused option ends the command at once; one that slips through may not. */
+#define REFUSE_MS	20000
+/* A short demo: 64 MiB migrated on loopback and checked, with room for a busy machine. */
+#define DEMO_MS		300000
+
+FIXTURE(bad) {
+	char err[4096];
+};
+
+FIXTURE_VARIANT(bad) {
+	const char *args[10];	/* argv after "kvmmig", NULL-terminated */
+	const char *option;	/* must be named */
+	const char *value;	/* must be repeated */
+	const char *accepted;	/* what the message says is accepted */
+};
+
+FIXTURE_SETUP(bad)
+{
+	char path[PATH_MAX];
+
+	if (cli_path(path, sizeof(path)))
+		SKIP(return, "the kvmmig command is not at %.200s (build it with make)", path);
+}
+
+FIXTURE_TEARDOWN(bad)
+{
+}
+
+/*
+ * Cases that could do something if not refused carry options that keep
+ * them short: --once for top, a closed port for migrate.
+ */
+#define TO	"--to", "tcp:127.0.0.1:1"
+
+/* ---- guest options (run, migrate, demo) ---- */
+FIXTURE_VARIANT_ADD(bad, vcpus_zero) {
+	{ "run", "--vcpus", "0" }, "--vcpus", "'0'", "from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, vcpus_over) {
+	{ "run", "--vcpus", "65" }, "--vcpus", "'65'", "from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, vcpus_negative) {
+	{ "run", "--vcpus", "-1" }, "--vcpus", "'-1'", "from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, vcpus_garbage) {
+	{ "run", "--vcpus", "2x" }, "--vcpus", "'2x'", "from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, vcpus_overflow) {
+	{ "run", "--vcpus", "99999999999999999999" }, "--vcpus", "'99999999999999999999'",
+	"from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, vcpus_space) {
+	{ "run", "--vcpus", " 2" }, "--vcpus", "' 2'", "from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, ram_negative) {
+	{ "run", "--ram", "-5" }, "--ram", "'-5'", "from 1M to" };
+FIXTURE_VARIANT_ADD(bad, ram_overflow) {
+	{ "run", "--ram", "99999999999999999999G" }, "--ram", "'99999999999999999999G'",
+	"from 1M to" };
+FIXTURE_VARIANT_ADD(bad, ram_unit_overflow) {
+	{ "run", "--ram", "17000000P" }, "--ram", "'17000000P'", "from 1M to" };
+FIXTURE_VARIANT_ADD(bad, ram_garbage) {
+	{ "run", "--ram", "10x" }, "--ram", "'10x'", "from 1M to" };
+FIXTURE_VARIANT_ADD(bad, ram_too_small) {
+	{ "run", "--ram", "512K" }, "--ram", "'512K'", "from 1M to" };
+FIXTURE_VARIANT_ADD(bad, ram_not_pages) {
+	{ "run", "--ram", "1048577" }, "--ram", "'1048577'", "whole 4K pages" };
+FIXTURE_VARIANT_ADD(bad, ram_more_than_host) {
+	{ "run", "--ram", "1P" }, "--ram", "'1P'", "more than this host has" };
+FIXTURE_VARIANT_ADD(bad, slots_zero) {
+	{ "run", "--slots", "0" }, "--slots", "'0'", "from 1 to 31" };
+FIXTURE_VARIANT_ADD(bad, slots_over) {
+	{ "run", "--slots", "32" }, "--slots", "'32'", "from 1 to 31" };
+FIXTURE_VARIANT_ADD(bad, workload_unknown) {
+	{ "run", "--workload", "nope" }, "--workload", "'nope'", "incr, random, rate" };
+FIXTURE_VARIANT_ADD(bad, backing_unknown) {
+	{ "run", "--backing", "nope" }, "--backing", "'nope'", "anon, memfd or hugetlb" };
+FIXTURE_VARIANT_ADD(bad, dirty_unknown) {
+	{ "run", "--dirty", "nope" }, "--dirty", "'nope'", "auto, bitmap, bitmap-manual" };
+FIXTURE_VARIANT_ADD(bad, ring_entries_not_pow2) {
+	{ "run", "--ring-entries", "1000" }, "--ring-entries", "'1000'",
+	"power of two from 256 to 1048576" };
+FIXTURE_VARIANT_ADD(bad, ring_entries_small) {
+	{ "run", "--ring-entries", "128" }, "--ring-entries", "'128'", "from 256 to 1048576" };
+FIXTURE_VARIANT_ADD(bad, pages_per_sec_zero) {
+	{ "run", "--pages-per-sec", "0" }, "--pages-per-sec", "'0'", "from 1 to 100000000" };
+FIXTURE_VARIANT_ADD(bad, wss_zero) {
+	{ "run", "--wss", "0" }, "--wss", "'0'", "at least 4K" };
+FIXTURE_VARIANT_ADD(bad, wss_above_ram) {
+	{ "run", "--ram", "64M", "--wss", "128M" }, "--wss", "'128M'", "from 4K to the guest's RAM" };
+FIXTURE_VARIANT_ADD(bad, compute_vcpus_beyond) {
+	{ "run", "--vcpus", "2", "--compute-vcpus", "0x4" }, "--compute-vcpus", "'0x4'",
+	"from 0 to 0x3" };
+FIXTURE_VARIANT_ADD(bad, run_seconds_zero) {
+	{ "run", "--seconds", "0" }, "--seconds", "'0'", "from 1 to 86400" };
+FIXTURE_VARIANT_ADD(bad, run_interval_garbage) {
+	{ "run", "--interval-ms", "100ms" }, "--interval-ms", "'100ms'", "from 10 to 60000" };
+FIXTURE_VARIANT_ADD(bad, demo_vcpus_zero) {
+	{ "demo", "--ram", "64M", "--vcpus", "0" }, "--vcpus", "'0'", "from 1 to 64" };
+
+/* ---- migration parameters (migrate, demo) ---- */
+FIXTURE_VARIANT_ADD(bad, to_port_zero) {
+	{ "migrate", "--to", "tcp:127.0.0.1:0" }, "--to", "'tcp:127.0.0.1:0'",
+	"port from 1 to 65535" };
+FIXTURE_VARIANT_ADD(bad, to_not_an_address) {
+	{ "migrate", "--to", "127.0.0.1" }, "--to", "'127.0.0.1'", "tcp:HOST:PORT" };
+FIXTURE_VARIANT_ADD(bad, to_port_over) {
+	{ "migrate", "--to", "tcp:127.0.0.1:99999" }, "--to", "'tcp:127.0.0.1:99999'", "65535" };
+FIXTURE_VARIANT_ADD(bad, downtime_zero) {
+	{ "migrate", TO, "--downtime-limit", "0" }, "--downtime-limit", "'0'",
+	"from 1 to 2000000" };
+FIXTURE_VARIANT_ADD(bad, bandwidth_negative) {
+	{ "migrate", TO, "--max-bandwidth", "-5" }, "--max-bandwidth", "'-5'",
+	"from 1K to 1P, such as 200M, or 0 for unlimited" };
+FIXTURE_VARIANT_ADD(bad, bandwidth_overflow) {
+	{ "migrate", TO, "--max-bandwidth", "99999999999999999999G" }, "--max-bandwidth",
+	"'99999999999999999999G'", "from 1K to 1P" };
+FIXTURE_VARIANT_ADD(bad, bandwidth_garbage) {
+	{ "migrate", TO, "--max-bandwidth", "10x" }, "--max-bandwidth", "'10x'", "from 1K to 1P" };
+FIXTURE_VARIANT_ADD(bad, bandwidth_tiny) {
+	{ "migrate", TO, "--max-bandwidth", "5" }, "--max-bandwidth", "'5'", "from 1K to 1P" };
+FIXTURE_VARIANT_ADD(bad, channels_zero) {
+	{ "migrate", TO, "--multifd-channels", "0" }, "--multifd-channels", "'0'", "from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, channels_over) {
+	{ "migrate", TO, "--channels", "65" }, "--multifd-channels", "'65'", "from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, zero_page_unknown) {
+	{ "migrate", TO, "--zero-page-detection", "x" }, "--zero-page-detection", "'x'",
+	"multifd or none" };
+FIXTURE_VARIANT_ADD(bad, sync_unknown) {
+	{ "migrate", TO, "--sync", "x" }, "--sync", "'x'", "legacy, background or periodic" };
+FIXTURE_VARIANT_ADD(bad, sync_interval_small) {
+	{ "migrate", TO, "--sync-interval", "99" }, "--sync-interval", "'99'",
+	"from 100 to 600000" };
+FIXTURE_VARIANT_ADD(bad, policy_unknown) {
+	{ "migrate", TO, "--policy", "x" }, "--policy", "'x'", "auto-converge, dirty-limit" };
+FIXTURE_VARIANT_ADD(bad, throttle_initial_zero) {
+	{ "migrate", TO, "--cpu-throttle-initial", "0" }, "--cpu-throttle-initial", "'0'",
+	"from 1 to 99" };
+FIXTURE_VARIANT_ADD(bad, throttle_increment_over) {
+	{ "migrate", TO, "--cpu-throttle-increment", "100" }, "--cpu-throttle-increment", "'100'",
+	"from 1 to 99" };
+FIXTURE_VARIANT_ADD(bad, max_throttle_zero) {
+	{ "migrate", TO, "--max-cpu-throttle", "0" }, "--max-cpu-throttle", "'0'",
+	"from 1 to 99" };
+FIXTURE_VARIANT_ADD(bad, trigger_threshold_over) {
+	{ "migrate", TO, "--throttle-trigger-threshold", "101" }, "--throttle-trigger-threshold",
+	"'101'", "from 1 to 100" };
+FIXTURE_VARIANT_ADD(bad, dirty_limit_zero) {
+	{ "migrate", TO, "--vcpu-dirty-limit", "0" }, "--vcpu-dirty-limit", "'0'",
+	"from 1 to 1000000" };
+FIXTURE_VARIANT_ADD(bad, dirty_limit_period_over) {
+	{ "migrate", TO, "--x-vcpu-dirty-limit-period", "1001" }, "--x-vcpu-dirty-limit-period",
+	"'1001'", "from 1 to 1000" };
+FIXTURE_VARIANT_ADD(bad, max_passes_zero) {
+	{ "migrate", TO, "--max-passes", "0" }, "--max-passes", "'0'", "from 1 to 1000000" };
+FIXTURE_VARIANT_ADD(bad, rate_source_unknown) {
+	{ "migrate", TO, "--x-rate-source", "x" }, "--x-rate-source", "'x'", "dirty or bpf" };
+FIXTURE_VARIANT_ADD(bad, warmup_negative) {
+	{ "migrate", TO, "--warmup", "-1" }, "--warmup", "'-1'", "from 0 to 3600000" };
+FIXTURE_VARIANT_ADD(bad, csv_no_folder) {
+	{ "migrate", TO, "--csv", "/nonexistent-kvmmig/x.csv" }, "--csv",
+	"'/nonexistent-kvmmig/x.csv'", "No such file or directory" };
+FIXTURE_VARIANT_ADD(bad, svg_no_folder) {
+	{ "demo", "--ram", "64M", "--svg", "/nonexistent-kvmmig/x.svg" }, "--svg",
+	"'/nonexistent-kvmmig/x.svg'", "No such file or directory" };
+FIXTURE_VARIANT_ADD(bad, demo_bandwidth_negative) {
+	{ "demo", "--ram", "64M", "--max-bandwidth", "-5" }, "--max-bandwidth", "'-5'",
+	"from 1K to 1P" };
+
+/* ---- receive ---- */
+FIXTURE_VARIANT_ADD(bad, listen_port_over) {
+	{ "receive", "--listen", "tcp:127.0.0.1:99999" }, "--listen", "'tcp:127.0.0.1:99999'",
+	"65535" };
+FIXTURE_VARIANT_ADD(bad, listen_not_an_address) {
+	{ "receive", "--listen", "4444" }, "--listen", "'4444'", "tcp:HOST:PORT" };
+FIXTURE_VARIANT_ADD(bad, run_seconds_negative) {
+	{ "receive", "--listen", "tcp:127.0.0.1:0", "--run-seconds", "-1" }, "--run-seconds",
+	"'-1'", "from 0 to 86400" };
+
+/* ---- top, attach, stats, throttle, cancel ---- */
+FIXTURE_VARIANT_ADD(bad, top_delay_nan) {
+	{ "top", "--once", "--delay", "nan" }, "--delay", "'nan'", "from 0.1 to 60" };
+FIXTURE_VARIANT_ADD(bad, top_delay_zero) {
+	{ "top", "--once", "--delay", "0" }, "--delay", "'0'", "from 0.1 to 60" };
+FIXTURE_VARIANT_ADD(bad, top_pid_negative) {
+	{ "top", "--once", "--pid", "-1" }, "--pid", "'-1'", "from 1 to 4194304" };
+FIXTURE_VARIANT_ADD(bad, top_iterations_zero) {
+	{ "top", "--iterations", "0" }, "--iterations", "'0'", "from 1 to 4294967295" };
+FIXTURE_VARIANT_ADD(bad, attach_pid_negative) {
+	{ "attach", "--pid", "-3" }, "--pid", "'-3'", "from 1 to 2147483647" };
+FIXTURE_VARIANT_ADD(bad, attach_delay_zero) {
+	{ "attach", "--pid", "1", "--delay", "0" }, "--delay", "'0'", "from 1 to 3600" };
+FIXTURE_VARIANT_ADD(bad, stats_session_zero) {
+	{ "stats", "--session", "0" }, "--session", "'0'", "from 1 to 4294967295" };
+FIXTURE_VARIANT_ADD(bad, throttle_limit_negative) {
+	{ "throttle", "--dirty-limit", "-5MB/s" }, "--dirty-limit", "'-5MB/s'",
+	"from 0 (off) to 4294967296pages/s" };
+FIXTURE_VARIANT_ADD(bad, throttle_limit_nan) {
+	{ "throttle", "--dirty-limit", "nan" }, "--dirty-limit", "'nan'", "from 0 (off)" };
+FIXTURE_VARIANT_ADD(bad, throttle_limit_overflow) {
+	{ "throttle", "--dirty-limit", "1e400" }, "--dirty-limit", "'1e400'", "from 0 (off)" };
+FIXTURE_VARIANT_ADD(bad, throttle_cpu_over) {
+	{ "throttle", "--cpu-throttle", "100" }, "--cpu-throttle", "'100'", "from 0 to 99" };
+FIXTURE_VARIANT_ADD(bad, throttle_quota_negative) {
+	{ "throttle", "--ring-quota", "-1" }, "--ring-quota", "'-1'", "from 0 to 4294967295" };
+FIXTURE_VARIANT_ADD(bad, throttle_vcpu_garbage) {
+	{ "throttle", "--vcpu", "1x", "--off" }, "--vcpu", "'1x'", "from 0 to" };
+FIXTURE_VARIANT_ADD(bad, cancel_pid_overflow) {
+	{ "cancel", "--pid", "99999999999999999999" }, "--pid", "'99999999999999999999'",
+	"from 1 to 1073741824" };
+
+TEST_F(bad, refused)
+{
+	int st;
+
+	if (_metadata->skip)
+		return;
+	st = cli_run(variant->args, REFUSE_MS, self->err, sizeof(self->err));
+	EXPECT_EQ(st, 2) {
+		TH_LOG("exit status %d (-110: still running after %d ms); stderr: %s", st,
+		       REFUSE_MS, self->err);
+	}
+	EXPECT_NE(strstr(self->err, variant->option), NULL)
+		TH_LOG("the option is not named: %s", self->err);
+	EXPECT_NE(strstr(self->err, variant->value), NULL)
+		TH_LOG("the value is not repeated: %s", self->err);
+	EXPECT_NE(strstr(self->err, variant->accepted), NULL)
+		TH_LOG("'%s' is not said: %s", variant->accepted, self->err);
+	/* One message, not a usage page: the reason must not scroll away. */
+	EXPECT_EQ(strchr(self->err, '\n'), strrchr(self->err, '\n'))
+		TH_LOG("more than one line: %s", self->err);
+}
+
+/*
+ * A migration that completed but whose timeline could not be written is
+ * not a success: /dev/full takes the open and fails the write (ENOSPC).
+ */
+FIXTURE(timeline) {
+	char err[8192];
+};
+
+FIXTURE_VARIANT(timeline) {
+	const char *option;
+};
+
+FIXTURE_VARIANT_ADD(timeline, csv) { "--csv" };
+FIXTURE_VARIANT_ADD(timeline, svg) { "--svg" };
+
+FIXTURE_SETUP(timeline)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (cli_path(path, sizeof(path)))
+		SKIP(return, "the kvmmig command is not at %.200s (build it with make)", path);
+	if (stat("/dev/kvm", &st))
+		SKIP(return, "no /dev/kvm: the demo needs KVM");
+	if (stat("/dev/full", &st))
+		SKIP(return, "no /dev/full to fail the write");
+}
+
+FIXTURE_TEARDOWN(timeline)
+{
+}
+
+TEST_F(timeline, unwritable_after_migration)
+{
+	const char *const args[] = { "demo", "--ram", "64M", variant->option, "/dev/full",
+				     NULL };
+	int st;
+
+	if (_metadata->skip)
+		return;
+	st = cli_run(args, DEMO_MS, self->err, sizeof(self->err));
+	EXPECT_EQ(st, 1) TH_LOG("exit status %d; stderr: %s", st, self->err);
+	EXPECT_NE(strstr(self->err, "cannot write /dev/full: No space left on device"), NULL)
+		TH_LOG("stderr: %s", self->err);
+	EXPECT_NE(strstr(self->err, "the migration completed"), NULL)
+		TH_LOG("stderr: %s", self->err);
+}
+
+/* The report of the issue: "receiving the guest failed: ; nothing was kept". */
+TEST(demo_vcpus_zero_says_why)
+{
+	const char *const args[] = { "demo", "--ram", "64M", "--vcpus", "0", NULL };
+	char err[4096];
+
+	ASSERT_EQ(cli_run(args, REFUSE_MS, err, sizeof(err)), 2) TH_LOG("stderr: %s", err);
+	EXPECT_NE(strstr(err, "kvmmig: --vcpus '0': expected a whole number from 1 to 64"), NULL)
+		TH_LOG("stderr: %s", err);
+	EXPECT_EQ(strstr(err, ": ;"), NULL) TH_LOG("an empty reason: %s", err);
+	EXPECT_EQ(strstr(err, "receiving the guest failed"), NULL) TH_LOG("stderr: %s", err);
+}
+
+TEST_HARNESS_MAIN
