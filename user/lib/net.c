@@ -197,8 +197,10 @@ int net_accept(int lfd, volatile int *cancel, int timeout_ms, int watch_fd)
 	int waited = 0, fd;
 
 	for (;;) {
-		if (cancel && *cancel)
+		if (cancel && *cancel) {
+			kvmmig_err("cancelled while waiting on a connection");
 			return -ECANCELED;
+		}
 		if (timeout_ms >= 0 && waited >= timeout_ms) {
 			kvmmig_err("no connection within %d ms", timeout_ms);
 			return -ETIMEDOUT;
