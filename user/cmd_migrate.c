@@ -140,6 +140,26 @@ static const char *mig_why(const struct mig_report *rep, int ret)
 	return rep->error[0] ? rep->error : strerror(ret < 0 ? -ret : EIO);
 }
 
+/*
+ * After a failure the source guest must be alive and well: see its first
+ * vCPU move, which a busy one does within microseconds.  Watched in short
+ * steps, so that a SIGINT or SIGTERM still ends the command within a second.
+ */
+static const char *guest_progress(struct vm *vm)
+{
+	uint64_t before = vm->vcpus[0].area->loops;
+	unsigned int waited;
+
+	if (vm->shared->workload == WORKLOAD_IDLE)
+		return "idle workload";
+	for (waited = 0; waited < 200; waited += 5) {
+		if (vm->vcpus[0].area->loops != before)
+			return "making progress";
+		usleep(5000);
+	}
+	return "no progress in 200 ms";
+}
+
 static int mig_run_source(struct mig_env *env)
 {
 	struct mig_report rep;
@@ -171,13 +191,8 @@ static int mig_run_source(struct mig_env *env)
 		fprintf(stderr, "kvmmig: migration %s: %s; the source guest is stopped: it was committed to the destination\n",
 			mig_state_name(rep.state), rep.error);
 	} else if (ret) {
-		/* The guest must still be alive and well here. */
-		uint64_t before = vm->vcpus[0].area->loops;
-
-		usleep(200000);
 		fprintf(stderr, "kvmmig: migration %s: %s; the source guest is still running (%s)\n",
-			mig_state_name(rep.state), mig_why(&rep, ret),
-			vm->vcpus[0].area->loops != before ? "making progress" : "idle");
+			mig_state_name(rep.state), mig_why(&rep, ret), guest_progress(vm));
 	} else if (out) {
 		fprintf(stderr, "kvmmig: the migration completed, but its timeline could not be written (above)\n");
 	}
