@@ -129,6 +129,9 @@ FIXTURE_VARIANT_ADD(bad, bandwidth_overflow) {
 	"'99999999999999999999G'", "from 1K to 1P" };
 FIXTURE_VARIANT_ADD(bad, bandwidth_garbage) {
 	{ "migrate", TO, "--max-bandwidth", "10x" }, "--max-bandwidth", "'10x'", "from 1K to 1P" };
+/* A space after the number once read as a unit of 2^60. */
+FIXTURE_VARIANT_ADD(bad, bandwidth_trailing_space) {
+	{ "migrate", TO, "--max-bandwidth", "10 " }, "--max-bandwidth", "'10 '", "from 1K to 1P" };
 FIXTURE_VARIANT_ADD(bad, bandwidth_tiny) {
 	{ "migrate", TO, "--max-bandwidth", "5" }, "--max-bandwidth", "'5'", "from 1K to 1P" };
 FIXTURE_VARIANT_ADD(bad, channels_zero) {

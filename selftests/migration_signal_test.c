@@ -420,7 +420,7 @@ FIXTURE_VARIANT(receive) {
 FIXTURE_VARIANT_ADD(receive, accept_sigint) { SRC_NONE, SIGINT, NULL, 0 };
 FIXTURE_VARIANT_ADD(receive, accept_sigterm) { SRC_NONE, SIGTERM, NULL, 0 };
 FIXTURE_VARIANT_ADD(receive, hello_deadline) {
-	SRC_HELLO, 0, "the hello of a new connection", HELLO_DEADLINE_MS };
+	SRC_HELLO, 0, "hello", HELLO_DEADLINE_MS };
 FIXTURE_VARIANT_ADD(receive, hello_sigint) { SRC_HELLO, SIGINT, NULL, 0 };
 FIXTURE_VARIANT_ADD(receive, hello_sigterm) { SRC_HELLO, SIGTERM, NULL, 0 };
 FIXTURE_VARIANT_ADD(receive, mid_record_deadline) {

@@ -142,8 +142,9 @@ static const char *mig_why(const struct mig_report *rep, int ret)
 
 /*
  * After a failure the source guest must be alive and well: see its first
- * vCPU move, which a busy one does within microseconds.  Watched in short
- * steps, so that a SIGINT or SIGTERM still ends the command within a second.
+ * vCPU move, which a busy one does within milliseconds.  Watched in short
+ * steps and no longer than needed, so that a SIGINT or SIGTERM still ends
+ * the command within a second.
  */
 static const char *guest_progress(struct vm *vm)
 {
@@ -533,7 +534,8 @@ static void receive_usage(FILE *f)
 	fprintf(f, "usage: kvmmig receive --listen tcp:HOST:PORT [OPTIONS]\n\n"
 		"Receive a live-migrated guest, resume it, let it run, then check its memory.\n\n"
 		"  --listen tcp:HOST:PORT   where to listen (PORT 0: any free port, printed)\n"
-		"  --run-seconds N          how long the guest runs here before the check (default 2)\n"
+		"  --run-seconds N          how long the guest runs here before the check, 0-86400\n"
+		"                           (default 2)\n"
 		"  --io-timeout S           give up when a record stops arriving for S seconds\n"
 		"                           (default 30; also the TCP user timeout)\n"
 		"  --hello-timeout S        a connection without a valid hello within S seconds is\n"

@@ -56,24 +56,27 @@ int parse_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, uin
 int size_value(const char *arg, uint64_t *out)
 {
 	static const char units[] = "KMGTP";
-	const char *u;
+	const char *u = NULL;
 	uint64_t v;
 	char *end;
 	int shift, ret;
 
 	ret = parse_digits(arg, &v, &end);
-	if (ret || !*end)
-		goto done;
-	u = strchr(units, *end & ~0x20);
-	if (!u || (end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B")))
-		return -EINVAL;
-	shift = 10 * (u - units + 1);
-	if (v > (~0ULL >> shift))
-		return -ERANGE;
-	v <<= shift;
-done:
+	if (ret)
+		return ret;
+	if (*end) {
+		/* Not strchr(units, c) alone: it finds the terminator for c = 0. */
+		if (isalpha((unsigned char)*end))
+			u = strchr(units, toupper((unsigned char)*end));
+		if (!u || (end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B")))
+			return -EINVAL;
+		shift = 10 * (u - units + 1);
+		if (v > (~0ULL >> shift))
+			return -ERANGE;
+		v <<= shift;
+	}
 	*out = v;
-	return ret;
+	return 0;
 }
 
 /* @v in the largest unit that divides it: "1M", "24093M", "4097". */
