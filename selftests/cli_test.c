@@ -192,6 +192,15 @@ FIXTURE_VARIANT_ADD(bad, run_seconds_negative) {
 	{ "receive", "--listen", "tcp:127.0.0.1:0", "--run-seconds", "-1" }, "--run-seconds",
 	"'-1'", "from 0 to 86400" };
 
+FIXTURE_VARIANT_ADD(bad, hello_timeout_zero) {
+	{ "receive", "--listen", "tcp:127.0.0.1:0", "--hello-timeout", "0" }, "--hello-timeout",
+	"'0'", "from 1 to 600" };
+FIXTURE_VARIANT_ADD(bad, receive_io_timeout_over) {
+	{ "receive", "--listen", "tcp:127.0.0.1:0", "--io-timeout", "3601" }, "--io-timeout",
+	"'3601'", "from 1 to 3600" };
+FIXTURE_VARIANT_ADD(bad, connect_timeout_zero) {
+	{ "migrate", TO, "--connect-timeout", "0" }, "--connect-timeout", "'0'", "from 1 to 3600" };
+
 /* ---- top, attach, stats, throttle, cancel ---- */
 FIXTURE_VARIANT_ADD(bad, top_delay_nan) {
 	{ "top", "--once", "--delay", "nan" }, "--delay", "'nan'", "from 0.1 to 60" };

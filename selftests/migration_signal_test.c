@@ -26,6 +26,7 @@
 #include "cli_util.h"
 #include "kselftest_harness.h"
 #include "log.h"
+#include "mig_internal.h"
 #include "net.h"
 #include "stream.h"
 #include "test_util.h"
@@ -34,10 +35,9 @@
 #define SIGNAL_END_MS		1000
 /* A stalled phase is reached within this, or the test says it was not. */
 #define STALL_WAIT_MS		120000
-/* Deadlines are 1 s here (60 s for the ACK, 10 s for a hello); this bounds a hang. */
+/* Deadlines are 1 s here (60 s for the ACK); this bounds a hang. */
 #define GIVE_UP_SLACK_MS	60000
 #define ACK_DEADLINE_MS		60000
-#define HELLO_DEADLINE_MS	NET_CONNECT_TIMEOUT_MS
 #define MAX_CONNS		8
 
 static int64_t mono_ms(void)
@@ -63,6 +63,29 @@ static bool tcp_state_seen(int port, unsigned int st)
 	}
 	fclose(f);
 	return seen;
+}
+
+/*
+ * What waits unread in the receive queue of the child's end of the
+ * connection from port @rport to @lport, or -1 if there is none.
+ */
+static long tcp_rx_queued(int lport, int rport)
+{
+	unsigned int l, r;
+	unsigned long rx;
+	char line[512];
+	long queued = -1;
+	FILE *f = fopen("/proc/net/tcp", "r");
+
+	if (!f)
+		return -1;
+	while (queued < 0 && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, " %*d: %*8x:%x %*8x:%x %*x %*8x:%lx", &l, &r, &rx) == 3 &&
+		    l == (unsigned int)lport && r == (unsigned int)rport)
+			queued = rx;
+	}
+	fclose(f);
+	return queued;
 }
 
 /* Sockets the child holds open: its listener, then each accepted connection. */
@@ -401,7 +424,8 @@ TEST_F_TIMEOUT(source, stalled_peer, (STALL_WAIT_MS + ACK_DEADLINE_MS + GIVE_UP_
 enum src_stall {
 	SRC_NONE,		/* nobody connects: the wait in accept */
 	SRC_HELLO,		/* connects and sends nothing */
-	SRC_MID_RECORD,		/* a valid hello, then a record's header and part of it */
+	SRC_CONFIG_CUT,		/* a valid hello, then part of the CONFIG record */
+	SRC_MID_RECORD,		/* hello and CONFIG, then part of a VCPU record */
 };
 
 FIXTURE(receive) {
@@ -419,10 +443,13 @@ FIXTURE_VARIANT(receive) {
 
 FIXTURE_VARIANT_ADD(receive, accept_sigint) { SRC_NONE, SIGINT, NULL, 0 };
 FIXTURE_VARIANT_ADD(receive, accept_sigterm) { SRC_NONE, SIGTERM, NULL, 0 };
-FIXTURE_VARIANT_ADD(receive, hello_deadline) {
-	SRC_HELLO, 0, "hello", HELLO_DEADLINE_MS };
+FIXTURE_VARIANT_ADD(receive, hello_deadline) { SRC_HELLO, 0, "hello", 1000 };
 FIXTURE_VARIANT_ADD(receive, hello_sigint) { SRC_HELLO, SIGINT, NULL, 0 };
 FIXTURE_VARIANT_ADD(receive, hello_sigterm) { SRC_HELLO, SIGTERM, NULL, 0 };
+FIXTURE_VARIANT_ADD(receive, config_cut_deadline) {
+	SRC_CONFIG_CUT, 0, "no complete CONFIG record within 1000 ms", 1000 };
+FIXTURE_VARIANT_ADD(receive, config_cut_sigint) { SRC_CONFIG_CUT, SIGINT, NULL, 0 };
+FIXTURE_VARIANT_ADD(receive, config_cut_sigterm) { SRC_CONFIG_CUT, SIGTERM, NULL, 0 };
 FIXTURE_VARIANT_ADD(receive, mid_record_deadline) {
 	SRC_MID_RECORD, 0, "main channel: no progress for 1.0 s", 1000 };
 FIXTURE_VARIANT_ADD(receive, mid_record_sigint) { SRC_MID_RECORD, SIGINT, NULL, 0 };
@@ -436,6 +463,8 @@ FIXTURE_SETUP(receive)
 	self->sock = -1;
 	if (cli_path(path, sizeof(path)))
 		SKIP(return, "the kvmmig command is not at %.200s (build it with make)", path);
+	if (variant->stall >= SRC_CONFIG_CUT && access("/dev/kvm", R_OK | W_OK))
+		SKIP(return, "no /dev/kvm: the receiver creates the guest CONFIG describes");
 }
 
 FIXTURE_TEARDOWN(receive)
@@ -477,42 +506,79 @@ static int connect_to(int port)
 	return fd;
 }
 
-/*
- * A valid hello for the main channel, then the 24-byte header of a CONFIG
- * record of 4096 bytes and 1000 bytes of it, framed by libkvmmig itself
- * (through a socketpair).
- */
-static int send_partial_record(int fd)
+/* The CONFIG of a 64 MiB guest on one vCPU, as a source of this build sends it. */
+static struct mig_config *guest_config(size_t *len)
 {
-	struct mig_hello h = { .channel = 0, .session = 42, .nr_channels = 2 };
-	static char payload[4096], rec[sizeof(struct mig_rec) + sizeof(payload)];
-	struct mig_chan ch;
-	int sp[2], ret;
+	struct vm_config vc = { .nr_vcpus = 1, .ram_bytes = 64ULL << 20, .nr_slots = 1 };
+	struct mig_config *cfg = NULL;
+	struct vm *vm;
 
-	mig_hello_seal(&h);
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp))
-		return -errno;
-	mig_chan_init(&ch, sp[0], 0);
-	ret = mig_chan_send(&ch, MIG_REC_CONFIG, payload, sizeof(payload));
-	if (!ret)
-		ret = net_read_all(sp[1], rec, sizeof(rec), NULL);
-	close(sp[0]);
-	close(sp[1]);
-	if (!ret)
-		ret = net_write_all(fd, &h, sizeof(h), NULL);
-	if (!ret)
-		ret = net_write_all(fd, rec, sizeof(struct mig_rec) + 1000, NULL);
-	return ret;
+	if (!vm_create(&vc, &vm)) {
+		cfg = mig_config_of(vm, len);
+		vm_destroy(vm);
+	}
+	return cfg;
 }
 
-/* Nothing left unacknowledged by the receiver's kernel, and it took the connection. */
-static bool receive_stalled(struct cli_child *c, int sock)
+/* Frame a record with libkvmmig's own code, through a socketpair; its length or -errno. */
+static int frame(struct mig_chan *ch, int rd, uint32_t type, const void *p, uint32_t len,
+		 char *out)
 {
-	int unacked = 0;
+	int ret = mig_chan_send(ch, type, p, len);
 
-	if (sock >= 0 && (ioctl(sock, SIOCOUTQ, &unacked) || unacked))
+	if (!ret)
+		ret = net_read_all(rd, out, sizeof(struct mig_rec) + len, NULL);
+	return ret ? ret : (int)(sizeof(struct mig_rec) + len);
+}
+
+/*
+ * A valid hello for a session of the main channel alone, then either part
+ * of a CONFIG record, or a whole CONFIG and part of a VCPU record.
+ */
+static int send_partial_record(int fd, enum src_stall stall)
+{
+	struct mig_hello h = { .channel = 0, .session = 42, .nr_channels = 1 };
+	static char vcpu[sizeof(struct mig_vcpu) + sizeof(struct vcpu_state_blob)];
+	static char buf[2 * sizeof(struct mig_rec) + MIG_MAX_PAYLOAD];
+	struct mig_config *cfg;
+	struct mig_chan ch;
+	int sp[2], n, ret;
+	size_t len;
+
+	cfg = guest_config(&len);
+	if (!cfg)
+		return -ENOMEM;
+	mig_hello_seal(&h);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
+		free(cfg);
+		return -errno;
+	}
+	mig_chan_init(&ch, sp[0], 0);
+	ret = n = frame(&ch, sp[1], MIG_REC_CONFIG, cfg, len, buf);
+	if (ret > 0 && stall == SRC_MID_RECORD)
+		ret = frame(&ch, sp[1], MIG_REC_VCPU, vcpu, sizeof(vcpu), buf + n);
+	close(sp[0]);
+	close(sp[1]);
+	free(cfg);
+	if (ret < 0)
+		return ret;
+	/* Cut: the header and a little of the payload of the last record. */
+	n = stall == SRC_MID_RECORD ? n + sizeof(struct mig_rec) + 64 : sizeof(struct mig_rec) + 16;
+	ret = net_write_all(fd, &h, sizeof(h), NULL);
+	return ret ? ret : net_write_all(fd, buf, n, NULL);
+}
+
+/* The receiver took the connection and read all that was sent on it. */
+static bool receive_stalled(struct cli_child *c, int port, int sock)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+
+	if (sock < 0)
+		return sockets_of(c->pid) >= 1;
+	if (getsockname(sock, (struct sockaddr *)&a, &len))
 		return false;
-	return sockets_of(c->pid) >= (sock >= 0 ? 2 : 1);
+	return sockets_of(c->pid) >= 2 && !tcp_rx_queued(port, ntohs(a.sin_port));
 }
 
 /* Did the receiver close @sock (EOF or reset) within @ms?  An answer before is read. */
@@ -531,10 +597,10 @@ static bool closed_by_peer(int sock, int ms)
 	return false;
 }
 
-TEST_F_TIMEOUT(receive, stalled_peer, (STALL_WAIT_MS + HELLO_DEADLINE_MS + GIVE_UP_SLACK_MS) / 1000)
+TEST_F_TIMEOUT(receive, stalled_peer, (STALL_WAIT_MS + 1000 + GIVE_UP_SLACK_MS) / 1000)
 {
 	const char *const args[] = { "receive", "--listen", "tcp:127.0.0.1:0",
-				     "--io-timeout", "1", NULL };
+				     "--hello-timeout", "1", "--io-timeout", "1", NULL };
 	int64_t t0, waited = 0;
 	int port, st;
 
@@ -548,9 +614,9 @@ TEST_F_TIMEOUT(receive, stalled_peer, (STALL_WAIT_MS + HELLO_DEADLINE_MS + GIVE_
 		self->sock = connect_to(port);
 		ASSERT_GE(self->sock, 0);
 	}
-	if (variant->stall == SRC_MID_RECORD)
-		ASSERT_EQ(send_partial_record(self->sock), 0);
-	while (!receive_stalled(&self->child, self->sock)) {
+	if (variant->stall >= SRC_CONFIG_CUT)
+		ASSERT_EQ(send_partial_record(self->sock, variant->stall), 0);
+	while (!receive_stalled(&self->child, port, self->sock)) {
 		ASSERT_EQ(cli_wait(&self->child, 20), -ETIMEDOUT) {
 			TH_LOG("the receiver ended before the stall: %s",
 			       cli_output(self->child.err, self->err, sizeof(self->err)));
