@@ -363,15 +363,19 @@ FIXTURE_TEARDOWN(source)
 
 /*
  * A 64 MiB guest on one vCPU: incr writes every page (so the stream fills
- * the socket buffers), idle converges at once (so END comes soon).
+ * the socket buffers), idle converges at once (so END comes soon).  The
+ * deadlines are 1 s when they are under test, 60 s when a signal is (or
+ * the deadline, and the kernel's TCP user timeout with it, could end the
+ * stall first).
  */
-static int source_start(struct cli_child *c, const char *addr, enum dst_stall stall)
+static int source_start(struct cli_child *c, const char *addr, enum dst_stall stall,
+			const char *timeout)
 {
 	const char *const args[] = {
 		"migrate", "--to", addr, "--ram", "64M", "--vcpus", "1",
 		"--workload", stall == DST_BEFORE_ACK ? "idle" : "incr",
 		"--warmup", stall == DST_BEFORE_ACK ? "0" : "300",
-		"--connect-timeout", "1", "--io-timeout", "1", NULL
+		"--connect-timeout", timeout, "--io-timeout", timeout, NULL
 	};
 
 	return cli_start(c, args);
@@ -385,7 +389,8 @@ TEST_F_TIMEOUT(source, stalled_peer, (STALL_WAIT_MS + ACK_DEADLINE_MS + GIVE_UP_
 
 	if (_metadata->skip)
 		return;
-	ASSERT_EQ(source_start(&self->child, self->addr, variant->stall), 0);
+	ASSERT_EQ(source_start(&self->child, self->addr, variant->stall,
+			       variant->sig ? "60" : "1"), 0);
 	while (!source_stalled(&self->dst, &self->child)) {
 		ASSERT_NE(self->child.pid, 0) {
 			TH_LOG("the source ended before the stall: %s",
@@ -599,8 +604,9 @@ static bool closed_by_peer(int sock, int ms)
 
 TEST_F_TIMEOUT(receive, stalled_peer, (STALL_WAIT_MS + 1000 + GIVE_UP_SLACK_MS) / 1000)
 {
+	const char *timeout = variant->sig ? "60" : "1";	/* as for the source */
 	const char *const args[] = { "receive", "--listen", "tcp:127.0.0.1:0",
-				     "--hello-timeout", "1", "--io-timeout", "1", NULL };
+				     "--hello-timeout", timeout, "--io-timeout", timeout, NULL };
 	int64_t t0, waited = 0;
 	int port, st;
 

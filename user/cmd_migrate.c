@@ -143,22 +143,22 @@ static const char *mig_why(const struct mig_report *rep, int ret)
 /*
  * After a failure the source guest must be alive and well: see its first
  * vCPU move, which a busy one does within milliseconds.  Watched in short
- * steps and no longer than needed, so that a SIGINT or SIGTERM still ends
- * the command within a second.
+ * steps and no longer than needed; after SIGINT or SIGTERM only briefly, so
+ * that the command still ends within a second of the signal.
  */
 static const char *guest_progress(struct vm *vm)
 {
+	unsigned int waited, limit = mig_cancel ? 50 : 200;
 	uint64_t before = vm->vcpus[0].area->loops;
-	unsigned int waited;
 
 	if (vm->shared->workload == WORKLOAD_IDLE)
 		return "idle workload";
-	for (waited = 0; waited < 200; waited += 5) {
+	for (waited = 0; waited < limit; waited += 5) {
 		if (vm->vcpus[0].area->loops != before)
 			return "making progress";
 		usleep(5000);
 	}
-	return "no progress in 200 ms";
+	return mig_cancel ? "no progress seen in 50 ms" : "no progress seen in 200 ms";
 }
 
 static int mig_run_source(struct mig_env *env)
