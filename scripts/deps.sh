@@ -15,6 +15,7 @@ pkgs=(
 	linux-image-amd64 linux-headers-amd64 dwarves
 	qemu-system-x86 busybox-static cpio
 	iproute2 kmod
+	libgnutls28-dev gnutls-bin
 )
 
 missing=()

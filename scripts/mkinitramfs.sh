@@ -3,11 +3,12 @@
 #
 # Build the busybox initramfs that runs kvmmig inside a Debian kernel under
 # QEMU.  Its /init mounts proc, sys, devtmpfs, debugfs, tracefs and bpffs,
-# loads kvm_amd with its dependencies and then kvmmig.ko, reports what it
-# found, runs each test program with a time limit and frames its TAP output
-# by markers on the first serial port, runs an optional command live (for
-# `make vmdemo`; the first port then carries only the command's output and
-# the reports move to the third), dumps dmesg (framed) and powers off.  The
+# loads kvm_amd with its dependencies, tls.ko and AES-GCM where the kernel
+# has them, and then kvmmig.ko, reports what it found, runs each test
+# program with a time limit and frames its TAP output by markers on the
+# first serial port, runs an optional command live (for `make vmdemo`; the
+# first port then carries only the command's output and the reports move to
+# the third), dumps dmesg (framed) and powers off.  The
 # kernel's own console is the second serial port, so kernel messages never
 # land inside a program's TAP; selftests/vm/run.sh reads both.  Programs are
 # copied with their shared libraries and the dynamic loader (found with
@@ -122,6 +123,13 @@ if [ -n "$module" ]; then
 		chain+=" $(module_chain "$dep")"
 	done
 fi
+# Kernel TLS for the migration channels (tls_perf, tls_test): Debian builds
+# it as a module, and the AES-GCM it asks the crypto API for too (the kernel
+# would modprobe them, which this initramfs cannot); a kernel without them
+# just lacks kTLS.
+for m in tls ctr ghash-generic gcm aesni-intel ghash-clmulni-intel; do
+	grep -qE "(^|/)${m}\.ko(\.[a-z]+)?:" "$mods/modules.dep" && chain+=" $(module_chain "$m")"
+done
 for m in $chain; do
 	add_module "$m"
 done

@@ -110,10 +110,14 @@ static inline int dest_enter_netns(const char *name)
 }
 
 /*
- * Fork a destination listening on @host (port chosen by the kernel).  With
- * @netns, the child first enters that network namespace (path in /run/netns).
+ * Fork a destination listening on @host (port chosen by the kernel), with
+ * TLS when @tls says so; its messages (connections it ignored, why it
+ * failed) land in @log_file when given, for tests that check their words.
+ * With @netns, the child first enters that network namespace (path in
+ * /run/netns).
  */
-static inline int dest_child_start(struct dest_child *d, const char *host, const char *netns)
+static inline int dest_child_start_tls(struct dest_child *d, const char *host, const char *netns,
+				       const struct tls_opts *tls, const char *log_file)
 {
 	int pfd[2];
 
@@ -137,9 +141,14 @@ static inline int dest_child_start(struct dest_child *d, const char *host, const
 		int ret;
 
 		close(pfd[0]);
+		if (log_file && !freopen(log_file, "we", stderr))
+			_exit(DEST_RECEIVE_FAILED);
+		setvbuf(stderr, NULL, _IONBF, 0);
 		if (netns && dest_enter_netns(netns))
 			_exit(DEST_RECEIVE_FAILED);
 		snprintf(listen, sizeof(listen), "tcp:%s:0", host);
+		if (tls)
+			o.tls = *tls;
 		ret = mig_dest_run(&o, &rep);
 		_exit(dest_exit_code(ret));
 	}
@@ -150,6 +159,11 @@ static inline int dest_child_start(struct dest_child *d, const char *host, const
 		return -1;
 	}
 	return 0;
+}
+
+static inline int dest_child_start(struct dest_child *d, const char *host, const char *netns)
+{
+	return dest_child_start_tls(d, host, netns, NULL, NULL);
 }
 
 /* The child's exit code, or -1 if it died of a signal. */

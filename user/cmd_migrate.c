@@ -205,6 +205,7 @@ static int mig_run_source(struct mig_env *env)
 static const struct option migrate_options[] = {
 	GUEST_OPTS_LONG,
 	MIG_OPTS_LONG,
+	TLS_OPTS_LONG,
 	{ "to", required_argument, NULL, 't' },
 	{ "warmup", required_argument, NULL, 'u' },
 	{ "json", no_argument, NULL, 'j' },
@@ -223,7 +224,7 @@ static void migrate_usage(FILE *f)
 {
 	fprintf(f, "usage: kvmmig migrate --to tcp:HOST:PORT [OPTIONS]\n\n"
 		"Run a built-in guest and live-migrate it to `kvmmig receive`.\n\n"
-		GUEST_OPTS_HELP MIG_OPTS_HELP
+		GUEST_OPTS_HELP MIG_OPTS_HELP TLS_OPTS_HELP
 		"  --warmup MS                let the guest run before migrating (default 1000)\n"
 		"  --json                     JSON events and report\n"
 		"  --csv FILE, --svg FILE     the timeline as CSV, as an SVG chart\n"
@@ -235,7 +236,9 @@ static void migrate_usage(FILE *f)
 		"      --max-bandwidth 200M --policy auto-converge --sync background\n"
 		"  kvmmig migrate --to tcp:10.0.0.2:4444 --multifd-channels 4 --policy dirty-limit \\\n"
 		"      --vcpu-dirty-limit 50 --dirty ring --svg timeline.svg\n"
-		"  kvmmig migrate --settle 00001234abcd5678 --resume-source\n");
+		"  kvmmig migrate --settle 00001234abcd5678 --resume-source\n"
+		"  kvmmig migrate --to tcp:dst.example:4444 --tls-creds /etc/pki/kvmmig\n"
+		"  kvmmig migrate --to tcp:10.0.0.2:4444 --tls-psk keys.psk --multifd-channels 4\n");
 }
 
 /* --settle SESSION with one of --start, --resume-source, --discard. */
@@ -321,6 +324,9 @@ static int mig_env_parse(struct mig_env *env, int c, const char *arg)
 	if (r)
 		return r;
 	r = mig_opts_parse(&env->src.params, c, arg);
+	if (r)
+		return r;
+	r = tls_opts_parse(&env->src.tls, c, arg);
 	if (r)
 		return r;
 	switch (c) {
@@ -412,7 +418,12 @@ int cmd_migrate(int argc, char **argv)
 		fprintf(stderr, "kvmmig migrate: --to tcp:HOST:PORT is required (kvmmig migrate -h)\n");
 		return 2;
 	}
-	if (mig_env_check(&env, argc, argv))
+	if (env.src.tls.authz) {
+		fprintf(stderr, "kvmmig migrate: --tls-authz is the receiver's check: give it to kvmmig receive\n");
+		return 2;
+	}
+	if (mig_env_check(&env, argc, argv) ||
+	    tls_opts_check(&env.src.tls, "migrate"))
 		return 2;
 	mig_env_finish(&env);
 	return mig_run_source(&env);
@@ -489,6 +500,7 @@ static int mig_run_dest(struct mig_env *env)
 {
 	struct mig_dest_opts o = {
 		.listen = env->listen,
+		.tls = env->src.tls,
 		.cancel = &mig_cancel,
 		.io_timeout_ms = env->src.params.io_timeout_ms,
 		.hello_timeout_ms = (int)env->hello_timeout_s * 1000,
@@ -515,6 +527,7 @@ static int mig_run_dest(struct mig_env *env)
 }
 
 static const struct option receive_options[] = {
+	TLS_OPTS_LONG,
 	{ "listen", required_argument, NULL, 'l' },
 	{ "run-seconds", required_argument, NULL, 'r' },
 	{ "io-timeout", required_argument, NULL, 0x111 },
@@ -542,21 +555,32 @@ static void receive_usage(FILE *f)
 		"                           ignored; a source whose CONFIG does not follow in S\n"
 		"                           seconds fails (default %d)\n"
 		"  --json                   JSON events\n"
+		"  --tls-creds DIR, --tls-psk FILE  demand TLS on every channel (x509 or PSK)\n"
+		"  --tls-authz DN           accept only the client certificate with this DN\n"
 		SETTLE_HELP("--start|--discard") "\n"
 		"examples:\n"
 		"  kvmmig receive --listen tcp:0.0.0.0:4444\n"
 		"  kvmmig receive --listen tcp:127.0.0.1:0 --json\n"
-		"  kvmmig receive --settle 00001234abcd5678 --start\n", MIG_HELLO_TIMEOUT_MS / 1000);
+		"  kvmmig receive --settle 00001234abcd5678 --start\n"
+		"  kvmmig receive --listen tcp:0.0.0.0:4444 --tls-creds /etc/pki/kvmmig \\\n"
+		"      --tls-authz 'CN=src.example,O=Example'\n"
+		"  kvmmig receive --listen tcp:0.0.0.0:4444 --tls-psk keys.psk\n",
+		MIG_HELLO_TIMEOUT_MS / 1000);
 }
 
 int cmd_receive(int argc, char **argv)
 {
 	struct mig_env env;
-	int c;
+	int c, r;
 
 	mig_env_init(&env);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", receive_options, NULL)) != -1) {
+		r = tls_opts_parse(&env.src.tls, c, optarg);
+		if (r < 0)
+			return 2;
+		if (r)
+			continue;
 		switch (c) {
 		case 'l':
 			env.listen = optarg;
@@ -605,7 +629,12 @@ int cmd_receive(int argc, char **argv)
 		fprintf(stderr, "kvmmig receive: --listen tcp:HOST:PORT is required (kvmmig receive -h)\n");
 		return 2;
 	}
-	if (mig_env_check(&env, argc, argv))
+	if (env.src.tls.hostname || env.src.tls.psk_user) {
+		fprintf(stderr, "kvmmig receive: --tls-hostname and --tls-psk-user are the source's: a receiver accepts any identity in its --tls-psk file\n");
+		return 2;
+	}
+	if (mig_env_check(&env, argc, argv) ||
+	    tls_opts_check(&env.src.tls, "receive"))
 		return 2;
 	mig_env_finish(&env);
 	return mig_run_dest(&env);
@@ -623,7 +652,8 @@ static void demo_usage(FILE *f)
 		"examples:\n"
 		"  kvmmig demo\n"
 		"  kvmmig demo --policy dirty-limit --vcpu-dirty-limit 20 --dirty ring\n"
-		"  kvmmig demo --ram 4G --multifd-channels 4 --svg demo.svg\n");
+		"  kvmmig demo --ram 4G --multifd-channels 4 --svg demo.svg\n"
+		"  kvmmig demo --tls-creds DIR --multifd-channels 4   (both sides use DIR)\n");
 }
 
 int cmd_demo(int argc, char **argv)
@@ -652,7 +682,8 @@ int cmd_demo(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (mig_env_check(&env, argc, argv))
+	if (mig_env_check(&env, argc, argv) ||
+	    tls_opts_check(&env.src.tls, "demo"))
 		return 2;
 	mig_env_finish(&env);
 	if (pipe(pipefd))

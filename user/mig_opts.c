@@ -122,3 +122,49 @@ int mig_opts_parse(struct mig_params *p, int c, const char *arg)
 	}
 	return 0;
 }
+
+int tls_opts_parse(struct tls_opts *t, int c, const char *arg)
+{
+	const char **slot;
+
+	switch (c) {
+	case 0x120:
+		slot = &t->creds_dir;
+		break;
+	case 0x121:
+		slot = &t->psk_file;
+		break;
+	case 0x122:
+		slot = &t->psk_user;
+		break;
+	case 0x123:
+		slot = &t->hostname;
+		break;
+	case 0x124:
+		slot = &t->authz;
+		break;
+	default:
+		return 0;
+	}
+	if (!*arg) {
+		fprintf(stderr, "kvmmig: an empty value for a --tls-* option: expected a path, a name or a DN\n");
+		return -1;
+	}
+	*slot = arg;
+	return 1;
+}
+
+int tls_opts_check(const struct tls_opts *t, const char *cmd)
+{
+	const char *why = NULL;
+
+	if (t->creds_dir && t->psk_file)
+		why = "--tls-creds and --tls-psk are exclusive: x509 or a pre-shared key";
+	else if (t->psk_user && !t->psk_file)
+		why = "--tls-psk-user names a key of --tls-psk FILE, which is missing";
+	else if ((t->hostname || t->authz) && !t->creds_dir)
+		why = "--tls-hostname and --tls-authz check certificates: they need --tls-creds DIR";
+	if (why)
+		fprintf(stderr, "kvmmig %s: %s\n", cmd, why);
+	return why ? -1 : 0;
+}

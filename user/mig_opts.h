@@ -57,6 +57,28 @@
 	"  --io-timeout S             give up when a channel moves nothing for S seconds\n" \
 	"                             (default 30; also the TCP user timeout)\n"
 
+/* TLS on every channel, QEMU's model (Documentation/tls.rst). */
+#define TLS_OPTS_LONG								\
+	{ "tls-creds", required_argument, NULL, 0x120 },			\
+	{ "tls-psk", required_argument, NULL, 0x121 },				\
+	{ "tls-psk-user", required_argument, NULL, 0x122 },			\
+	{ "tls-hostname", required_argument, NULL, 0x123 },			\
+	{ "tls-authz", required_argument, NULL, 0x124 }
+
+#define TLS_OPTS_HELP								\
+	"  --tls-creds DIR            TLS with x509: ca-cert.pem, server-cert.pem, server-key.pem,\n" \
+	"                             client-cert.pem, client-key.pem (QEMU's tls-creds-x509)\n" \
+	"  --tls-psk FILE             TLS with a pre-shared key: username:hexkey lines\n" \
+	"  --tls-psk-user NAME        the PSK identity a source presents (default qemu)\n" \
+	"  --tls-hostname NAME        name the receiver's certificate must carry (default: HOST\n" \
+	"                             of --to)\n"					\
+	"  --tls-authz DN             the one client certificate DN a receiver accepts\n"
+
+/* Returns 1 if @c was a TLS option, 0 if not, -1 on a bad value. */
+int tls_opts_parse(struct tls_opts *t, int c, const char *arg);
+/* The TLS options together make sense; -1 after saying why not. */
+int tls_opts_check(const struct tls_opts *t, const char *cmd);
+
 /* Returns 1 if @c was a migration option, 0 if not, -1 on a bad value. */
 int mig_opts_parse(struct mig_params *p, int c, const char *arg);
 

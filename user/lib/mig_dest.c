@@ -57,6 +57,7 @@ struct mig_dst {
 	const struct mig_dest_opts *opts;
 	struct mig_report *rep;
 	struct mig_listener lis;
+	struct tls_creds *tls;		/* every channel must be TLS, or NULL */
 	pthread_t gate;			/* sets others aside while this one runs */
 	bool gate_started;
 	int gate_stop[2];		/* closing [1] ends the gate thread */
@@ -140,6 +141,9 @@ static int mig_accept_main(struct mig_dst *d)
 	if (fd < 0)
 		return fd;
 	mig_chan_init(&d->main, fd, 0);
+	d->main.tls = mig_listener_take_tls(&d->lis);
+	if (d->main.tls)
+		d->rep->tls = tls_sess_engine(d->main.tls);
 	mig_dst_limit(d, &d->main);
 	return 0;
 }
@@ -183,6 +187,7 @@ static int mig_accept_channels(struct mig_dst *d)
 		taken[h.channel] = true;
 		r = &d->receivers[h.channel - 1];
 		mig_chan_init(&r->chan, fd, h.channel);
+		r->chan.tls = mig_listener_take_tls(&d->lis);
 		mig_dst_limit(d, &r->chan);
 		r->dst = d;
 		r->buf = malloc(MIG_MAX_PAYLOAD);
@@ -211,8 +216,10 @@ static void *mig_gate_thread(void *arg)
 
 	memset(taken, true, sizeof(taken));
 	/* Every channel is taken: this returns only when stopped or broken. */
-	while ((fd = mig_listener_next(&d->lis, &w, &h, -1, NULL, d->gate_stop[0])) >= 0)
+	while ((fd = mig_listener_next(&d->lis, &w, &h, -1, NULL, d->gate_stop[0])) >= 0) {
+		tls_sess_free(mig_listener_take_tls(&d->lis));
 		close(fd);
+	}
 	return NULL;
 }
 
@@ -504,6 +511,7 @@ static int mig_dest_recovery_take(struct mig_dst *d, int fd, struct mig_chan *c,
 	int ret;
 
 	mig_chan_init(c, fd, 0);
+	c->tls = mig_listener_take_tls(&d->lis);
 	mig_chan_limit(c, MIG_RECOVERY_IO_MS, NULL);
 	c->idle_timeout_ms = MIG_RECOVERY_IO_MS;
 	kvmmig_log_quiet(true);
@@ -557,7 +565,7 @@ static void *mig_dest_answer_thread(void *arg)
 		} else if (r.type > 0 && write(d->recovered[1], &r, sizeof(r)) == sizeof(r)) {
 			continue;	/* the main thread answers and closes it */
 		}
-		close(fd);
+		mig_chan_close(&r.chan);
 	}
 	free(buf);
 	return NULL;
@@ -596,7 +604,7 @@ static void mig_dest_answer_stop(struct mig_dst *d)
 	if (d->recovered[1] >= 0)
 		close(d->recovered[1]);
 	while (d->recovered[0] >= 0 && read(d->recovered[0], &r, sizeof(r)) == sizeof(r))
-		close(r.chan.fd);
+		mig_chan_close(&r.chan);
 	for (i = 0; i < 2; i++) {
 		if (d->answer_stop[i] >= 0)
 			close(d->answer_stop[i]);
@@ -747,7 +755,7 @@ static int mig_dest_handover(struct mig_dst *d)
 	if (cfd >= 0)
 		close(cfd);
 	if (c.fd >= 0 && c.fd != d->main.fd)
-		close(c.fd);
+		mig_chan_close(&c);
 	return ret;
 }
 
@@ -778,9 +786,16 @@ static int mig_dest_receive(struct mig_dst *d)
 	unsigned int i;
 	int ret, port = 0;
 
+	/* Bad credentials fail before a source can connect. */
+	if (tls_opts_enabled(&d->opts->tls)) {
+		ret = tls_creds_load(&d->opts->tls, true, &d->tls);
+		if (ret)
+			return ret;
+	}
 	ret = mig_listener_open(&d->lis, d->opts->listen, &port, d->opts->hello_timeout_ms);
 	if (ret)
 		return ret;
+	d->lis.tls = d->tls;
 	if (d->opts->listening)
 		d->opts->listening(d->opts->opaque, port);
 	ret = mig_accept_main(d);
@@ -853,15 +868,14 @@ int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 	mig_dest_answer_stop(&d);
 
 	for (i = 0; d.receivers && i < d.nr_receivers; i++) {
-		if (d.receivers[i].chan.fd >= 0)
-			close(d.receivers[i].chan.fd);
+		mig_chan_close(&d.receivers[i].chan);
 		free(d.receivers[i].buf);
 	}
 	free(d.receivers);
-	if (d.main.fd >= 0)
-		close(d.main.fd);
+	mig_chan_close(&d.main);
 	mig_gate_stop(&d);
 	mig_listener_close(&d.lis);
+	tls_creds_free(d.tls);
 	if (d.target_ok)
 		mig_target_destroy(&d.target);
 	/* A failed migration leaves nothing behind on this side. */

@@ -299,7 +299,9 @@ static int mig_recover_once(struct mig_src *s, uint32_t type, unsigned int ms)
 	mig_chan_limit(&c, ms, NULL);
 	c.idle_timeout_ms = ms;
 	mig_hello_seal(&h);
-	ret = net_write_all(fd, &h, sizeof(h), &c.wait);
+	ret = s->tls ? mig_chan_start_tls(&c, s->tls, s->opts->to, s->tls_host, NULL) : 0;
+	if (!ret)
+		ret = mig_chan_write(&c, &h, sizeof(h));
 	if (!ret)
 		ret = mig_chan_send(&c, type, &s->end, sizeof(s->end));
 	if (!ret)
@@ -321,7 +323,7 @@ static int mig_recover_once(struct mig_src *s, uint32_t type, unsigned int ms)
 		      mig_handover_match(&s->end, &got, false, mig_rec_name(rec.type)) ?:
 		      (int)rec.type;
 	}
-	close(fd);
+	mig_chan_close(&c);
 	free(buf);
 	return ret;
 }

@@ -73,6 +73,8 @@ struct mig_src {
 	bool paused;
 	bool rates_ok;			/* the policy reads per-vCPU rates */
 
+	struct tls_creds *tls;		/* loaded once for all channels, or NULL */
+	char tls_host[256];		/* the name the destination's certificate must carry */
 	struct mig_chan main;
 	struct mig_tally main_tally;	/* what the main channel sent, for END */
 	unsigned int nr_senders;

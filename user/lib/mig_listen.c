@@ -46,10 +46,13 @@ void mig_listener_close(struct mig_listener *l)
 	unsigned int i;
 
 	for (i = 0; i < MIG_LISTEN_MAX_PENDING; i++) {
+		tls_sess_free(l->pend[i].tls);
+		l->pend[i].tls = NULL;
 		if (l->pend[i].fd >= 0)
 			close(l->pend[i].fd);
 		l->pend[i].fd = -1;
 	}
+	tls_sess_free(mig_listener_take_tls(l));
 	if (l->fd >= 0)
 		close(l->fd);
 	l->fd = -1;
@@ -69,8 +72,18 @@ static void mig_ignore(struct mig_listener *l, struct mig_pending *p, const char
 	snprintf(l->last_ignored, sizeof(l->last_ignored), "%s: %s", p->peer, why);
 	l->nr_ignored++;
 	kvmmig_err("ignored the connection from %s: %s", p->peer, why);
+	tls_sess_free(p->tls);
+	p->tls = NULL;
 	close(p->fd);
 	p->fd = -1;
+}
+
+struct tls_sess *mig_listener_take_tls(struct mig_listener *l)
+{
+	struct tls_sess *s = l->taken_tls;
+
+	l->taken_tls = NULL;
+	return s;
 }
 
 /* Tell the main channel of a source we will not serve why, as an ACK. */
@@ -81,6 +94,7 @@ static void mig_refuse_source(struct mig_pending *p, int status, const char *why
 
 	snprintf(ack.msg, sizeof(ack.msg), "%s", why);
 	mig_chan_init(&c, p->fd, 0);
+	c.tls = p->tls;
 	/* A peer that reads nothing cannot hold us here. */
 	c.wait.timeout_ms = NET_TICK_MS;
 	kvmmig_log_quiet(true);
@@ -136,8 +150,11 @@ static int mig_pending_accept(struct mig_listener *l)
 	p = mig_pending_slot(l);
 	p->fd = fd;
 	p->got = 0;
+	p->events = POLLIN;
 	p->deadline = mig_now() + l->hello_timeout_ms / 1000.0;
 	mig_peer_name(fd, p->peer, sizeof(p->peer));
+	if (l->tls && tls_sess_start(l->tls, fd, p->peer, NULL, &p->tls))
+		mig_ignore(l, p, "%s", kvmmig_last_error());
 	return 0;
 }
 
@@ -209,14 +226,57 @@ static bool mig_pending_parked(const struct mig_pending *p)
 	return p->got == sizeof(p->h);
 }
 
-/* Hand @p's connection over, blocking again. */
-static int mig_pending_take(struct mig_pending *p)
+/* Hand @p's connection (and its TLS session) over, blocking again. */
+static int mig_pending_take(struct mig_listener *l, struct mig_pending *p)
 {
 	int fd = p->fd;
 
+	l->taken_tls = p->tls;
+	p->tls = NULL;
 	p->fd = -1;
 	fcntl(fd, F_SETFL, 0);
 	return fd;
+}
+
+/*
+ * Some of @p's hello: through its TLS session (which may hold whole
+ * records poll() cannot see: read until it has nothing) or the socket.
+ * The count, 0 at a close, -EAGAIN, or -errno with the message in
+ * kvmmig_last_error().
+ */
+static ssize_t mig_pending_recv(struct mig_pending *p)
+{
+	ssize_t n, got = 0;
+	int ret;
+
+	if (!p->tls) {
+		n = read(p->fd, (char *)&p->h + p->got, sizeof(p->h) - p->got);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return -EAGAIN;
+		if (n < 0) {
+			ret = -errno;
+			kvmmig_log_quiet(true);
+			kvmmig_err("receive failed: %s", strerror(-ret));
+			kvmmig_log_quiet(false);
+			return ret;
+		}
+		return n;
+	}
+	kvmmig_log_quiet(true);
+	ret = tls_sess_step(p->tls, &p->events);
+	while (!ret && p->got + got < sizeof(p->h)) {
+		n = tls_sess_recv_some(p->tls, (char *)&p->h + p->got + got,
+				       sizeof(p->h) - p->got - got, &p->events);
+		if (n <= 0) {
+			ret = n ? n : (got ? 0 : -ECONNRESET);
+			break;
+		}
+		got += n;
+	}
+	kvmmig_log_quiet(false);
+	if (got)
+		return got;
+	return ret == -ECONNRESET ? 0 : ret ? ret : -EAGAIN;
 }
 
 /* Read what has come of @p's hello; its fd if it is complete and wanted. */
@@ -225,11 +285,11 @@ static int mig_pending_read(struct mig_listener *l, struct mig_pending *p,
 {
 	ssize_t n;
 
-	n = read(p->fd, (char *)&p->h + p->got, sizeof(p->h) - p->got);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	n = mig_pending_recv(p);
+	if (n == -EAGAIN)
 		return -EAGAIN;
 	if (n < 0) {
-		mig_ignore(l, p, "receive failed: %s", strerror(errno));
+		mig_ignore(l, p, "%s", kvmmig_last_error());
 		return -EAGAIN;
 	}
 	if (!n) {
@@ -239,7 +299,7 @@ static int mig_pending_read(struct mig_listener *l, struct mig_pending *p,
 	p->got += n;
 	if (p->got < sizeof(p->h) || mig_hello_wanted(l, p, w) != HELLO_WANTED)
 		return -EAGAIN;
-	return mig_pending_take(p);
+	return mig_pending_take(l, p);
 }
 
 /* A parked page channel whose session @w now waits for, or -EAGAIN. */
@@ -252,7 +312,7 @@ static int mig_parked_take(struct mig_listener *l, const struct mig_want *w, str
 
 		if (p->fd >= 0 && mig_pending_parked(p) && mig_hello_wanted(l, p, w) == HELLO_WANTED) {
 			*h = p->h;
-			return mig_pending_take(p);
+			return mig_pending_take(l, p);
 		}
 	}
 	return -EAGAIN;
@@ -321,7 +381,7 @@ int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct m
 			if (l->pend[i].fd < 0 || mig_pending_parked(&l->pend[i]))
 				continue;
 			slot[n - 2] = &l->pend[i];
-			pfd[n++] = (struct pollfd){ .fd = l->pend[i].fd, .events = POLLIN };
+			pfd[n++] = (struct pollfd){ .fd = l->pend[i].fd, .events = l->pend[i].events };
 		}
 		ret = poll(pfd, n, mig_poll_ms(l, now, end));
 		if (ret < 0 && errno != EINTR) {

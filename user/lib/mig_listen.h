@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "stream.h"
+#include "tls.h"
 
 #define MIG_LISTEN_MAX_PENDING	8
 #define MIG_HELLO_TIMEOUT_MS	5000	/* default of --hello-timeout */
@@ -28,6 +29,8 @@ struct mig_pending {
 	int fd;			/* -1: a free slot */
 	double deadline;	/* mig_now() by which the hello must be complete */
 	size_t got;		/* hello bytes so far; all: parked */
+	struct tls_sess *tls;	/* its TLS session (handshake first), or NULL */
+	short events;		/* what poll() waits for on it */
 	struct mig_hello h;
 	char peer[64];		/* "ADDR:PORT" */
 };
@@ -37,6 +40,8 @@ struct mig_listener {
 	int hello_timeout_ms;
 	unsigned int nr_ignored;
 	char last_ignored[320];	/* "PEER: reason" of the last one set aside */
+	struct tls_creds *tls;	/* set by the caller: every connection must be TLS */
+	struct tls_sess *taken_tls;	/* the session of the connection last handed over */
 	struct mig_pending pend[MIG_LISTEN_MAX_PENDING];
 };
 
@@ -63,5 +68,12 @@ void mig_listener_close(struct mig_listener *l);
  */
 int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct mig_hello *h,
 		      int timeout_ms, volatile sig_atomic_t *cancel, int watch_fd);
+/*
+ * With l->tls, each connection completes its TLS handshake (within the
+ * hello deadline, side by side as the hellos) before its hello is read
+ * through it; the session of the fd mig_listener_next() returned is then
+ * the caller's, taken from here once (NULL without TLS).
+ */
+struct tls_sess *mig_listener_take_tls(struct mig_listener *l);
 
 #endif /* KVMMIG_MIG_LISTEN_H */

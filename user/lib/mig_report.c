@@ -107,6 +107,7 @@ void mig_report_print(const struct mig_report *r, FILE *f)
 	fprintf(f, "throttle backend: %s\n", str_or(r->throttle_backend, "none"));
 	if (r->rate_source)
 		fprintf(f, "rate source:      %s\n", r->rate_source);
+	fprintf(f, "tls:              %s\n", str_or(r->tls, "none (plaintext)"));
 	if (report_has_error(r))
 		fprintf(f, "error:            %s\n", r->error[0] ? r->error : "(no reason given)");
 }
@@ -186,6 +187,7 @@ void mig_report_print_json(const struct mig_report *r, FILE *f)
 	json_key_str(f, "dirty_backend", r->dirty_backend);
 	json_key_str(f, "throttle_backend", r->throttle_backend);
 	json_key_str(f, "rate_source", r->rate_source);
+	json_key_str(f, "tls", r->tls);
 	json_key_str(f, "error", report_has_error(r) ? r->error : NULL);
 	fputs("}\n", f);
 }

@@ -248,12 +248,14 @@ static int mig_connect_channel(struct mig_src *s, struct mig_chan *c, unsigned i
 		return fd;
 	mig_chan_init(c, fd, index);
 	mig_chan_limit(c, s->p.io_timeout_ms, s->opts->cancel);
+	ret = s->tls ? mig_chan_start_tls(c, s->tls, s->opts->to, s->tls_host, NULL) : 0;
+	if (!ret && s->tls && !index)
+		s->rep->tls = tls_sess_engine(c->tls);
 	mig_hello_seal(&h);
-	ret = net_write_all(fd, &h, sizeof(h), &c->wait);
-	if (ret) {
-		close(fd);
-		c->fd = -1;
-	}
+	if (!ret)
+		ret = mig_chan_write(c, &h, sizeof(h));
+	if (ret)
+		mig_chan_close(c);
 	return ret;
 }
 
@@ -356,16 +358,30 @@ static void mig_close_all(struct mig_src *s)
 	unsigned int i;
 
 	for (i = 0; s->senders && i < s->nr_senders; i++) {
-		if (s->senders[i].chan.fd >= 0)
-			close(s->senders[i].chan.fd);
+		mig_chan_close(&s->senders[i].chan);
 		free(s->senders[i].hdr);
 		free(s->senders[i].data);
 	}
 	free(s->senders);
 	s->senders = NULL;
-	if (s->main.fd >= 0)
-		close(s->main.fd);
-	s->main.fd = -1;
+	mig_chan_close(&s->main);
+}
+
+/* Credentials once for all channels; the server's name defaults to the host in "to". */
+static int mig_tls_setup(struct mig_src *s)
+{
+	const struct tls_opts *o = &s->opts->tls;
+	char port[16];
+	int ret;
+
+	if (!tls_opts_enabled(o))
+		return 0;
+	if (o->hostname)
+		snprintf(s->tls_host, sizeof(s->tls_host), "%s", o->hostname);
+	else if ((ret = net_parse_addr(s->opts->to, s->tls_host, sizeof(s->tls_host), port,
+				       sizeof(port))))
+		return ret;
+	return tls_creds_load(o, false, &s->tls);
 }
 
 /* ---- passes ---- */
@@ -698,7 +714,9 @@ static int mig_source_setup(struct mig_src *s)
 		ret = mig_sync_init(s);
 	if (ret)
 		return ret;
-	ret = mig_connect_channel(s, &s->main, 0);
+	ret = mig_tls_setup(s);
+	if (!ret)
+		ret = mig_connect_channel(s, &s->main, 0);
 	if (!ret)
 		ret = mig_rp_start(s);
 	if (!ret)
@@ -835,6 +853,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	mig_sample(s, false);
 	mig_rp_stop(s);
 	mig_close_all(s);
+	tls_creds_free(s->tls);
 	mig_sync_free(&s->sync);
 	free(s->rp_buf);
 	free(s);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "dirty.h"
+#include "tls.h"
 #include "vm.h"
 
 enum mig_sync_mode {
@@ -106,6 +107,7 @@ struct mig_report {
 	const char *dirty_backend;
 	const char *throttle_backend;	/* "module", "vmm" or "none" */
 	const char *rate_source;	/* "dirty", "bpf", or NULL: no policy reads rates */
+	const char *tls;		/* "ktls", "ktls-tx", "gnutls", or NULL: plaintext */
 	/* the timeline, for the CSV and SVG outputs */
 	struct mig_sample *samples;
 	unsigned int nr_samples, cap_samples;
@@ -120,6 +122,7 @@ typedef void (*mig_progress_fn)(void *opaque, enum mig_state state,
 struct mig_source_opts {
 	struct mig_params params;
 	const char *to;			/* "tcp:HOST:PORT" */
+	struct tls_opts tls;		/* every channel TLS when creds or PSK are given */
 	volatile sig_atomic_t *cancel;	/* set non-zero to cancel */
 	mig_progress_fn progress;
 	void *opaque;
@@ -141,6 +144,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 struct mig_dest_opts {
 	const char *listen;		/* "tcp:HOST:PORT" (PORT 0: any) */
 	int hello_timeout_ms;		/* for a connection's hello; 0: 5000 */
+	struct tls_opts tls;		/* demand TLS on every channel when given */
 	volatile sig_atomic_t *cancel;
 	unsigned int io_timeout_ms;	/* no progress within a record; 0: 30 s */
 	/* Called once listening, with the port (for PORT 0). */

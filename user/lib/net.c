@@ -21,7 +21,7 @@
 #include "log.h"
 #include "net.h"
 
-static int64_t net_now_ms(void)
+int64_t net_now_ms(void)
 {
 	struct timespec ts;
 
@@ -117,13 +117,7 @@ static bool net_cancelled(const struct net_wait *w)
 	return w && w->cancel && *w->cancel;
 }
 
-/*
- * Wait until @fd is ready for @events, at most until @deadline (a
- * net_now_ms() value, 0: none), which is @limit_ms after the last progress.
- * 0, -ETIMEDOUT or -ECANCELED, each said.
- */
-static int net_poll(int fd, short events, const struct net_wait *w, int64_t deadline,
-		    int limit_ms)
+int net_poll(int fd, short events, const struct net_wait *w, int64_t deadline, int limit_ms)
 {
 	struct pollfd pfd = { .fd = fd, .events = events };
 	const char *what = w && w->what ? w->what : "the peer";
@@ -151,7 +145,7 @@ static int net_poll(int fd, short events, const struct net_wait *w, int64_t dead
 	}
 }
 
-static int64_t net_deadline(const struct net_wait *w)
+int64_t net_deadline(const struct net_wait *w)
 {
 	return w && w->timeout_ms > 0 ? net_now_ms() + w->timeout_ms : 0;
 }
@@ -332,29 +326,44 @@ int net_write_all(int fd, const void *buf, size_t len, const struct net_wait *w)
 	return net_writev_all(fd, &iov, 1, w);
 }
 
-/* Read @len bytes; the first may take @first_ms (0: no limit). */
-static int net_read_from(int fd, void *buf, size_t len, const struct net_wait *w, int first_ms)
+static ssize_t net_recv_plain(void *ctx, void *buf, size_t len, short *events)
+{
+	int fd = *(int *)ctx;
+	ssize_t n;
+
+	do {
+		n = recv(fd, buf, len, MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN) {
+		*events = POLLIN;
+		return -EAGAIN;
+	}
+	kvmmig_err("receive failed: %s", strerror(errno));
+	return -errno;
+}
+
+int net_read_with(int fd, net_recv_fn recv_some, void *ctx, void *buf, size_t len,
+		  const struct net_wait *w, int first_ms)
 {
 	int64_t deadline = first_ms > 0 ? net_now_ms() + first_ms : 0;
 	int limit_ms = first_ms;
+	short events = POLLIN;
 	size_t got = 0;
 	ssize_t n;
 	int ret;
 
 	while (got < len) {
-		n = recv(fd, (char *)buf + got, len - got, MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN) {
-				kvmmig_err("receive failed: %s", strerror(errno));
-				return -errno;
-			}
-			ret = net_poll(fd, POLLIN, w, deadline, limit_ms);
+		n = recv_some(ctx, (char *)buf + got, len - got, &events);
+		if (n == -EAGAIN) {
+			ret = net_poll(fd, events, w, deadline, limit_ms);
 			if (ret)
 				return ret;
 			continue;
 		}
+		if (n < 0)
+			return n;
 		if (n == 0) {
 			kvmmig_err("connection closed by the peer (%zu of %zu bytes received)",
 				   got, len);
@@ -367,22 +376,45 @@ static int net_read_from(int fd, void *buf, size_t len, const struct net_wait *w
 	return 0;
 }
 
+/* Read @len bytes; the first may take @first_ms (0: no limit). */
+static int net_read_from(int fd, void *buf, size_t len, const struct net_wait *w, int first_ms)
+{
+	return net_read_with(fd, net_recv_plain, &fd, buf, len, w, first_ms);
+}
+
 int net_read_all(int fd, void *buf, size_t len, const struct net_wait *w)
 {
 	return net_read_from(fd, buf, len, w, w ? w->timeout_ms : 0);
+}
+
+void net_peer_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
+
+	if (!getpeername(fd, (struct sockaddr *)&ss, &sl))
+		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port, sizeof(port),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(buf, len, strchr(host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", host, port);
+}
+
+void mig_chan_set_index(struct mig_chan *c, unsigned int index)
+{
+	c->index = index;
+	if (index)
+		snprintf(c->name, sizeof(c->name), "multifd channel %u", index);
+	else
+		snprintf(c->name, sizeof(c->name), "main channel");
+	c->wait.what = c->name;
 }
 
 void mig_chan_init(struct mig_chan *c, int fd, unsigned int index)
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
-	c->index = index;
 	c->wait.timeout_ms = NET_IO_TIMEOUT_MS;
-	if (index)
-		snprintf(c->name, sizeof(c->name), "multifd channel %u", index);
-	else
-		snprintf(c->name, sizeof(c->name), "main channel");
-	c->wait.what = c->name;
+	mig_chan_set_index(c, index);
 }
 
 void mig_chan_limit(struct mig_chan *c, int io_timeout_ms, const volatile sig_atomic_t *cancel)
@@ -392,6 +424,62 @@ void mig_chan_limit(struct mig_chan *c, int io_timeout_ms, const volatile sig_at
 	c->wait.timeout_ms = io_timeout_ms;
 	c->wait.cancel = cancel;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
+}
+
+int mig_chan_start_tls(struct mig_chan *c, struct tls_creds *creds, const char *peer,
+		       const char *hostname, const struct net_wait *wait)
+{
+	struct net_wait w = wait ? *wait : c->wait;
+	char what[160];
+
+	snprintf(what, sizeof(what), "the TLS handshake with %s", peer);
+	w.what = what;
+	return tls_sess_handshake(creds, c->fd, peer, hostname, &w, &c->tls);
+}
+
+void mig_chan_close(struct mig_chan *c)
+{
+	tls_sess_free(c->tls);
+	c->tls = NULL;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+/*
+ * The transport hook: GnuTLS's record layer, or the socket, plain or with
+ * kTLS (which the kernel reports as errors of its own, named here).
+ */
+static int mig_chan_writev_all(struct mig_chan *c, struct iovec *iov, int iovcnt)
+{
+	if (c->tls && !tls_sess_ktls_tx(c->tls))
+		return tls_sess_writev_all(c->tls, iov, iovcnt, &c->wait);
+	return net_writev_all(c->fd, iov, iovcnt, &c->wait);
+}
+
+static int mig_chan_read_from(struct mig_chan *c, void *buf, size_t len,
+			      const struct net_wait *w, int first_ms)
+{
+	int ret;
+
+	if (c->tls && !tls_sess_ktls_rx(c->tls))
+		return tls_sess_read_all(c->tls, buf, len, w, first_ms);
+	ret = net_read_from(c->fd, buf, len, w, first_ms);
+	if (c->tls && (ret == -EBADMSG || ret == -EIO))
+		ret = tls_sess_ktls_error(c->tls, -ret);
+	return ret;
+}
+
+int mig_chan_read(struct mig_chan *c, void *buf, size_t len, const struct net_wait *w)
+{
+	return mig_chan_read_from(c, buf, len, w, w ? w->timeout_ms : 0);
+}
+
+int mig_chan_write(struct mig_chan *c, const void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return mig_chan_writev_all(c, &iov, 1);
 }
 
 int mig_chan_sendv(struct mig_chan *c, uint32_t type, const struct iovec *iov, int iovcnt)
@@ -415,7 +503,7 @@ int mig_chan_sendv(struct mig_chan *c, uint32_t type, const struct iovec *iov, i
 	rec.hcrc = crc32c(0, &rec, offsetof(struct mig_rec, hcrc));
 	v[0].iov_base = &rec;
 	v[0].iov_len = sizeof(rec);
-	ret = net_writev_all(c->fd, v, iovcnt + 1, &c->wait);
+	ret = mig_chan_writev_all(c, v, iovcnt + 1);
 	if (!ret)
 		c->tx_bytes += sizeof(rec) + len;
 	return ret;
@@ -432,11 +520,11 @@ int mig_chan_recv(struct mig_chan *c, struct mig_rec *rec, void *buf)
 {
 	int ret;
 
-	ret = net_read_from(c->fd, rec, sizeof(*rec), &c->wait, c->idle_timeout_ms);
+	ret = mig_chan_read_from(c, rec, sizeof(*rec), &c->wait, c->idle_timeout_ms);
 	if (!ret)
 		ret = mig_rec_check_header(rec, c->rx_seq);
 	if (!ret)
-		ret = net_read_all(c->fd, buf, rec->len, &c->wait);
+		ret = mig_chan_read(c, buf, rec->len, &c->wait);
 	if (!ret)
 		ret = mig_rec_check_payload(rec, buf);
 	if (ret)

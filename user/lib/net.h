@@ -14,9 +14,11 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "stream.h"
+#include "tls.h"
 
 /* How often a blocked wait looks at its cancel flag. */
 #define NET_TICK_MS		100
@@ -38,6 +40,7 @@ struct net_wait {
 
 struct mig_chan {
 	int fd;
+	struct tls_sess *tls;		/* NULL: plaintext */
 	unsigned int index;		/* 0: main */
 	uint64_t tx_seq, rx_seq;
 	uint64_t tx_bytes, rx_bytes;	/* updated by the owning thread */
@@ -62,6 +65,16 @@ int net_listen(const char *addr, int *port_out);
 int net_accept(int lfd, volatile int *cancel, int timeout_ms, int watch_fd);
 /* Connect within @w's deadline; @w may be NULL (NET_CONNECT_TIMEOUT_MS). */
 int net_connect(const char *addr, const struct net_wait *w);
+/* "tcp:IP:PORT" of the other end of @fd, for messages. */
+void net_peer_name(int fd, char *buf, size_t len);
+/*
+ * Wait until @fd is ready for @events, at most until @deadline (a
+ * net_now_ms() value, 0: none), which is @limit_ms after the last progress.
+ * 0, -ETIMEDOUT or -ECANCELED, each said.
+ */
+int net_poll(int fd, short events, const struct net_wait *w, int64_t deadline, int limit_ms);
+int64_t net_now_ms(void);
+int64_t net_deadline(const struct net_wait *w);
 
 /*
  * Send or receive exactly @len bytes, bounded by @w (NULL: no deadline, no
@@ -71,11 +84,34 @@ int net_connect(const char *addr, const struct net_wait *w);
 int net_write_all(int fd, const void *buf, size_t len, const struct net_wait *w);
 int net_writev_all(int fd, struct iovec *iov, int iovcnt, const struct net_wait *w);
 int net_read_all(int fd, void *buf, size_t len, const struct net_wait *w);
+/*
+ * The loop behind net_read_all(), for other transports (TLS): @recv_some
+ * returns bytes, 0 at the peer's close, -EAGAIN after setting *events to
+ * what @fd must be ready for, or another -errno it has reported.  The
+ * first byte may take @first_ms (0: no limit), each next one w->timeout_ms.
+ */
+typedef ssize_t (*net_recv_fn)(void *ctx, void *buf, size_t len, short *events);
+int net_read_with(int fd, net_recv_fn recv_some, void *ctx, void *buf, size_t len,
+		  const struct net_wait *w, int first_ms);
 
 /* A channel on @fd with NET_IO_TIMEOUT_MS and no cancel until told otherwise. */
 void mig_chan_init(struct mig_chan *c, int fd, unsigned int index);
 /* Its deadline for progress (TCP_USER_TIMEOUT too) and its cancel flag. */
 void mig_chan_limit(struct mig_chan *c, int io_timeout_ms, const volatile sig_atomic_t *cancel);
+/* Name it for its index (after the hello said which channel it is). */
+void mig_chan_set_index(struct mig_chan *c, unsigned int index);
+/*
+ * Make the channel TLS (see tls.h): a handshake bounded by @w (NULL: the
+ * channel's I/O timeout and cancel flag), after which every byte of it is encrypted
+ * and authenticated.  @hostname: the name the server must prove (client).
+ */
+int mig_chan_start_tls(struct mig_chan *c, struct tls_creds *creds, const char *peer,
+		       const char *hostname, const struct net_wait *w);
+/* Bytes through the channel's transport, TLS or not (the hello), bounded by @w. */
+int mig_chan_write(struct mig_chan *c, const void *buf, size_t len);
+int mig_chan_read(struct mig_chan *c, void *buf, size_t len, const struct net_wait *w);
+/* End the TLS session if any and close the socket. */
+void mig_chan_close(struct mig_chan *c);
 int mig_chan_send(struct mig_chan *c, uint32_t type, const void *payload, uint32_t len);
 /* Payload gathered from @iov (its total is the record's length). */
 int mig_chan_sendv(struct mig_chan *c, uint32_t type, const struct iovec *iov, int iovcnt);

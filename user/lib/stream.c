@@ -45,6 +45,13 @@ void mig_hello_seal(struct mig_hello *h)
 
 static int mig_hello_check_flags(const struct mig_hello *h, uint32_t flags)
 {
+	const unsigned char *b = (const unsigned char *)h;
+
+	/* A TLS record header: handshake (22), version 3.x. */
+	if (b[0] == 0x16 && b[1] == 3 && b[2] <= 4) {
+		kvmmig_err("the peer speaks TLS (a ClientHello), this side was given no --tls-creds or --tls-psk");
+		return -EPROTO;
+	}
 	if (h->magic != MIG_MAGIC) {
 		kvmmig_err("not a kvmmig migration stream (magic 0x%016llx, expected 0x%016llx)",
 			   (unsigned long long)h->magic, (unsigned long long)MIG_MAGIC);
