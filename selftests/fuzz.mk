@@ -22,7 +22,8 @@ SESSION_FUZZ_SECONDS	?= 300
 SESSION_FUZZ_BRIEF_SECONDS ?= 20
 FUZZ_DIR		:= $(O)/fuzz
 FUZZ_LIB_SRCS		:= user/lib/stream.c user/lib/csum.c user/lib/log.c
-SESSION_FUZZ_SRCS	:= user/lib/mig_listen.c user/lib/net.c $(FUZZ_LIB_SRCS)
+# The listener and the channels can be TLS: tls.c and GnuTLS come along.
+SESSION_FUZZ_SRCS	:= user/lib/mig_listen.c user/lib/net.c user/lib/tls.c $(FUZZ_LIB_SRCS)
 FUZZ_DEPS		:= selftests/stream_fuzz.c selftests/fuzz_util.h $(FUZZ_LIB_SRCS) \
 			   $(wildcard user/lib/*.h include/uapi/linux/*.h)
 SESSION_FUZZ_DEPS	:= selftests/session_fuzz.c selftests/fuzz_util.h $(SESSION_FUZZ_SRCS) \
@@ -57,7 +58,7 @@ $(FUZZ_DIR)/session_fuzz: $(SESSION_FUZZ_DEPS)
 	@mkdir -p $(dir $@)
 	$(quiet) FUZZCC $@
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SANITIZE) -fsanitize=fuzzer -o $@ \
-		selftests/session_fuzz.c $(SESSION_FUZZ_SRCS) -pthread
+		selftests/session_fuzz.c $(SESSION_FUZZ_SRCS) -pthread $(shell pkg-config --libs gnutls)
 
 # $(call fuzz_tap,TARGET,SECONDS,CORPORA): a brief run of TARGET as one TAP result.
 define fuzz_tap
