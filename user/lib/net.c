@@ -336,12 +336,13 @@ static ssize_t net_recv_plain(void *ctx, void *buf, size_t len, short *events)
 	} while (n < 0 && errno == EINTR);
 	if (n >= 0)
 		return n;
-	if (errno == EAGAIN) {
+	n = -errno;
+	if (n == -EAGAIN) {
 		*events = POLLIN;
-		return -EAGAIN;
+		return n;
 	}
-	kvmmig_err("receive failed: %s", strerror(errno));
-	return -errno;
+	kvmmig_err("receive failed: %s", strerror(-n));
+	return n;
 }
 
 int net_read_with(int fd, net_recv_fn recv_some, void *ctx, void *buf, size_t len,
@@ -385,18 +386,6 @@ static int net_read_from(int fd, void *buf, size_t len, const struct net_wait *w
 int net_read_all(int fd, void *buf, size_t len, const struct net_wait *w)
 {
 	return net_read_from(fd, buf, len, w, w ? w->timeout_ms : 0);
-}
-
-void net_peer_name(int fd, char *buf, size_t len)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
-
-	if (!getpeername(fd, (struct sockaddr *)&ss, &sl))
-		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port, sizeof(port),
-			    NI_NUMERICHOST | NI_NUMERICSERV);
-	snprintf(buf, len, strchr(host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", host, port);
 }
 
 void mig_chan_set_index(struct mig_chan *c, unsigned int index)

@@ -65,8 +65,6 @@ int net_listen(const char *addr, int *port_out);
 int net_accept(int lfd, volatile int *cancel, int timeout_ms, int watch_fd);
 /* Connect within @w's deadline; @w may be NULL (NET_CONNECT_TIMEOUT_MS). */
 int net_connect(const char *addr, const struct net_wait *w);
-/* "tcp:IP:PORT" of the other end of @fd, for messages. */
-void net_peer_name(int fd, char *buf, size_t len);
 /*
  * Wait until @fd is ready for @events, at most until @deadline (a
  * net_now_ms() value, 0: none), which is @limit_ms after the last progress.
