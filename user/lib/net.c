@@ -437,7 +437,7 @@ void mig_chan_close(struct mig_chan *c)
 
 /*
  * The transport hook: GnuTLS's record layer, or the socket, plain or with
- * kTLS (which the kernel reports as errors of its own, named here).
+ * kTLS (tls.c reads a kTLS socket itself, to name the kernel's errors).
  */
 static int mig_chan_writev_all(struct mig_chan *c, struct iovec *iov, int iovcnt)
 {
@@ -449,14 +449,9 @@ static int mig_chan_writev_all(struct mig_chan *c, struct iovec *iov, int iovcnt
 static int mig_chan_read_from(struct mig_chan *c, void *buf, size_t len,
 			      const struct net_wait *w, int first_ms)
 {
-	int ret;
-
-	if (c->tls && !tls_sess_ktls_rx(c->tls))
+	if (c->tls)
 		return tls_sess_read_all(c->tls, buf, len, w, first_ms);
-	ret = net_read_from(c->fd, buf, len, w, first_ms);
-	if (c->tls && (ret == -EBADMSG || ret == -EIO))
-		ret = tls_sess_ktls_error(c->tls, -ret);
-	return ret;
+	return net_read_from(c->fd, buf, len, w, first_ms);
 }
 
 int mig_chan_read(struct mig_chan *c, void *buf, size_t len, const struct net_wait *w)

@@ -808,7 +808,7 @@ static ssize_t tls_record_err(struct tls_sess *s, ssize_t ret, bool rx)
 	return -EPROTO;
 }
 
-int tls_sess_ktls_error(struct tls_sess *s, int err)
+static int tls_sess_ktls_error(struct tls_sess *s, int err)
 {
 	if (err == EBADMSG)
 		kvmmig_err("kernel TLS with %s: a record failed authentication (the stream was altered on the way)",
@@ -824,11 +824,6 @@ int tls_sess_ktls_error(struct tls_sess *s, int err)
 bool tls_sess_ktls_tx(const struct tls_sess *s)
 {
 	return s->ktls_tx;
-}
-
-bool tls_sess_ktls_rx(const struct tls_sess *s)
-{
-	return s->ktls_rx;
 }
 
 /*
@@ -872,11 +867,30 @@ int tls_sess_writev_all(struct tls_sess *s, const struct iovec *iov, int iovcnt,
 	return ret;
 }
 
+/* The kernel decrypts: a plain read, its errors named. */
+static ssize_t tls_ktls_recv_some(struct tls_sess *s, void *buf, size_t len, short *events)
+{
+	ssize_t n;
+
+	do {
+		n = recv(s->fd, buf, len, MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN) {
+		*events = POLLIN;
+		return -EAGAIN;
+	}
+	return tls_sess_ktls_error(s, errno);
+}
+
 ssize_t tls_sess_recv_some(void *ctx, void *buf, size_t len, short *events)
 {
 	struct tls_sess *s = ctx;
 	ssize_t n;
 
+	if (s->ktls_rx)
+		return tls_ktls_recv_some(s, buf, len, events);
 	do {
 		n = gnutls_record_recv(s->g, buf, len);
 	} while (n == GNUTLS_E_INTERRUPTED);

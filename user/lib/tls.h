@@ -80,18 +80,14 @@ int tls_sess_writev_all(struct tls_sess *s, const struct iovec *iov, int iovcnt,
 int tls_sess_read_all(struct tls_sess *s, void *buf, size_t len, const struct net_wait *w,
 		      int first_ms);
 /*
- * Whether the kernel has each direction (kTLS): the socket is then written
- * or read as a plain one, and a receive error it gives (EBADMSG, EIO) is
- * named by tls_sess_ktls_error(), which returns -@err.
- */
-/*
- * Some bytes through GnuTLS (see net_read_with()): the count, 0 at the
- * peer's close, -EAGAIN after setting *@events, or -errno with a message.
+ * Some bytes (see net_read_with()): the count, 0 at the peer's close,
+ * -EAGAIN after setting *@events, or -errno with a message.  Under kTLS a
+ * plain read whose kernel errors are named (EBADMSG: an altered record;
+ * EIO: a record that is not data).
  */
 ssize_t tls_sess_recv_some(void *sess, void *buf, size_t len, short *events);
+/* Whether the kernel encrypts (kTLS): the socket is then written as a plain one. */
 bool tls_sess_ktls_tx(const struct tls_sess *s);
-bool tls_sess_ktls_rx(const struct tls_sess *s);
-int tls_sess_ktls_error(struct tls_sess *s, int err);
 /* "ktls" when the kernel has both directions, "ktls-tx", or "gnutls". */
 const char *tls_sess_engine(const struct tls_sess *s);
 /* TLS 1.3 / 1.2 and the cipher, e.g. "TLS1.3 AES-128-GCM". */
