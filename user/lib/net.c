@@ -435,13 +435,10 @@ void mig_chan_close(struct mig_chan *c)
 	c->fd = -1;
 }
 
-/*
- * The transport hook: GnuTLS's record layer, or the socket, plain or with
- * kTLS (tls.c reads a kTLS socket itself, to name the kernel's errors).
- */
+/* The transport hook: TLS (GnuTLS's record layer or kTLS), or the plain socket. */
 static int mig_chan_writev_all(struct mig_chan *c, struct iovec *iov, int iovcnt)
 {
-	if (c->tls && !tls_sess_ktls_tx(c->tls))
+	if (c->tls)
 		return tls_sess_writev_all(c->tls, iov, iovcnt, &c->wait);
 	return net_writev_all(c->fd, iov, iovcnt, &c->wait);
 }

@@ -821,11 +821,6 @@ static int tls_sess_ktls_error(struct tls_sess *s, int err)
 	return -err;
 }
 
-bool tls_sess_ktls_tx(const struct tls_sess *s)
-{
-	return s->ktls_tx;
-}
-
 /*
  * Each part whole; GnuTLS cuts records of at most 16 KiB.  The socket is
  * never blocked on (MSG_DONTWAIT in tls_push()): GnuTLS says AGAIN and
@@ -857,11 +852,14 @@ static int tls_send_all(struct tls_sess *s, const char *buf, size_t len,
 	return 0;
 }
 
-int tls_sess_writev_all(struct tls_sess *s, const struct iovec *iov, int iovcnt,
+int tls_sess_writev_all(struct tls_sess *s, struct iovec *iov, int iovcnt,
 			const struct net_wait *w)
 {
 	int i, ret = 0;
 
+	/* The kernel encrypts what the socket is given. */
+	if (s->ktls_tx)
+		return net_writev_all(s->fd, iov, iovcnt, w);
 	for (i = 0; !ret && i < iovcnt; i++)
 		ret = tls_send_all(s, iov[i].iov_base, iov[i].iov_len, w);
 	return ret;

@@ -70,12 +70,14 @@ int tls_sess_start(struct tls_creds *c, int fd, const char *peer, const char *ho
 int tls_sess_step(struct tls_sess *s, short *events);
 
 /*
- * The record layer when GnuTLS keeps it, bounded by @w as net.c's calls
- * are (time without progress; @first_ms for the first byte).  Errors are
- * -errno with a message that names an altered record (-EBADMSG) or the
- * peer's alert; a close before @len bytes is -ECONNRESET.
+ * The record layer, GnuTLS's or the kernel's (kTLS: then plain socket
+ * calls), bounded by @w as net.c's calls are (time without progress;
+ * @first_ms for the first byte); @iov is consumed as net_writev_all()'s.
+ * Errors are -errno with a message that names an altered record
+ * (-EBADMSG) or the peer's alert; a close before @len bytes is
+ * -ECONNRESET.
  */
-int tls_sess_writev_all(struct tls_sess *s, const struct iovec *iov, int iovcnt,
+int tls_sess_writev_all(struct tls_sess *s, struct iovec *iov, int iovcnt,
 			const struct net_wait *w);
 int tls_sess_read_all(struct tls_sess *s, void *buf, size_t len, const struct net_wait *w,
 		      int first_ms);
@@ -86,8 +88,6 @@ int tls_sess_read_all(struct tls_sess *s, void *buf, size_t len, const struct ne
  * EIO: a record that is not data).
  */
 ssize_t tls_sess_recv_some(void *sess, void *buf, size_t len, short *events);
-/* Whether the kernel encrypts (kTLS): the socket is then written as a plain one. */
-bool tls_sess_ktls_tx(const struct tls_sess *s);
 /* "ktls" when the kernel has both directions, "ktls-tx", or "gnutls". */
 const char *tls_sess_engine(const struct tls_sess *s);
 /* TLS 1.3 / 1.2 and the cipher, e.g. "TLS1.3 AES-128-GCM". */
