@@ -436,6 +436,48 @@ TEST(port_out_of_range)
 	ASSERT_EQ(net_parse_addr("tcp:127.0.0.1:0", host, sizeof(host), port, sizeof(port)), 0);
 }
 
+/*
+ * A page channel accepted while the main channel's hello was read, whose
+ * hello then sits in its socket while the receiver is away (creating the
+ * guest takes seconds on a loaded host) for longer than the hello
+ * deadline: it must be read before it is judged, not set aside unread.
+ */
+TEST(hello_that_came_while_the_listener_was_away)
+{
+	struct mig_hello main = valid_hello(0xa1a1, 0, 2), page = valid_hello(0xa1a1, 1, 2);
+	struct mig_want want = { .new_session = true };
+	struct mig_listener l;
+	struct mig_hello got;
+	bool taken[2] = { true, false };
+	char addr[64];
+	int port, m, p, fd;
+
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	ASSERT_EQ(mig_listener_open(&l, "tcp:127.0.0.1:0", &port, 200), 0);
+	snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%d", port);
+	/* The page channel first and silent, so it is accepted before main is read. */
+	p = net_connect(addr, NULL);
+	ASSERT_GE(p, 0);
+	m = net_connect(addr, NULL);
+	ASSERT_GE(m, 0);
+	ASSERT_EQ(net_write_all(m, &main, sizeof(main), NULL), 0);
+	fd = mig_listener_next(&l, &want, &got, 5000, NULL, -1);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(got.channel, 0U);
+	close(fd);
+	/* Its hello arrives, and the receiver looks again only well after its deadline. */
+	ASSERT_EQ(net_write_all(p, &page, sizeof(page), NULL), 0);
+	usleep(3 * 200 * 1000);
+	want = (struct mig_want){ .session = 0xa1a1, .nr_channels = 2, .taken = taken };
+	fd = mig_listener_next(&l, &want, &got, 1000, NULL, -1);
+	ASSERT_GE(fd, 0) TH_LOG("%s", kvmmig_last_error());
+	ASSERT_EQ(got.channel, 1U);
+	close(fd);
+	close(p);
+	close(m);
+	mig_listener_close(&l);
+}
+
 /* ---- rewritten guest parameters, checksums valid ---- */
 
 FIXTURE(rewritten) {

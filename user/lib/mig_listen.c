@@ -368,7 +368,6 @@ int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct m
 			kvmmig_err("cancelled while waiting for a connection");
 			return -ECANCELED;
 		}
-		mig_pending_expire(l, now);
 		if (end >= 0 && now >= end) {
 			kvmmig_err("no valid connection within %d ms", timeout_ms);
 			return -ETIMEDOUT;
@@ -412,5 +411,11 @@ int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct m
 		if (ret > 0 && watch_fd >= 0 && pfd[1].revents && !busy)
 			return -ECONNRESET;
 		now = mig_now();
+		/*
+		 * Deadlines only after a poll: a hello that arrived while the
+		 * caller was away (creating the guest on a loaded host, say) is
+		 * read before its connection can be judged too slow.
+		 */
+		mig_pending_expire(l, now);
 	}
 }
