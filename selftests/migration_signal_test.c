@@ -316,6 +316,23 @@ static bool source_stalled(struct fake_dst *f, struct cli_child *c)
 
 /* ---- the source against each stall ---- */
 
+/*
+ * Send @sig to the stalled @c (at @t0) and wait for it to end: how many ms
+ * that took, its stderr in @err.
+ */
+static int signal_stalled(struct __test_metadata *_metadata, struct cli_child *c, int sig,
+			  int64_t t0, char *err, size_t len)
+{
+	int ms;
+
+	EXPECT_EQ(kill(c->pid, sig), 0);
+	EXPECT_EQ(cli_wait(c, SIGNAL_END_MS + GIVE_UP_SLACK_MS), 0);
+	ms = mono_ms() - t0;
+	cli_output(c->err, err, len);
+	TH_LOG("%s ended it %d ms after it was sent", strsignal(sig), ms);
+	return ms;
+}
+
 FIXTURE(source) {
 	struct fake_dst dst;
 	struct cli_child child;
@@ -403,11 +420,8 @@ TEST_F_TIMEOUT(source, stalled_peer, (STALL_WAIT_MS + GIVE_UP_SLACK_MS) / 1000)
 	}
 	t0 = mono_ms();
 	if (variant->sig) {
-		ASSERT_EQ(kill(self->child.pid, variant->sig), 0);
-		ASSERT_EQ(cli_wait(&self->child, SIGNAL_END_MS + GIVE_UP_SLACK_MS), 0);
-		st = mono_ms() - t0;
-		cli_output(self->child.err, self->err, sizeof(self->err));
-		TH_LOG("%s ended it %d ms after it was sent", strsignal(variant->sig), st);
+		st = signal_stalled(_metadata, &self->child, variant->sig, t0, self->err,
+				    sizeof(self->err));
 		EXPECT_LE(st, SIGNAL_END_MS) TH_LOG("%s ended it after %d ms: %s",
 						    strsignal(variant->sig), st, self->err);
 		EXPECT_EQ(cli_exit_status(&self->child), 1) TH_LOG("stderr: %s", self->err);
@@ -633,11 +647,8 @@ TEST_F_TIMEOUT(receive, stalled_peer, (STALL_WAIT_MS + 1000 + GIVE_UP_SLACK_MS) 
 	}
 	t0 = mono_ms();
 	if (variant->sig) {
-		ASSERT_EQ(kill(self->child.pid, variant->sig), 0);
-		ASSERT_EQ(cli_wait(&self->child, SIGNAL_END_MS + GIVE_UP_SLACK_MS), 0);
-		st = mono_ms() - t0;
-		cli_output(self->child.err, self->err, sizeof(self->err));
-		TH_LOG("%s ended it %d ms after it was sent", strsignal(variant->sig), st);
+		st = signal_stalled(_metadata, &self->child, variant->sig, t0, self->err,
+				    sizeof(self->err));
 		EXPECT_LE(st, SIGNAL_END_MS) TH_LOG("%s ended it after %d ms: %s",
 						    strsignal(variant->sig), st, self->err);
 		EXPECT_EQ(cli_exit_status(&self->child), 1) TH_LOG("stderr: %s", self->err);
