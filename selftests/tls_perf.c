@@ -318,6 +318,16 @@ int main(int argc, char **argv)
 	int ret = 0;
 
 	for (i = 1; i < (unsigned int)argc; i++) {
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			printf("usage: tls_perf [--quick] [--mib N] [--json FILE]\n\n"
+			       "TLS (GnuTLS, and kTLS where the kernel offers it) against plaintext\n"
+			       "over loopback, 1 and 4 channels, alternating rounds, medians.\n\n"
+			       "examples:\n"
+			       "  build/selftests/tls_perf --json build/bench/tls_perf.json\n"
+			       "  selftests/vm/run.sh -k 6.1 -x build/selftests/tls_perf \\\n"
+			       "      -c 'build/selftests/tls_perf --quick --mib 32'\n");
+			return 0;
+		}
 		if (!strcmp(argv[i], "--quick")) {
 			b.bytes = 128ULL << 20;
 			b.rounds = 3;
