@@ -342,7 +342,7 @@ static int mig_env_parse(struct mig_env *env, int c, const char *arg)
 		env->svg = arg;
 		return out_file_opt("--svg", arg) ? -1 : 1;
 	case 'v':
-		kvmmig_set_log(NULL, KVMMIG_LOG_INFO);
+		kvmmig_set_log_level(KVMMIG_LOG_INFO);
 		return 1;
 	case OPT_HANDOVER_TIMEOUT:
 		if (parse_uint("--handover-timeout", arg, 1, 3600, &v))
@@ -603,7 +603,7 @@ int cmd_receive(int argc, char **argv)
 				return 2;
 			break;
 		case 'v':
-			kvmmig_set_log(NULL, KVMMIG_LOG_INFO);
+			kvmmig_set_log_level(KVMMIG_LOG_INFO);
 			break;
 		case 'h':
 			receive_usage(stdout);

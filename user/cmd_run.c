@@ -235,7 +235,7 @@ static int run_main(int argc, char **argv, struct run_env *env)
 			env->json = true;
 			break;
 		case 'v':
-			kvmmig_set_log(NULL, KVMMIG_LOG_INFO);
+			kvmmig_set_log_level(KVMMIG_LOG_INFO);
 			break;
 		case 'h':
 			run_usage(argv[0], stdout);

@@ -26,6 +26,11 @@ void kvmmig_set_log(kvmmig_log_fn fn, int max_level)
 	log_max_level = max_level;
 }
 
+void kvmmig_set_log_level(int max_level)
+{
+	log_max_level = max_level;
+}
+
 void kvmmig_log(int level, const char *fmt, ...)
 {
 	char buf[sizeof(last_error)];

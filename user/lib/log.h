@@ -15,7 +15,10 @@ typedef void (*kvmmig_log_fn)(int level, const char *msg);
 
 enum { KVMMIG_LOG_ERR, KVMMIG_LOG_INFO, KVMMIG_LOG_DEBUG };
 
+/* A hook (NULL: nothing is printed) and the most verbose level passed to it. */
 void kvmmig_set_log(kvmmig_log_fn fn, int max_level);
+/* Only the level, keeping the hook (stderr by default): what `-v` wants. */
+void kvmmig_set_log_level(int max_level);
 void kvmmig_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* This thread's last kvmmig_err() message; never "", even if there was none. */
 const char *kvmmig_last_error(void);
