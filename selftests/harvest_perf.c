@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "dirty.h"
-#include "kmod.h"
+#include "module_client.h"
 #include "perf_util.h"
 #include "test_util.h"
 

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kmod.h"
+#include "module_client.h"
 #include "kselftest_harness.h"
 #include "test_util.h"
 

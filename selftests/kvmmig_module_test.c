@@ -22,7 +22,7 @@
 
 #include "bitmap.h"
 #include "dirty.h"
-#include "kmod.h"
+#include "module_client.h"
 #include "kselftest_harness.h"
 #include "test_util.h"
 

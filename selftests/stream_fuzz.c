@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * libFuzzer target for the migration stream parser (user/lib/stream.c), the
+ * libFuzzer target for the migration stream parser (user/lib/stream.c and the RAM writer,
+ * ram_writer.c), the
  * code a corrupted or hostile stream reaches first.  The first input byte
  * picks the entry point: a hello block, a record header, a CONFIG payload,
  * a PAGES payload applied to a fixed two-slot guest, a handover payload

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "kmod.h"
+#include "module_client.h"
 #include "log.h"
 #include "opts.h"
 

@@ -18,7 +18,7 @@
 
 #include "bpf_rates.h"
 #include "commands.h"
-#include "kmod.h"
+#include "module_client.h"
 #include "log.h"
 #include "opts.h"
 

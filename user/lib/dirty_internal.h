@@ -10,7 +10,7 @@
 extern const struct dirty_source_ops dirty_bitmap_ops;
 extern const struct dirty_source_ops dirty_bitmap_manual_ops;
 extern const struct dirty_source_ops dirty_ring_ops;
-/* Set by kmod.c when libkvmmig is built with the module backend. */
+/* Set by dirty_module.c when libkvmmig is built with the module backend. */
 extern const struct dirty_source_ops dirty_module_ops;
 
 /* Default per-vCPU ring: big enough that the reaper keeps well ahead. */

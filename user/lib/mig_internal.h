@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * What the source side's files (mig_source.c, mig_sync.c) share: the
- * migration's state and the sync engine's bitmaps.
+ * What the source side's files (mig_source.c, mig_sender.c, mig_sync.c,
+ * mig_handover.c) share: the migration's state and the sync engine's
+ * bitmaps.
  */
 #ifndef KVMMIG_MIG_INTERNAL_H
 #define KVMMIG_MIG_INTERNAL_H
@@ -37,6 +38,9 @@ struct mig_sync {
 	double last_sync_t;
 	double period_t;
 };
+
+/* Batches in flight: enough to keep every channel busy, not a buffer of RAM. */
+#define MIG_QUEUE_DEPTH		16
 
 struct mig_job {
 	uint32_t slot;
@@ -107,7 +111,7 @@ struct mig_src {
 	/* the batch queue; error is the first failure of any thread */
 	pthread_mutex_t qlock;
 	pthread_cond_t qwork, qspace, qidle;
-	struct mig_job queue[16];	/* MIG_QUEUE_DEPTH */
+	struct mig_job queue[MIG_QUEUE_DEPTH];
 	unsigned int qhead, qcount, qbusy;
 	bool stop;
 	int error;
@@ -125,6 +129,26 @@ struct mig_src {
 int mig_between_batches(struct mig_src *s);
 /* The first failure of any thread: recorded, and every waiter woken. */
 void mig_src_fail(struct mig_src *s, int err);
+/* -ECANCELED (named) on a cancel, else the first failure, else 0. */
+int mig_check_cancel(struct mig_src *s);
+/* Cancelled or failed: for loops that must stop within a tick. */
+bool mig_cancelled(const struct mig_src *s);
+
+/* The senders (mig_sender.c). */
+/* Connect channel @index (0: main), TLS and hello included. */
+int mig_connect_channel(struct mig_src *s, struct mig_chan *c, unsigned int index);
+int mig_start_senders(struct mig_src *s);
+/* Join the senders once the queue is empty; after a failure, shut their sockets first. */
+void mig_stop_senders(struct mig_src *s);
+/* Wait until every queued batch has been sent (or a sender failed). */
+int mig_queue_drain(struct mig_src *s);
+/*
+ * Queue the pages set in @map (slot @slot, @npages bits), clearing each
+ * word as it goes, and count them into @sent; runs mig_between_batches()
+ * every 64 words.
+ */
+int mig_queue_pages(struct mig_src *s, unsigned int slot, unsigned long *map, uint64_t npages,
+		    uint64_t *sent);
 
 /* The return path and the handover (mig_handover.c). */
 int mig_rp_start(struct mig_src *s);

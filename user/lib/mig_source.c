@@ -1,11 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * The source side of live migration.  The migration thread (the caller of
- * mig_source_run()) walks `bmap`, the pages still to send in this pass, a
- * word at a time and queues batches of up to MIG_MAX_BATCH pages; one
- * sender thread per multifd channel takes batches, detects zero pages,
- * copies the rest out of guest memory (so the checksum matches what is
- * sent while the guest keeps writing) and sends them.  Between batches the
+ * mig_source_run()) walks `bmap`, the pages still to send in this pass,
+ * and queues batches for the sender threads (mig_sender.c).  Between batches the
  * migration thread runs the sync engine (mig_sync.c) and the convergence
  * policies (mig_throttle.c), and decides when the rest fits the downtime
  * limit; then it pauses the guest, sends the last pages and the vCPU state
@@ -25,14 +22,11 @@
 #include "bitmap.h"
 #include "bpf_rates.h"
 #include "dirty_internal.h"
-#include "kmod.h"
+#include "module_client.h"
 #include "log.h"
 #include "mig_internal.h"
 #include "mig_report.h"
-#include "zero.h"
 
-/* Batches in flight: enough to keep every channel busy, not a buffer of RAM. */
-#define MIG_QUEUE_DEPTH		16
 #define MIG_PEER_WORD_MS	1000	/* after a failure: how long the destination may take to say why */
 /* A cancel waits this long for the destination to take it: a signal ends us within 1 s. */
 #define MIG_CANCEL_ACK_MS	300
@@ -55,34 +49,6 @@ static void mig_cond_init_monotonic(pthread_cond_t *c)
 	pthread_condattr_destroy(&a);
 }
 
-/* ---- the queue of batches between the migration thread and the senders ---- */
-
-static int queue_push(struct mig_src *s, const struct mig_job *job)
-{
-	pthread_mutex_lock(&s->qlock);
-	while (s->qcount == MIG_QUEUE_DEPTH && !s->error)
-		pthread_cond_wait(&s->qspace, &s->qlock);
-	if (s->error) {
-		pthread_mutex_unlock(&s->qlock);
-		return s->error;
-	}
-	s->queue[(s->qhead + s->qcount) % MIG_QUEUE_DEPTH] = *job;
-	s->qcount++;
-	pthread_cond_signal(&s->qwork);
-	pthread_mutex_unlock(&s->qlock);
-	return 0;
-}
-
-/* Wait until every queued batch has been sent (or a sender failed). */
-static int queue_drain(struct mig_src *s)
-{
-	pthread_mutex_lock(&s->qlock);
-	while ((s->qcount || s->qbusy) && !s->error)
-		pthread_cond_wait(&s->qidle, &s->qlock);
-	pthread_mutex_unlock(&s->qlock);
-	return s->error;
-}
-
 void mig_src_fail(struct mig_src *s, int err)
 {
 	pthread_mutex_lock(&s->qlock);
@@ -97,7 +63,7 @@ void mig_src_fail(struct mig_src *s, int err)
 	pthread_mutex_unlock(&s->qlock);
 }
 
-static int mig_check_cancel(struct mig_src *s)
+int mig_check_cancel(struct mig_src *s)
 {
 	if (s->opts->cancel && *s->opts->cancel) {
 		kvmmig_err("migration cancelled");
@@ -106,157 +72,9 @@ static int mig_check_cancel(struct mig_src *s)
 	return s->error;
 }
 
-static bool mig_cancelled(const struct mig_src *s)
+bool mig_cancelled(const struct mig_src *s)
 {
 	return (s->opts->cancel && *s->opts->cancel) || __atomic_load_n(&s->error, __ATOMIC_RELAXED);
-}
-
-/*
- * max-bandwidth: a token bucket shared by the senders, 100 ms deep.  At a
- * low rate one record may owe minutes: sleep in ticks, so that a cancel or
- * another channel's failure is seen within one.
- */
-static void bandwidth_take(struct mig_src *s, uint64_t bytes)
-{
-	uint64_t rate = s->p.max_bandwidth;
-	double now, wait, until;
-
-	if (!rate)
-		return;
-	pthread_mutex_lock(&s->bwlock);
-	now = mig_now();
-	s->bw_tokens += (now - s->bw_last) * rate;
-	if (s->bw_tokens > rate / 10.0)
-		s->bw_tokens = rate / 10.0;
-	s->bw_last = now;
-	s->bw_tokens -= bytes;
-	wait = s->bw_tokens < 0 ? -s->bw_tokens / rate : 0;
-	pthread_mutex_unlock(&s->bwlock);
-	until = now + wait;
-	while (wait > 0 && !mig_cancelled(s)) {
-		struct timespec ts = { .tv_nsec = (long)(1e6 * NET_TICK_MS) };
-
-		if (wait < NET_TICK_MS / 1000.0)
-			ts.tv_nsec = (long)(wait * 1e9);
-		nanosleep(&ts, NULL);
-		wait = until - mig_now();
-	}
-}
-
-static int sender_send_job(struct mig_src *s, struct mig_sender *snd, const struct mig_job *job)
-{
-	struct mig_pages *mp = snd->hdr;
-	const uint8_t *base = s->vm->slots[job->slot].hva;
-	uint32_t i, nr_data = 0, zero = 0;
-	struct iovec iov[2];
-	uint64_t bytes;
-	int ret;
-
-	mp->slot = job->slot;
-	mp->count = job->count;
-	mp->gen = job->gen;
-	for (i = 0; i < job->count; i++) {
-		const uint8_t *src = base + job->idx[i] * GUEST_PAGE_SIZE;
-
-		if (s->p.zero_page_detection && buffer_is_zero(src, GUEST_PAGE_SIZE)) {
-			mp->entries[i] = job->idx[i] | MIG_PAGE_ZERO;
-			zero++;
-			continue;
-		}
-		mp->entries[i] = job->idx[i];
-		/* A private copy: the guest may write the page while we send it. */
-		memcpy(snd->data + nr_data * GUEST_PAGE_SIZE, src, GUEST_PAGE_SIZE);
-		nr_data++;
-	}
-	iov[0].iov_base = mp;
-	iov[0].iov_len = sizeof(*mp) + job->count * sizeof(uint64_t);
-	iov[1].iov_base = snd->data;
-	iov[1].iov_len = nr_data * GUEST_PAGE_SIZE;
-	bytes = sizeof(struct mig_rec) + iov[0].iov_len + iov[1].iov_len;
-	bandwidth_take(s, bytes);
-	if (mig_cancelled(s))
-		return mig_check_cancel(s);
-	ret = mig_send_tallied(&snd->chan, &snd->tally, MIG_REC_PAGES, iov, nr_data ? 2 : 1);
-	if (ret)
-		return ret;
-	__atomic_add_fetch(&s->bytes_sent, bytes, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&s->pages_sent, nr_data, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&s->zero_pages, zero, __ATOMIC_RELAXED);
-	return 0;
-}
-
-static void *sender_thread(void *arg)
-{
-	struct mig_sender *snd = arg;
-	struct mig_src *s = snd->src;
-	struct mig_job job;
-	int ret;
-
-	/* Failures reach the report through mig_src_fail(), once. */
-	kvmmig_log_quiet(true);
-	for (;;) {
-		pthread_mutex_lock(&s->qlock);
-		while (!s->qcount && !s->stop && !s->error)
-			pthread_cond_wait(&s->qwork, &s->qlock);
-		if (s->error || (s->stop && !s->qcount)) {
-			pthread_mutex_unlock(&s->qlock);
-			break;
-		}
-		job = s->queue[s->qhead];
-		s->qhead = (s->qhead + 1) % MIG_QUEUE_DEPTH;
-		s->qcount--;
-		s->qbusy++;
-		pthread_cond_signal(&s->qspace);
-		pthread_mutex_unlock(&s->qlock);
-
-		ret = sender_send_job(s, snd, &job);
-
-		pthread_mutex_lock(&s->qlock);
-		s->qbusy--;
-		if (!s->qcount && !s->qbusy)
-			pthread_cond_broadcast(&s->qidle);
-		pthread_mutex_unlock(&s->qlock);
-		if (ret) {
-			/* A deadline or cancel already names the channel. */
-			if (ret != -ETIMEDOUT && ret != -ECANCELED)
-				kvmmig_err("multifd channel %u: %s", snd->chan.index,
-					   kvmmig_last_error());
-			mig_src_fail(s, ret);
-			break;
-		}
-	}
-	return NULL;
-}
-
-/* ---- connection set-up ---- */
-
-static int mig_connect_channel(struct mig_src *s, struct mig_chan *c, unsigned int index)
-{
-	struct mig_hello h = {
-		.channel = index,
-		.session = s->session,
-		.nr_channels = s->nr_senders + 1,
-	};
-	struct net_wait cw = {
-		.timeout_ms = s->p.connect_timeout_ms,
-		.cancel = s->opts->cancel,
-	};
-	int fd, ret;
-
-	fd = net_connect(s->opts->to, &cw);
-	if (fd < 0)
-		return fd;
-	mig_chan_init(c, fd, index);
-	mig_chan_limit(c, s->p.io_timeout_ms, s->opts->cancel);
-	ret = s->tls ? mig_chan_start_tls(c, s->tls, s->opts->to, s->tls_host, NULL) : 0;
-	if (!ret && s->tls && !index)
-		s->rep->tls = tls_sess_engine(c->tls);
-	mig_hello_seal(&h);
-	if (!ret)
-		ret = mig_chan_write(c, &h, sizeof(h));
-	if (ret)
-		mig_chan_close(c);
-	return ret;
 }
 
 struct mig_config *mig_config_of(const struct vm *vm, size_t *len)
@@ -295,64 +113,6 @@ static int mig_send_config(struct mig_src *s)
 	return ret;
 }
 
-static int mig_start_senders(struct mig_src *s)
-{
-	struct mig_sender *senders;
-	unsigned int i;
-	int ret;
-
-	senders = calloc(s->nr_senders, sizeof(*senders));
-	if (!senders)
-		return -ENOMEM;
-	for (i = 0; i < s->nr_senders; i++)
-		senders[i].chan.fd = -1;
-	/* The return path may shut the channels down from now on. */
-	pthread_mutex_lock(&s->qlock);
-	s->senders = senders;
-	pthread_mutex_unlock(&s->qlock);
-	for (i = 0; i < s->nr_senders; i++) {
-		struct mig_sender *snd = &s->senders[i];
-
-		snd->src = s;
-		snd->hdr = malloc(sizeof(struct mig_pages) + MIG_MAX_BATCH * sizeof(uint64_t));
-		snd->data = aligned_alloc(64, MIG_MAX_BATCH * GUEST_PAGE_SIZE);
-		if (!snd->hdr || !snd->data)
-			return -ENOMEM;
-		ret = mig_connect_channel(s, &snd->chan, i + 1);
-		if (ret)
-			return ret;
-	}
-	for (i = 0; i < s->nr_senders; i++) {
-		ret = pthread_create(&s->senders[i].thread, NULL, sender_thread, &s->senders[i]);
-		if (ret) {
-			kvmmig_err("cannot start sender thread %u: %s", i, strerror(ret));
-			return -ret;
-		}
-		s->senders[i].started = true;
-	}
-	return 0;
-}
-
-static void mig_stop_senders(struct mig_src *s)
-{
-	unsigned int i;
-
-	pthread_mutex_lock(&s->qlock);
-	s->stop = true;
-	pthread_cond_broadcast(&s->qwork);
-	pthread_mutex_unlock(&s->qlock);
-	for (i = 0; s->senders && i < s->nr_senders; i++) {
-		struct mig_sender *snd = &s->senders[i];
-
-		/* A sender stuck in send() to a dead peer is woken by the shutdown. */
-		if (s->error && snd->chan.fd >= 0)
-			shutdown(snd->chan.fd, SHUT_RDWR);
-		if (snd->started)
-			pthread_join(snd->thread, NULL);
-		snd->started = false;
-	}
-}
-
 static void mig_close_all(struct mig_src *s)
 {
 	unsigned int i;
@@ -385,64 +145,6 @@ static int mig_tls_setup(struct mig_src *s)
 }
 
 /* ---- passes ---- */
-
-int mig_queue_pages(struct mig_src *s, unsigned int slot, unsigned long *map, uint64_t npages,
-		    uint64_t *sent)
-{
-	struct mig_job job = { .slot = slot, .gen = s->sync.gen };
-	uint64_t w, nwords = BITMAP_WORDS(npages);
-	int ret;
-
-	for (w = 0; w < nwords; w++) {
-		unsigned long bits;
-
-		/* bitmap-manual re-protects each 4096-page chunk just before sending it. */
-		if ((w & 63) == 0) {
-			uint64_t first = w * BITS_PER_LONG, left = npages - first;
-			uint64_t chunk = 64 * BITS_PER_LONG;
-
-			ret = dirty_source_clear(s->ds, slot, first, left < chunk ? left : chunk,
-						 &map[w]);
-			if (ret)
-				return ret;
-		}
-		bits = map[w];
-		/* Taken out of bmap before it is sent: a later sync may set it again. */
-		map[w] = 0;
-		while (bits) {
-			job.idx[job.count++] = w * BITS_PER_LONG + __builtin_ctzl(bits);
-			bits &= bits - 1;
-			if (job.count == MIG_MAX_BATCH) {
-				ret = queue_push(s, &job);
-				if (ret)
-					return ret;
-				*sent += job.count;
-				job.count = 0;
-			}
-		}
-		if ((w & 63) == 63) {
-			/* A sync may bump the generation: close this batch first. */
-			if (job.count) {
-				ret = queue_push(s, &job);
-				if (ret)
-					return ret;
-				*sent += job.count;
-				job.count = 0;
-			}
-			ret = mig_between_batches(s);
-			if (ret)
-				return ret;
-			job.gen = s->sync.gen;
-		}
-	}
-	if (job.count) {
-		ret = queue_push(s, &job);
-		if (ret)
-			return ret;
-		*sent += job.count;
-	}
-	return 0;
-}
 
 static void mig_sample(struct mig_src *s, bool sync)
 {
@@ -553,7 +255,7 @@ static int mig_switchover(struct mig_src *s)
 	 * switch over; send them while the guest still runs, so they do not
 	 * count as downtime.
 	 */
-	ret = queue_drain(s);
+	ret = mig_queue_drain(s);
 	if (ret)
 		return ret;
 	s->t_pause = mig_now();
@@ -566,7 +268,7 @@ static int mig_switchover(struct mig_src *s)
 		return ret;
 	ret = mig_pass(s);
 	if (!ret)
-		ret = queue_drain(s);
+		ret = mig_queue_drain(s);
 	/* Until END is sent, a cancel still leaves the guest here. */
 	if (!ret)
 		ret = mig_check_cancel(s);
@@ -814,7 +516,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 		ret = mig_pass(s);
 		/* A pass ends when its pages are on the wire, not merely queued. */
 		if (!ret)
-			ret = queue_drain(s);
+			ret = mig_queue_drain(s);
 		if (!ret)
 			ret = mig_sync_iteration(s);
 		if (ret)

@@ -13,7 +13,7 @@
  */
 #include <string.h>
 
-#include "kmod.h"
+#include "module_client.h"
 #include "log.h"
 #include "mig_throttle.h"
 

@@ -4,12 +4,13 @@
  * session to a VM fd, or to a running VMM's VM found by pid; read the VM's
  * description and per-vCPU statistics; harvest every dirty ring in one call;
  * set throttles.  The generic netlink family reaches sessions that other
- * processes hold (list, statistics, throttle, events).  kmod.c also provides
- * the "module" dirty source (dirty_module_ops).  Functions return 0 or a
+ * processes hold (list, statistics, throttle, events).  The ioctls are in
+ * module_session.c, netlink in module_netlink.c, and the "module" dirty
+ * source (dirty_module_ops) in dirty_module.c.  Functions return 0 or a
  * negative errno and describe failures with kvmmig_err().
  */
-#ifndef KVMMIG_KMOD_H
-#define KVMMIG_KMOD_H
+#ifndef KVMMIG_MODULE_CLIENT_H
+#define KVMMIG_MODULE_CLIENT_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -93,4 +94,4 @@ const char *kmod_event_name(uint8_t cmd);
 /* The session behind a "module" dirty source (its throttle backend). */
 struct kmod_session *dirty_module_session(struct dirty_source *ds);
 
-#endif /* KVMMIG_KMOD_H */
+#endif /* KVMMIG_MODULE_CLIENT_H */
