@@ -135,9 +135,9 @@ static int overhead_run(enum dirty_backend backend, double seconds, unsigned int
 		return ret;
 	ret = vm_create(&cfg, &vm);
 	if (!ret)
-		ret = dirty_source_open(vm, &opts, &ds);
+		ret = dirty_source_open(vm->kv, &opts, &ds);
 	if (!ret)
-		ret = dirty_set_alloc(vm, &set);
+		ret = dirty_set_alloc(vm->kv, &set);
 	if (!ret)
 		ret = vm_start(vm);
 	/* Warm up: first touches of guest memory are not the steady state. */

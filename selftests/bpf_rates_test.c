@@ -92,9 +92,9 @@ static int rate_vm_start(struct rate_vm *rv, enum dirty_backend backend,
 		return err;
 	err = vm_create(&cfg, &rv->vm);
 	if (!err)
-		err = dirty_source_open(rv->vm, &opts, &rv->ds);
+		err = dirty_source_open(rv->vm->kv, &opts, &rv->ds);
 	if (!err)
-		err = dirty_set_alloc(rv->vm, &rv->set);
+		err = dirty_set_alloc(rv->vm->kv, &rv->set);
 	if (!err)
 		err = vm_start(rv->vm);
 	return err;

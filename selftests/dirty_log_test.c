@@ -82,7 +82,7 @@ static int open_random_vm(struct __test_metadata *_metadata, enum dirty_backend 
 
 	ASSERT_EQ(dirty_prepare_config(backend, &cfg), (int)backend);
 	ASSERT_EQ(vm_create(&cfg, vm), 0);
-	ASSERT_EQ(dirty_source_open(*vm, opts, ds), 0);
+	ASSERT_EQ(dirty_source_open((*vm)->kv, opts, ds), 0);
 	return 0;
 }
 
@@ -95,7 +95,7 @@ FIXTURE_SETUP(dirty_log)
 		SKIP(return, "%s", why);
 	open_random_vm(_metadata, variant->backend, variant->nr_vcpus, variant->nr_slots,
 		       &opts, 0, &self->vm, &self->ds);
-	ASSERT_EQ(dirty_set_alloc(self->vm, &self->set), 0);
+	ASSERT_EQ(dirty_set_alloc(self->vm->kv, &self->set), 0);
 	self->pages = self->vm->shared->mem_pages;
 	self->track = bitmap_alloc(self->pages);
 	ASSERT_NE(self->track, NULL);
@@ -262,12 +262,12 @@ TEST(ring_full_exit)
 	if (kvm_cap(KVM_CAP_DIRTY_LOG_RING) <= 0 && kvm_cap(KVM_CAP_DIRTY_LOG_RING_ACQ_REL) <= 0)
 		SKIP(return, "KVM_CAP_DIRTY_LOG_RING missing");
 	open_random_vm(_metadata, DIRTY_RING, 2, 2, &opts, 1024, &vm, &ds);
-	ASSERT_EQ(dirty_set_alloc(vm, &set), 0);
+	ASSERT_EQ(dirty_set_alloc(vm->kv, &set), 0);
 	track = bitmap_alloc(vm->shared->mem_pages);
 	run_iterations(_metadata, vm, ds, &set, track, vm->shared->mem_pages, TEST_ITERATIONS,
 		       had_ring_full_exit);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		exits += vm->vcpus[i].ring_full_exits;
+		exits += vm->kv->vcpus[i].ring_full_exits;
 	ASSERT_GT(exits, (uint64_t)0);
 	ASSERT_EQ(ds->stats.ring_full_exits, exits);
 	if (!ds->stats.overflows)
@@ -308,8 +308,8 @@ TEST(ring_overflow_recovery)
 		SKIP(return, "KVM_CAP_DIRTY_LOG_RING missing");
 	ASSERT_EQ(dirty_prepare_config(DIRTY_RING, &cfg), DIRTY_RING);
 	ASSERT_EQ(vm_create(&cfg, &vm), 0);
-	ASSERT_EQ(dirty_source_open(vm, &opts, &ds), 0);
-	ASSERT_EQ(dirty_set_alloc(vm, &set), 0);
+	ASSERT_EQ(dirty_source_open(vm->kv, &opts, &ds), 0);
+	ASSERT_EQ(dirty_set_alloc(vm->kv, &set), 0);
 	snap = calloc(vm->shared->mem_pages, 1);
 	ASSERT_NE(snap, NULL);
 	ASSERT_EQ(vm_start(vm), 0);
@@ -424,7 +424,7 @@ TEST(manual_clear_on_send)
 	if (kvm_cap(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) <= 0)
 		SKIP(return, "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 missing");
 	open_random_vm(_metadata, DIRTY_BITMAP_MANUAL, 2, 3, &opts, 0, &vm, &ds);
-	ASSERT_EQ(dirty_set_alloc(vm, &set), 0);
+	ASSERT_EQ(dirty_set_alloc(vm->kv, &set), 0);
 	for (s = 0; s < vm->nr_slots; s++) {
 		shadow[s] = calloc(1, vm->slots[s].size);
 		pending[s] = bitmap_alloc(set.nr_pages[s]);

@@ -57,9 +57,9 @@ static int harvest_run(enum dirty_backend backend, uint64_t ram, double fraction
 		return ret;
 	ret = vm_create(&cfg, &vm);
 	if (!ret)
-		ret = dirty_source_open(vm, &opts, &ds);
+		ret = dirty_source_open(vm->kv, &opts, &ds);
 	if (!ret)
-		ret = dirty_set_alloc(vm, &set);
+		ret = dirty_set_alloc(vm->kv, &set);
 	if (ret)
 		goto out;
 	/* Whatever setup dirtied (the binary, page tables) is not measured. */

@@ -75,7 +75,7 @@ static int collect_rings(struct fuzz *f)
 
 	pthread_mutex_lock(&f->ring_lock);
 	for (i = 0; i < NR_VCPUS; i++) {
-		struct kvm_dirty_gfn *ring = f->vm->vcpus[i].ring;
+		struct kvm_dirty_gfn *ring = f->vm->kv->vcpus[i].ring;
 
 		for (n = 0; n < size; n++)
 			if (__atomic_load_n(&ring[n].flags, __ATOMIC_ACQUIRE) == KVM_DIRTY_GFN_F_DIRTY)
@@ -354,7 +354,7 @@ FIXTURE_SETUP(fuzz)
 	if (kvm_cap(KVM_CAP_DIRTY_LOG_RING) <= 0)
 		SKIP(return, "KVM_CAP_DIRTY_LOG_RING missing");
 	ASSERT_EQ(0, vm_create(&cfg, &f->vm));
-	ASSERT_EQ(0, vm_set_dirty_logging(f->vm, true));
+	ASSERT_EQ(0, kvmmig_vm_set_dirty_logging(f->vm->kv, true));
 	pthread_mutex_init(&f->ring_lock, NULL);
 	vm_set_ring_full_handler(f->vm, fuzz_ring_full, f);
 	f->arena = mmap(NULL, ARENA_SIZE + 4096, PROT_READ | PROT_WRITE,

@@ -108,7 +108,7 @@ FIXTURE_SETUP(kmt)
 		SKIP(return, "KVM_CAP_DIRTY_LOG_RING missing");
 	self->vm = make_vm(_metadata, NR_VCPUS, TEST_RING, WORKLOAD_INCR);
 	ASSERT_NE(self->vm, NULL);
-	ASSERT_EQ(vm_set_dirty_logging(self->vm, true), 0);
+	ASSERT_EQ(kvmmig_vm_set_dirty_logging(self->vm->kv, true), 0);
 	self->dev = open(KVMMIG_DEVICE, O_RDWR | O_CLOEXEC);
 	ASSERT_GE(self->dev, 0);
 	self->sess = attach_raw(self->dev, self->vm->fd);
@@ -427,8 +427,8 @@ static void incr_one_pass(struct __test_metadata *_metadata, enum dirty_backend 
 
 	ASSERT_EQ((int)b, dirty_prepare_config(b, &cfg));
 	ASSERT_EQ(0, vm_create(&cfg, &vm));
-	ASSERT_EQ(0, dirty_source_open(vm, &opts, &ds));
-	ASSERT_EQ(0, dirty_set_alloc(vm, set));
+	ASSERT_EQ(0, dirty_source_open(vm->kv, &opts, &ds));
+	ASSERT_EQ(0, dirty_set_alloc(vm->kv, set));
 	ASSERT_EQ(0, vm_start(vm));
 	ASSERT_EQ(0, vm_wait_done(vm, 120000));
 	ASSERT_EQ(NULL, vm_failure(vm));
@@ -504,8 +504,8 @@ TEST_F_TIMEOUT(own, harvest_dirty_log_method, 300)
 	NEED_READY();
 	ASSERT_EQ(DIRTY_MODULE, dirty_prepare_config(DIRTY_MODULE, &cfg));
 	ASSERT_EQ(0, vm_create(&cfg, &vm));
-	ASSERT_EQ(0, dirty_source_open(vm, &opts, &ds));
-	ASSERT_EQ(0, dirty_set_alloc(vm, &set));
+	ASSERT_EQ(0, dirty_source_open(vm->kv, &opts, &ds));
+	ASSERT_EQ(0, dirty_set_alloc(vm->kv, &set));
 	pages = vm->shared->mem_pages;
 	track = bitmap_alloc(pages);
 	ASSERT_EQ(0, vm_start(vm));
@@ -749,7 +749,7 @@ static struct vm *running_vm(struct __test_metadata *_metadata, enum guest_workl
 
 	if (dirty_prepare_config(DIRTY_MODULE, &cfg) != DIRTY_MODULE || vm_create(&cfg, &vm))
 		return NULL;
-	if (dirty_source_open(vm, &opts, ds) || vm_start(vm)) {
+	if (dirty_source_open(vm->kv, &opts, ds) || vm_start(vm)) {
 		vm_destroy(vm);
 		return NULL;
 	}

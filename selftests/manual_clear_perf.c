@@ -96,7 +96,7 @@ static void migrate_round(bool clear_on_send, struct round *r)
 	}
 	usleep(300000);		/* the hot set is being rewritten */
 	o.to = dest.addr;
-	r->ret = mig_source_run(vm, &o, &rep);
+	r->ret = mig_source_run(vm->kv, &o, &rep);
 	if (r->ret)
 		kill(dest.pid, SIGKILL);
 	if (dest_child_wait(&dest) != DEST_OK && !r->ret)

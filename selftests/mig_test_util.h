@@ -43,9 +43,13 @@ struct dest_child {
  */
 #define GUEST_PROGRESS_S	20
 
+/* The destination child's guest, made by the built-in VMM from the stream. */
+static struct vm *dest_child_vm;
+
 /* The received guest runs at least 300 ms, and until it has made progress. */
-static int dest_child_resumed(void *opaque, struct vm *vm)
+static int dest_child_resumed(void *opaque, struct kvmmig_vm *kv)
 {
+	struct vm *vm = dest_child_vm;
 	uint64_t before, after;
 	struct guest_shared g;
 	unsigned int i;
@@ -143,7 +147,10 @@ static inline int dest_child_start_tls(struct dest_child *d, const char *host, c
 		struct mig_dest_opts o = {
 			.listen = listen,
 			.listening = dest_child_listening,
+			.create_vm = vm_create_for_stream,
 			.resumed = dest_child_resumed,
+			.release_vm = vm_release_for_stream,
+			.vmm_opaque = &dest_child_vm,
 			.opaque = &pfd[1],
 		};
 		int ret;
@@ -285,7 +292,7 @@ static inline bool fail_dest_wait_accepted(const struct fail_dest *d, int timeou
 }
 
 /* Run on until the parent lets go (or FAIL_DEST_HOLD_S), then the usual checks. */
-static inline int fail_dest_held(void *opaque, struct vm *vm)
+static inline int fail_dest_held(void *opaque, struct kvmmig_vm *vm)
 {
 	struct pollfd p = { .fd = fail_dest_hold_fd, .events = POLLIN };
 
@@ -314,7 +321,10 @@ static inline void fail_dest_child(const struct fail_dest *d, int portfd, int er
 		.listen = listen,
 		.listening = dest_child_listening,
 		.accepted = fail_dest_accepted,
+		.create_vm = vm_create_for_stream,
 		.resumed = d->hold ? fail_dest_held : dest_child_resumed,
+		.release_vm = vm_release_for_stream,
+		.vmm_opaque = &dest_child_vm,
 		.opaque = &portfd,
 		.handover_timeout_ms = d->handover_timeout_ms,
 	};

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Migrating a VM that another VMM runs, through vm_adopt().  A built-in
- * guest plays the foreign VMM's: the adopted struct vm gets only its VM fd,
- * memslot layout and vCPU fds, and pause, resume, stop and ring-full exits
- * go through the callbacks a VMM provides.  It migrates with each dirty
- * source over loopback TCP, runs on at the destination and passes QEMU
- * migration-test's one-edge incr check there, and the source guest ends
- * stopped through the VMM.  Then: what an adopted VM does and refuses, that
- * the VMM's fds and memory outlive it, ring-full exits forwarded by the
- * VMM, and every bad argument of vm_adopt() with its own errno.
+ * Migrating a VM that another VMM runs, through kvmmig_vm_new(): the same
+ * constructor and code path as the built-in VMM's own VMs.  A built-in
+ * guest plays the foreign VMM's: its struct kvmmig_vm gets only its VM fd,
+ * memslot layout and vCPU fds, and pause, resume, stop, vCPU state and
+ * ring-full exits go through the callbacks a VMM provides (no throttle:
+ * this VMM cannot slow its vCPUs).  It migrates with each dirty source over
+ * loopback TCP, runs on at the destination and passes QEMU migration-test's
+ * one-edge incr check there, and the source guest ends stopped through the
+ * VMM.  Then: what the wrapped VM does and refuses, that the VMM's fds and
+ * memory outlive it, ring-full exits forwarded by the VMM, and every bad
+ * argument of kvmmig_vm_new() with its own errno.
  */
 #include <sys/mman.h>
 
@@ -22,8 +24,8 @@
 /* The foreign VMM: a built-in VM reached only through the adoption ops. */
 struct foreign_vmm {
 	struct vm *vm;
-	struct vm *adopted;
-	unsigned int pauses, resumes, stops;
+	struct kvmmig_vm *adopted;
+	unsigned int pauses, resumes, stops, saves;
 };
 
 static int foreign_pause(void *opaque)
@@ -50,28 +52,49 @@ static int foreign_stop(void *opaque)
 	return vm_stop(f->vm);
 }
 
-/* The VMM's vCPU threads hand their ring-full exits to the adopted VM. */
+static int foreign_save_state(void *opaque, unsigned int vcpu, void *state)
+{
+	struct foreign_vmm *f = opaque;
+
+	f->saves++;
+	return vcpu_save_state(&f->vm->vcpus[vcpu], state);
+}
+
+static int foreign_load_state(void *opaque, unsigned int vcpu, const void *state)
+{
+	struct foreign_vmm *f = opaque;
+
+	return vcpu_load_state(&f->vm->vcpus[vcpu], state);
+}
+
+/* The VMM's vCPU threads hand their ring-full exits to the wrapped VM. */
 static int foreign_ring_full(void *opaque, unsigned int vcpu)
 {
 	struct foreign_vmm *f = opaque;
 
-	return vm_adopted_ring_full(f->adopted, vcpu);
+	return kvmmig_vm_ring_full(f->adopted, vcpu);
 }
 
-static const struct vm_adopt_ops foreign_ops = {
+static const struct kvmmig_vm_ops foreign_ops = {
 	.pause = foreign_pause,
 	.resume = foreign_resume,
 	.stop = foreign_stop,
+	.state_size = sizeof(struct vcpu_state_blob),
+	.save_state = foreign_save_state,
+	.load_state = foreign_load_state,
 };
 
-static const struct vm_adopt_ops foreign_ops_nostop = {
+static const struct kvmmig_vm_ops foreign_ops_nostop = {
 	.pause = foreign_pause,
 	.resume = foreign_resume,
+	.state_size = sizeof(struct vcpu_state_blob),
+	.save_state = foreign_save_state,
+	.load_state = foreign_load_state,
 };
 
-/* What the VMM knows of its VM, in vm_adopt()'s terms (slots copied to @slots). */
-static void foreign_args(struct foreign_vmm *f, int *vcpu_fds, struct vm_slot *slots,
-			 struct vm_adopt_args *a)
+/* What the VMM knows of its VM, in kvmmig_vm_new()'s terms (slots copied to @slots). */
+static void foreign_args(struct foreign_vmm *f, int *vcpu_fds, struct kvmmig_slot *slots,
+			 struct kvmmig_vm_args *a)
 {
 	struct vm *vm = f->vm;
 	unsigned int i;
@@ -79,7 +102,7 @@ static void foreign_args(struct foreign_vmm *f, int *vcpu_fds, struct vm_slot *s
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		vcpu_fds[i] = vm->vcpus[i].fd;
 	memcpy(slots, vm->slots, vm->nr_slots * sizeof(*slots));
-	*a = (struct vm_adopt_args){
+	*a = (struct kvmmig_vm_args){
 		.vm_fd = vm->fd,
 		.nr_vcpus = vm->cfg.nr_vcpus,
 		.vcpu_fds = vcpu_fds,
@@ -92,15 +115,15 @@ static void foreign_args(struct foreign_vmm *f, int *vcpu_fds, struct vm_slot *s
 	};
 }
 
-static int foreign_adopt(struct foreign_vmm *f, const struct vm_adopt_ops *ops)
+static int foreign_adopt(struct foreign_vmm *f, const struct kvmmig_vm_ops *ops)
 {
-	struct vm_slot slots[VM_MAX_SLOTS];
+	struct kvmmig_slot slots[VM_MAX_SLOTS];
 	int fds[VM_MAX_VCPUS], ret;
-	struct vm_adopt_args a;
+	struct kvmmig_vm_args a;
 
 	foreign_args(f, fds, slots, &a);
 	a.ops = ops;
-	ret = vm_adopt(&a, &f->adopted);
+	ret = kvmmig_vm_new(&a, &f->adopted);
 	if (!ret && f->vm->cfg.ring_entries)
 		vm_set_ring_full_handler(f->vm, foreign_ring_full, f);
 	return ret;
@@ -110,7 +133,7 @@ static void foreign_release(struct foreign_vmm *f)
 {
 	if (f->vm)
 		vm_set_ring_full_handler(f->vm, NULL, NULL);
-	vm_destroy(f->adopted);
+	kvmmig_vm_free(f->adopted);
 	f->adopted = NULL;
 }
 
@@ -120,7 +143,7 @@ static void foreign_release(struct foreign_vmm *f)
  */
 static int foreign_renumber(struct vm *vm, unsigned int i, uint32_t id)
 {
-	struct vm_slot *s = &vm->slots[i];
+	struct kvmmig_slot *s = &vm->slots[i];
 	struct kvm_userspace_memory_region r = {
 		.slot = s->id,
 		.guest_phys_addr = s->gpa,
@@ -238,6 +261,8 @@ TEST_F_TIMEOUT(mig, adopted_guest_survives, 300)
 	ASSERT_EQ(f->pauses, 1U);
 	ASSERT_EQ(f->resumes, 0U);
 	ASSERT_EQ(f->stops, 1U);
+	/* Each vCPU's state came from the VMM, once. */
+	ASSERT_EQ(f->saves, f->vm->cfg.nr_vcpus);
 	for (i = 0; i < f->vm->cfg.nr_vcpus; i++) {
 		ASSERT_FALSE(f->vm->vcpus[i].thread_started);
 		ASSERT_EQ(f->vm->vcpus[i].state, VCPU_DONE) TH_LOG("%s", f->vm->vcpus[i].error);
@@ -257,7 +282,7 @@ TEST_F_TIMEOUT(mig, adopted_vm_ops, 120)
 	struct foreign_vmm *f = &self->f;
 	struct kvm_dirty_log log = { 0 };
 	unsigned long *bits;
-	struct vm *vm;
+	struct kvmmig_vm *vm;
 	unsigned int i;
 
 	if (backend_missing(b))
@@ -266,55 +291,56 @@ TEST_F_TIMEOUT(mig, adopted_vm_ops, 120)
 	ASSERT_NE(f->vm, NULL);
 	ASSERT_EQ(foreign_adopt(f, &foreign_ops_nostop), 0) TH_LOG("%s", kvmmig_last_error());
 	vm = f->adopted;
-	ASSERT_TRUE(vm->adopted);
+	ASSERT_EQ(vm->opaque, f);	/* driven through this VMM's ops */
+	ASSERT_NE(vm, f->vm->kv);	/* not the built-in VMM's own wrapping */
 	ASSERT_NE(vm->fd, f->vm->fd);	/* a duplicate: the VMM's fd stays its own */
 	ASSERT_EQ(vm->named_fd, f->vm->fd);	/* ... but the VM keeps its name */
 
-	/* Pause and resume are the VMM's; vCPU state is read through the adopted fds. */
-	ASSERT_EQ(vm_pause(vm), 0);
+	/* Pause, resume and vCPU state are the VMM's. */
+	ASSERT_EQ(kvmmig_vm_pause(vm), 0);
 	ASSERT_EQ(f->pauses, 1U);
-	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
-		ASSERT_EQ(vcpu_save_state(&vm->vcpus[i], &theirs), 0);
+	for (i = 0; i < vm->nr_vcpus; i++) {
+		ASSERT_EQ(kvmmig_vm_save_state(vm, i, &theirs), 0);
 		ASSERT_EQ(vcpu_save_state(&f->vm->vcpus[i], &ours), 0);
 		ASSERT_EQ(memcmp(&theirs.regs, &ours.regs, sizeof(ours.regs)), 0);
 		ASSERT_EQ(memcmp(&theirs.sregs, &ours.sregs, sizeof(ours.sregs)), 0);
 	}
-	ASSERT_EQ(vm_resume(vm), 0);
+	ASSERT_EQ(kvmmig_vm_resume(vm), 0);
 	ASSERT_EQ(f->resumes, 1U);
 	ASSERT_TRUE(guest_progresses(f->vm));
 
-	/* What needs the VMM's threads is refused. */
+	/* This VMM has no throttle: one is refused, lifting none is a no-op. */
 	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
-	ASSERT_EQ(vm_start(vm), -EOPNOTSUPP);
-	ASSERT_EQ(vm_wait_done(vm, 10), -EOPNOTSUPP);
-	ASSERT_EQ(vm_set_throttle(vm, -1, 50), -EOPNOTSUPP);
-	ASSERT_EQ(vm_set_throttle(vm, -1, 0), 0);
-	ASSERT_EQ(vm_max_throttle(vm), 0U);
-	ASSERT_EQ(workload_check_incr(vm, NULL), -EOPNOTSUPP);
-	ASSERT_EQ(vm_failure(vm), NULL);
-	ASSERT_EQ(vm_adopted_ring_full(f->vm, 0), -EINVAL);	/* not adopted */
-	ASSERT_EQ(vm_adopted_ring_full(vm, vm->cfg.nr_vcpus), -EINVAL);
+	ASSERT_FALSE(kvmmig_vm_can_throttle(vm));
+	ASSERT_EQ(kvmmig_vm_set_throttle(vm, -1, 50), -EOPNOTSUPP);
+	ASSERT_EQ(kvmmig_vm_set_throttle(vm, -1, 0), 0);
+	ASSERT_EQ(kvmmig_vm_max_throttle(vm), 0U);
+	ASSERT_EQ(vm_failure(f->vm), NULL);
+	/* A ring-full exit needs a ring, and a vCPU the VM has. */
+	if (!vm->ring_entries)
+		ASSERT_EQ(kvmmig_vm_ring_full(vm, 0), -EINVAL);
+	ASSERT_EQ(kvmmig_vm_ring_full(vm, vm->nr_vcpus), -EINVAL);
 
 	/* Dirty logging is switched on the VMM's own memslots. */
-	if (!vm->cfg.ring_entries) {
+	if (!vm->ring_entries) {
 		bits = bitmap_alloc(vm->slots[1].size / GUEST_PAGE_SIZE);
 		ASSERT_NE(bits, NULL);
 		log.slot = vm->slots[1].id;
 		log.dirty_bitmap = bits;
-		ASSERT_EQ(vm_set_dirty_logging(vm, true), 0);
+		ASSERT_EQ(kvmmig_vm_set_dirty_logging(vm, true), 0);
 		ASSERT_EQ(ioctl(f->vm->fd, KVM_GET_DIRTY_LOG, &log), 0);
-		ASSERT_EQ(vm_set_dirty_logging(vm, false), 0);
+		ASSERT_EQ(kvmmig_vm_set_dirty_logging(vm, false), 0);
 		ASSERT_EQ(ioctl(f->vm->fd, KVM_GET_DIRTY_LOG, &log), -1);
 		ASSERT_EQ(errno, ENOENT);
 		free(bits);
 	}
 
 	/* Without a stop callback the guest is the VMM's to end. */
-	ASSERT_EQ(vm_stop(vm), 0);
+	ASSERT_EQ(kvmmig_vm_stop(vm), 0);
 	ASSERT_EQ(f->stops, 0U);
 	ASSERT_TRUE(guest_progresses(f->vm));
 
-	/* Gone, the adopted VM leaves the VMM's fds open and its memory mapped. */
+	/* Gone, the wrapped VM leaves the VMM's fds open and its memory mapped. */
 	foreign_release(f);
 	ASSERT_GE(fcntl(f->vm->fd, F_GETFD), 0);
 	for (i = 0; i < f->vm->cfg.nr_vcpus; i++)
@@ -387,10 +413,10 @@ TEST_F_TIMEOUT(ring, full_exits_forwarded, 120)
 
 FIXTURE(bad) {
 	struct foreign_vmm f;
-	struct vm_adopt_args a;
+	struct kvmmig_vm_args a;
 	int fds[VM_MAX_VCPUS];
-	struct vm_slot slots[VM_MAX_SLOTS + 1];
-	struct vm_adopt_ops ops;
+	struct kvmmig_slot slots[VM_MAX_SLOTS + 1];
+	struct kvmmig_vm_ops ops;
 	int null_fd;
 };
 
@@ -422,14 +448,14 @@ FIXTURE_TEARDOWN(bad)
 	close(self->null_fd);
 }
 
-/* vm_adopt(@a)'s result; 1 when it failed with a message that does not name @what. */
-static int adopt_result(const struct vm_adopt_args *a, const char *what)
+/* kvmmig_vm_new(@a)'s result; 1 when it failed with a message that does not name @what. */
+static int adopt_result(const struct kvmmig_vm_args *a, const char *what)
 {
-	struct vm *vm;
-	int ret = vm_adopt(a, &vm);
+	struct kvmmig_vm *vm;
+	int ret = kvmmig_vm_new(a, &vm);
 
 	if (!ret) {
-		vm_destroy(vm);
+		kvmmig_vm_free(vm);
 		return 0;
 	}
 	return strstr(kvmmig_last_error(), what) ? ret : 1;
@@ -584,6 +610,30 @@ TEST_F(bad, no_stop_is_fine)
 {
 	self->ops.stop = NULL;
 	ASSERT_ADOPT(0, "");
+}
+
+TEST_F(bad, no_save_state)
+{
+	self->ops.save_state = NULL;
+	ASSERT_ADOPT(-EINVAL, "save_state");
+}
+
+TEST_F(bad, no_load_state)
+{
+	self->ops.load_state = NULL;
+	ASSERT_ADOPT(-EINVAL, "load_state");
+}
+
+TEST_F(bad, state_size_zero)
+{
+	self->ops.state_size = 0;
+	ASSERT_ADOPT(-EINVAL, "vCPU state of 0 bytes");
+}
+
+TEST_F(bad, state_size_too_big)
+{
+	self->ops.state_size = MIG_MAX_VCPU_STATE + 1;
+	ASSERT_ADOPT(-EINVAL, "expected 1 to");
 }
 
 TEST_F(bad, ring_entries_not_power_of_two)

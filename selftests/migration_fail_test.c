@@ -320,7 +320,7 @@ static int source_still_intact(struct vm *vm, char *why, size_t len)
 
 		snprintf(why + n, len - n, "; vCPU %u: state %d, pause_req %d, %llu loops, %llu exits, %llu ring-full exits, throttle %u%%",
 			 i, v->state, v->pause_req, (unsigned long long)v->area->loops,
-			 (unsigned long long)v->exits, (unsigned long long)v->ring_full_exits,
+			 (unsigned long long)v->exits, (unsigned long long)vm->kv->vcpus[i].ring_full_exits,
 			 v->throttle_pct);
 	}
 	return ret;
@@ -425,7 +425,7 @@ static void fail_check_ignored(struct __test_metadata *_metadata, struct fail_ru
 	 * ring's indices run on in KVM).
 	 */
 	fail_params(&o.params, &(struct fail_case){ .fault = FAULT_NONE });
-	ret = mig_source_run(run->vm, &o, &rep);
+	ret = mig_source_run(run->vm->kv, &o, &rep);
 	waitid(P_PID, run->dest.pid, &(siginfo_t){ 0 }, WEXITED | WNOWAIT);
 	fail_watchdog_stop(run);
 	st = fail_dest_wait(&run->dest);
@@ -489,7 +489,7 @@ static void fail_check(struct __test_metadata *_metadata, struct fail_run *run,
 		fail_act(c);
 	ASSERT_EQ(fail_watchdog_start(run), 0);
 
-	ret = mig_source_run(run->vm, &o, &run->rep);
+	ret = mig_source_run(run->vm->kv, &o, &run->rep);
 	if (fc->dest_ignores) {
 		fail_check_ignored(_metadata, run, fc, ret);
 		return;
@@ -727,7 +727,7 @@ TEST(source_gone_before_its_channels)
 
 	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
 	ASSERT_EQ(vm_create(&vc, &vm), 0);
-	cfg = mig_config_of(vm, &len);
+	cfg = mig_config_of(vm->kv, &len);
 	ASSERT_NE(cfg, NULL);
 	ASSERT_EQ(pthread_create(&d.thread, NULL, lone_dest_thread, &d), 0);
 	while (!__atomic_load_n(&d.listening, __ATOMIC_ACQUIRE))

@@ -251,7 +251,7 @@ static int ho_migrate(struct __test_metadata *_metadata, struct ho_run *run)
 		run->settler_started = !pthread_create(&run->settler, NULL, ho_settler, run);
 		EXPECT_TRUE(run->settler_started);
 	}
-	return mig_source_run(run->vm, &o, &run->rep);
+	return mig_source_run(run->vm->kv, &o, &run->rep);
 }
 
 /* Capture a genuine PREPARED of an earlier migration, for FORGE_REPLAY. */

@@ -192,7 +192,7 @@ static int migrate_to(struct __test_metadata *_metadata, struct hdest *d,
 	mig_params_init(&o.params);
 	o.params.multifd_channels = 2;
 	o.params.max_passes = 400;
-	ret = mig_source_run(vm, &o, &rep);
+	ret = mig_source_run(vm->kv, &o, &rep);
 	st = hdest_wait(d);
 	TH_LOG("source: %s %s; destination exit %d; its log:\n%s", mig_state_name(rep.state),
 	       rep.error, st, d->text);
@@ -388,7 +388,7 @@ TEST_F_TIMEOUT(hostile, foreign_channel_during_the_accept, 60)
 	int fd, fd2, st;
 
 	ASSERT_EQ(vm_create(&vc, &vm), 0);
-	cfg = mig_config_of(vm, &len);
+	cfg = mig_config_of(vm->kv, &len);
 	ASSERT_NE(cfg, NULL);
 	fd = net_connect(self->d.addr, NULL);
 	ASSERT_GE(fd, 0);
@@ -537,7 +537,7 @@ TEST_F_TIMEOUT(rewritten, destination_says_so, 120)
 	memcpy((char *)self->vm->shared + variant->off, &variant->value, sizeof(uint64_t));
 	vm_resume(self->vm);
 	mig_params_init(&o.params);
-	mig_source_run(self->vm, &o, &rep);
+	mig_source_run(self->vm->kv, &o, &rep);
 	st = hdest_wait(&self->d);
 	TH_LOG("source: %s %s; destination exit %d:\n%s", mig_state_name(rep.state), rep.error,
 	       st, self->d.text);
@@ -740,7 +740,7 @@ TEST_F_TIMEOUT(bad_answer, source_fails_whole, 120)
 	mig_params_init(&o.params);
 	o.params.multifd_channels = 2;
 	o.params.max_passes = 400;
-	ret = mig_source_run(self->vm, &o, &rep);
+	ret = mig_source_run(self->vm->kv, &o, &rep);
 	pthread_join(self->f.thread, NULL);
 	TH_LOG("source: %s: %s", mig_state_name(rep.state), rep.error);
 	ASSERT_TRUE(self->f.answered);

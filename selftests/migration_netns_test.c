@@ -190,7 +190,7 @@ TEST_F_TIMEOUT(netns, incr_guest_over_gigabit_veth, 120)
 	self->home_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	ASSERT_GE(self->home_ns, 0);
 	ASSERT_EQ(dest_enter_netns(self->src_ns), 0) TH_LOG("setns: %s", strerror(errno));
-	ret = mig_source_run(self->vm, &o, &rep);
+	ret = mig_source_run(self->vm->kv, &o, &rep);
 	ASSERT_EQ(setns(self->home_ns, CLONE_NEWNET), 0);
 	close(self->home_ns);
 	self->home_ns = -1;

@@ -322,7 +322,7 @@ static int side_source(const struct side_opts *o)
 	probe.vm = vm;
 	if (o->probe_compute)
 		pthread_create(&th, NULL, compute_probe_thread, &probe);
-	ret = mig_source_run(vm, &so, &rep);
+	ret = mig_source_run(vm->kv, &so, &rep);
 	if (o->probe_compute) {
 		probe.stop = true;
 		pthread_join(th, NULL);

@@ -534,7 +534,7 @@ static struct mig_config *guest_config(size_t *len)
 	struct vm *vm;
 
 	if (!vm_create(&vc, &vm)) {
-		cfg = mig_config_of(vm, len);
+		cfg = mig_config_of(vm->kv, len);
 		vm_destroy(vm);
 	}
 	return cfg;

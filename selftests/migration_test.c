@@ -99,7 +99,7 @@ TEST_F_TIMEOUT(mig, incr_guest_survives, 300)
 	if (variant->policy != MIG_POLICY_NONE)
 		p->max_bandwidth = CAPPED_LINK;
 
-	ret = mig_source_run(self->vm, &o, &rep);
+	ret = mig_source_run(self->vm->kv, &o, &rep);
 	TH_LOG("%s: %s/%s/%u ch/%s: %s in %.2f s, %llu passes, %llu syncs, max throttle %u%%, downtime %.0f ms, %llu zero pages, %llu ring overflows%s%s",
 	       rep.dirty_backend, mig_sync_mode_name(p->sync_mode), mig_policy_name(p->policy),
 	       p->multifd_channels,

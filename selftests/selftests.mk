@@ -10,17 +10,17 @@ TEST_SRCS	:= $(wildcard selftests/*_test.c)
 PERF_SRCS	:= $(wildcard selftests/*_perf.c)
 TEST_PROGS	:= $(patsubst selftests/%.c,$(O)/selftests/%,$(TEST_SRCS))
 PERF_PROGS	:= $(patsubst selftests/%.c,$(O)/selftests/%,$(PERF_SRCS))
-TEST_CFLAGS	:= $(CFLAGS_COMMON) -I$(KSFT_DIR) -Iselftests
+TEST_CFLAGS	:= $(VMM_CFLAGS) -I$(KSFT_DIR) -Iselftests
 
 all: $(TEST_PROGS) $(PERF_PROGS)
 
 $(KSFT_HDR):
 	scripts/kselftest-harness.sh $(KSFT_DIR)
 
-$(O)/selftests/%: selftests/%.c $(wildcard selftests/*.h) $(LIBKVMMIG) $(KSFT_HDR) $(BPF_SKELS)
+$(O)/selftests/%: selftests/%.c $(wildcard selftests/*.h) $(LIBVMM) $(LIBKVMMIG) $(KSFT_HDR) $(BPF_SKELS)
 	@mkdir -p $(dir $@)
 	$(quiet) CCLD $@
-	$(Q)$(CC) $(TEST_CFLAGS) $(LDFLAGS_COMMON) -o $@ $< $(LIBKVMMIG) $(LIBS)
+	$(Q)$(CC) $(TEST_CFLAGS) $(LDFLAGS_COMMON) -o $@ $< $(LIBVMM) $(LIBKVMMIG) $(LIBS)
 
 # Host tests first, then (when selftests/vm/vm.mk provides it) the module
 # and BPF tests inside Debian kernels under QEMU; one summary for all.

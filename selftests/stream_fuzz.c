@@ -163,6 +163,7 @@ static int check_config(const struct mig_config *cfg, uint32_t len)
 		return ret;
 	FUZZ_BUG_ON(len != mig_config_size(cfg->nr_slots) || !cfg->nr_slots ||
 		    cfg->nr_slots > MIG_MAX_SLOTS);
+	FUZZ_BUG_ON(!cfg->vcpu_state_size || cfg->vcpu_state_size > MIG_MAX_VCPU_STATE);
 	for (i = 0; i < cfg->nr_slots; i++) {
 		const struct mig_slot_desc *s = &cfg->slots[i];
 

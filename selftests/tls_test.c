@@ -423,7 +423,7 @@ static int migrate(struct vm *vm, const char *to, const struct tls_opts *tls,
 	o.params.cpu_throttle_increment = 19;
 	if (tls)
 		o.tls = *tls;
-	ret = mig_source_run(vm, &o, rep);
+	ret = mig_source_run(vm->kv, &o, rep);
 	return ret;
 }
 

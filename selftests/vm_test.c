@@ -349,8 +349,8 @@ TEST(rate_stays_in_wss)
 
 	ASSERT_EQ(dirty_prepare_config(DIRTY_BITMAP, &cfg), DIRTY_BITMAP);
 	ASSERT_EQ(vm_create(&cfg, &vm), 0);
-	ASSERT_EQ(dirty_set_alloc(vm, &set), 0);
-	ASSERT_EQ(dirty_source_open(vm, &opts, &ds), 0);
+	ASSERT_EQ(dirty_set_alloc(vm->kv, &set), 0);
+	ASSERT_EQ(dirty_source_open(vm->kv, &opts, &ds), 0);
 	ASSERT_GE(dirty_source_collect(ds, &set), 0);
 	dirty_set_clear(&set);
 	ASSERT_EQ(vm_start(vm), 0);

@@ -41,6 +41,7 @@ struct mig_env {
 	int port_fd;		/* demo: where the destination writes its port */
 	uint64_t settle_session;	/* --settle: the undecided handover */
 	int settle_cmd;		/* --start, --resume-source, --discard; -1: none */
+	struct vm *received;	/* receive: the guest the stream brings */
 };
 
 /* Settle options: MIG_OPTS_LONG uses 0x100-0x1ff. */
@@ -186,7 +187,7 @@ static int mig_run_source(struct mig_env *env)
 	env->src.cancel = &mig_cancel;
 	env->src.progress = mig_progress;
 	env->src.opaque = env;
-	ret = mig_source_run(vm, &env->src, &rep);
+	ret = mig_source_run(vm->kv, &env->src, &rep);
 	out = mig_outputs(env, &rep);
 	if (ret && rep.source_stopped) {
 		fprintf(stderr, "kvmmig: migration %s: %s; the source guest is stopped: it was committed to the destination\n",
@@ -445,9 +446,10 @@ static void receive_listening(void *opaque, int port)
 }
 
 /* The guest runs here now: let it, then pause it and check its memory. */
-static int receive_resumed(void *opaque, struct vm *vm)
+static int receive_resumed(void *opaque, struct kvmmig_vm *kv)
 {
 	struct mig_env *env = opaque;
+	struct vm *vm = env->received;
 	uint64_t before = 0, after = 0, edges = 0;
 	const char *who = env->who ? env->who : "";
 	struct guest_shared g;
@@ -505,7 +507,10 @@ static int mig_run_dest(struct mig_env *env)
 		.io_timeout_ms = env->src.params.io_timeout_ms,
 		.hello_timeout_ms = (int)env->hello_timeout_s * 1000,
 		.listening = receive_listening,
+		.create_vm = vm_create_for_stream,
 		.resumed = receive_resumed,
+		.release_vm = vm_release_for_stream,
+		.vmm_opaque = &env->received,
 		.opaque = env,
 		.handover_timeout_ms = env->src.handover_timeout_ms,
 	};

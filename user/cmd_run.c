@@ -108,7 +108,7 @@ static int run_loop(const struct run_env *env, struct vm *vm, struct dirty_sourc
 	unsigned int i, rounds = 0;
 	int ret;
 
-	ret = dirty_set_alloc(vm, &set);
+	ret = dirty_set_alloc(vm->kv, &set);
 	if (ret)
 		return ret;
 	while (!run_interrupted && (now = mono_seconds()) - start < env->seconds) {
@@ -167,7 +167,7 @@ static int run_guest(struct run_env *env)
 	ret = vm_create(&env->guest.cfg, &vm);
 	if (ret)
 		return 1;
-	ret = dirty_source_open(vm, &dopts, &ds);
+	ret = dirty_source_open(vm->kv, &dopts, &ds);
 	if (ret)
 		goto out;
 	signal(SIGINT, run_on_sigint);

@@ -63,7 +63,7 @@ static enum dirty_backend dirty_best_backend(void)
 	return DIRTY_BITMAP;
 }
 
-int dirty_prepare_config(enum dirty_backend backend, struct vm_config *cfg)
+int dirty_prepare_caps(enum dirty_backend backend, struct dirty_vm_caps *cfg)
 {
 	if (backend == DIRTY_AUTO)
 		backend = dirty_best_backend();
@@ -106,17 +106,17 @@ static const struct dirty_source_ops *dirty_ops(enum dirty_backend b)
 }
 
 /* The backend a VM was configured for, when the caller said "auto". */
-static enum dirty_backend dirty_backend_of(struct vm *vm, enum dirty_backend want)
+static enum dirty_backend dirty_backend_of(struct kvmmig_vm *vm, enum dirty_backend want)
 {
 	if (want != DIRTY_AUTO)
 		return want;
-	if (vm->cfg.ring_entries)
+	if (vm->ring_entries)
 		return access("/dev/kvmmig", R_OK | W_OK) == 0 ?
 		       DIRTY_MODULE : DIRTY_RING;
-	return vm->cfg.manual_protect ? DIRTY_BITMAP_MANUAL : DIRTY_BITMAP;
+	return vm->manual_protect ? DIRTY_BITMAP_MANUAL : DIRTY_BITMAP;
 }
 
-int dirty_source_open(struct vm *vm, const struct dirty_options *opts,
+int dirty_source_open(struct kvmmig_vm *vm, const struct dirty_options *opts,
 		      struct dirty_source **out)
 {
 	struct dirty_source *ds;
@@ -128,16 +128,16 @@ int dirty_source_open(struct vm *vm, const struct dirty_options *opts,
 			   dirty_backend_name(b));
 		return -EOPNOTSUPP;
 	}
-	if ((b == DIRTY_RING || b == DIRTY_MODULE) && !vm->cfg.ring_entries) {
+	if ((b == DIRTY_RING || b == DIRTY_MODULE) && !vm->ring_entries) {
 		kvmmig_err("the %s backend needs a VM created with a dirty ring",
 			   dirty_backend_name(b));
 		return -EINVAL;
 	}
-	if ((b == DIRTY_BITMAP || b == DIRTY_BITMAP_MANUAL) && vm->cfg.ring_entries) {
+	if ((b == DIRTY_BITMAP || b == DIRTY_BITMAP_MANUAL) && vm->ring_entries) {
 		kvmmig_err("a VM with a dirty ring has no dirty bitmap: use the ring backend");
 		return -EINVAL;
 	}
-	if (b == DIRTY_BITMAP_MANUAL && !vm->cfg.manual_protect) {
+	if (b == DIRTY_BITMAP_MANUAL && !vm->manual_protect) {
 		kvmmig_err("bitmap-manual needs a VM created with manual dirty-log protection");
 		return -EINVAL;
 	}
@@ -150,11 +150,11 @@ int dirty_source_open(struct vm *vm, const struct dirty_options *opts,
 	ds->opts.backend = b;
 	if (!ds->opts.reap_interval_us)
 		ds->opts.reap_interval_us = DIRTY_REAP_DEFAULT_US;
-	ret = vm_set_dirty_logging(vm, true);
+	ret = kvmmig_vm_set_dirty_logging(vm, true);
 	if (!ret)
 		ret = ds->ops->start(ds);
 	if (ret) {
-		vm_set_dirty_logging(vm, false);
+		kvmmig_vm_set_dirty_logging(vm, false);
 		free(ds);
 		return ret;
 	}
@@ -202,25 +202,25 @@ void dirty_source_close(struct dirty_source *ds)
 	if (!ds)
 		return;
 	/* Logging off first: no new entries while the backend winds down. */
-	vm_set_dirty_logging(ds->vm, false);
+	kvmmig_vm_set_dirty_logging(ds->vm, false);
 	ds->ops->stop(ds);
 	free(ds);
 }
 
-int dirty_set_alloc(struct vm *vm, struct dirty_set *set)
+int dirty_set_alloc(struct kvmmig_vm *vm, struct dirty_set *set)
 {
 	unsigned int i;
 
 	memset(set, 0, sizeof(*set));
 	set->nr_slots = vm->nr_slots;
-	set->nr_vcpus = vm->cfg.nr_vcpus;
+	set->nr_vcpus = vm->nr_vcpus;
 	set->nr_pages = calloc(set->nr_slots, sizeof(*set->nr_pages));
 	set->bitmaps = calloc(set->nr_slots, sizeof(*set->bitmaps));
 	set->vcpu_pages = calloc(set->nr_vcpus, sizeof(*set->vcpu_pages));
 	if (!set->nr_pages || !set->bitmaps || !set->vcpu_pages)
 		goto nomem;
 	for (i = 0; i < set->nr_slots; i++) {
-		set->nr_pages[i] = vm->slots[i].size / GUEST_PAGE_SIZE;
+		set->nr_pages[i] = vm->slots[i].size / MIG_PAGE_SIZE;
 		set->bitmaps[i] = bitmap_alloc(set->nr_pages[i]);
 		if (!set->bitmaps[i])
 			goto nomem;

@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vm.h"
+#include "kvmmig_vm.h"
 
 enum dirty_backend {
 	DIRTY_AUTO,
@@ -86,20 +86,27 @@ struct dirty_options {
 
 struct dirty_source {
 	const struct dirty_source_ops *ops;
-	struct vm *vm;
+	struct kvmmig_vm *vm;
 	struct dirty_options opts;
 	struct dirty_stats stats;
 	void *priv;
 };
 
+/* What a VM must be created with for a dirty backend. */
+struct dirty_vm_caps {
+	uint32_t ring_entries;		/* KVM_CAP_DIRTY_LOG_RING size, 0 = none */
+	bool manual_protect;		/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 */
+};
+
 /*
- * The VM config a backend needs (ring size, manual protect); call before
- * vm_create().  DIRTY_AUTO picks the best the host offers.
+ * Fill in the capabilities @backend needs (a default ring size when none
+ * is set); the VMM enables them before creating any vCPU.  DIRTY_AUTO
+ * picks the best the host offers.  Returns the backend, or -errno.
  */
-int dirty_prepare_config(enum dirty_backend backend, struct vm_config *cfg);
+int dirty_prepare_caps(enum dirty_backend backend, struct dirty_vm_caps *cfg);
 
 /* Start dirty tracking on a VM (turns dirty logging on). */
-int dirty_source_open(struct vm *vm, const struct dirty_options *opts,
+int dirty_source_open(struct kvmmig_vm *vm, const struct dirty_options *opts,
 		      struct dirty_source **out);
 int dirty_source_collect(struct dirty_source *ds, struct dirty_set *out);
 /*
@@ -123,7 +130,7 @@ int dirty_source_vcpu_counts(struct dirty_source *ds, uint64_t *counts);
 const char *dirty_backend_name(enum dirty_backend b);
 int dirty_backend_parse(const char *name);
 
-int dirty_set_alloc(struct vm *vm, struct dirty_set *set);
+int dirty_set_alloc(struct kvmmig_vm *vm, struct dirty_set *set);
 void dirty_set_clear(struct dirty_set *set);
 void dirty_set_free(struct dirty_set *set);
 uint64_t dirty_set_count(const struct dirty_set *set);

@@ -19,26 +19,26 @@
 #include "log.h"
 
 struct bitmap_priv {
-	unsigned long *buf[VM_MAX_SLOTS];
+	unsigned long *buf[MIG_MAX_SLOTS];
 	/*
 	 * clear_on_send: reported and not cleared yet, so still set in KVM's
 	 * log; a collection counts only what is not in here, lest pages
 	 * waiting to be sent count as dirtied again at every collection.
 	 */
-	unsigned long *reported[VM_MAX_SLOTS];
+	unsigned long *reported[MIG_MAX_SLOTS];
 };
 
 static int dirty_bitmap_start(struct dirty_source *ds)
 {
 	struct bitmap_priv *p = calloc(1, sizeof(*p));
-	struct vm *vm = ds->vm;
+	struct kvmmig_vm *vm = ds->vm;
 	unsigned int i;
 
 	if (!p)
 		return -ENOMEM;
 	ds->priv = p;
 	for (i = 0; i < vm->nr_slots; i++) {
-		uint64_t npages = vm->slots[i].size / GUEST_PAGE_SIZE;
+		uint64_t npages = vm->slots[i].size / MIG_PAGE_SIZE;
 
 		p->buf[i] = bitmap_alloc(npages);
 		if (p->buf[i] && ds->opts.clear_on_send)
@@ -58,7 +58,7 @@ static void dirty_bitmap_stop(struct dirty_source *ds)
 
 	if (!p)
 		return;
-	for (i = 0; i < VM_MAX_SLOTS; i++) {
+	for (i = 0; i < MIG_MAX_SLOTS; i++) {
 		free(p->buf[i]);
 		free(p->reported[i]);
 	}

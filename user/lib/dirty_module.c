@@ -22,10 +22,10 @@
 struct kmod_priv {
 	struct kmod_session *ks;
 	pthread_mutex_t lock;		/* everything below, KVM_RESET_DIRTY_RINGS */
-	struct kvmmig_slot_bitmap sb[VM_MAX_SLOTS];
-	unsigned long *acc[VM_MAX_SLOTS];	/* harvested, not yet collected */
-	struct kvmmig_harvest_vcpu hv[VM_MAX_VCPUS];
-	uint64_t vcpu_pages[VM_MAX_VCPUS];	/* since the last collection */
+	struct kvmmig_slot_bitmap sb[MIG_MAX_SLOTS];
+	unsigned long *acc[MIG_MAX_SLOTS];	/* harvested, not yet collected */
+	struct kvmmig_harvest_vcpu hv[MIG_MAX_VCPUS];
+	uint64_t vcpu_pages[MIG_MAX_VCPUS];	/* since the last collection */
 	bool all_dirty;
 	pthread_t reaper;
 	bool reaper_running;
@@ -41,12 +41,12 @@ struct kmod_session *dirty_module_session(struct dirty_source *ds)
 static int kmod_reap_locked(struct dirty_source *ds)
 {
 	struct kmod_priv *p = ds->priv;
-	struct vm *vm = ds->vm;
+	struct kvmmig_vm *vm = ds->vm;
 	struct kvmmig_harvest h = {
 		.slots = (uintptr_t)p->sb,
 		.nr_slots = vm->nr_slots,
 		.vcpus = (uintptr_t)p->hv,
-		.nr_vcpus = VM_MAX_VCPUS,
+		.nr_vcpus = MIG_MAX_VCPUS,
 	};
 	uint64_t t0 = dirty_now_ns();
 	unsigned int i;
@@ -55,7 +55,7 @@ static int kmod_reap_locked(struct dirty_source *ds)
 	ret = kmod_harvest(p->ks, &h);
 	if (ret)
 		return ret;
-	for (i = 0; i < h.nr_vcpus && i < VM_MAX_VCPUS; i++)
+	for (i = 0; i < h.nr_vcpus && i < MIG_MAX_VCPUS; i++)
 		p->vcpu_pages[i] += p->hv[i].entries;
 	ds->stats.harvested += h.harvested;
 	ds->stats.reaps++;
@@ -126,7 +126,7 @@ static int dirty_module_collect(struct dirty_source *ds, struct dirty_set *out)
 	}
 	out->all_dirty |= p->all_dirty;
 	p->all_dirty = false;
-	for (i = 0; i < ds->vm->cfg.nr_vcpus && i < out->nr_vcpus; i++) {
+	for (i = 0; i < ds->vm->nr_vcpus && i < out->nr_vcpus; i++) {
 		out->vcpu_pages[i] += p->vcpu_pages[i];
 		p->vcpu_pages[i] = 0;
 	}
@@ -147,7 +147,7 @@ static int dirty_module_vcpu_counts(struct dirty_source *ds, uint64_t *counts)
 	ret = kmod_vcpu_stats(p->ks, &st, &nr);
 	if (ret)
 		return ret;
-	for (i = 0; i < ds->vm->cfg.nr_vcpus; i++)
+	for (i = 0; i < ds->vm->nr_vcpus; i++)
 		counts[i] = i < nr ? st[i].dirty_pages : 0;
 	free(st);
 	return 0;
@@ -164,13 +164,13 @@ static void dirty_module_stop(struct dirty_source *ds)
 		p->reaper_stop = true;
 		pthread_join(p->reaper, NULL);
 	}
-	vm_set_ring_full_handler(ds->vm, NULL, NULL);
+	kvmmig_vm_set_ring_full_handler(ds->vm, NULL, NULL);
 	pthread_mutex_lock(&p->lock);
 	if (p->ks)
 		kmod_reap_locked(ds);
 	pthread_mutex_unlock(&p->lock);
 	kmod_close(p->ks);
-	for (i = 0; i < VM_MAX_SLOTS; i++)
+	for (i = 0; i < MIG_MAX_SLOTS; i++)
 		free(p->acc[i]);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
@@ -179,7 +179,7 @@ static void dirty_module_stop(struct dirty_source *ds)
 
 static int dirty_module_start(struct dirty_source *ds)
 {
-	struct vm *vm = ds->vm;
+	struct kvmmig_vm *vm = ds->vm;
 	struct kmod_priv *p;
 	unsigned int i;
 	int ret;
@@ -194,7 +194,7 @@ static int dirty_module_start(struct dirty_source *ds)
 		goto err;
 	for (i = 0; i < vm->nr_slots; i++) {
 		p->sb[i].slot = vm->slots[i].id;
-		p->sb[i].npages = vm->slots[i].size / GUEST_PAGE_SIZE;
+		p->sb[i].npages = vm->slots[i].size / MIG_PAGE_SIZE;
 		p->acc[i] = bitmap_alloc(p->sb[i].npages);
 		if (!p->acc[i]) {
 			ret = -ENOMEM;
@@ -202,7 +202,7 @@ static int dirty_module_start(struct dirty_source *ds)
 		}
 		p->sb[i].bitmap = (uintptr_t)p->acc[i];
 	}
-	vm_set_ring_full_handler(vm, kmod_vm_full_cb, ds);
+	kvmmig_vm_set_ring_full_handler(vm, kmod_vm_full_cb, ds);
 	if (!ds->opts.no_reaper) {
 		ret = pthread_create(&p->reaper, NULL, kmod_reaper, ds);
 		if (ret) {

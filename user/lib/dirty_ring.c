@@ -49,13 +49,13 @@ struct ring_vcpu {
 
 struct ring_priv {
 	pthread_mutex_t lock;	/* everything below, and KVM_RESET_DIRTY_RINGS */
-	struct ring_vcpu rv[VM_MAX_VCPUS];
-	/* KVM slot id -> index in vm->slots[] + 1 (an adopted VM's ids are its VMM's) */
-	uint8_t slot_of[VM_MAX_SLOT_ID + 1];
-	unsigned long *acc[VM_MAX_SLOTS];	/* harvested, not yet collected */
-	uint64_t npages[VM_MAX_SLOTS];
-	uint64_t vcpu_pages[VM_MAX_VCPUS];	/* since the last collection */
-	uint64_t vcpu_total[VM_MAX_VCPUS];	/* since the source opened */
+	struct ring_vcpu rv[MIG_MAX_VCPUS];
+	/* KVM slot id -> index in vm->slots[] + 1 (the ids are the VMM's own) */
+	uint8_t slot_of[KVMMIG_MAX_SLOT_ID + 1];
+	unsigned long *acc[MIG_MAX_SLOTS];	/* harvested, not yet collected */
+	uint64_t npages[MIG_MAX_SLOTS];
+	uint64_t vcpu_pages[MIG_MAX_VCPUS];	/* since the last collection */
+	uint64_t vcpu_total[MIG_MAX_VCPUS];	/* since the source opened */
 	bool all_dirty;		/* overflow: report every page once */
 	pthread_t reaper;
 	bool reaper_running;
@@ -82,7 +82,7 @@ static void ring_record(struct ring_priv *p, const struct kvm_dirty_gfn *e)
 	uint32_t id = e->slot & 0xffff, slot;
 
 	/* Slots we know are all of address space 0 (as_id, the high half); others are ignored. */
-	if (e->slot >> 16 || id > VM_MAX_SLOT_ID || !p->slot_of[id])
+	if (e->slot >> 16 || id > KVMMIG_MAX_SLOT_ID || !p->slot_of[id])
 		return;
 	slot = p->slot_of[id] - 1;
 	if (e->offset < p->npages[slot])
@@ -110,9 +110,9 @@ static void ring_overflow(struct dirty_source *ds, unsigned int vcpu, const char
 static uint32_t ring_harvest(struct dirty_source *ds, unsigned int idx)
 {
 	struct ring_priv *p = ds->priv;
-	struct vcpu *v = &ds->vm->vcpus[idx];
+	struct kvmmig_vcpu *v = &ds->vm->vcpus[idx];
 	struct ring_vcpu *rv = &p->rv[idx];
-	uint32_t size = ds->vm->cfg.ring_entries, mask = size - 1, n = 0;
+	uint32_t size = ds->vm->ring_entries, mask = size - 1, n = 0;
 	bool was_empty = rv->fetch == rv->kvm_reset;
 
 	/* At most a whole ring can wait for KVM's reset. */
@@ -152,7 +152,7 @@ static void ring_follow_reset(struct dirty_source *ds, unsigned int idx)
 	struct ring_priv *p = ds->priv;
 	struct ring_vcpu *rv = &p->rv[idx];
 	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
-	uint32_t mask = ds->vm->cfg.ring_entries - 1, flags;
+	uint32_t mask = ds->vm->ring_entries - 1, flags;
 
 	while (rv->kvm_reset != rv->fetch && !ring_flags_acquire(&ring[rv->kvm_reset & mask]))
 		rv->kvm_reset++;
@@ -174,7 +174,7 @@ static void ring_follow_reset(struct dirty_source *ds, unsigned int idx)
 static int ring_reset(struct dirty_source *ds)
 {
 	struct ring_priv *p = ds->priv;
-	unsigned int i, n = ds->vm->cfg.nr_vcpus;
+	unsigned int i, n = ds->vm->nr_vcpus;
 	bool pending = false;
 	int ret;
 
@@ -206,7 +206,7 @@ static int ring_find_reset(struct dirty_source *ds, unsigned int idx)
 	struct ring_priv *p = ds->priv;
 	struct ring_vcpu *rv = &p->rv[idx];
 	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
-	uint32_t size = ds->vm->cfg.ring_entries, mask = size - 1, i;
+	uint32_t size = ds->vm->ring_entries, mask = size - 1, i;
 	int cnt;
 
 	for (i = 0; i < size; i++) {
@@ -246,7 +246,7 @@ static void ring_skip_phantoms(struct dirty_source *ds, unsigned int idx)
 {
 	struct ring_vcpu *rv = &((struct ring_priv *)ds->priv)->rv[idx];
 	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
-	uint32_t size = ds->vm->cfg.ring_entries, mask = size - 1, i, first = 0;
+	uint32_t size = ds->vm->ring_entries, mask = size - 1, i, first = 0;
 
 	for (i = 0; i < size && !first; i++)
 		if (ring_is_dirty(ring_flags_acquire(&ring[(rv->fetch + i) & mask])))
@@ -262,7 +262,7 @@ static int ring_reap_locked(struct dirty_source *ds)
 	unsigned int i;
 	int ret;
 
-	for (i = 0; i < ds->vm->cfg.nr_vcpus; i++)
+	for (i = 0; i < ds->vm->nr_vcpus; i++)
 		ring_harvest(ds, i);
 	ds->stats.reaps++;
 	ret = ring_reset(ds);
@@ -343,7 +343,7 @@ static int dirty_ring_collect(struct dirty_source *ds, struct dirty_set *out)
 	out->all_dirty |= p->all_dirty;
 	p->all_dirty = false;
 	ds->stats.harvest_ns += dirty_now_ns() - t0;
-	for (i = 0; i < ds->vm->cfg.nr_vcpus && i < out->nr_vcpus; i++) {
+	for (i = 0; i < ds->vm->nr_vcpus && i < out->nr_vcpus; i++) {
 		out->vcpu_pages[i] += p->vcpu_pages[i];
 		p->vcpu_pages[i] = 0;
 	}
@@ -361,7 +361,7 @@ static int dirty_ring_vcpu_counts(struct dirty_source *ds, uint64_t *counts)
 
 	pthread_mutex_lock(&p->lock);
 	ret = ring_reap_locked(ds);
-	memcpy(counts, p->vcpu_total, ds->vm->cfg.nr_vcpus * sizeof(*counts));
+	memcpy(counts, p->vcpu_total, ds->vm->nr_vcpus * sizeof(*counts));
 	pthread_mutex_unlock(&p->lock);
 	return ret;
 }
@@ -383,7 +383,7 @@ static void dirty_ring_stop(struct dirty_source *ds)
 		pthread_join(p->reaper, NULL);
 	}
 	/* From here on no vCPU thread enters dirty_ring_full(). */
-	vm_set_ring_full_handler(ds->vm, NULL, NULL);
+	kvmmig_vm_set_ring_full_handler(ds->vm, NULL, NULL);
 	pthread_mutex_lock(&p->lock);
 	ring_reap_locked(ds);
 	pthread_mutex_unlock(&p->lock);
@@ -392,12 +392,12 @@ static void dirty_ring_stop(struct dirty_source *ds)
 	 * tracking resumes (a migration retried after a failed one): a new
 	 * source that started at 0 would miss them until the ring wrapped.
 	 */
-	for (i = 0; i < ds->vm->cfg.nr_vcpus; i++) {
+	for (i = 0; i < ds->vm->nr_vcpus; i++) {
 		ds->vm->vcpus[i].ring_fetch = p->rv[i].fetch;
 		ds->vm->vcpus[i].ring_reset = p->rv[i].kvm_reset;
 		ds->vm->vcpus[i].ring_suspect = p->rv[i].suspect;
 	}
-	for (i = 0; i < VM_MAX_SLOTS; i++)
+	for (i = 0; i < MIG_MAX_SLOTS; i++)
 		free(p->acc[i]);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
@@ -406,7 +406,7 @@ static void dirty_ring_stop(struct dirty_source *ds)
 
 static int dirty_ring_start(struct dirty_source *ds)
 {
-	struct vm *vm = ds->vm;
+	struct kvmmig_vm *vm = ds->vm;
 	struct ring_priv *p;
 	unsigned int i;
 	int ret;
@@ -416,13 +416,13 @@ static int dirty_ring_start(struct dirty_source *ds)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	ds->priv = p;
-	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
+	for (i = 0; i < vm->nr_vcpus; i++) {
 		p->rv[i].fetch = vm->vcpus[i].ring_fetch;
 		p->rv[i].kvm_reset = vm->vcpus[i].ring_reset;
 		p->rv[i].suspect = vm->vcpus[i].ring_suspect;
 	}
 	for (i = 0; i < vm->nr_slots; i++) {
-		p->npages[i] = vm->slots[i].size / GUEST_PAGE_SIZE;
+		p->npages[i] = vm->slots[i].size / MIG_PAGE_SIZE;
 		p->acc[i] = bitmap_alloc(p->npages[i]);
 		if (!p->acc[i]) {
 			dirty_ring_stop(ds);
@@ -430,7 +430,7 @@ static int dirty_ring_start(struct dirty_source *ds)
 		}
 		p->slot_of[vm->slots[i].id] = i + 1;
 	}
-	vm_set_ring_full_handler(vm, ring_vm_full_cb, ds);
+	kvmmig_vm_set_ring_full_handler(vm, ring_vm_full_cb, ds);
 	if (!ds->opts.no_reaper) {
 		ret = pthread_create(&p->reaper, NULL, ring_reaper, ds);
 		if (ret) {

@@ -65,12 +65,12 @@ struct mig_dst {
 	struct mig_hello hello;
 	void *buf;
 	struct mig_config *cfg;
-	struct vm *vm;
+	struct kvmmig_vm *vm;
 	struct mig_target target;
 	bool target_ok;
 	unsigned int nr_receivers;
 	struct mig_receiver *receivers;
-	struct vcpu_state_blob *states;
+	uint8_t *states;		/* nr_vcpus blobs of cfg->vcpu_state_size */
 	unsigned long vcpus_seen;
 	int first_failure;		/* FAIL_MAIN or FAIL_CHANNEL, whichever came first */
 
@@ -255,46 +255,67 @@ static void mig_gate_stop(struct mig_dst *d)
 	d->gate_stop[0] = -1;
 }
 
-/* A guest laid out exactly as the stream says, or a clear refusal. */
-static int mig_create_guest(struct mig_dst *d)
+/* Index of the first slot from which on every slot is still all zeros. */
+static unsigned int mig_fresh_from(const struct kvmmig_vm *vm)
 {
-	const struct mig_config *c = d->cfg;
-	struct vm_config vc = {
-		.nr_vcpus = c->nr_vcpus,
-		.nr_slots = c->nr_slots - 1,
-		.backing = VM_BACKING_ANON,
-	};
-	void *hva[MIG_MAX_SLOTS];
-	unsigned int i;
-	int ret;
+	unsigned int i = vm->nr_slots;
 
-	if (c->nr_slots < 2 || c->vcpu_state_size != sizeof(struct vcpu_state_blob)) {
-		kvmmig_err("configuration mismatch: %u slots and %u-byte vCPU state in the stream, this build needs at least 2 and %zu",
-			   c->nr_slots, c->vcpu_state_size, sizeof(struct vcpu_state_blob));
+	while (i && vm->slots[i - 1].zeroed)
+		i--;
+	return i;
+}
+
+/* Does the VMM's guest have the stream's layout?  A clear refusal if not. */
+static int mig_check_guest(const struct mig_config *c, const struct kvmmig_vm *vm)
+{
+	unsigned int i;
+
+	if (vm->nr_vcpus != c->nr_vcpus || vm->nr_slots != c->nr_slots ||
+	    vm->ops.state_size != c->vcpu_state_size) {
+		kvmmig_err("configuration mismatch: the stream has %u vCPUs, %u slots and %u-byte vCPU state, the VMM's guest %u, %u and %u",
+			   c->nr_vcpus, c->nr_slots, c->vcpu_state_size, vm->nr_vcpus,
+			   vm->nr_slots, vm->ops.state_size);
 		return -EINVAL;
 	}
-	for (i = 1; i < c->nr_slots; i++)
-		vc.ram_bytes += c->slots[i].size;
-	ret = vm_create(&vc, &d->vm);
-	if (ret)
-		return ret;
 	for (i = 0; i < c->nr_slots; i++) {
-		const struct vm_slot *s = &d->vm->slots[i];
+		const struct kvmmig_slot *s = &vm->slots[i];
 
-		if (i >= d->vm->nr_slots || s->gpa != c->slots[i].gpa || s->size != c->slots[i].size) {
-			kvmmig_err("configuration mismatch: slot %u is at 0x%llx size 0x%llx in the stream, 0x%llx size 0x%llx here (a different kvmmig build?)",
+		if (s->gpa != c->slots[i].gpa || s->size != c->slots[i].size) {
+			kvmmig_err("configuration mismatch: slot %u is at 0x%llx size 0x%llx in the stream, 0x%llx size 0x%llx here",
 				   i, (unsigned long long)c->slots[i].gpa,
 				   (unsigned long long)c->slots[i].size,
 				   (unsigned long long)s->gpa, (unsigned long long)s->size);
 			return -EINVAL;
 		}
-		hva[i] = s->hva;
 	}
-	d->states = calloc(c->nr_vcpus, sizeof(*d->states));
+	return 0;
+}
+
+/* The VMM's guest, laid out exactly as the stream says, or a clear refusal. */
+static int mig_create_guest(struct mig_dst *d)
+{
+	const struct mig_config *c = d->cfg;
+	void *hva[MIG_MAX_SLOTS];
+	unsigned int i;
+	int ret;
+
+	ret = d->opts->create_vm(d->opts->vmm_opaque, c, &d->vm);
+	if (ret) {
+		if (ret > 0)
+			ret = -EIO;
+		kvmmig_err("the VMM could not make the guest the stream describes: %s",
+			   kvmmig_last_error());
+		return ret;
+	}
+	ret = mig_check_guest(c, d->vm);
+	if (ret)
+		return ret;
+	for (i = 0; i < c->nr_slots; i++)
+		hva[i] = d->vm->slots[i].hva;
+	d->states = calloc(c->nr_vcpus, c->vcpu_state_size);
 	if (!d->states)
 		return -ENOMEM;
-	/* Slot 0 already holds this build's page tables and code: not fresh. */
-	ret = mig_target_init(&d->target, c, hva, 1);
+	ret = mig_target_init(&d->target, c, hva, mig_fresh_from(d->vm));
 	if (ret)
 		return ret;
 	d->target_ok = true;
@@ -349,14 +370,15 @@ static int mig_recv_vcpu(struct mig_dst *d, const struct mig_rec *rec)
 {
 	const struct mig_vcpu *v = d->buf;
 
-	if (rec->len != sizeof(*v) + sizeof(struct vcpu_state_blob) ||
-	    v->size != sizeof(struct vcpu_state_blob) || v->index >= d->cfg->nr_vcpus ||
+	uint32_t size = d->cfg->vcpu_state_size;
+
+	if (rec->len != sizeof(*v) + size || v->size != size || v->index >= d->cfg->nr_vcpus ||
 	    d->vcpus_seen >> v->index & 1) {
 		kvmmig_err("bad VCPU record: vCPU %u of %u, %u bytes", v->index, d->cfg->nr_vcpus,
 			   rec->len);
 		return -EBADMSG;
 	}
-	memcpy(&d->states[v->index], v->state, sizeof(struct vcpu_state_blob));
+	memcpy(d->states + (size_t)v->index * size, v->state, size);
 	d->vcpus_seen |= 1UL << v->index;
 	return 0;
 }
@@ -462,7 +484,8 @@ static int mig_finish(struct mig_dst *d)
 		return -EBADMSG;
 	/* Loaded but not started: that waits for COMMIT. */
 	for (i = 0; i < d->cfg->nr_vcpus; i++) {
-		ret = vcpu_load_state(&d->vm->vcpus[i], &d->states[i]);
+		ret = kvmmig_vm_load_state(d->vm, i,
+					   d->states + (size_t)i * d->cfg->vcpu_state_size);
 		if (ret)
 			return ret;
 	}
@@ -741,7 +764,7 @@ static int mig_dest_handover(struct mig_dst *d)
 			   "the source aborted the handover and runs its guest on: this copy is discarded");
 		ret = -ECONNABORTED;
 	} else {
-		ret = vm_start(d->vm);
+		ret = kvmmig_vm_resume(d->vm);
 		if (!ret) {
 			__atomic_store_n(&d->started, true, __ATOMIC_RELEASE);
 			if (cfd >= 0)
@@ -845,6 +868,11 @@ int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 	int ret;
 
 	memset(rep, 0, sizeof(*rep));
+	if (!opts->create_vm || !opts->release_vm) {
+		kvmmig_err("no %s: the destination needs the VMM's create_vm and release_vm callbacks",
+			   opts->create_vm ? "release_vm" : "create_vm");
+		return -EINVAL;
+	}
 	mig_listener_init(&d.lis);
 	d.main.fd = -1;
 	d.buf = malloc(MIG_MAX_PAYLOAD);
@@ -879,7 +907,8 @@ int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 	if (d.target_ok)
 		mig_target_destroy(&d.target);
 	/* A failed migration leaves nothing behind on this side. */
-	vm_destroy(d.vm);
+	if (d.vm)
+		opts->release_vm(opts->vmm_opaque, d.vm, __atomic_load_n(&d.started, __ATOMIC_ACQUIRE));
 	free(d.states);
 	free(d.cfg);
 	free(d.buf);

@@ -24,10 +24,10 @@
  */
 struct mig_sync {
 	unsigned int nr_slots;
-	uint64_t npages[VM_MAX_SLOTS];
-	unsigned long *bmap[VM_MAX_SLOTS];
-	unsigned long *iter_bmap[VM_MAX_SLOTS];
-	unsigned long *shadow_bmap[VM_MAX_SLOTS];
+	uint64_t npages[MIG_MAX_SLOTS];
+	unsigned long *bmap[MIG_MAX_SLOTS];
+	unsigned long *iter_bmap[MIG_MAX_SLOTS];
+	unsigned long *shadow_bmap[MIG_MAX_SLOTS];
 	struct dirty_set set;		/* what one collection returns */
 	bool bg_pending;		/* iter_bmap holds pages */
 	uint64_t gen;
@@ -62,7 +62,7 @@ struct mig_sender {
 };
 
 struct mig_src {
-	struct vm *vm;
+	struct kvmmig_vm *vm;
 	const struct mig_source_opts *opts;
 	struct mig_params p;
 	struct mig_report *rep;
@@ -103,6 +103,7 @@ struct mig_src {
 	bool peer_failed;		/* ... an ACK: the destination gave up */
 	struct mig_rec rp_rec;
 	void *rp_buf;
+	struct mig_vcpu *vcpu_rec;	/* one VCPU record, the VMM's state size */
 
 	/* the handover (Documentation/handover.rst) */
 	struct mig_handover end;	/* as sent in END */
@@ -167,7 +168,7 @@ int mig_handover(struct mig_src *s);
 /* After resuming: tell a destination that got END to discard its copy. */
 void mig_handover_abort(struct mig_src *s);
 /* The CONFIG payload describing @vm (calloc'd, @len bytes), or NULL. */
-struct mig_config *mig_config_of(const struct vm *vm, size_t *len);
+struct mig_config *mig_config_of(const struct kvmmig_vm *vm, size_t *len);
 
 int mig_sync_init(struct mig_src *s);
 void mig_sync_free(struct mig_sync *sync);

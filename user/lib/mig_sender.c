@@ -93,22 +93,22 @@ static int sender_send_job(struct mig_src *s, struct mig_sender *snd, const stru
 	mp->count = job->count;
 	mp->gen = job->gen;
 	for (i = 0; i < job->count; i++) {
-		const uint8_t *src = base + job->idx[i] * GUEST_PAGE_SIZE;
+		const uint8_t *src = base + job->idx[i] * MIG_PAGE_SIZE;
 
-		if (s->p.zero_page_detection && buffer_is_zero(src, GUEST_PAGE_SIZE)) {
+		if (s->p.zero_page_detection && buffer_is_zero(src, MIG_PAGE_SIZE)) {
 			mp->entries[i] = job->idx[i] | MIG_PAGE_ZERO;
 			zero++;
 			continue;
 		}
 		mp->entries[i] = job->idx[i];
 		/* A private copy: the guest may write the page while we send it. */
-		memcpy(snd->data + nr_data * GUEST_PAGE_SIZE, src, GUEST_PAGE_SIZE);
+		memcpy(snd->data + nr_data * MIG_PAGE_SIZE, src, MIG_PAGE_SIZE);
 		nr_data++;
 	}
 	iov[0].iov_base = mp;
 	iov[0].iov_len = sizeof(*mp) + job->count * sizeof(uint64_t);
 	iov[1].iov_base = snd->data;
-	iov[1].iov_len = nr_data * GUEST_PAGE_SIZE;
+	iov[1].iov_len = nr_data * MIG_PAGE_SIZE;
 	bytes = sizeof(struct mig_rec) + iov[0].iov_len + iov[1].iov_len;
 	bandwidth_take(s, bytes);
 	if (mig_cancelled(s))
@@ -216,7 +216,7 @@ int mig_start_senders(struct mig_src *s)
 
 		snd->src = s;
 		snd->hdr = malloc(sizeof(struct mig_pages) + MIG_MAX_BATCH * sizeof(uint64_t));
-		snd->data = aligned_alloc(64, MIG_MAX_BATCH * GUEST_PAGE_SIZE);
+		snd->data = aligned_alloc(64, MIG_MAX_BATCH * MIG_PAGE_SIZE);
 		if (!snd->hdr || !snd->data)
 			return -ENOMEM;
 		ret = mig_connect_channel(s, &snd->chan, i + 1);

@@ -77,7 +77,7 @@ bool mig_cancelled(const struct mig_src *s)
 	return (s->opts->cancel && *s->opts->cancel) || __atomic_load_n(&s->error, __ATOMIC_RELAXED);
 }
 
-struct mig_config *mig_config_of(const struct vm *vm, size_t *len)
+struct mig_config *mig_config_of(const struct kvmmig_vm *vm, size_t *len)
 {
 	struct mig_config *cfg;
 	unsigned int i;
@@ -87,9 +87,9 @@ struct mig_config *mig_config_of(const struct vm *vm, size_t *len)
 	if (!cfg)
 		return NULL;
 	cfg->nr_slots = vm->nr_slots;
-	cfg->nr_vcpus = vm->cfg.nr_vcpus;
+	cfg->nr_vcpus = vm->nr_vcpus;
 	cfg->page_size = MIG_PAGE_SIZE;
-	cfg->vcpu_state_size = sizeof(struct vcpu_state_blob);
+	cfg->vcpu_state_size = vm->ops.state_size;
 	for (i = 0; i < vm->nr_slots; i++) {
 		cfg->slots[i].gpa = vm->slots[i].gpa;
 		cfg->slots[i].size = vm->slots[i].size;
@@ -151,7 +151,7 @@ static void mig_sample(struct mig_src *s, bool sync)
 	struct mig_sample smp = {
 		.t = mig_now() - s->t_start,
 		.pass = s->pass,
-		.remaining_bytes = mig_sync_pending(&s->sync) * GUEST_PAGE_SIZE,
+		.remaining_bytes = mig_sync_pending(&s->sync) * MIG_PAGE_SIZE,
 		.dirty_rate = s->dirty_rate,
 		.throughput = s->throughput,
 		.throttle_pct = mig_throttle_max(&s->thr),
@@ -189,12 +189,12 @@ int mig_between_batches(struct mig_src *s)
 		return ret;
 	mig_measure(s);
 	if (s->rates_ok && now - s->last_rates >= s->p.dirty_limit_period_ms / 1000.0) {
-		uint64_t pages[VM_MAX_VCPUS];
+		uint64_t pages[MIG_MAX_VCPUS];
 
 		s->last_rates = now;
 		if (s->br)
 			bpf_rates_vm_pages(s->br, getpid(), s->vm->named_fd, pages,
-					   s->vm->cfg.nr_vcpus);
+					   s->vm->nr_vcpus);
 		else
 			ret = dirty_source_vcpu_counts(s->ds, pages);
 		if (ret)
@@ -229,7 +229,7 @@ static int mig_pass(struct mig_src *s)
 static bool mig_can_switch(struct mig_src *s)
 {
 	double bw = s->throughput > 0 ? s->throughput : 1e9;
-	uint64_t pending = mig_sync_pending(&s->sync) * GUEST_PAGE_SIZE;
+	uint64_t pending = mig_sync_pending(&s->sync) * MIG_PAGE_SIZE;
 
 	if (s->p.max_bandwidth && bw > s->p.max_bandwidth)
 		bw = s->p.max_bandwidth;
@@ -240,10 +240,8 @@ static bool mig_can_switch(struct mig_src *s)
 
 static int mig_switchover(struct mig_src *s)
 {
-	struct {
-		struct mig_vcpu hdr;
-		struct vcpu_state_blob st;
-	} v;
+	uint32_t size = s->vm->ops.state_size;
+	struct mig_vcpu *v = s->vcpu_rec;
 	struct mig_sync_rec sync;
 	unsigned int i;
 	int ret;
@@ -259,7 +257,7 @@ static int mig_switchover(struct mig_src *s)
 	if (ret)
 		return ret;
 	s->t_pause = mig_now();
-	ret = vm_pause(s->vm);
+	ret = kvmmig_vm_pause(s->vm);
 	if (ret)
 		return ret;
 	s->paused = true;
@@ -272,13 +270,13 @@ static int mig_switchover(struct mig_src *s)
 	/* Until END is sent, a cancel still leaves the guest here. */
 	if (!ret)
 		ret = mig_check_cancel(s);
-	for (i = 0; !ret && i < s->vm->cfg.nr_vcpus; i++) {
-		memset(&v, 0, sizeof(v));
-		v.hdr.index = i;
-		v.hdr.size = sizeof(v.st);
-		ret = vcpu_save_state(&s->vm->vcpus[i], &v.st);
+	for (i = 0; !ret && i < s->vm->nr_vcpus; i++) {
+		memset(v, 0, sizeof(*v) + size);
+		v->index = i;
+		v->size = size;
+		ret = kvmmig_vm_save_state(s->vm, i, v->state);
 		if (!ret)
-			ret = mig_send_main(s, MIG_REC_VCPU, &v, sizeof(v));
+			ret = mig_send_main(s, MIG_REC_VCPU, v, sizeof(*v) + size);
 	}
 	if (ret)
 		return ret;
@@ -328,7 +326,7 @@ static int mig_rates_open(struct mig_src *s)
 			   mig_policy_name(s->p.policy), s->ds->ops->name);
 		return -EINVAL;
 	}
-	need = s->vm->cfg.ring_entries ? BPF_RATES_RING : BPF_RATES_BITMAP;
+	need = s->vm->ring_entries ? BPF_RATES_RING : BPF_RATES_BITMAP;
 	bo.skip |= 1 << (need == BPF_RATES_RING ? BPF_RATES_BITMAP : BPF_RATES_RING);
 	ret = bpf_rates_open(&bo, &s->br);
 	if (ret)
@@ -346,7 +344,7 @@ static int mig_rates_open(struct mig_src *s)
 /*
  * kvmmig.ko throttles any VMM's vCPUs from inside their run loop: use it
  * whenever it is loaded, through the dirty source's session or one of our
- * own; else the built-in VMM's vCPU threads.
+ * own; else the VMM's set_throttle op.
  */
 static int mig_throttle_backend_open(struct mig_src *s)
 {
@@ -366,8 +364,8 @@ static int mig_throttle_backend_open(struct mig_src *s)
 			return ret;
 		ks = s->own_ks;
 	}
-	if (!ks && s->vm->adopted) {
-		kvmmig_err("the %s policy needs a throttle: the VMM's own vCPU threads cannot be slowed from here, and %s",
+	if (!ks && !kvmmig_vm_can_throttle(s->vm)) {
+		kvmmig_err("the %s policy needs a throttle: the VMM cannot slow its vCPUs (no set_throttle op), and %s",
 			   mig_policy_name(s->p.policy), why);
 		return -EOPNOTSUPP;
 	}
@@ -456,7 +454,7 @@ static void mig_source_abort(struct mig_src *s, int err)
 	/* The source guest carries on as if nothing happened. */
 	mig_release_guest(s);
 	if (s->paused)
-		vm_resume(s->vm);
+		kvmmig_vm_resume(s->vm);
 	s->paused = false;
 	/* It never sent COMMIT: the destination cannot have started. */
 	mig_handover_abort(s);
@@ -473,13 +471,13 @@ static void mig_source_given_up(struct mig_src *s, int err)
 	mig_src_fail(s, err);
 	mig_stop_senders(s);
 	mig_release_guest(s);
-	vm_stop(s->vm);
+	kvmmig_vm_stop(s->vm);
 	s->paused = false;
 	s->rep->source_stopped = true;
 	s->state = s->rep->state = MIG_FAILED;
 }
 
-int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig_report *rep)
+int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, struct mig_report *rep)
 {
 	struct mig_src *s;
 	int ret;
@@ -498,6 +496,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	s->progress_interval = opts->progress_interval_s > 0 ? opts->progress_interval_s : 0.5;
 	s->session = ((uint64_t)getpid() << 32) ^ (uint64_t)(mig_now() * 1e9);
 	s->rp_buf = malloc(MIG_MAX_PAYLOAD);
+	s->vcpu_rec = malloc(sizeof(struct mig_vcpu) + MIG_MAX_VCPU_STATE);
 	pthread_mutex_init(&s->qlock, NULL);
 	pthread_mutex_init(&s->rplock, NULL);
 	mig_cond_init_monotonic(&s->rpcond);
@@ -509,7 +508,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	s->t_start = s->tp_last = s->bw_last = mig_now();
 	s->state = MIG_SETUP;
 
-	ret = s->rp_buf ? mig_source_setup(s) : -ENOMEM;
+	ret = s->rp_buf && s->vcpu_rec ? mig_source_setup(s) : -ENOMEM;
 	rep->setup_ms = (mig_now() - s->t_start) * 1000.0;
 	s->state = MIG_ACTIVE;
 	while (!ret) {
@@ -529,7 +528,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 		if (s->p.max_passes && s->pass >= s->p.max_passes) {
 			kvmmig_err("did not converge in %u passes: %llu bytes still dirty",
 				   s->p.max_passes,
-				   (unsigned long long)mig_sync_pending(&s->sync) * GUEST_PAGE_SIZE);
+				   (unsigned long long)mig_sync_pending(&s->sync) * MIG_PAGE_SIZE);
 			ret = -ETIMEDOUT;
 		}
 	}
@@ -550,7 +549,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 		mig_stop_senders(s);
 		mig_release_guest(s);
 		/* The guest runs on the destination now. */
-		vm_stop(vm);
+		kvmmig_vm_stop(vm);
 	}
 	mig_sample(s, false);
 	mig_rp_stop(s);
@@ -558,6 +557,7 @@ int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig
 	tls_creds_free(s->tls);
 	mig_sync_free(&s->sync);
 	free(s->rp_buf);
+	free(s->vcpu_rec);
 	free(s);
 	return ret;
 }

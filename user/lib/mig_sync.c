@@ -29,7 +29,7 @@ int mig_sync_init(struct mig_src *s)
 	memset(y, 0, sizeof(*y));
 	y->nr_slots = s->vm->nr_slots;
 	for (i = 0; i < y->nr_slots; i++) {
-		y->npages[i] = s->vm->slots[i].size / GUEST_PAGE_SIZE;
+		y->npages[i] = s->vm->slots[i].size / MIG_PAGE_SIZE;
 		y->bmap[i] = bitmap_alloc(y->npages[i]);
 		y->iter_bmap[i] = bitmap_alloc(y->npages[i]);
 		y->shadow_bmap[i] = bitmap_alloc(y->npages[i]);
@@ -53,7 +53,7 @@ void mig_sync_free(struct mig_sync *y)
 {
 	unsigned int i;
 
-	for (i = 0; i < VM_MAX_SLOTS; i++) {
+	for (i = 0; i < MIG_MAX_SLOTS; i++) {
 		free(y->bmap[i]);
 		free(y->iter_bmap[i]);
 		free(y->shadow_bmap[i]);
@@ -87,8 +87,8 @@ static void mig_sync_account(struct mig_src *s, uint64_t found)
 	y->last_sync_t = now;
 	if (dt < 0.05)
 		return;
-	s->dirty_rate = y->period_pages * (double)GUEST_PAGE_SIZE / dt;
-	mig_throttle_on_sync(&s->thr, y->period_pages * GUEST_PAGE_SIZE,
+	s->dirty_rate = y->period_pages * (double)MIG_PAGE_SIZE / dt;
+	mig_throttle_on_sync(&s->thr, y->period_pages * MIG_PAGE_SIZE,
 			     sent - y->period_bytes_sent);
 	y->period_pages = 0;
 	y->period_bytes_sent = sent;

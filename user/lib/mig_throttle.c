@@ -22,7 +22,7 @@
 
 static void throttle_set(struct mig_throttle *t, unsigned int vcpu, unsigned int pct);
 
-void mig_throttle_init(struct mig_throttle *t, struct vm *vm, const struct mig_params *p)
+void mig_throttle_init(struct mig_throttle *t, struct kvmmig_vm *vm, const struct mig_params *p)
 {
 	memset(t, 0, sizeof(*t));
 	t->vm = vm;
@@ -45,7 +45,7 @@ static int throttle_apply(struct mig_throttle *t, int vcpu, unsigned int pct)
 	};
 
 	if (!t->ks)
-		return vm_set_throttle(t->vm, vcpu, pct);
+		return kvmmig_vm_set_throttle(t->vm, vcpu, pct);
 	/* Lifting every throttle also lifts what someone else set by hand. */
 	if (vcpu < 0 && !pct)
 		th.set = KVMMIG_THROTTLE_ALL;
@@ -92,7 +92,7 @@ static void throttle_set_all(struct mig_throttle *t, unsigned int pct)
 {
 	unsigned int i;
 
-	for (i = 0; i < t->vm->cfg.nr_vcpus; i++)
+	for (i = 0; i < t->vm->nr_vcpus; i++)
 		throttle_set(t, i, pct);
 }
 
@@ -149,7 +149,7 @@ static void dirty_limit_adjust(struct mig_throttle *t)
 	double limit = t->p->vcpu_dirty_limit * 1e6;
 	unsigned int i;
 
-	for (i = 0; i < t->vm->cfg.nr_vcpus; i++) {
+	for (i = 0; i < t->vm->nr_vcpus; i++) {
 		double r = t->rate[i];
 
 		/* Only vCPUs that dirty are throttled; the others run free. */
@@ -165,11 +165,11 @@ static void rate_driven_adjust(struct mig_throttle *t, double throughput)
 	double total = 0, target = throughput / 2;
 	unsigned int i;
 
-	for (i = 0; i < t->vm->cfg.nr_vcpus; i++)
+	for (i = 0; i < t->vm->nr_vcpus; i++)
 		total += t->rate[i];
 	if (throughput <= 0 || (total < target && !mig_throttle_max(t)))
 		return;
-	for (i = 0; i < t->vm->cfg.nr_vcpus; i++) {
+	for (i = 0; i < t->vm->nr_vcpus; i++) {
 		double r = t->rate[i];
 
 		if (r < RATE_IDLE_BYTES && !t->pct[i])
@@ -186,14 +186,14 @@ void mig_throttle_on_rates(struct mig_throttle *t, const uint64_t *pages, double
 	unsigned int i;
 
 	if (t->last_t >= 0 && dt > 0) {
-		for (i = 0; i < t->vm->cfg.nr_vcpus; i++)
-			t->rate[i] = (pages[i] - t->last_pages[i]) * (double)GUEST_PAGE_SIZE / dt;
+		for (i = 0; i < t->vm->nr_vcpus; i++)
+			t->rate[i] = (pages[i] - t->last_pages[i]) * (double)MIG_PAGE_SIZE / dt;
 		if (t->p->policy == MIG_POLICY_DIRTY_LIMIT && t->active)
 			dirty_limit_adjust(t);
 		else if (t->p->policy == MIG_POLICY_RATE_DRIVEN)
 			rate_driven_adjust(t, throughput);
 	}
-	memcpy(t->last_pages, pages, t->vm->cfg.nr_vcpus * sizeof(*pages));
+	memcpy(t->last_pages, pages, t->vm->nr_vcpus * sizeof(*pages));
 	t->last_t = now;
 }
 
@@ -201,7 +201,7 @@ unsigned int mig_throttle_max(const struct mig_throttle *t)
 {
 	unsigned int i, max = 0;
 
-	for (i = 0; i < t->vm->cfg.nr_vcpus; i++)
+	for (i = 0; i < t->vm->nr_vcpus; i++)
 		if (t->pct[i] > max)
 			max = t->pct[i];
 	return max;

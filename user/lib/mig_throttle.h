@@ -7,8 +7,8 @@
  * dirty rate under half the measured link throughput).  They set per-vCPU
  * CPU-throttle percentages through the throttle backend: kvmmig.ko when
  * it is loaded (the vCPU sleeps in its own thread before guest entry, in
- * the kernel, whatever VMM runs it), else the built-in VMM's vCPU threads
- * (vm_set_throttle()).
+ * the kernel, whatever VMM runs it), else the VMM's own set_throttle op
+ * (kvmmig_vm_set_throttle()).
  */
 #ifndef KVMMIG_MIG_THROTTLE_H
 #define KVMMIG_MIG_THROTTLE_H
@@ -18,19 +18,19 @@
 struct kmod_session;
 
 struct mig_throttle {
-	struct vm *vm;
+	struct kvmmig_vm *vm;
 	struct kmod_session *ks;	/* throttle through kvmmig.ko, or NULL */
 	const struct mig_params *p;
 	unsigned int high_cnt;		/* QEMU's dirty_rate_high_cnt */
 	bool active;
-	unsigned int pct[VM_MAX_VCPUS];
-	uint64_t last_pages[VM_MAX_VCPUS];
+	unsigned int pct[MIG_MAX_VCPUS];
+	uint64_t last_pages[MIG_MAX_VCPUS];
 	double last_t;
-	double rate[VM_MAX_VCPUS];	/* bytes/s per vCPU, latest period */
+	double rate[MIG_MAX_VCPUS];	/* bytes/s per vCPU, latest period */
 	unsigned int changes;		/* throttle adjustments made */
 };
 
-void mig_throttle_init(struct mig_throttle *t, struct vm *vm, const struct mig_params *p);
+void mig_throttle_init(struct mig_throttle *t, struct kvmmig_vm *vm, const struct mig_params *p);
 /* Throttle through kvmmig.ko's session @ks from now on (NULL: the VMM). */
 void mig_throttle_use_module(struct mig_throttle *t, struct kmod_session *ks);
 /* Dirty syncs feed the policies that need them (auto-converge, dirty-limit's trigger). */

@@ -17,7 +17,7 @@
 
 #include "dirty.h"
 #include "tls.h"
-#include "vm.h"
+#include "kvmmig_vm.h"
 
 enum mig_sync_mode {
 	MIG_SYNC_LEGACY,	/* iteration syncs only (end of each pass) */
@@ -139,7 +139,7 @@ struct mig_source_opts {
  * running, with dirty tracking and throttles removed.  Returns 0 or a
  * negative errno; @report says what happened either way.
  */
-int mig_source_run(struct vm *vm, const struct mig_source_opts *opts, struct mig_report *report);
+int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, struct mig_report *report);
 
 struct mig_dest_opts {
 	const char *listen;		/* "tcp:HOST:PORT" (PORT 0: any) */
@@ -155,8 +155,21 @@ struct mig_dest_opts {
 	 * receiver waiting for a source, not failed).
 	 */
 	void (*accepted)(void *opaque, uint64_t session);
+	/*
+	 * The VMM makes the guest the CONFIG record describes (@cfg, checked):
+	 * a VM with its vCPUs and memslots, not yet running; slots it marks
+	 * `zeroed` get no zero-page writes.  0 or -errno, said with
+	 * kvmmig_err().  Required, with release_vm; both get vmm_opaque.
+	 */
+	int (*create_vm)(void *vmm_opaque, const struct mig_config *cfg, struct kvmmig_vm **vm);
 	/* Called with the guest running on this side; its return is ours. */
-	int (*resumed)(void *opaque, struct vm *vm);
+	int (*resumed)(void *opaque, struct kvmmig_vm *vm);
+	/*
+	 * The migration is done with the VM (@running: it was started here,
+	 * else it never ran and holds a partial copy): the VMM frees it.
+	 */
+	void (*release_vm)(void *vmm_opaque, struct kvmmig_vm *vm, bool running);
+	void *vmm_opaque;
 	void *opaque;
 	unsigned int handover_timeout_ms;	/* 0: MIG_HANDOVER_TIMEOUT_MS */
 };

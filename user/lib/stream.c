@@ -230,10 +230,10 @@ int mig_config_check(const struct mig_config *cfg, uint32_t len)
 		return -EBADMSG;
 	}
 	if (!cfg->nr_vcpus || cfg->nr_vcpus > MIG_MAX_VCPUS || cfg->page_size != MIG_PAGE_SIZE ||
-	    cfg->flags) {
-		kvmmig_err("bad guest configuration: %u vCPUs (1 to %u), page size %u (%u), flags 0x%llx",
+	    !cfg->vcpu_state_size || cfg->vcpu_state_size > MIG_MAX_VCPU_STATE || cfg->flags) {
+		kvmmig_err("bad guest configuration: %u vCPUs (1 to %u), page size %u (%u), vCPU state of %u bytes (1 to %u), flags 0x%llx",
 			   cfg->nr_vcpus, MIG_MAX_VCPUS, cfg->page_size, MIG_PAGE_SIZE,
-			   (unsigned long long)cfg->flags);
+			   cfg->vcpu_state_size, MIG_MAX_VCPU_STATE, (unsigned long long)cfg->flags);
 		return -EBADMSG;
 	}
 	for (i = 0; i < cfg->nr_slots; i++) {

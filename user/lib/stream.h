@@ -21,9 +21,9 @@
 #define MIG_VERSION		2
 #define MIG_MAX_SLOTS		32
 #define MIG_MAX_VCPUS		64
-#define MIG_MAX_CHANNELS	65	/* the main channel and 64 multifd */
 #define MIG_PAGE_SIZE		4096
 #define MIG_MAX_BATCH		128	/* pages per MIG_REC_PAGES */
+#define MIG_MAX_VCPU_STATE	65536	/* bytes of one vCPU's state, the VMM's blob */
 #define MIG_MAX_PAYLOAD		(16 + MIG_MAX_BATCH * (8 + MIG_PAGE_SIZE))
 #define MIG_MAX_CHANNELS	65	/* the main channel and up to 64 page channels */
 
@@ -77,7 +77,7 @@ struct mig_config {
 	uint32_t nr_slots;
 	uint32_t nr_vcpus;
 	uint32_t page_size;	/* MIG_PAGE_SIZE */
-	uint32_t vcpu_state_size;	/* sizeof(struct vcpu_state_blob) */
+	uint32_t vcpu_state_size;	/* the VMM's vCPU state blob, 1..MIG_MAX_VCPU_STATE */
 	uint64_t ram_bytes;	/* sum of the slots' sizes */
 	uint64_t flags;		/* must be 0 */
 	struct mig_slot_desc slots[];

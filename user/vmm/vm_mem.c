@@ -2,8 +2,8 @@
 /*
  * Guest memory of the built-in VMM: the system slot at GPA 0 and the RAM
  * slots at GUEST_RAM_GPA, their backing (anonymous, shared memfd or
- * hugetlb), registration with KVM and the switch that turns dirty logging
- * on and off for every slot.  RAM is mapped with MAP_NORESERVE so a large
+ * hugetlb) and registration with KVM (dirty logging is libkvmmig's to turn
+ * on and off).  RAM is mapped with MAP_NORESERVE so a large
  * sparse guest costs only the pages it touches.
  */
 #include <errno.h>
@@ -65,7 +65,7 @@ static void *vm_mem_map(struct vm *vm, uint64_t size)
 	return p;
 }
 
-static int vm_slot_register(struct vm *vm, struct vm_slot *s)
+static int vm_slot_register(struct vm *vm, struct kvmmig_slot *s)
 {
 	struct kvm_userspace_memory_region r = {
 		.slot = s->id,
@@ -82,7 +82,7 @@ static int vm_slot_register(struct vm *vm, struct vm_slot *s)
 
 static int vm_slot_add(struct vm *vm, uint64_t gpa, uint64_t size)
 {
-	struct vm_slot *s = &vm->slots[vm->nr_slots];
+	struct kvmmig_slot *s = &vm->slots[vm->nr_slots];
 	uint64_t map_size = size;
 
 	if (vm->cfg.backing == VM_BACKING_HUGETLB)
@@ -125,7 +125,7 @@ void vm_mem_teardown(struct vm *vm)
 	unsigned int i;
 
 	for (i = 0; i < vm->nr_slots; i++) {
-		struct vm_slot *s = &vm->slots[i];
+		struct kvmmig_slot *s = &vm->slots[i];
 		uint64_t size = s->size;
 
 		if (vm->cfg.backing == VM_BACKING_HUGETLB)
@@ -136,36 +136,12 @@ void vm_mem_teardown(struct vm *vm)
 	vm->nr_slots = 0;
 }
 
-int vm_set_dirty_logging(struct vm *vm, bool on)
-{
-	unsigned int i;
-	int ret;
-
-	for (i = 0; i < vm->nr_slots; i++) {
-		struct vm_slot *s = &vm->slots[i];
-		uint32_t old = s->flags;
-
-		if (on)
-			s->flags |= KVM_MEM_LOG_DIRTY_PAGES;
-		else
-			s->flags &= ~KVM_MEM_LOG_DIRTY_PAGES;
-		if (s->flags == old)
-			continue;
-		ret = vm_slot_register(vm, s);
-		if (ret) {
-			s->flags = old;
-			return ret;
-		}
-	}
-	return 0;
-}
-
 void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)
 {
 	unsigned int i;
 
 	for (i = 0; i < vm->nr_slots; i++) {
-		struct vm_slot *s = &vm->slots[i];
+		struct kvmmig_slot *s = &vm->slots[i];
 
 		if (gpa >= s->gpa && gpa - s->gpa <= s->size &&
 		    len <= s->size - (gpa - s->gpa))

@@ -2,12 +2,13 @@
 /*
  * The built-in VMM: a KVM VM with 1-64 vCPUs in 64-bit long mode from the
  * first instruction, guest RAM in one or several memslots, guest code taken
- * from this very binary (user/lib/guest/), one thread per vCPU, ucalls, and
- * the vCPU state accessors migration needs.  A VM another VMM created can
- * be wrapped in the same struct vm with vm_adopt(), from its fds and memslot
- * layout, so that the dirty sources and the migration engine drive it too.
- * Functions return 0 or a negative errno and report what failed (ioctl name
- * and errno) through kvmmig_err(); nothing here exits.
+ * from this very binary (user/vmm/guest/), one thread per vCPU, ucalls, and
+ * the vCPU state accessors migration needs.  It is one user of libkvmmig
+ * like any other VMM: vm_create() wraps the VM in a struct kvmmig_vm (vm->kv)
+ * with kvmmig_vm_new(), whose ops are this VMM's pause, resume, stop, state
+ * and throttle (vm_kvmmig.c), and the vCPU threads forward ring-full exits
+ * to it.  Functions return 0 or a negative errno and report what failed
+ * (ioctl name and errno) through kvmmig_err(); nothing here exits.
  */
 #ifndef KVMMIG_VM_H
 #define KVMMIG_VM_H
@@ -17,11 +18,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dirty.h"
 #include "guest_abi.h"
+#include "kvmmig_vm.h"
+#include "migrate.h"
 
-#define VM_MAX_VCPUS	64
-#define VM_MAX_SLOTS	32
-#define VM_MAX_SLOT_ID	0x7fff		/* KVM's memslot ids of address space 0 */
+/* The guest's page size is the stream's: one definition, checked. */
+_Static_assert(GUEST_PAGE_SIZE == MIG_PAGE_SIZE, "guest and stream page sizes differ");
+
+#define VM_MAX_VCPUS	MIG_MAX_VCPUS
+#define VM_MAX_SLOTS	MIG_MAX_SLOTS
 #define VM_MIN_RAM	(1ULL << 20)
 
 enum vm_backing {
@@ -39,14 +45,6 @@ struct vm_config {
 	bool manual_protect;		/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 */
 	bool initially_set;		/* ... with KVM_DIRTY_LOG_INITIALLY_SET */
 	struct guest_shared guest;	/* workload parameters */
-};
-
-struct vm_slot {
-	uint32_t id;
-	uint32_t flags;			/* KVM_MEM_* currently set */
-	uint64_t gpa;
-	uint64_t size;
-	void *hva;
 };
 
 struct vm;
@@ -70,19 +68,11 @@ struct vcpu {
 	int fd;
 	struct kvm_run *run;
 	size_t run_size;
-	struct kvm_dirty_gfn *ring;	/* mmapped dirty ring, or NULL */
-	/*
-	 * Where the ring's harvest stopped, for the next dirty source: KVM's
-	 * own indices run on from one migration to the next (dirty_ring.c).
-	 */
-	uint32_t ring_fetch, ring_reset;
-	bool ring_suspect;
 	pthread_t thread;
 	bool thread_started;
 	volatile int state;		/* enum vcpu_state */
 	volatile bool pause_req;
 	volatile bool exit_req;		/* leave the run loop (vm_stop) */
-	uint64_t ring_full_exits;
 	uint64_t exits;
 	/* CPU throttle by the VMM: run 10 ms, then sleep pct/(100-pct) x 10 ms */
 	volatile unsigned int throttle_pct;
@@ -94,27 +84,12 @@ struct vcpu {
 	char error[256];		/* why the vCPU failed */
 };
 
-/*
- * What an adopted VM's VMM does for libkvmmig; 0 or a negative errno.
- * pause returns with every vCPU out of KVM_RUN, and keeps them out (and
- * its devices from writing guest memory) until resume.  stop (optional)
- * ends the guest for good after a migration; without it the guest is left
- * paused.  Called from the thread that called vm_pause() etc.
- */
-struct vm_adopt_ops {
-	int (*pause)(void *opaque);
-	int (*resume)(void *opaque);
-	int (*stop)(void *opaque);
-};
-
 struct vm {
 	int kvm_fd;
 	int fd;
-	int named_fd;			/* the fd KVM named the VM after ("<pid>-<fd>" in
-					   debugfs, BPF's key): fd, or the VMM's if adopted */
 	struct vm_config cfg;
 	unsigned int nr_slots;		/* system slot + RAM slots */
-	struct vm_slot slots[VM_MAX_SLOTS];
+	struct kvmmig_slot slots[VM_MAX_SLOTS];	/* as registered with KVM */
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	struct guest_shared *shared;	/* host view of the guest's parameters */
 	uint64_t entry_rip;
@@ -126,13 +101,11 @@ struct vm {
 	bool throttle_running;
 	volatile bool throttle_stop;
 	pthread_mutex_t cb_lock;	/* ring_full and ring_opaque vs their callers */
-	vcpu_ring_full_fn ring_full;
+	vcpu_ring_full_fn ring_full;	/* a test's own forwarding, else vm->kv's */
 	void *ring_opaque;
 	vcpu_sync_fn on_sync;
 	void *cb_opaque;		/* for on_sync */
-	bool adopted;			/* made by vm_adopt(): another VMM runs it */
-	struct vm_adopt_ops adopt_ops;	/* the VMM's, copied */
-	void *adopt_opaque;		/* for adopt_ops */
+	struct kvmmig_vm *kv;		/* this VM as libkvmmig sees it */
 };
 
 int vm_create(const struct vm_config *cfg, struct vm **out);
@@ -141,49 +114,27 @@ uint64_t vm_host_ram_bytes(void);
 void vm_destroy(struct vm *vm);
 
 /*
- * A VM of another VMM, in the VMM's own process: its VM fd, every vCPU fd
- * (vcpu_fds[i] is KVM vCPU id i), every memslot with its host address,
- * and the dirty-logging capabilities the VMM enabled on it.  libkvmmig
- * keeps duplicates of the fds (the caller's stay the caller's) and never
- * unmaps guest memory.  See Documentation/migration.rst.
+ * The capabilities a dirty backend needs (ring size, manual protect) put
+ * into @cfg; call before vm_create().  DIRTY_AUTO picks the best the host
+ * offers.  Returns the backend, or -errno (dirty_prepare_caps()).
  */
-struct vm_adopt_args {
-	int vm_fd;
-	unsigned int nr_vcpus;			/* 1..VM_MAX_VCPUS */
-	const int *vcpu_fds;
-	unsigned int nr_slots;			/* 1..VM_MAX_SLOTS */
-	const struct vm_slot *slots;		/* flags: 0 or KVM_MEM_READONLY */
-	uint32_t ring_entries;			/* KVM_CAP_DIRTY_LOG_RING size, 0 = none */
-	bool manual_protect;			/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 on */
-	const struct vm_adopt_ops *ops;		/* copied; pause and resume required */
-	void *opaque;				/* for ops */
-};
+int dirty_prepare_config(enum dirty_backend backend, struct vm_config *cfg);
 
 /*
- * Check @a and wrap the VM in a struct vm (free it with vm_destroy()).
- * vm_pause(), vm_resume() and vm_stop() call the VMM's ops; vm_start(),
- * vm_wait_done() and vm_set_throttle() (but for 0%) fail with -EOPNOTSUPP;
- * the dirty sources, vcpu_save_state() and mig_source_run() work.
- */
-int vm_adopt(const struct vm_adopt_args *a, struct vm **out);
-/*
- * An adopted VM's VMM calls this on KVM_EXIT_DIRTY_RING_FULL, in the thread
- * of vCPU @vcpu, before its next KVM_RUN: it runs the dirty source's
- * handler (or recycles the ring when nobody tracks).  0 to go on.
- */
-int vm_adopted_ring_full(struct vm *vm, unsigned int vcpu);
-
-/* Turn KVM_MEM_LOG_DIRTY_PAGES on or off for every memslot. */
-int vm_set_dirty_logging(struct vm *vm, bool on);
-
-/*
- * Install (or with NULL remove) the handler of dirty-ring-full exits.  Once
- * this returns, no vCPU thread runs the old handler any more.  Without a
- * handler a full ring is recycled: nobody is tracking dirty pages.
+ * Send the vCPU threads' ring-full exits to @fn instead of vm->kv (a test
+ * playing a VMM that forwards them elsewhere); NULL restores vm->kv.  Once
+ * this returns, no vCPU thread runs the old handler any more.
  */
 void vm_set_ring_full_handler(struct vm *vm, vcpu_ring_full_fn fn, void *opaque);
 
-/* On an adopted VM pause, resume and stop are the VMM's ops (vm_adopt()). */
+/*
+ * The built-in VMM's side of the destination (mig_dest_opts.create_vm and
+ * release_vm, vmm_opaque a struct vm ** that holds the guest meanwhile): a
+ * guest laid out as @cfg says, from this very build, and its end.
+ */
+int vm_create_for_stream(void *vmm_opaque, const struct mig_config *cfg, struct kvmmig_vm **kv);
+void vm_release_for_stream(void *vmm_opaque, struct kvmmig_vm *kv, bool running);
+
 int vm_start(struct vm *vm);			/* start every vCPU thread */
 int vm_pause(struct vm *vm);			/* all vCPUs out of KVM_RUN */
 int vm_resume(struct vm *vm);
@@ -196,8 +147,6 @@ int vm_wait_done(struct vm *vm, unsigned int timeout_ms);
  * 0-99, QEMU's meaning: after each 10 ms of running the vCPU sleeps
  * pct/(100-pct) x 10 ms in its own thread, between two KVM_RUNs.  A
  * throttle thread kicks vCPUs out of KVM_RUN when their slice is up.
- * -EOPNOTSUPP on an adopted VM, whose vCPU threads are not ours (0% is a
- * no-op there: nothing to lift).
  */
 int vm_set_throttle(struct vm *vm, int idx, unsigned int pct);
 unsigned int vm_max_throttle(struct vm *vm);
@@ -239,10 +188,10 @@ int workload_check_incr(struct vm *vm, uint64_t *edges);
 /* Workload names for the command line: "incr", "random", ... */
 const char *workload_name(enum guest_workload w);
 /*
- * A checked copy of the built-in guest's parameters (user/lib/guest_params.c):
+ * A checked copy of the built-in guest's parameters (guest_params.c):
  * guest memory is untrusted, so every host-side use of vm->shared beyond
  * `stop` goes through this.  -EBADMSG names a field that does not fit this
- * VM's own configuration; -EOPNOTSUPP for an adopted VM.
+ * VM's own configuration.
  */
 int vm_guest_params(const struct vm *vm, struct guest_shared *out);
 int workload_parse(const char *name);	/* -EINVAL if unknown */

@@ -2,7 +2,7 @@
 /*
  * What the built-in VMM's files share with each other and nobody else:
  * memory setup (vm_mem.c), x86 long-mode setup (vm_x86.c), the vCPU
- * threads (vcpu.c) and the adoption of another VMM's VM (vm_adopt.c).
+ * threads (vcpu.c) and the VMM's face to libkvmmig (vm_kvmmig.c).
  */
 #ifndef KVMMIG_VM_INTERNAL_H
 #define KVMMIG_VM_INTERNAL_H
@@ -13,7 +13,6 @@
 
 /* A struct vm with /dev/kvm open and nothing else; vm_destroy() frees it. */
 int vm_alloc(const struct vm_config *cfg, struct vm **out);
-int vm_check_ring_entries(uint32_t entries);
 
 int vm_mem_setup(struct vm *vm, uint64_t sys_size);
 void vm_mem_teardown(struct vm *vm);
@@ -26,16 +25,15 @@ int vcpu_x86_setup(struct vcpu *vcpu);
 uint64_t vm_vcpu_area_gpa(struct vm *vm, unsigned int id);
 
 int vcpu_create(struct vm *vm, unsigned int id);
-/* mmap kvm_run (and the dirty ring) of vcpu->fd. */
+/* mmap kvm_run of vcpu->fd. */
 int vcpu_map(struct vcpu *vcpu);
 void vcpu_destroy(struct vcpu *vcpu);
-/* KVM_EXIT_DIRTY_RING_FULL: the installed handler, or a recycle. */
+/* KVM_EXIT_DIRTY_RING_FULL: a test's handler, or libkvmmig's (vm->kv). */
 int vcpu_ring_full(struct vcpu *vcpu);
 void vm_throttle_stop(struct vm *vm);
 
-/* An adopted VM's op (-EIO for a positive return), or -EOPNOTSUPP for @what. */
-int vm_adopted_op(struct vm *vm, int (*op)(void *opaque), const char *what);
-int vm_adopted_refuse(const char *what);
+/* Wrap the new VM in vm->kv, through kvmmig_vm_new() like any VMM. */
+int vm_kvmmig_wrap(struct vm *vm);
 
 /* Guest entry point, in user/lib/guest/. */
 void guest_main(uint64_t vcpu_id, uint64_t area_gpa);

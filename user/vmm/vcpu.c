@@ -6,8 +6,7 @@
  * with the exit reason, the vCPU marked failed).  Pause and resume kick a
  * vCPU out of KVM_RUN with kvm_run->immediate_exit plus a signal, the
  * race-free pair: the flag covers a thread about to enter, the signal one
- * already inside.  An adopted VM's vCPUs run in its VMM's threads: pause,
- * resume and stop go to the VMM's callbacks (vm_adopt.c) instead.
+ * already inside.
  */
 #include <errno.h>
 #include <signal.h>
@@ -24,6 +23,14 @@
 #include "vm_internal.h"
 
 #define VCPU_KICK_SIGNAL	SIGUSR1
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
 
 static void vcpu_kick_handler(int sig)
 {
@@ -140,26 +147,9 @@ static void vcpu_wait_resume(struct vcpu *vcpu)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	vm->nr_paused--;
 	vcpu->state = VCPU_RUNNING;
+	vcpu->run_since_ns = mono_ns();	/* a pause is no run time to throttle */
 	vcpu->run->immediate_exit = 0;
 	pthread_mutex_unlock(&vm->lock);
-}
-
-/*
- * Nobody tracks dirty pages (tracking stopped, or never started), yet the
- * ring filled up with entries pushed before: flag them all collected and
- * let KVM recycle them.
- */
-static int vcpu_ring_recycle(struct vcpu *vcpu)
-{
-	uint32_t i, n = vcpu->vm->cfg.ring_entries;
-
-	for (i = 0; i < n; i++)
-		if (__atomic_load_n(&vcpu->ring[i].flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY)
-			__atomic_store_n(&vcpu->ring[i].flags, KVM_DIRTY_GFN_F_RESET,
-					 __ATOMIC_RELEASE);
-	if (ioctl(vcpu->vm->fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
-		return kvmmig_ioctl_err("KVM_RESET_DIRTY_RINGS", errno);
-	return 0;
 }
 
 int vcpu_ring_full(struct vcpu *vcpu)
@@ -171,7 +161,7 @@ int vcpu_ring_full(struct vcpu *vcpu)
 	if (vm->ring_full)
 		ret = vm->ring_full(vm->ring_opaque, vcpu->id);
 	else
-		ret = vcpu_ring_recycle(vcpu);
+		ret = kvmmig_vm_ring_full(vm->kv, vcpu->id);
 	pthread_mutex_unlock(&vm->cb_lock);
 	return ret;
 }
@@ -197,7 +187,6 @@ static int vcpu_handle_exit(struct vcpu *vcpu)
 			  run->io.port, run->io.direction, run->io.size);
 		return 1;
 	case KVM_EXIT_DIRTY_RING_FULL:
-		vcpu->ring_full_exits++;
 		if (vcpu_ring_full(vcpu)) {
 			vcpu_fail(vcpu, "dirty ring full and the harvest failed");
 			return 1;
@@ -226,14 +215,6 @@ static int vcpu_handle_exit(struct vcpu *vcpu)
 		vcpu_fail(vcpu, "unexpected exit reason %u", run->exit_reason);
 		return 1;
 	}
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
 /* The throttle's sleep, in the vCPU's own thread, out of KVM_RUN. */
@@ -294,6 +275,7 @@ static void vcpu_kick(struct vcpu *vcpu)
 }
 
 #define THROTTLE_SLICE_NS	10000000ULL	/* QEMU's CPU_THROTTLE_TIMESLICE_NS */
+#define THROTTLE_MAX_RUN_NS	(10 * THROTTLE_SLICE_NS)
 #define THROTTLE_TICK_NS	1000000L
 
 static void *vm_throttle_thread(void *arg)
@@ -308,11 +290,21 @@ static void *vm_throttle_thread(void *arg)
 		for (i = 0; i < vm->cfg.nr_vcpus; i++) {
 			struct vcpu *v = &vm->vcpus[i];
 			unsigned int pct = v->throttle_pct;
+			uint64_t ran;
 
 			if (!pct || v->sleep_req || v->state != VCPU_RUNNING ||
 			    now - v->run_since_ns < THROTTLE_SLICE_NS)
 				continue;
-			v->sleep_ns = THROTTLE_SLICE_NS * pct / (100 - pct);
+			/*
+			 * In proportion to what it really ran: on a loaded
+			 * host this thread wakes late and the slice overruns,
+			 * and a fixed sleep would then throttle too little.
+			 * Capped, so that no stray gap becomes a long sleep.
+			 */
+			ran = now - v->run_since_ns;
+			if (ran > THROTTLE_MAX_RUN_NS)
+				ran = THROTTLE_MAX_RUN_NS;
+			v->sleep_ns = ran * pct / (100 - pct);
 			v->sleep_req = true;
 			vcpu_kick(v);
 		}
@@ -331,9 +323,6 @@ int vm_set_throttle(struct vm *vm, int idx, unsigned int pct)
 			   pct, idx, vm->cfg.nr_vcpus - 1);
 		return -EINVAL;
 	}
-	/* Nothing was ever throttled here, so there is nothing to lift. */
-	if (vm->adopted)
-		return pct ? vm_adopted_refuse("vm_set_throttle") : 0;
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		if (idx < 0 || (unsigned int)idx == i)
 			vm->vcpus[i].throttle_pct = pct;
@@ -382,16 +371,6 @@ int vcpu_map(struct vcpu *vcpu)
 		vcpu->run = NULL;
 		return kvmmig_ioctl_err("mmap of kvm_run", errno);
 	}
-	if (vm->cfg.ring_entries) {
-		size_t bytes = vm->cfg.ring_entries * sizeof(struct kvm_dirty_gfn);
-
-		vcpu->ring = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd,
-				  KVM_DIRTY_LOG_PAGE_OFFSET * getpagesize());
-		if (vcpu->ring == MAP_FAILED) {
-			vcpu->ring = NULL;
-			return kvmmig_ioctl_err("mmap of the dirty ring", errno);
-		}
-	}
 	return 0;
 }
 
@@ -416,13 +395,10 @@ int vcpu_create(struct vm *vm, unsigned int id)
 
 void vcpu_destroy(struct vcpu *vcpu)
 {
-	if (vcpu->ring)
-		munmap(vcpu->ring, vcpu->vm->cfg.ring_entries * sizeof(struct kvm_dirty_gfn));
 	if (vcpu->run)
 		munmap(vcpu->run, vcpu->run_size);
 	if (vcpu->fd > 0)
 		close(vcpu->fd);
-	vcpu->ring = NULL;
 	vcpu->run = NULL;
 	vcpu->fd = -1;
 }
@@ -445,8 +421,6 @@ int vm_start(struct vm *vm)
 	unsigned int i;
 	int ret;
 
-	if (vm->adopted)
-		return vm_adopted_refuse("vm_start");
 	ret = vm_install_kick_handler();
 	if (ret)
 		return ret;
@@ -473,8 +447,6 @@ int vm_pause(struct vm *vm)
 {
 	unsigned int i, parked;
 
-	if (vm->adopted)
-		return vm_adopted_op(vm, vm->adopt_ops.pause, "pause");
 	pthread_mutex_lock(&vm->lock);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		vm->vcpus[i].pause_req = true;
@@ -504,8 +476,6 @@ int vm_resume(struct vm *vm)
 {
 	unsigned int i;
 
-	if (vm->adopted)
-		return vm_adopted_op(vm, vm->adopt_ops.resume, "resume");
 	pthread_mutex_lock(&vm->lock);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		vm->vcpus[i].pause_req = false;
@@ -520,8 +490,6 @@ int vm_wait_done(struct vm *vm, unsigned int timeout_ms)
 	unsigned int i, stopped;
 	int ret = 0;
 
-	if (vm->adopted)
-		return vm_adopted_refuse("vm_wait_done");
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += timeout_ms / 1000;
 	deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
@@ -548,8 +516,6 @@ int vm_stop(struct vm *vm)
 	int ret;
 
 	/* Without a stop callback a migrated guest stays paused: the VMM decides. */
-	if (vm->adopted)
-		return vm->adopt_ops.stop ? vm_adopted_op(vm, vm->adopt_ops.stop, "stop") : 0;
 	vm_throttle_stop(vm);
 	/*
 	 * A paused guest stays stopped: after a migration it runs elsewhere and

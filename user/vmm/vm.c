@@ -3,9 +3,8 @@
  * Creating and destroying a built-in VM: check the configuration (and say
  * what is wrong with it), open /dev/kvm, enable the dirty-logging
  * capabilities the chosen dirty source needs (they must come before any
- * vCPU exists), lay out memory, load guest code and create the vCPUs.
- * vm_destroy() also frees adopted VMs (vm_adopt.c), whose memory it leaves
- * to their VMM.
+ * vCPU exists), lay out memory, load guest code, create the vCPUs and
+ * hand the VM to libkvmmig (vm_kvmmig.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,16 +44,6 @@ int workload_parse(const char *name)
 	return -EINVAL;
 }
 
-int vm_check_ring_entries(uint32_t entries)
-{
-	if (entries && (entries & (entries - 1) || entries < 256)) {
-		kvmmig_err("dirty ring of %u entries: expected a power of two, at least 256",
-			   entries);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 uint64_t vm_host_ram_bytes(void)
 {
 	struct sysinfo si;
@@ -92,7 +81,7 @@ static int vm_check_config(const struct vm_config *cfg)
 		kvmmig_err("unknown workload %llu", (unsigned long long)cfg->guest.workload);
 		return -EINVAL;
 	}
-	if (vm_check_ring_entries(cfg->ring_entries))
+	if (kvmmig_check_ring_entries(cfg->ring_entries))
 		return -EINVAL;
 	if (cfg->guest.mem_pages && cfg->guest.mem_pages < cfg->nr_vcpus) {
 		kvmmig_err("workload range of %llu pages is smaller than one page per vCPU",
@@ -169,6 +158,19 @@ static void vm_init_shared(struct vm *vm)
 	g->stop = 0;
 }
 
+int dirty_prepare_config(enum dirty_backend backend, struct vm_config *cfg)
+{
+	struct dirty_vm_caps caps = {
+		.ring_entries = cfg->ring_entries,
+		.manual_protect = cfg->manual_protect,
+	};
+	int ret = dirty_prepare_caps(backend, &caps);
+
+	cfg->ring_entries = caps.ring_entries;
+	cfg->manual_protect = caps.manual_protect;
+	return ret;
+}
+
 int vm_alloc(const struct vm_config *cfg, struct vm **out)
 {
 	struct vm *vm;
@@ -180,7 +182,6 @@ int vm_alloc(const struct vm_config *cfg, struct vm **out)
 		return -ENOMEM;
 	vm->cfg = *cfg;
 	vm->fd = -1;
-	vm->named_fd = -1;
 	vm->kvm_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->cb_lock, NULL);
@@ -216,7 +217,6 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		ret = kvmmig_ioctl_err("KVM_CREATE_VM", errno);
 		goto err;
 	}
-	vm->named_fd = vm->fd;
 	ret = vm_enable_dirty_caps(vm);
 	if (ret)
 		goto err;
@@ -246,6 +246,9 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	}
 	vm->tsc_khz = ret;
 	vm_init_shared(vm);
+	ret = vm_kvmmig_wrap(vm);
+	if (ret)
+		goto err;
 	*out = vm;
 	return 0;
 err:
@@ -265,14 +268,13 @@ void vm_destroy(struct vm *vm)
 			break;
 		}
 	vm_throttle_stop(vm);
+	kvmmig_vm_free(vm->kv);
 	for (i = 0; i < VM_MAX_VCPUS; i++)
 		if (vm->vcpus[i].vm)
 			vcpu_destroy(&vm->vcpus[i]);
 	if (vm->fd >= 0)
 		close(vm->fd);
-	/* An adopted VM's memory belongs to its VMM. */
-	if (!vm->adopted)
-		vm_mem_teardown(vm);
+	vm_mem_teardown(vm);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	pthread_mutex_destroy(&vm->lock);

@@ -37,10 +37,6 @@ static int guest_params_check_mem(const struct vm *vm, const struct guest_shared
 
 int vm_guest_params(const struct vm *vm, struct guest_shared *out)
 {
-	if (!vm->shared) {
-		kvmmig_err("the VM runs no built-in guest (it was adopted from another VMM)");
-		return -EOPNOTSUPP;
-	}
 	/* One snapshot: the guest may go on writing the page meanwhile. */
 	memcpy(out, (const void *)vm->shared, sizeof(*out));
 	if (out->workload >= NR_WORKLOADS) {

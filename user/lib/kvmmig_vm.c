@@ -1,0 +1,524 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * struct kvmmig_vm: wrapping a VMM's VM for libkvmmig.  kvmmig_vm_new()
+ * checks that the fds are what they are said to be (a KVM VM fd, KVM vCPU
+ * fds with ids 0..n-1, a dirty ring of the size given) and that the memslot
+ * layout is sane, duplicates the fds (the VMM's own stay its own) and maps
+ * the rings; guest memory is never unmapped here.  The vCPU threads stay
+ * the VMM's: it forwards dirty-ring-full exits with kvmmig_vm_ring_full(),
+ * and everything that needs the vCPUs goes through its ops.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kvmmig_vm.h"
+#include "log.h"
+
+int kvmmig_check_ring_entries(uint32_t entries)
+{
+	if (entries && (entries & (entries - 1) || entries < 256)) {
+		kvmmig_err("dirty ring of %u entries: expected a power of two, at least 256",
+			   entries);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int fd_check_open(int fd, const char *what)
+{
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
+		kvmmig_err("%s (fd %d) is not an open file descriptor", what, fd);
+		return -EBADF;
+	}
+	return 0;
+}
+
+/* What /proc says @fd is ("anon_inode:kvm-vm"), or "" when it cannot say. */
+static void fd_describe(int fd, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, buf, len - 1);
+	buf[n < 0 ? 0 : n] = '\0';
+}
+
+static int adopt_check_vm_fd(int fd)
+{
+	char desc[128];
+	int ret;
+
+	ret = fd_check_open(fd, "vm_fd");
+	if (ret)
+		return ret;
+	fd_describe(fd, desc, sizeof(desc));
+	/*
+	 * The name first: a vCPU fd would hold the ioctls below until its
+	 * thread leaves KVM_RUN.  /dev/kvm answers KVM_CHECK_EXTENSION too, but
+	 * only it answers KVM_GET_API_VERSION.
+	 */
+	if ((desc[0] && strcmp(desc, "anon_inode:kvm-vm")) ||
+	    ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) <= 0 ||
+	    ioctl(fd, KVM_GET_API_VERSION, 0) >= 0) {
+		kvmmig_err("vm_fd (fd %d) is %s: expected a KVM VM fd (anon_inode:kvm-vm, from KVM_CREATE_VM)",
+			   fd, desc[0] ? desc : "not a KVM VM fd");
+		return -ENOTTY;
+	}
+	return 0;
+}
+
+static int adopt_check_vcpu_fd(unsigned int i, int fd)
+{
+	char desc[128], what[32];
+	unsigned int id;
+	int ret, end = 0;
+
+	snprintf(what, sizeof(what), "vcpu_fds[%u]", i);
+	ret = fd_check_open(fd, what);
+	if (ret)
+		return ret;
+	fd_describe(fd, desc, sizeof(desc));
+	/* Without /proc, mapping kvm_run (vcpu_map_check()) is the test. */
+	if (!desc[0])
+		return 0;
+	if (sscanf(desc, "anon_inode:kvm-vcpu:%u%n", &id, &end) != 1 || desc[end]) {
+		kvmmig_err("%s (fd %d) is %s: expected a KVM vCPU fd (anon_inode:kvm-vcpu:N, from KVM_CREATE_VCPU)",
+			   what, fd, desc);
+		return -ENOTTY;
+	}
+	if (id != i) {
+		kvmmig_err("%s (fd %d) is KVM vCPU %u: expected vCPU %u (vcpu_fds[i] must be vCPU id i, the id the destination gives it)",
+			   what, fd, id, i);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Both ends of @s are mapped in this process (the VMM's mapping of it). */
+static bool slot_mapped(const struct kvmmig_slot *s)
+{
+	unsigned char vec;
+
+	return !mincore(s->hva, MIG_PAGE_SIZE, &vec) &&
+	       !mincore((char *)s->hva + s->size - MIG_PAGE_SIZE, MIG_PAGE_SIZE, &vec);
+}
+
+static int adopt_check_slot(const struct kvmmig_slot *slots, unsigned int i)
+{
+	const struct kvmmig_slot *s = &slots[i], *o;
+	unsigned int j;
+
+	if (!s->size || s->size % MIG_PAGE_SIZE || s->gpa % MIG_PAGE_SIZE || !s->hva ||
+	    (uintptr_t)s->hva % MIG_PAGE_SIZE || s->gpa + s->size < s->gpa) {
+		kvmmig_err("slot %u (id %u) at gpa 0x%llx, 0x%llx bytes, hva %p: expected a non-zero size and gpa, size and hva all multiples of 4 KiB",
+			   i, s->id, (unsigned long long)s->gpa, (unsigned long long)s->size, s->hva);
+		return -EINVAL;
+	}
+	if (s->id > KVMMIG_MAX_SLOT_ID) {
+		kvmmig_err("slot %u has id 0x%x: expected an id of address space 0, at most 0x%x",
+			   i, s->id, KVMMIG_MAX_SLOT_ID);
+		return -EINVAL;
+	}
+	if (s->flags & KVM_MEM_LOG_DIRTY_PAGES) {
+		kvmmig_err("slot %u (id %u) has dirty logging on: the VMM must leave dirty tracking to libkvmmig (turn KVM_MEM_LOG_DIRTY_PAGES off first)",
+			   i, s->id);
+		return -EBUSY;
+	}
+	if (s->flags & ~KVM_MEM_READONLY) {
+		kvmmig_err("slot %u (id %u) has flags 0x%x: expected 0 or KVM_MEM_READONLY",
+			   i, s->id, s->flags);
+		return -EINVAL;
+	}
+	for (j = 0, o = slots; j < i; j++, o++) {
+		if (o->id == s->id) {
+			kvmmig_err("slots %u and %u both have id %u: expected one slot per id",
+				   j, i, s->id);
+			return -EINVAL;
+		}
+		if (s->gpa < o->gpa + o->size && o->gpa < s->gpa + s->size) {
+			kvmmig_err("slot %u [0x%llx, 0x%llx) overlaps slot %u [0x%llx, 0x%llx): expected disjoint guest-physical ranges",
+				   i, (unsigned long long)s->gpa,
+				   (unsigned long long)(s->gpa + s->size), j,
+				   (unsigned long long)o->gpa, (unsigned long long)(o->gpa + o->size));
+			return -EINVAL;
+		}
+	}
+	if (!slot_mapped(s)) {
+		kvmmig_err("slot %u (id %u): host range %p, 0x%llx bytes, is not mapped in this process: expected the VMM's mapping of that guest memory",
+			   i, s->id, s->hva, (unsigned long long)s->size);
+		return -EFAULT;
+	}
+	return 0;
+}
+
+static int adopt_check_count(const char *what, unsigned int n, const void *array,
+			     unsigned int max)
+{
+	if (n && n <= max && array)
+		return 0;
+	kvmmig_err("%u %s%s: expected 1 to %u", n, what, array ? "" : " and no array", max);
+	return n > max ? -E2BIG : -EINVAL;
+}
+
+/* Shape, then limits, then what the fds really are. */
+static int adopt_check_args(const struct kvmmig_vm_args *a)
+{
+	const struct kvmmig_vm_ops *ops = a->ops;
+	unsigned int i;
+	int ret;
+
+	if (!ops || !ops->pause || !ops->resume || !ops->save_state || !ops->load_state) {
+		kvmmig_err("no %s: expected ops with pause, resume, save_state and load_state (stop and set_throttle are optional)",
+			   !ops ? "ops" : !ops->pause ? "pause callback" :
+			   !ops->resume ? "resume callback" : !ops->save_state ?
+			   "save_state callback" : "load_state callback");
+		return -EINVAL;
+	}
+	if (!ops->state_size || ops->state_size > MIG_MAX_VCPU_STATE) {
+		kvmmig_err("vCPU state of %u bytes: expected 1 to %u", ops->state_size,
+			   MIG_MAX_VCPU_STATE);
+		return -EINVAL;
+	}
+	ret = adopt_check_count("vCPU fds", a->nr_vcpus, a->vcpu_fds, MIG_MAX_VCPUS);
+	if (!ret)
+		ret = adopt_check_count("memslots", a->nr_slots, a->slots, MIG_MAX_SLOTS);
+	if (!ret)
+		ret = kvmmig_check_ring_entries(a->ring_entries);
+	for (i = 0; !ret && i < a->nr_slots; i++)
+		ret = adopt_check_slot(a->slots, i);
+	if (!ret)
+		ret = adopt_check_vm_fd(a->vm_fd);
+	for (i = 0; !ret && i < a->nr_vcpus; i++)
+		ret = adopt_check_vcpu_fd(i, a->vcpu_fds[i]);
+	return ret;
+}
+
+static int adopt_dup(int fd, int *out)
+{
+	*out = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (*out < 0)
+		return kvmmig_ioctl_err("fcntl(F_DUPFD_CLOEXEC)", errno);
+	return 0;
+}
+
+static size_t ring_bytes(const struct kvmmig_vm *vm)
+{
+	return (size_t)vm->ring_entries * sizeof(struct kvm_dirty_gfn);
+}
+
+/* Only a vCPU fd maps its kvm_run at offset 0: the test where /proc cannot tell. */
+static int vcpu_map_check(int fd)
+{
+	long page = getpagesize();
+	void *p = mmap(NULL, page, PROT_READ, MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED)
+		return kvmmig_ioctl_err("mmap of kvm_run", errno);
+	munmap(p, page);
+	return 0;
+}
+
+static int adopt_vcpu(struct kvmmig_vm *vm, unsigned int i, int fd)
+{
+	struct kvmmig_vcpu *vcpu = &vm->vcpus[i];
+	int ret;
+
+	ret = adopt_dup(fd, &vcpu->fd);
+	if (!ret)
+		ret = vcpu_map_check(vcpu->fd);
+	if (!ret && vm->ring_entries) {
+		vcpu->ring = mmap(NULL, ring_bytes(vm), PROT_READ | PROT_WRITE, MAP_SHARED,
+				  vcpu->fd, KVM_DIRTY_LOG_PAGE_OFFSET * getpagesize());
+		if (vcpu->ring == MAP_FAILED) {
+			vcpu->ring = NULL;
+			ret = kvmmig_ioctl_err("mmap of the dirty ring", errno);
+		}
+	}
+	if (ret)
+		kvmmig_err("vcpu_fds[%u] (fd %d): %s: expected a KVM vCPU fd", i, fd,
+			   kvmmig_last_error());
+	return ret;
+}
+
+/*
+ * Does KVM back page @pgoff of vCPU fd @fd?  The kernel copies from it into
+ * a pipe, so a hole is -EFAULT rather than our SIGBUS.
+ */
+static int vcpu_page_backed(int fd, long pgoff)
+{
+	long page = getpagesize();
+	int pfd[2], backed;
+	void *p;
+
+	p = mmap(NULL, page, PROT_READ, MAP_SHARED, fd, pgoff * page);
+	if (p == MAP_FAILED)
+		return kvmmig_ioctl_err("mmap of a dirty-ring page", errno);
+	if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK)) {
+		backed = -errno;
+		kvmmig_err("pipe2 failed: %s", strerror(errno));
+	} else {
+		backed = write(pfd[1], p, 1) == 1;
+		close(pfd[0]);
+		close(pfd[1]);
+	}
+	munmap(p, page);
+	return backed;
+}
+
+/*
+ * KVM cannot be asked the ring size it was given, and mapping more than
+ * the ring succeeds, so look: the last page of a ring of ring_entries must
+ * be there, the page after it must not.
+ */
+static int adopt_check_ring(struct kvmmig_vm *vm)
+{
+	uint32_t entries = vm->ring_entries;
+	long pages = (long)entries * sizeof(struct kvm_dirty_gfn) / getpagesize();
+	int fd = vm->vcpus[0].fd, last = 1, next;
+
+	if (entries)
+		last = vcpu_page_backed(fd, KVM_DIRTY_LOG_PAGE_OFFSET + pages - 1);
+	if (last < 0)
+		return last;
+	next = vcpu_page_backed(fd, KVM_DIRTY_LOG_PAGE_OFFSET + pages);
+	if (next < 0)
+		return next;
+	if (last && !next)
+		return 0;
+	if (!entries)
+		kvmmig_err("the VM has a dirty ring: expected ring_entries to be its size (KVM_CAP_DIRTY_LOG_RING)");
+	else
+		kvmmig_err("the VM has no dirty ring of %u entries (%s): expected ring_entries to be the size the VMM enabled, or 0 for none",
+			   entries, next ? "its ring is larger" : "its ring is smaller, or absent");
+	return -EINVAL;
+}
+
+int kvmmig_vm_new(const struct kvmmig_vm_args *a, struct kvmmig_vm **out)
+{
+	struct kvmmig_vm *vm;
+	unsigned int i;
+	int ret;
+
+	ret = adopt_check_args(a);
+	if (ret)
+		return ret;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->fd = -1;
+	for (i = 0; i < MIG_MAX_VCPUS; i++)
+		vm->vcpus[i].fd = -1;
+	pthread_mutex_init(&vm->hook_lock, NULL);
+	vm->named_fd = a->vm_fd;
+	vm->ops = *a->ops;
+	vm->opaque = a->opaque;
+	vm->ring_entries = a->ring_entries;
+	vm->manual_protect = a->manual_protect;
+	vm->nr_slots = a->nr_slots;
+	memcpy(vm->slots, a->slots, a->nr_slots * sizeof(*vm->slots));
+	vm->nr_vcpus = a->nr_vcpus;
+	ret = adopt_dup(a->vm_fd, &vm->fd);
+	for (i = 0; !ret && i < a->nr_vcpus; i++)
+		ret = adopt_vcpu(vm, i, a->vcpu_fds[i]);
+	if (!ret)
+		ret = adopt_check_ring(vm);
+	if (ret) {
+		kvmmig_vm_free(vm);
+		return ret;
+	}
+	*out = vm;
+	return 0;
+}
+
+void kvmmig_vm_free(struct kvmmig_vm *vm)
+{
+	unsigned int i;
+
+	if (!vm)
+		return;
+	for (i = 0; i < MIG_MAX_VCPUS; i++) {
+		struct kvmmig_vcpu *v = &vm->vcpus[i];
+
+		if (v->ring)
+			munmap(v->ring, ring_bytes(vm));
+		if (v->fd >= 0)
+			close(v->fd);
+	}
+	if (vm->fd >= 0)
+		close(vm->fd);
+	pthread_mutex_destroy(&vm->hook_lock);
+	free(vm);
+}
+
+/* ---- dirty rings and logging ---- */
+
+/*
+ * Nobody tracks dirty pages (tracking stopped, or never started), yet the
+ * ring filled up with entries pushed before: flag them all collected and
+ * let KVM recycle them.
+ */
+static int vcpu_ring_recycle(struct kvmmig_vm *vm, unsigned int vcpu)
+{
+	struct kvm_dirty_gfn *ring = vm->vcpus[vcpu].ring;
+	uint32_t i;
+
+	for (i = 0; i < vm->ring_entries; i++)
+		if (__atomic_load_n(&ring[i].flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY)
+			__atomic_store_n(&ring[i].flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+	if (ioctl(vm->fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
+		return kvmmig_ioctl_err("KVM_RESET_DIRTY_RINGS", errno);
+	return 0;
+}
+
+int kvmmig_vm_ring_full(struct kvmmig_vm *vm, unsigned int vcpu)
+{
+	int ret;
+
+	if (!vm->ring_entries || vcpu >= vm->nr_vcpus) {
+		kvmmig_err("ring-full exit of vCPU %u: expected a VM with a dirty ring and a vCPU below %u",
+			   vcpu, vm->nr_vcpus);
+		return -EINVAL;
+	}
+	__atomic_add_fetch(&vm->vcpus[vcpu].ring_full_exits, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&vm->hook_lock);
+	if (vm->ring_full)
+		ret = vm->ring_full(vm->ring_opaque, vcpu);
+	else
+		ret = vcpu_ring_recycle(vm, vcpu);
+	pthread_mutex_unlock(&vm->hook_lock);
+	return ret;
+}
+
+void kvmmig_vm_set_ring_full_handler(struct kvmmig_vm *vm, kvmmig_ring_full_fn fn,
+				     void *opaque)
+{
+	pthread_mutex_lock(&vm->hook_lock);
+	vm->ring_full = fn;
+	vm->ring_opaque = opaque;
+	pthread_mutex_unlock(&vm->hook_lock);
+}
+
+static int slot_register(struct kvmmig_vm *vm, const struct kvmmig_slot *s)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = s->id,
+		.flags = s->flags,
+		.guest_phys_addr = s->gpa,
+		.memory_size = s->size,
+		.userspace_addr = (uint64_t)(uintptr_t)s->hva,
+	};
+
+	if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+		return kvmmig_ioctl_err("KVM_SET_USER_MEMORY_REGION", errno);
+	return 0;
+}
+
+int kvmmig_vm_set_dirty_logging(struct kvmmig_vm *vm, bool on)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < vm->nr_slots; i++) {
+		struct kvmmig_slot *s = &vm->slots[i];
+		uint32_t old = s->flags;
+
+		if (on)
+			s->flags |= KVM_MEM_LOG_DIRTY_PAGES;
+		else
+			s->flags &= ~KVM_MEM_LOG_DIRTY_PAGES;
+		if (s->flags == old)
+			continue;
+		ret = slot_register(vm, s);
+		if (ret) {
+			s->flags = old;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* ---- the VMM's ops ---- */
+
+static int vmm_result(int ret, const char *what)
+{
+	if (!ret)
+		return 0;
+	if (ret > 0)
+		ret = -EIO;
+	kvmmig_err("the VMM's %s callback failed: %s", what, strerror(-ret));
+	return ret;
+}
+
+int kvmmig_vm_pause(struct kvmmig_vm *vm)
+{
+	return vmm_result(vm->ops.pause(vm->opaque), "pause");
+}
+
+int kvmmig_vm_resume(struct kvmmig_vm *vm)
+{
+	return vmm_result(vm->ops.resume(vm->opaque), "resume");
+}
+
+int kvmmig_vm_stop(struct kvmmig_vm *vm)
+{
+	return vm->ops.stop ? vmm_result(vm->ops.stop(vm->opaque), "stop") : 0;
+}
+
+int kvmmig_vm_save_state(struct kvmmig_vm *vm, unsigned int vcpu, void *state)
+{
+	return vmm_result(vm->ops.save_state(vm->opaque, vcpu, state), "save_state");
+}
+
+int kvmmig_vm_load_state(struct kvmmig_vm *vm, unsigned int vcpu, const void *state)
+{
+	return vmm_result(vm->ops.load_state(vm->opaque, vcpu, state), "load_state");
+}
+
+bool kvmmig_vm_can_throttle(const struct kvmmig_vm *vm)
+{
+	return vm->ops.set_throttle;
+}
+
+int kvmmig_vm_set_throttle(struct kvmmig_vm *vm, int vcpu, unsigned int pct)
+{
+	unsigned int i;
+	int ret;
+
+	if (pct > 99 || vcpu >= (int)vm->nr_vcpus || vcpu < -1) {
+		kvmmig_err("throttle of %u%% on vCPU %d: expected 0-99%% on vCPU -1 (all) to %u",
+			   pct, vcpu, vm->nr_vcpus - 1);
+		return -EINVAL;
+	}
+	if (!vm->ops.set_throttle) {
+		/* Nothing was ever throttled through the VMM: nothing to lift. */
+		if (!pct)
+			return 0;
+		kvmmig_err("CPU throttle of %u%%: this VMM cannot throttle its vCPUs (no set_throttle op)",
+			   pct);
+		return -EOPNOTSUPP;
+	}
+	ret = vmm_result(vm->ops.set_throttle(vm->opaque, vcpu, pct), "set_throttle");
+	if (ret)
+		return ret;
+	for (i = 0; i < vm->nr_vcpus; i++)
+		if (vcpu < 0 || (unsigned int)vcpu == i)
+			vm->throttle_pct[i] = pct;
+	return 0;
+}
+
+unsigned int kvmmig_vm_max_throttle(const struct kvmmig_vm *vm)
+{
+	unsigned int i, max = 0;
+
+	for (i = 0; i < vm->nr_vcpus; i++)
+		if (vm->throttle_pct[i] > max)
+			max = vm->throttle_pct[i];
+	return max;
+}
