@@ -46,6 +46,12 @@ struct dest_child {
 /* The destination child's guest, made by the built-in VMM from the stream. */
 static struct vm *dest_child_vm;
 
+/* mig_dest_opts fields: the built-in VMM receives, into dest_child_vm. */
+#define DEST_CHILD_VMM							\
+	.create_vm = vm_create_for_stream,				\
+	.release_vm = vm_release_for_stream,				\
+	.vmm_opaque = &dest_child_vm
+
 /* The received guest runs at least 300 ms, and until it has made progress. */
 static int dest_child_resumed(void *opaque, struct kvmmig_vm *kv)
 {
@@ -147,11 +153,9 @@ static inline int dest_child_start_tls(struct dest_child *d, const char *host, c
 		struct mig_dest_opts o = {
 			.listen = listen,
 			.listening = dest_child_listening,
-			.create_vm = vm_create_for_stream,
 			.resumed = dest_child_resumed,
-			.release_vm = vm_release_for_stream,
-			.vmm_opaque = &dest_child_vm,
 			.opaque = &pfd[1],
+			DEST_CHILD_VMM,
 		};
 		int ret;
 
@@ -321,11 +325,9 @@ static inline void fail_dest_child(const struct fail_dest *d, int portfd, int er
 		.listen = listen,
 		.listening = dest_child_listening,
 		.accepted = fail_dest_accepted,
-		.create_vm = vm_create_for_stream,
 		.resumed = d->hold ? fail_dest_held : dest_child_resumed,
-		.release_vm = vm_release_for_stream,
-		.vmm_opaque = &dest_child_vm,
 		.opaque = &portfd,
+		DEST_CHILD_VMM,
 		.handover_timeout_ms = d->handover_timeout_ms,
 	};
 	struct mig_report rep;

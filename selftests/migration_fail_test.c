@@ -702,6 +702,7 @@ static void *lone_dest_thread(void *arg)
 		.listen = "tcp:127.0.0.1:0",
 		.listening = lone_dest_listening,
 		.opaque = d,
+		DEST_CHILD_VMM,
 	};
 
 	d->ret = mig_dest_run(&o, &d->rep);

@@ -67,6 +67,7 @@ static int hdest_start(struct hdest *d)
 			.listening = dest_child_listening,
 			.resumed = dest_child_resumed,
 			.opaque = &pfd[1],
+			DEST_CHILD_VMM,
 		};
 		struct mig_report rep;
 		int ret;

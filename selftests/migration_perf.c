@@ -196,6 +196,7 @@ static int side_dest(const struct side_opts *o)
 		.listen = "tcp:127.0.0.1:0",
 		.listening = side_dest_listening,
 		.resumed = dest_child_resumed,
+		DEST_CHILD_VMM,
 	};
 	struct mig_report rep;
 	int ret = mig_dest_run(&d, &rep);

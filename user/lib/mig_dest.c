@@ -2,14 +2,13 @@
 /*
  * The destination side of live migration.  It listens, takes the main
  * channel and then every multifd channel of the same session, creates a
- * guest with the configuration the stream announces (and refuses one that
- * does not match what this build lays out), applies pages as they come on
+ * guest through the VMM's create_vm with the configuration the stream
+ * announces (and refuses one that does not match it), applies pages as they come on
  * every channel (each record checked before anything is written), and at
- * END checks that it got exactly what the source sent, loads the vCPU state
- * and answers PREPARED; it starts the guest only on the source's COMMIT,
- * which may also come on a new connection, or on an operator's settle
- * command (Documentation/handover.rst).  On any error it says why on the
- * return path, discards the partial guest and returns the error.
+ * END checks that it got exactly what the source sent and loads the vCPU
+ * state; the handover (mig_dest_handover.c) then decides whether the guest
+ * starts here.  On any error it says why on the return path, discards the
+ * partial guest and returns the error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,15 +19,8 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "mig_listen.h"
+#include "mig_dest_internal.h"
 #include "mig_report.h"
-#include "migrate.h"
-#include "net.h"
-#include "stream.h"
-
-struct mig_dst;
-
-enum { FAIL_NONE, FAIL_MAIN, FAIL_CHANNEL };
 
 #define MIG_CHANNEL_TIMEOUT_MS	30000	/* for each page channel after the main one */
 
@@ -40,52 +32,6 @@ static bool mig_dst_first_failure(int *first, int who)
 	return __atomic_compare_exchange_n(first, &none, who, false, __ATOMIC_ACQ_REL,
 					   __ATOMIC_ACQUIRE) || __atomic_load_n(first, __ATOMIC_ACQUIRE) == who;
 }
-
-struct mig_receiver {
-	struct mig_dst *dst;
-	struct mig_chan chan;
-	pthread_t thread;
-	bool started;
-	void *buf;
-	int error;
-	char msg[256];		/* why it failed, reported by the main thread */
-	bool done;
-	struct mig_tally tally;	/* what arrived, for PREPARED */
-};
-
-struct mig_dst {
-	const struct mig_dest_opts *opts;
-	struct mig_report *rep;
-	struct mig_listener lis;
-	struct tls_creds *tls;		/* every channel must be TLS, or NULL */
-	pthread_t gate;			/* sets others aside while this one runs */
-	bool gate_started;
-	int gate_stop[2];		/* closing [1] ends the gate thread */
-	struct mig_chan main;
-	struct mig_hello hello;
-	void *buf;
-	struct mig_config *cfg;
-	struct kvmmig_vm *vm;
-	struct mig_target target;
-	bool target_ok;
-	unsigned int nr_receivers;
-	struct mig_receiver *receivers;
-	uint8_t *states;		/* nr_vcpus blobs of cfg->vcpu_state_size */
-	unsigned long vcpus_seen;
-	int first_failure;		/* FAIL_MAIN or FAIL_CHANNEL, whichever came first */
-
-	/* the handover (Documentation/handover.rst) */
-	struct mig_tally main_tally;	/* main-channel records before END */
-	struct mig_handover end;	/* as the source sent it */
-	struct mig_handover own;	/* what arrived here: PREPARED */
-	bool prepared;			/* PREPARED sent: the source may commit */
-	bool source_aborted;		/* ... and it said ABORT: it runs its copy */
-	pthread_t answer_thread;	/* owns the listener from PREPARED on */
-	bool answering;
-	int answer_stop[2];		/* closing [1] ends the answer thread */
-	int recovered[2];		/* a pipe of struct mig_recovered: decisions it took */
-	bool started;			/* the guest runs here (atomic) */
-};
 
 static void *receiver_thread(void *arg)
 {
@@ -216,7 +162,7 @@ static void *mig_gate_thread(void *arg)
 
 	memset(taken, true, sizeof(taken));
 	/* Every channel is taken: this returns only when stopped or broken. */
-	while ((fd = mig_listener_next(&d->lis, &w, &h, -1, NULL, d->gate_stop[0])) >= 0) {
+	while ((fd = mig_listener_next(&d->lis, &w, &h, -1, NULL, d->gate.stop[0])) >= 0) {
 		tls_sess_free(mig_listener_take_tls(&d->lis));
 		close(fd);
 	}
@@ -225,34 +171,7 @@ static void *mig_gate_thread(void *arg)
 
 static int mig_gate_start(struct mig_dst *d)
 {
-	int ret;
-
-	if (pipe2(d->gate_stop, O_CLOEXEC) < 0) {
-		ret = -errno;
-		kvmmig_err("cannot make the listener's stop pipe: %s", strerror(errno));
-		return ret;
-	}
-	ret = -pthread_create(&d->gate, NULL, mig_gate_thread, d);
-	if (ret) {
-		kvmmig_err("cannot start the listener thread: %s", strerror(-ret));
-		return ret;
-	}
-	d->gate_started = true;
-	return 0;
-}
-
-/* Hands the listener back to this thread (mig_listener_next() is usable again). */
-static void mig_gate_stop(struct mig_dst *d)
-{
-	if (d->gate_stop[1] >= 0)
-		close(d->gate_stop[1]);
-	d->gate_stop[1] = -1;
-	if (d->gate_started)
-		pthread_join(d->gate, NULL);
-	d->gate_started = false;
-	if (d->gate_stop[0] >= 0)
-		close(d->gate_stop[0]);
-	d->gate_stop[0] = -1;
+	return mig_listener_thread_start(&d->gate, mig_gate_thread, d, "listener thread");
 }
 
 /* Index of the first slot from which on every slot is still all zeros. */
@@ -492,318 +411,6 @@ static int mig_finish(struct mig_dst *d)
 	return 0;
 }
 
-/* ---- the handover: PREPARED, then COMMIT or ABORT (handover.rst) ---- */
-
-enum mig_decision { DECIDE_WAIT, DECIDE_START, DECIDE_DISCARD };
-
-/* Each read and write of a recovery connection: a stray one holds nothing up. */
-#define MIG_RECOVERY_IO_MS	1000
-
-static unsigned int mig_dest_handover_timeout(const struct mig_dst *d)
-{
-	return d->opts->handover_timeout_ms ? d->opts->handover_timeout_ms :
-					      MIG_HANDOVER_TIMEOUT_MS;
-}
-
-/* One record from @c that decides this handover: COMMIT or ABORT, or -errno. */
-static int mig_dest_read_decision(struct mig_dst *d, struct mig_chan *c, void *buf)
-{
-	struct mig_rec rec;
-	int ret;
-
-	ret = mig_chan_recv(c, &rec, buf);
-	if (ret)
-		return ret;
-	if (rec.type != MIG_REC_COMMIT && rec.type != MIG_REC_ABORT) {
-		kvmmig_err("a %s record where COMMIT or ABORT was expected",
-			   mig_rec_name(rec.type));
-		return -EPROTO;
-	}
-	ret = mig_handover_check(buf, rec.len, mig_rec_name(rec.type));
-	if (!ret)
-		ret = mig_handover_match(&d->end, buf, false, mig_rec_name(rec.type));
-	return ret ? ret : (int)rec.type;
-}
-
-/*
- * The record of a recovery connection (the listener checked its hello: a
- * MIG_HELLO_RECOVER of this session): COMMIT or ABORT of this handover.
- */
-static int mig_dest_recovery_take(struct mig_dst *d, int fd, struct mig_chan *c, void *buf)
-{
-	int ret;
-
-	mig_chan_init(c, fd, 0);
-	c->tls = mig_listener_take_tls(&d->lis);
-	mig_chan_limit(c, MIG_RECOVERY_IO_MS, NULL);
-	c->idle_timeout_ms = MIG_RECOVERY_IO_MS;
-	kvmmig_log_quiet(true);
-	ret = mig_dest_read_decision(d, c, buf);
-	kvmmig_log_quiet(false);
-	if (ret < 0)
-		kvmmig_info("turned away a recovery connection: %s", kvmmig_last_error());
-	return ret;
-}
-
-/* Answer @type (STARTED, ABORT) for this handover on @c, best effort. */
-static void mig_dest_answer(struct mig_dst *d, struct mig_chan *c, uint32_t type)
-{
-	if (c->fd >= 0 && mig_chan_send(c, type, &d->end, sizeof(d->end)))
-		kvmmig_info("could not answer %s: %s", mig_rec_name(type), kvmmig_last_error());
-}
-
-/* A re-delivered decision, passed from the answer thread to the main thread. */
-struct mig_recovered {
-	int type;		/* MIG_REC_COMMIT or MIG_REC_ABORT */
-	struct mig_chan chan;	/* to answer on */
-};
-
-/*
- * From PREPARED until we exit, this thread owns the listener: it takes
- * recovery connections (anything else is set aside, a second source told
- * the destination is busy) and reads their decision.  Before the guest
- * starts it passes them to the main thread; once it runs, it answers
- * STARTED itself, whatever the source asks.
- */
-static void *mig_dest_answer_thread(void *arg)
-{
-	struct mig_dst *d = arg;
-	bool taken[MIG_MAX_CHANNELS];
-	const struct mig_want w = {
-		.recover = true,
-		.session = d->hello.session,
-		.nr_channels = d->hello.nr_channels,
-		.taken = taken,
-	};
-	struct mig_recovered r;
-	void *buf = malloc(MIG_MAX_PAYLOAD);
-	struct mig_hello h;
-	int fd;
-
-	memset(taken, true, sizeof(taken));
-	while (buf && (fd = mig_listener_next(&d->lis, &w, &h, -1, NULL, d->answer_stop[0])) >= 0) {
-		r.type = mig_dest_recovery_take(d, fd, &r.chan, buf);
-		if (r.type > 0 && __atomic_load_n(&d->started, __ATOMIC_ACQUIRE)) {
-			mig_dest_answer(d, &r.chan, MIG_REC_STARTED);
-		} else if (r.type > 0 && write(d->recovered[1], &r, sizeof(r)) == sizeof(r)) {
-			continue;	/* the main thread answers and closes it */
-		}
-		mig_chan_close(&r.chan);
-	}
-	free(buf);
-	return NULL;
-}
-
-static int mig_dest_answer_start(struct mig_dst *d)
-{
-	int ret;
-
-	if (pipe2(d->answer_stop, O_CLOEXEC) || pipe2(d->recovered, O_CLOEXEC)) {
-		ret = -errno;
-		kvmmig_err("cannot make the handover's pipes: %s", strerror(errno));
-		return ret;
-	}
-	ret = -pthread_create(&d->answer_thread, NULL, mig_dest_answer_thread, d);
-	if (ret) {
-		kvmmig_err("cannot start the handover's answer thread: %s", strerror(-ret));
-		return ret;
-	}
-	d->answering = true;
-	return 0;
-}
-
-static void mig_dest_answer_stop(struct mig_dst *d)
-{
-	struct mig_recovered r;
-	unsigned int i;
-
-	if (d->answer_stop[1] >= 0)
-		close(d->answer_stop[1]);
-	d->answer_stop[1] = -1;
-	if (d->answering)
-		pthread_join(d->answer_thread, NULL);
-	d->answering = false;
-	/* Decisions nobody took: their sources ask again, or are answered here. */
-	if (d->recovered[1] >= 0)
-		close(d->recovered[1]);
-	while (d->recovered[0] >= 0 && read(d->recovered[0], &r, sizeof(r)) == sizeof(r))
-		mig_chan_close(&r.chan);
-	for (i = 0; i < 2; i++) {
-		if (d->answer_stop[i] >= 0)
-			close(d->answer_stop[i]);
-		if (d->recovered[i] >= 0)
-			close(d->recovered[i]);
-		d->answer_stop[i] = d->recovered[i] = -1;
-	}
-}
-
-static void mig_dest_say_undecided(const struct mig_dst *d, unsigned int ms)
-{
-	unsigned long long id = d->hello.session;
-
-	kvmmig_err("handover undecided (session %016llx): the guest is here, complete and paused, but neither COMMIT nor ABORT came within %u ms. "
-		   "If `kvmmig migrate` still waits on the source, run here `kvmmig receive --settle %016llx --start`, then there `kvmmig migrate --settle %016llx --discard`; "
-		   "if the source guest runs, run here `kvmmig receive --settle %016llx --discard`",
-		   id, ms, id, id, id);
-}
-
-/* A settle command: its decision, with the connection to answer on. */
-static enum mig_decision mig_dest_settle_take(struct mig_dst *d, int sfd, int *cfd)
-{
-	enum mig_settle_cmd cmd;
-
-	*cfd = mig_settle_take(sfd, d->hello.session, &cmd);
-	if (*cfd < 0)
-		return DECIDE_WAIT;
-	if (cmd == MIG_SETTLE_START)
-		return DECIDE_START;
-	if (cmd == MIG_SETTLE_DISCARD)
-		return DECIDE_DISCARD;
-	mig_settle_reply(*cfd, -EINVAL, "resume-source is the source's: `kvmmig migrate --settle ... --resume-source`");
-	close(*cfd);
-	*cfd = -1;
-	return DECIDE_WAIT;
-}
-
-/* A record or a connection on @p: the decision it brings, answered on @c. */
-static enum mig_decision mig_dest_poll_one(struct mig_dst *d, struct pollfd *p, bool is_main,
-					   struct mig_chan *c)
-{
-	int ret;
-
-	if (is_main) {
-		ret = mig_dest_read_decision(d, &d->main, d->buf);
-		if (ret < 0) {
-			kvmmig_info("the main channel is gone after PREPARED (%s): waiting for the source to re-deliver its decision",
-				    kvmmig_last_error());
-			p->fd = -1;
-			return DECIDE_WAIT;
-		}
-		c->fd = d->main.fd;
-	} else {
-		struct mig_recovered r;
-
-		if (read(p->fd, &r, sizeof(r)) != sizeof(r))
-			return DECIDE_WAIT;
-		*c = r.chan;
-		c->wait.what = c->name;
-		ret = r.type;
-	}
-	return ret == MIG_REC_COMMIT ? DECIDE_START : DECIDE_DISCARD;
-}
-
-/*
- * Wait for the decision: COMMIT or ABORT on the main channel or a recovery
- * connection within the deadline; after it, also a settle command.
- */
-static enum mig_decision mig_dest_await(struct mig_dst *d, struct mig_chan *c, int *cfd)
-{
-	unsigned int ms = mig_dest_handover_timeout(d);
-	double until = mig_now() + ms / 1000.0;
-	struct pollfd p[3] = {
-		{ .fd = d->main.fd, .events = POLLIN },
-		{ .fd = d->recovered[0], .events = POLLIN },
-		{ .fd = -1, .events = POLLIN },
-	};
-	enum mig_decision dec = DECIDE_WAIT;
-
-	while (dec == DECIDE_WAIT) {
-		if (d->opts->cancel && *d->opts->cancel) {
-			kvmmig_err("cancelled during the handover: this copy of the guest is discarded; if the source did not hear it, resume it there with `kvmmig migrate --settle %016llx --resume-source`",
-				   (unsigned long long)d->hello.session);
-			break;
-		}
-		if (p[2].fd == -1 && mig_now() >= until) {
-			mig_dest_say_undecided(d, ms);
-			p[2].fd = mig_settle_listen(false, d->hello.session);
-			if (p[2].fd < 0)
-				p[2].fd = -2;	/* not again: poll ignores it */
-		}
-		if (poll(p, 3, 200) <= 0)
-			continue;
-		if (p[0].revents)
-			dec = mig_dest_poll_one(d, &p[0], true, c);
-		else if (p[1].revents)
-			dec = mig_dest_poll_one(d, &p[1], false, c);
-		else if (p[2].revents)
-			dec = mig_dest_settle_take(d, p[2].fd, cfd);
-	}
-	if (p[2].fd >= 0)
-		close(p[2].fd);
-	return dec;
-}
-
-/* PREPARED, then the decision; 0 with the guest running here. */
-static int mig_dest_handover(struct mig_dst *d)
-{
-	struct mig_chan c = { .fd = -1 }, *ac;
-	enum mig_decision dec;
-	int cfd = -1, ret;
-
-	/* The listener is the answer thread's from now on: recovery connections. */
-	mig_gate_stop(d);
-	ret = mig_dest_answer_start(d);
-	if (ret)
-		return ret;
-	if (mig_chan_send(&d->main, MIG_REC_PREPARED, &d->own, sizeof(d->own)))
-		kvmmig_info("PREPARED could not be sent (%s): waiting for the source to reconnect",
-			    kvmmig_last_error());
-	d->prepared = true;
-	dec = mig_dest_await(d, &c, &cfd);
-	if (dec == DECIDE_WAIT)
-		return -ECANCELED;
-	/* The answer goes where the decision came from. */
-	ac = c.fd == d->main.fd ? &d->main : &c;
-	if (dec == DECIDE_DISCARD) {
-		d->source_aborted = true;
-		if (cfd >= 0)
-			mig_settle_reply(cfd, 0, "this copy of the guest is discarded");
-		else
-			mig_dest_answer(d, ac, MIG_REC_ABORT);
-		kvmmig_err(cfd >= 0 ? "the operator discarded this copy of the guest" :
-			   "the source aborted the handover and runs its guest on: this copy is discarded");
-		ret = -ECONNABORTED;
-	} else {
-		ret = kvmmig_vm_resume(d->vm);
-		if (!ret) {
-			__atomic_store_n(&d->started, true, __ATOMIC_RELEASE);
-			if (cfd >= 0)
-				mig_settle_reply(cfd, 0, "the guest runs on the destination");
-			else
-				mig_dest_answer(d, ac, MIG_REC_STARTED);
-		} else if (cfd >= 0) {
-			mig_settle_reply(cfd, ret, kvmmig_last_error());
-		}
-	}
-	if (cfd >= 0)
-		close(cfd);
-	if (c.fd >= 0 && c.fd != d->main.fd)
-		mig_chan_close(&c);
-	return ret;
-}
-
-/*
- * A failure, told to the source: before PREPARED an ACK with the reason;
- * after it an ABORT for this handover, which a committed source also
- * trusts (it carries the nonce): this copy is discarded, resume yours.
- */
-static void mig_send_ack(struct mig_dst *d, int status)
-{
-	struct mig_ack ack = { .status = status };
-
-	if (d->main.fd < 0 || d->source_aborted)
-		return;
-	/* Said even after a cancel, briefly: the source waits for it. */
-	d->main.wait.cancel = NULL;
-	d->main.wait.timeout_ms = 1000;
-	if (d->prepared) {
-		mig_dest_answer(d, &d->main, MIG_REC_ABORT);
-		return;
-	}
-	snprintf(ack.msg, sizeof(ack.msg), "%s", kvmmig_last_error());
-	mig_chan_send(&d->main, MIG_REC_ACK, &ack, sizeof(ack));
-}
-
 static int mig_dest_receive(struct mig_dst *d)
 {
 	unsigned int i;
@@ -860,8 +467,8 @@ static int mig_dest_receive(struct mig_dst *d)
 int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 {
 	struct mig_dst d = {
-		.opts = opts, .rep = rep, .gate_stop = { -1, -1 },
-		.answer_stop = { -1, -1 }, .recovered = { -1, -1 },
+		.opts = opts, .rep = rep, .gate = MIG_LISTENER_THREAD_INIT,
+		.answer = MIG_LISTENER_THREAD_INIT, .recovered = { -1, -1 },
 	};
 	double t0 = mig_now();
 	unsigned int i;
@@ -901,7 +508,7 @@ int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 	}
 	free(d.receivers);
 	mig_chan_close(&d.main);
-	mig_gate_stop(&d);
+	mig_listener_thread_stop(&d.gate);
 	mig_listener_close(&d.lis);
 	tls_creds_free(d.tls);
 	if (d.target_ok)

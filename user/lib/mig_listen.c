@@ -419,3 +419,39 @@ int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct m
 		mig_pending_expire(l, now);
 	}
 }
+
+int mig_listener_thread_start(struct mig_listener_thread *t, void *(*fn)(void *), void *arg,
+			      const char *what)
+{
+	int ret;
+
+	if (pipe2(t->stop, O_CLOEXEC) < 0) {
+		ret = -errno;
+		kvmmig_err("cannot make the stop pipe of the %s: %s", what, strerror(errno));
+		return ret;
+	}
+	ret = -pthread_create(&t->thread, NULL, fn, arg);
+	if (ret) {
+		kvmmig_err("cannot start the %s: %s", what, strerror(-ret));
+		return ret;
+	}
+	t->started = true;
+	return 0;
+}
+
+void mig_listener_thread_stop(struct mig_listener_thread *t)
+{
+	unsigned int i;
+
+	if (t->stop[1] >= 0)
+		close(t->stop[1]);
+	t->stop[1] = -1;
+	if (t->started)
+		pthread_join(t->thread, NULL);
+	t->started = false;
+	for (i = 0; i < 2; i++) {
+		if (t->stop[i] >= 0)
+			close(t->stop[i]);
+		t->stop[i] = -1;
+	}
+}

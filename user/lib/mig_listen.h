@@ -15,6 +15,7 @@
 #ifndef KVMMIG_MIG_LISTEN_H
 #define KVMMIG_MIG_LISTEN_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -75,5 +76,23 @@ int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct m
  * the caller's, taken from here once (NULL without TLS).
  */
 struct tls_sess *mig_listener_take_tls(struct mig_listener *l);
+
+/*
+ * A thread that owns the listener until it is stopped: its function loops
+ * on mig_listener_next() with stop[0] as the watched fd, and returns when
+ * that fails.  Start it with mig_listener_thread_start(); stopping closes
+ * stop[1] and joins it, and the listener is the caller's again.
+ */
+struct mig_listener_thread {
+	pthread_t thread;
+	bool started;
+	int stop[2];		/* -1, -1 until started */
+};
+
+#define MIG_LISTENER_THREAD_INIT	{ .stop = { -1, -1 } }
+
+int mig_listener_thread_start(struct mig_listener_thread *t, void *(*fn)(void *), void *arg,
+			      const char *what);
+void mig_listener_thread_stop(struct mig_listener_thread *t);
 
 #endif /* KVMMIG_MIG_LISTEN_H */

@@ -41,7 +41,7 @@ static void vcpu_set_state(struct vcpu *vcpu, enum vcpu_state st)
 	struct vm *vm = vcpu->vm;
 
 	pthread_mutex_lock(&vm->lock);
-	vcpu->state = st;
+	store_release(&vcpu->state, st);
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 }
@@ -79,7 +79,8 @@ static void vcpu_idle_wait(struct vcpu *vcpu)
 		deadline.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&vm->lock);
-	while (!vcpu->pause_req && !vcpu->exit_req && !vm->shared->stop)
+	while (!load_acquire(&vcpu->pause_req) && !load_acquire(&vcpu->exit_req) &&
+	       !vm->shared->stop)
 		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) == ETIMEDOUT)
 			break;
 	pthread_mutex_unlock(&vm->lock);
@@ -140,14 +141,15 @@ static void vcpu_wait_resume(struct vcpu *vcpu)
 
 	vcpu_complete_io(vcpu);
 	pthread_mutex_lock(&vm->lock);
-	vcpu->state = VCPU_PAUSED;
+	store_release(&vcpu->state, VCPU_PAUSED);
 	vm->nr_paused++;
 	pthread_cond_broadcast(&vm->cond);
-	while (vcpu->pause_req)
+	while (load_acquire(&vcpu->pause_req))
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	vm->nr_paused--;
-	vcpu->state = VCPU_RUNNING;
-	vcpu->run_since_ns = mono_ns();	/* a pause is no run time to throttle */
+	/* A pause is no run time to throttle; published by the state's store. */
+	vcpu->run_since_ns = mono_ns();
+	store_release(&vcpu->state, VCPU_RUNNING);
 	vcpu->run->immediate_exit = 0;
 	pthread_mutex_unlock(&vm->lock);
 }
@@ -230,7 +232,7 @@ static void vcpu_throttle_sleep(struct vcpu *vcpu)
 	nanosleep(&ts, NULL);
 	vcpu->run_since_ns = mono_ns();
 	vcpu->throttled_ns += vcpu->run_since_ns - t0;
-	vcpu->sleep_req = false;
+	store_release(&vcpu->sleep_req, false);
 }
 
 static void *vcpu_thread(void *arg)
@@ -240,17 +242,17 @@ static void *vcpu_thread(void *arg)
 	vcpu->run_since_ns = mono_ns();
 	vcpu_set_state(vcpu, VCPU_RUNNING);
 	for (;;) {
-		if (vcpu->pause_req)
+		if (load_acquire(&vcpu->pause_req))
 			vcpu_wait_resume(vcpu);
-		if (vcpu->exit_req)
+		if (load_acquire(&vcpu->exit_req))
 			break;
-		if (vcpu->sleep_req)
+		if (load_acquire(&vcpu->sleep_req))
 			vcpu_throttle_sleep(vcpu);
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
-				if (!vcpu->pause_req && !vcpu->exit_req)
+				if (!load_acquire(&vcpu->pause_req) && !load_acquire(&vcpu->exit_req))
 					vcpu->run->immediate_exit = 0;
-				if (vcpu->sleep_req)
+				if (load_acquire(&vcpu->sleep_req))
 					vcpu_throttle_sleep(vcpu);
 				continue;
 			}
@@ -261,7 +263,7 @@ static void *vcpu_thread(void *arg)
 		if (vcpu_handle_exit(vcpu))
 			break;
 	}
-	if (vcpu->state == VCPU_RUNNING)
+	if (load_acquire(&vcpu->state) == VCPU_RUNNING)
 		vcpu_set_state(vcpu, VCPU_DONE);
 	return NULL;
 }
@@ -284,15 +286,16 @@ static void *vm_throttle_thread(void *arg)
 	struct vm *vm = arg;
 	unsigned int i;
 
-	while (!vm->throttle_stop) {
+	while (!load_acquire(&vm->throttle_stop)) {
 		uint64_t now = mono_ns();
 
 		for (i = 0; i < vm->cfg.nr_vcpus; i++) {
 			struct vcpu *v = &vm->vcpus[i];
-			unsigned int pct = v->throttle_pct;
+			unsigned int pct = load_acquire(&v->throttle_pct);
 			uint64_t ran;
 
-			if (!pct || v->sleep_req || v->state != VCPU_RUNNING ||
+			if (!pct || load_acquire(&v->sleep_req) ||
+			    load_acquire(&v->state) != VCPU_RUNNING ||
 			    now - v->run_since_ns < THROTTLE_SLICE_NS)
 				continue;
 			/*
@@ -305,7 +308,7 @@ static void *vm_throttle_thread(void *arg)
 			if (ran > THROTTLE_MAX_RUN_NS)
 				ran = THROTTLE_MAX_RUN_NS;
 			v->sleep_ns = ran * pct / (100 - pct);
-			v->sleep_req = true;
+			store_release(&v->sleep_req, true);
 			vcpu_kick(v);
 		}
 		nanosleep(&tick, NULL);
@@ -325,9 +328,9 @@ int vm_set_throttle(struct vm *vm, int idx, unsigned int pct)
 	}
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
 		if (idx < 0 || (unsigned int)idx == i)
-			vm->vcpus[i].throttle_pct = pct;
+			store_release(&vm->vcpus[i].throttle_pct, pct);
 	if (pct && !vm->throttle_running) {
-		vm->throttle_stop = false;
+		store_release(&vm->throttle_stop, false);
 		ret = pthread_create(&vm->throttle_thread, NULL, vm_throttle_thread, vm);
 		if (ret) {
 			kvmmig_err("cannot start the throttle thread: %s", strerror(ret));
@@ -343,8 +346,8 @@ unsigned int vm_max_throttle(struct vm *vm)
 	unsigned int i, max = 0;
 
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		if (vm->vcpus[i].throttle_pct > max)
-			max = vm->vcpus[i].throttle_pct;
+		if (load_acquire(&vm->vcpus[i].throttle_pct) > max)
+			max = load_acquire(&vm->vcpus[i].throttle_pct);
 	return max;
 }
 
@@ -352,7 +355,7 @@ void vm_throttle_stop(struct vm *vm)
 {
 	if (!vm->throttle_running)
 		return;
-	vm->throttle_stop = true;
+	store_release(&vm->throttle_stop, true);
 	pthread_join(vm->throttle_thread, NULL);
 	vm->throttle_running = false;
 }
@@ -440,7 +443,9 @@ int vm_start(struct vm *vm)
 
 static bool vcpu_stopped(const struct vcpu *vcpu)
 {
-	return vcpu->state == VCPU_DONE || vcpu->state == VCPU_FAILED;
+	int st = load_acquire(&vcpu->state);
+
+	return st == VCPU_DONE || st == VCPU_FAILED;
 }
 
 int vm_pause(struct vm *vm)
@@ -449,7 +454,7 @@ int vm_pause(struct vm *vm)
 
 	pthread_mutex_lock(&vm->lock);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		vm->vcpus[i].pause_req = true;
+		store_release(&vm->vcpus[i].pause_req, true);
 	pthread_cond_broadcast(&vm->cond);	/* idle vCPUs wait on it */
 	pthread_mutex_unlock(&vm->lock);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
@@ -461,7 +466,7 @@ int vm_pause(struct vm *vm)
 		for (i = 0; i < vm->cfg.nr_vcpus; i++) {
 			const struct vcpu *v = &vm->vcpus[i];
 
-			parked += v->state == VCPU_PAUSED || vcpu_stopped(v) ||
+			parked += load_acquire(&v->state) == VCPU_PAUSED || vcpu_stopped(v) ||
 				  !v->thread_started;
 		}
 		if (parked == vm->cfg.nr_vcpus)
@@ -478,7 +483,7 @@ int vm_resume(struct vm *vm)
 
 	pthread_mutex_lock(&vm->lock);
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		vm->vcpus[i].pause_req = false;
+		store_release(&vm->vcpus[i].pause_req, false);
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
@@ -522,8 +527,8 @@ int vm_stop(struct vm *vm)
 	 * must not execute here again, not even to see the stop flag.
 	 */
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		if (vm->vcpus[i].pause_req)
-			vm->vcpus[i].exit_req = true;
+		if (load_acquire(&vm->vcpus[i].pause_req))
+			store_release(&vm->vcpus[i].exit_req, true);
 	vm->shared->stop = 1;
 	vm_resume(vm);
 	ret = vm_wait_done(vm, 10000);
@@ -533,7 +538,7 @@ int vm_stop(struct vm *vm)
 		if (!vcpu->thread_started)
 			continue;
 		/* A guest that ignored the stop flag is taken out of KVM_RUN. */
-		vcpu->exit_req = true;
+		store_release(&vcpu->exit_req, true);
 		vcpu_kick(vcpu);
 		pthread_join(vcpu->thread, NULL);
 		vcpu->thread_started = false;
@@ -546,7 +551,7 @@ const char *vm_failure(struct vm *vm)
 	unsigned int i;
 
 	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		if (vm->vcpus[i].state == VCPU_FAILED)
+		if (load_acquire(&vm->vcpus[i].state) == VCPU_FAILED)
 			return vm->vcpus[i].error;
 	return NULL;
 }

@@ -70,13 +70,14 @@ struct vcpu {
 	size_t run_size;
 	pthread_t thread;
 	bool thread_started;
-	volatile int state;		/* enum vcpu_state */
-	volatile bool pause_req;
-	volatile bool exit_req;		/* leave the run loop (vm_stop) */
+	/* state and the *_req flags: load_acquire()/store_release() only */
+	int state;			/* enum vcpu_state */
+	bool pause_req;
+	bool exit_req;			/* leave the run loop (vm_stop) */
 	uint64_t exits;
 	/* CPU throttle by the VMM: run 10 ms, then sleep pct/(100-pct) x 10 ms */
-	volatile unsigned int throttle_pct;
-	volatile bool sleep_req;	/* the throttle thread asks for a sleep */
+	unsigned int throttle_pct;
+	bool sleep_req;			/* the throttle thread asks for a sleep */
 	uint64_t sleep_ns;		/* ... of this long */
 	uint64_t run_since_ns;		/* when the vCPU last woke up */
 	uint64_t throttled_ns;		/* time slept by throttling, in total */
@@ -99,7 +100,7 @@ struct vm {
 	unsigned int nr_paused;
 	pthread_t throttle_thread;
 	bool throttle_running;
-	volatile bool throttle_stop;
+	bool throttle_stop;		/* load_acquire()/store_release() */
 	pthread_mutex_t cb_lock;	/* ring_full and ring_opaque vs their callers */
 	vcpu_ring_full_fn ring_full;	/* a test's own forwarding, else vm->kv's */
 	void *ring_opaque;

@@ -11,6 +11,15 @@
 
 #define ALIGN_UP(x, a)		(((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 
+/*
+ * A vCPU's state and request flags are written by one thread and polled by
+ * another outside vm->lock.  Every such access is one of these: a store
+ * releases what was written before it (sleep_ns before sleep_req, the
+ * state before a waiter sees it), the load that sees it acquires that.
+ */
+#define load_acquire(p)		__atomic_load_n(p, __ATOMIC_ACQUIRE)
+#define store_release(p, v)	__atomic_store_n(p, v, __ATOMIC_RELEASE)
+
 /* A struct vm with /dev/kvm open and nothing else; vm_destroy() frees it. */
 int vm_alloc(const struct vm_config *cfg, struct vm **out);
 

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * What the destination's files share: mig_dest.c (listening, the
+ * channels, the records, the guest) and mig_dest_handover.c (PREPARED,
+ * then the source's or an operator's decision).  One struct mig_dst per
+ * mig_dest_run(); the main thread owns it, but for the fields marked
+ * atomic and what the receiver and listener threads own.
+ */
+#ifndef KVMMIG_MIG_DEST_INTERNAL_H
+#define KVMMIG_MIG_DEST_INTERNAL_H
+
+#include <pthread.h>
+
+#include "mig_listen.h"
+#include "migrate.h"
+#include "net.h"
+#include "stream.h"
+
+struct mig_dst;
+
+/* Which side failed first (mig_dst.first_failure). */
+enum { FAIL_NONE, FAIL_MAIN, FAIL_CHANNEL };
+
+/* One page channel's receiver thread. */
+struct mig_receiver {
+	struct mig_dst *dst;
+	struct mig_chan chan;
+	pthread_t thread;
+	bool started;
+	void *buf;
+	int error;
+	char msg[256];		/* why it failed, reported by the main thread */
+	bool done;
+	struct mig_tally tally;	/* what arrived, for PREPARED */
+};
+
+struct mig_dst {
+	const struct mig_dest_opts *opts;
+	struct mig_report *rep;
+	struct mig_listener lis;
+	struct tls_creds *tls;		/* every channel must be TLS, or NULL */
+	struct mig_listener_thread gate;	/* sets others aside while this one runs */
+	struct mig_chan main;
+	struct mig_hello hello;
+	void *buf;
+	struct mig_config *cfg;
+	struct kvmmig_vm *vm;
+	struct mig_target target;
+	bool target_ok;
+	unsigned int nr_receivers;
+	struct mig_receiver *receivers;
+	uint8_t *states;		/* nr_vcpus blobs of cfg->vcpu_state_size */
+	unsigned long vcpus_seen;
+	int first_failure;		/* FAIL_MAIN or FAIL_CHANNEL, whichever came first */
+
+	/* the handover (Documentation/handover.rst) */
+	struct mig_tally main_tally;	/* main-channel records before END */
+	struct mig_handover end;	/* as the source sent it */
+	struct mig_handover own;	/* what arrived here: PREPARED */
+	bool prepared;			/* PREPARED sent: the source may commit */
+	bool source_aborted;		/* ... and it said ABORT: it runs its copy */
+	struct mig_listener_thread answer;	/* owns the listener from PREPARED on */
+	int recovered[2];		/* a pipe of struct mig_recovered: decisions it took */
+	bool started;			/* the guest runs here (atomic) */
+};
+
+/* PREPARED, then the decision; 0 with the guest running here. */
+int mig_dest_handover(struct mig_dst *d);
+/* Stop the handover's answer thread; its untaken decisions are closed. */
+void mig_dest_answer_stop(struct mig_dst *d);
+/* A failure, told to the source (ACK before PREPARED, ABORT after). */
+void mig_send_ack(struct mig_dst *d, int status);
+
+#endif /* KVMMIG_MIG_DEST_INTERNAL_H */
