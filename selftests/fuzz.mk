@@ -23,7 +23,7 @@ SESSION_FUZZ_BRIEF_SECONDS ?= 20
 FUZZ_DIR		:= $(O)/fuzz
 FUZZ_LIB_SRCS		:= user/lib/stream.c user/lib/ram_writer.c user/lib/csum.c user/lib/log.c
 # The listener and the channels can be TLS: tls.c and GnuTLS come along.
-SESSION_FUZZ_SRCS	:= user/lib/mig_listen.c user/lib/net.c user/lib/tls.c $(FUZZ_LIB_SRCS)
+SESSION_FUZZ_SRCS	:= user/lib/mig_listen.c user/lib/net.c user/lib/tls.c user/lib/tls_creds.c $(FUZZ_LIB_SRCS)
 FUZZ_DEPS		:= selftests/stream_fuzz.c selftests/fuzz_util.h $(FUZZ_LIB_SRCS) \
 			   $(wildcard user/lib/*.h include/uapi/linux/*.h)
 SESSION_FUZZ_DEPS	:= selftests/session_fuzz.c selftests/fuzz_util.h $(SESSION_FUZZ_SRCS) \
