@@ -405,7 +405,7 @@ void kvmmig_vm_set_ring_full_handler(struct kvmmig_vm *vm, kvmmig_ring_full_fn f
 	pthread_mutex_unlock(&vm->hook_lock);
 }
 
-static int slot_register(struct kvmmig_vm *vm, const struct kvmmig_slot *s)
+int kvmmig_set_memslot(int vm_fd, const struct kvmmig_slot *s)
 {
 	struct kvm_userspace_memory_region r = {
 		.slot = s->id,
@@ -415,7 +415,7 @@ static int slot_register(struct kvmmig_vm *vm, const struct kvmmig_slot *s)
 		.userspace_addr = (uint64_t)(uintptr_t)s->hva,
 	};
 
-	if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+	if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
 		return kvmmig_ioctl_err("KVM_SET_USER_MEMORY_REGION", errno);
 	return 0;
 }
@@ -435,7 +435,7 @@ int kvmmig_vm_set_dirty_logging(struct kvmmig_vm *vm, bool on)
 			s->flags &= ~KVM_MEM_LOG_DIRTY_PAGES;
 		if (s->flags == old)
 			continue;
-		ret = slot_register(vm, s);
+		ret = kvmmig_set_memslot(vm->fd, s);
 		if (ret) {
 			s->flags = old;
 			return ret;

@@ -118,6 +118,8 @@ int kvmmig_vm_new(const struct kvmmig_vm_args *a, struct kvmmig_vm **out);
 void kvmmig_vm_free(struct kvmmig_vm *vm);
 /* A dirty ring of @entries entries is one KVM accepts (0: none). */
 int kvmmig_check_ring_entries(uint32_t entries);
+/* KVM_SET_USER_MEMORY_REGION of @s on @vm_fd, the failure named. */
+int kvmmig_set_memslot(int vm_fd, const struct kvmmig_slot *s);
 
 /*
  * The VMM calls this on KVM_EXIT_DIRTY_RING_FULL, in the thread of vCPU

@@ -65,21 +65,6 @@ static void *vm_mem_map(struct vm *vm, uint64_t size)
 	return p;
 }
 
-static int vm_slot_register(struct vm *vm, struct kvmmig_slot *s)
-{
-	struct kvm_userspace_memory_region r = {
-		.slot = s->id,
-		.flags = s->flags,
-		.guest_phys_addr = s->gpa,
-		.memory_size = s->size,
-		.userspace_addr = (uint64_t)(uintptr_t)s->hva,
-	};
-
-	if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-		return kvmmig_ioctl_err("KVM_SET_USER_MEMORY_REGION", errno);
-	return 0;
-}
-
 static int vm_slot_add(struct vm *vm, uint64_t gpa, uint64_t size)
 {
 	struct kvmmig_slot *s = &vm->slots[vm->nr_slots];
@@ -95,7 +80,7 @@ static int vm_slot_add(struct vm *vm, uint64_t gpa, uint64_t size)
 	if (!s->hva)
 		return -ENOMEM;
 	vm->nr_slots++;
-	return vm_slot_register(vm, s);
+	return kvmmig_set_memslot(vm->fd, s);
 }
 
 int vm_mem_setup(struct vm *vm, uint64_t sys_size)
