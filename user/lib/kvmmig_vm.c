@@ -444,6 +444,64 @@ int kvmmig_vm_set_dirty_logging(struct kvmmig_vm *vm, bool on)
 	return 0;
 }
 
+/* ---- layout ---- */
+
+unsigned int kvmmig_vm_fresh_from(const struct kvmmig_vm *vm)
+{
+	unsigned int i = vm->nr_slots;
+
+	while (i && vm->slots[i - 1].zeroed)
+		i--;
+	return i;
+}
+
+int kvmmig_vm_check_config(const struct kvmmig_vm *vm, const struct mig_config *c)
+{
+	unsigned int i;
+
+	if (vm->nr_vcpus != c->nr_vcpus || vm->nr_slots != c->nr_slots ||
+	    vm->ops.state_size != c->vcpu_state_size) {
+		kvmmig_err("configuration mismatch: the stream has %u vCPUs, %u slots and %u-byte vCPU state, the VMM's guest %u, %u and %u",
+			   c->nr_vcpus, c->nr_slots, c->vcpu_state_size, vm->nr_vcpus,
+			   vm->nr_slots, vm->ops.state_size);
+		return -EINVAL;
+	}
+	for (i = 0; i < c->nr_slots; i++) {
+		const struct kvmmig_slot *s = &vm->slots[i];
+
+		if (s->gpa != c->slots[i].gpa || s->size != c->slots[i].size) {
+			kvmmig_err("configuration mismatch: slot %u is at 0x%llx size 0x%llx in the stream, 0x%llx size 0x%llx here",
+				   i, (unsigned long long)c->slots[i].gpa,
+				   (unsigned long long)c->slots[i].size,
+				   (unsigned long long)s->gpa, (unsigned long long)s->size);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+struct mig_config *mig_config_of(const struct kvmmig_vm *vm, size_t *len)
+{
+	struct mig_config *cfg;
+	unsigned int i;
+
+	*len = mig_config_size(vm->nr_slots);
+	cfg = calloc(1, *len);
+	if (!cfg)
+		return NULL;
+	cfg->nr_slots = vm->nr_slots;
+	cfg->nr_vcpus = vm->nr_vcpus;
+	cfg->page_size = MIG_PAGE_SIZE;
+	cfg->vcpu_state_size = vm->ops.state_size;
+	for (i = 0; i < vm->nr_slots; i++) {
+		cfg->slots[i].gpa = vm->slots[i].gpa;
+		cfg->slots[i].size = vm->slots[i].size;
+		cfg->slots[i].id = vm->slots[i].id;
+		cfg->ram_bytes += vm->slots[i].size;
+	}
+	return cfg;
+}
+
 /* ---- the VMM's ops ---- */
 
 static int vmm_result(int ret, const char *what)

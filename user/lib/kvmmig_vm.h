@@ -154,6 +154,16 @@ bool kvmmig_vm_can_throttle(const struct kvmmig_vm *vm);
 /* The highest percentage set through kvmmig_vm_set_throttle(). */
 unsigned int kvmmig_vm_max_throttle(const struct kvmmig_vm *vm);
 
+/*
+ * Does @vm have @cfg's layout (vCPUs, slots at their addresses and sizes,
+ * state size)?  0, or -EINVAL naming the first difference.
+ */
+int kvmmig_vm_check_config(const struct kvmmig_vm *vm, const struct mig_config *cfg);
+/* The configuration describing @vm, as CONFIG carries it (calloc'd, @len bytes), or NULL. */
+struct mig_config *mig_config_of(const struct kvmmig_vm *vm, size_t *len);
+/* The first slot from which on every slot is marked zeroed (nr_slots: none). */
+unsigned int kvmmig_vm_fresh_from(const struct kvmmig_vm *vm);
+
 static inline uint64_t kvmmig_slot_pages(const struct kvmmig_slot *s)
 {
 	return s->size / MIG_PAGE_SIZE;

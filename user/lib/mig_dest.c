@@ -174,42 +174,6 @@ static int mig_gate_start(struct mig_dst *d)
 	return mig_listener_thread_start(&d->gate, mig_gate_thread, d, "listener thread");
 }
 
-/* Index of the first slot from which on every slot is still all zeros. */
-static unsigned int mig_fresh_from(const struct kvmmig_vm *vm)
-{
-	unsigned int i = vm->nr_slots;
-
-	while (i && vm->slots[i - 1].zeroed)
-		i--;
-	return i;
-}
-
-/* Does the VMM's guest have the stream's layout?  A clear refusal if not. */
-static int mig_check_guest(const struct mig_config *c, const struct kvmmig_vm *vm)
-{
-	unsigned int i;
-
-	if (vm->nr_vcpus != c->nr_vcpus || vm->nr_slots != c->nr_slots ||
-	    vm->ops.state_size != c->vcpu_state_size) {
-		kvmmig_err("configuration mismatch: the stream has %u vCPUs, %u slots and %u-byte vCPU state, the VMM's guest %u, %u and %u",
-			   c->nr_vcpus, c->nr_slots, c->vcpu_state_size, vm->nr_vcpus,
-			   vm->nr_slots, vm->ops.state_size);
-		return -EINVAL;
-	}
-	for (i = 0; i < c->nr_slots; i++) {
-		const struct kvmmig_slot *s = &vm->slots[i];
-
-		if (s->gpa != c->slots[i].gpa || s->size != c->slots[i].size) {
-			kvmmig_err("configuration mismatch: slot %u is at 0x%llx size 0x%llx in the stream, 0x%llx size 0x%llx here",
-				   i, (unsigned long long)c->slots[i].gpa,
-				   (unsigned long long)c->slots[i].size,
-				   (unsigned long long)s->gpa, (unsigned long long)s->size);
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
 /* The VMM's guest, laid out exactly as the stream says, or a clear refusal. */
 static int mig_create_guest(struct mig_dst *d)
 {
@@ -226,7 +190,7 @@ static int mig_create_guest(struct mig_dst *d)
 			   kvmmig_last_error());
 		return ret;
 	}
-	ret = mig_check_guest(c, d->vm);
+	ret = kvmmig_vm_check_config(d->vm, c);
 	if (ret)
 		return ret;
 	for (i = 0; i < c->nr_slots; i++)
@@ -234,7 +198,7 @@ static int mig_create_guest(struct mig_dst *d)
 	d->states = calloc(c->nr_vcpus, c->vcpu_state_size);
 	if (!d->states)
 		return -ENOMEM;
-	ret = mig_target_init(&d->target, c, hva, mig_fresh_from(d->vm));
+	ret = mig_target_init(&d->target, c, hva, kvmmig_vm_fresh_from(d->vm));
 	if (ret)
 		return ret;
 	d->target_ok = true;

@@ -167,8 +167,6 @@ int mig_send_main(struct mig_src *s, uint32_t type, const void *payload, uint32_
 int mig_handover(struct mig_src *s);
 /* After resuming: tell a destination that got END to discard its copy. */
 void mig_handover_abort(struct mig_src *s);
-/* The CONFIG payload describing @vm (calloc'd, @len bytes), or NULL. */
-struct mig_config *mig_config_of(const struct kvmmig_vm *vm, size_t *len);
 
 int mig_sync_init(struct mig_src *s);
 void mig_sync_free(struct mig_sync *sync);

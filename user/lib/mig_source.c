@@ -77,28 +77,6 @@ bool mig_cancelled(const struct mig_src *s)
 	return (s->opts->cancel && *s->opts->cancel) || __atomic_load_n(&s->error, __ATOMIC_RELAXED);
 }
 
-struct mig_config *mig_config_of(const struct kvmmig_vm *vm, size_t *len)
-{
-	struct mig_config *cfg;
-	unsigned int i;
-
-	*len = mig_config_size(vm->nr_slots);
-	cfg = calloc(1, *len);
-	if (!cfg)
-		return NULL;
-	cfg->nr_slots = vm->nr_slots;
-	cfg->nr_vcpus = vm->nr_vcpus;
-	cfg->page_size = MIG_PAGE_SIZE;
-	cfg->vcpu_state_size = vm->ops.state_size;
-	for (i = 0; i < vm->nr_slots; i++) {
-		cfg->slots[i].gpa = vm->slots[i].gpa;
-		cfg->slots[i].size = vm->slots[i].size;
-		cfg->slots[i].id = vm->slots[i].id;
-		cfg->ram_bytes += vm->slots[i].size;
-	}
-	return cfg;
-}
-
 static int mig_send_config(struct mig_src *s)
 {
 	struct mig_config *cfg;

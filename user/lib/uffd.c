@@ -19,6 +19,10 @@
 
 #define UFFD_TICK_MS	100	/* how often a wait looks at its cancel flag */
 
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED	(1 << 13)	/* Linux 6.4; Debian 12's headers are 6.1 */
+#endif
+
 static uint64_t uffd_page(void)
 {
 	return (uint64_t)getpagesize();
@@ -36,34 +40,63 @@ static int uffd_features_of(unsigned int modes, __u64 *features)
 	return 0;
 }
 
-int uffd_open(struct uffd *u, unsigned int modes)
+static int uffd_fd(void)
 {
-	struct uffdio_api api = { .api = UFFD_API };
-	int ret;
+	int fd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 
-	u->fd = -1;
-	ret = uffd_features_of(modes, &api.features);
-	if (ret)
-		return ret;
-	u->fd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (u->fd < 0) {
-		ret = -errno;
-		kvmmig_err("userfaultfd() failed: %s%s", strerror(errno),
-			   errno == EPERM ? " (vm.unprivileged_userfaultfd is 0: run as root)" : "");
-		return ret;
+	if (fd < 0) {
+		int err = errno;
+
+		kvmmig_err("userfaultfd() failed: %s%s", strerror(err),
+			   err == EPERM ? " (vm.unprivileged_userfaultfd is 0: run as root)" : "");
+		return -err;
 	}
+	return fd;
+}
+
+/* A new userfaultfd with @features agreed, or -errno (EINVAL: not all offered). */
+static int uffd_api(struct uffd *u, __u64 features)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+
+	u->fd = uffd_fd();
+	if (u->fd < 0)
+		return u->fd;
 	if (ioctl(u->fd, UFFDIO_API, &api) < 0) {
-		ret = -errno;
-		kvmmig_err("UFFDIO_API with features 0x%llx failed: %s%s",
-			   (unsigned long long)api.features, strerror(errno),
-			   errno == EINVAL && modes & UFFD_WP ?
-			   " (this kernel has no userfaultfd write-protect)" : "");
+		int err = errno;
+
 		uffd_close(u);
-		return ret == -EINVAL ? -EOPNOTSUPP : ret;
+		return -err;
 	}
 	u->features = api.features;
 	u->ioctls = 0;
 	return 0;
+}
+
+int uffd_open(struct uffd *u, unsigned int modes)
+{
+	__u64 features;
+	int ret;
+
+	u->fd = -1;
+	ret = uffd_features_of(modes, &features);
+	if (ret)
+		return ret;
+	/* Write-protect without pre-faulting where the kernel can (6.4 and later). */
+	if (modes & UFFD_WP && !uffd_api(u, features | UFFD_FEATURE_WP_UNPOPULATED))
+		return 0;
+	ret = uffd_api(u, features);
+	if (ret == -EINVAL) {
+		kvmmig_err("UFFDIO_API with features 0x%llx failed: this kernel has no %s",
+			   (unsigned long long)features,
+			   modes & UFFD_WP ? "userfaultfd write-protect" : "userfaultfd for anonymous memory");
+		return -EOPNOTSUPP;
+	}
+	if (ret && u->fd != -1)
+		uffd_close(u);
+	if (ret && ret != -EPERM && ret != -ENOSYS)
+		kvmmig_err("UFFDIO_API failed: %s", strerror(-ret));
+	return ret;
 }
 
 void uffd_close(struct uffd *u)
@@ -71,6 +104,11 @@ void uffd_close(struct uffd *u)
 	if (u->fd >= 0)
 		close(u->fd);
 	u->fd = -1;
+}
+
+bool uffd_wp_unpopulated(const struct uffd *u)
+{
+	return u->features & UFFD_FEATURE_WP_UNPOPULATED;
 }
 
 static int uffd_check_range(const void *addr, size_t len, const char *what)

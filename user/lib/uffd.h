@@ -43,10 +43,14 @@ struct uffd_fault {
 
 /*
  * Open a userfaultfd (non-blocking, close-on-exec) and agree on @modes'
- * features; -EOPNOTSUPP names what the kernel lacks.
+ * features, with UFFD_FEATURE_WP_UNPOPULATED for UFFD_WP where the kernel
+ * has it (uffd_wp_unpopulated() says; without it only pages present when
+ * protected fault); -EOPNOTSUPP names what the kernel lacks.
  */
 int uffd_open(struct uffd *u, unsigned int modes);
 void uffd_close(struct uffd *u);
+/* Do writes to never-populated pages fault once protected? */
+bool uffd_wp_unpopulated(const struct uffd *u);
 
 /* Register [@addr, @addr + @len) (page-aligned) for @modes; unregister it. */
 int uffd_register(struct uffd *u, void *addr, size_t len, unsigned int modes);

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The snapshot file's layout (Documentation/snapshot.rst): a 4 KiB header
+ * block holding struct snap_header and the guest configuration, the vCPU
+ * states, the block checksums, then every slot's pages at fixed offsets,
+ * 4 KiB aligned, so that writers and readers work in parallel with
+ * pwrite()/pread() and zero pages stay holes.  A file is untrusted input:
+ * the check accepts only a header whose every offset is the one the
+ * configuration implies, so nothing read from it can land outside a slot.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "csum.h"
+#include "log.h"
+#include "snapshot.h"
+
+#define SNAP_ALIGN	4096ULL
+
+static uint64_t snap_align(uint64_t x)
+{
+	return (x + SNAP_ALIGN - 1) & ~(SNAP_ALIGN - 1);
+}
+
+static uint64_t snap_slot_blocks(const struct mig_config *cfg, unsigned int slot)
+{
+	uint64_t pages = cfg->slots[slot].size / MIG_PAGE_SIZE;
+
+	return (pages + SNAP_BLOCK_PAGES - 1) / SNAP_BLOCK_PAGES;
+}
+
+uint64_t snap_first_block(const struct mig_config *cfg, unsigned int slot)
+{
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = 0; i < slot; i++)
+		n += snap_slot_blocks(cfg, i);
+	return n;
+}
+
+uint64_t snap_nr_blocks(const struct mig_config *cfg)
+{
+	return snap_first_block(cfg, cfg->nr_slots);
+}
+
+void snap_layout(const struct mig_config *cfg, struct snap_header *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->magic = SNAP_MAGIC;
+	h->version = SNAP_VERSION;
+	h->config_len = mig_config_size(cfg->nr_slots);
+	h->vcpu_off = SNAP_HEADER_SIZE;
+	h->crc_off = snap_align(h->vcpu_off + (uint64_t)cfg->nr_vcpus * cfg->vcpu_state_size);
+	h->data_off = snap_align(h->crc_off + snap_nr_blocks(cfg) * sizeof(uint32_t));
+	h->file_size = h->data_off + cfg->ram_bytes;
+}
+
+uint64_t snap_page_off(const struct snap_header *h, const struct mig_config *cfg,
+		       unsigned int slot, uint64_t idx)
+{
+	uint64_t off = h->data_off;
+	unsigned int i;
+
+	for (i = 0; i < slot; i++)
+		off += cfg->slots[i].size;
+	return off + idx * MIG_PAGE_SIZE;
+}
+
+static uint32_t snap_header_crc(const struct snap_header *h, const struct mig_config *cfg)
+{
+	struct snap_header copy = *h;
+
+	copy.hcrc = 0;
+	return crc32c(crc32c(0, &copy, sizeof(copy)), cfg, h->config_len);
+}
+
+void snap_header_seal(struct snap_header *h, const struct mig_config *cfg)
+{
+	h->hcrc = snap_header_crc(h, cfg);
+}
+
+int snap_header_check(const void *buf, size_t len, uint64_t file_size,
+		      const struct mig_config **cfg)
+{
+	const struct snap_header *h = buf;
+	const struct mig_config *c = (const void *)(h + 1);
+	struct snap_header want;
+
+	if (len < sizeof(*h) || h->magic != SNAP_MAGIC) {
+		kvmmig_err("not a kvmmig snapshot (no snapshot header)");
+		return -EBADMSG;
+	}
+	if (h->version != SNAP_VERSION) {
+		kvmmig_err("snapshot format version %u: this build reads version %u",
+			   h->version, SNAP_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	if (h->config_len > len - sizeof(*h) || h->config_len < sizeof(*c) ||
+	    mig_config_check(c, h->config_len)) {
+		kvmmig_err("snapshot header: bad guest configuration (%u bytes)", h->config_len);
+		return -EBADMSG;
+	}
+	if (h->hcrc != snap_header_crc(h, c)) {
+		kvmmig_err("snapshot header: checksum mismatch (the file is corrupted)");
+		return -EBADMSG;
+	}
+	if (!(h->flags & SNAP_COMPLETE)) {
+		kvmmig_err("the snapshot is incomplete: it was interrupted before its end");
+		return -EBADMSG;
+	}
+	snap_layout(c, &want);
+	if (h->vcpu_off != want.vcpu_off || h->crc_off != want.crc_off ||
+	    h->data_off != want.data_off || h->file_size != want.file_size) {
+		kvmmig_err("snapshot header: offsets do not match its configuration");
+		return -EBADMSG;
+	}
+	if (file_size < h->file_size) {
+		kvmmig_err("the snapshot is truncated: %llu bytes, %llu expected",
+			   (unsigned long long)file_size, (unsigned long long)h->file_size);
+		return -EBADMSG;
+	}
+	*cfg = c;
+	return 0;
+}
