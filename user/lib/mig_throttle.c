@@ -151,9 +151,13 @@ static int auto_converge_down(struct mig_throttle *t, uint64_t dirty, uint64_t t
 	const struct mig_params *p = t->p;
 	unsigned int now = t->pct[0], inc = p->cpu_throttle_increment;
 
+	int ret;
+
 	if (!t->active) {
-		t->active = true;
-		return throttle_set_all(t, p->cpu_throttle_initial);
+		ret = throttle_set_all(t, p->cpu_throttle_initial);
+		if (!ret)
+			t->active = true;
+		return ret;
 	}
 	if (p->cpu_throttle_tailslow) {
 		double cpu_now = 100 - now;
