@@ -502,7 +502,10 @@ TEST_F(report, json_one_line)
 	ASSERT_EQ(1, json_get(json, "error", val, sizeof(val)));
 	EXPECT_STREQ("null", val);
 	EXPECT_EQ(2U, count_str(json, "\"mechanism\""));
-	EXPECT_NE(NULL, strstr(json, "\"vcpu_throttle\":[{\"vcpu\":0,\"mechanism\":\"module-dirty-limit\",\"max_pct\":0,\"dirty_limit_bytes_per_s\":2000000,\"slept_ms\":1234.4},{\"vcpu\":1,\"mechanism\":\"none\","))
+	EXPECT_NE(NULL, strstr(json, "\"vcpu_throttle\":[{\"vcpu\":0,"
+			       "\"mechanism\":\"module-dirty-limit\",\"max_pct\":0,"
+			       "\"dirty_limit_bytes_per_s\":2000000,\"slept_ms\":1234.4},"
+			       "{\"vcpu\":1,\"mechanism\":\"none\","))
 		TH_LOG("%s", json);
 	free(json);
 }
