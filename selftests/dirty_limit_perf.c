@@ -251,13 +251,7 @@ out:
 /* Median and range of one field over the successful rounds. */
 static struct perf_range field_range(const struct round *r, unsigned int n, size_t off)
 {
-	double v[MAX_ROUNDS];
-	unsigned int i, k = 0;
-
-	for (i = 0; i < n; i++)
-		if (!r[i].ret)
-			v[k++] = *(const double *)((const char *)&r[i] + off);
-	return perf_range(v, k);
+	return perf_field_range(r, n, sizeof(*r), off, offsetof(struct round, ret));
 }
 
 /* The mechanisms the report named for @vcpu over the rounds, each once. */

@@ -97,4 +97,25 @@ static inline struct perf_range perf_range(double *v, unsigned int n)
 	return r;
 }
 
+#define PERF_MAX_ROUNDS		64
+
+/*
+ * The same over rounds kept as records of @size bytes: the double at @off
+ * of each record whose int at @ret_off (its result) is 0, of the first @n.
+ */
+static inline struct perf_range perf_field_range(const void *recs, unsigned int n, size_t size,
+						 size_t off, size_t ret_off)
+{
+	double v[PERF_MAX_ROUNDS];
+	const char *rec;
+	unsigned int i, k = 0;
+
+	for (i = 0; i < n && i < PERF_MAX_ROUNDS; i++) {
+		rec = (const char *)recs + i * size;
+		if (!*(const int *)(rec + ret_off))
+			v[k++] = *(const double *)(rec + off);
+	}
+	return perf_range(v, k);
+}
+
 #endif /* KVMMIG_PERF_UTIL_H */
