@@ -205,9 +205,9 @@ static void run_round(unsigned int way, double secs, struct round *r)
 	if (r->ret >= 0)
 		r->ret = vm_create(&cfg, &vm);
 	if (!r->ret)
-		r->ret = dirty_source_open(vm, &opts, &ds);
+		r->ret = dirty_source_open(vm->kv, &opts, &ds);
 	if (!r->ret)
-		r->ret = dirty_set_alloc(vm, &set);
+		r->ret = dirty_set_alloc(vm->kv, &set);
 	if (!r->ret)
 		r->ret = vm_start(vm);
 	if (r->ret)
@@ -221,7 +221,7 @@ static void run_round(unsigned int way, double secs, struct round *r)
 	p.dirty_limit_period_ms = PERIOD_MS;
 	p.dirty_limit_cpu_throttle = way == WAY_CPU;
 	p.vcpu_dirty_limit = r->limit_mbs;
-	mig_throttle_init(&t, vm, &p);
+	mig_throttle_init(&t, vm->kv, &p);
 	r->ret = mig_throttle_use_module(&t, dirty_module_session(ds));
 	/* The trigger: dirtied more than threshold x sent, twice. */
 	for (i = 0; !r->ret && i < 2; i++)

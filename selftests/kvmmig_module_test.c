@@ -903,7 +903,7 @@ TEST_F_TIMEOUT(own, dirty_limit_policy_mechanism, 120)
 	mig_params_init(&p);
 	p.policy = MIG_POLICY_DIRTY_LIMIT;
 	p.vcpu_dirty_limit = 3;
-	mig_throttle_init(&t, vm, &p);
+	mig_throttle_init(&t, vm->kv, &p);
 	ASSERT_EQ(0, mig_throttle_use_module(&t, ks));
 	ASSERT_TRUE(t.bucket);
 	for (i = 0; i < NR_VCPUS; i++)
@@ -928,7 +928,7 @@ TEST_F_TIMEOUT(own, dirty_limit_policy_mechanism, 120)
 		ASSERT_EQ(0U, in_force(_metadata, ks, i).set);
 
 	p.dirty_limit_cpu_throttle = true;
-	mig_throttle_init(&t, vm, &p);
+	mig_throttle_init(&t, vm->kv, &p);
 	ASSERT_EQ(0, mig_throttle_use_module(&t, ks));
 	ASSERT_FALSE(t.bucket);
 	ASSERT_EQ(0, policy_trigger(&t));
@@ -967,7 +967,7 @@ TEST_F_TIMEOUT(own, dirty_limit_policy_without_ring, 60)
 	ASSERT_EQ(0, kmod_attach(vm->fd, &ks));
 	mig_params_init(&p);
 	p.policy = MIG_POLICY_DIRTY_LIMIT;
-	mig_throttle_init(&t, vm, &p);
+	mig_throttle_init(&t, vm->kv, &p);
 	ASSERT_EQ(0, mig_throttle_use_module(&t, ks));
 	ASSERT_FALSE(t.bucket);
 	ASSERT_EQ(0, policy_trigger(&t));

@@ -70,7 +70,7 @@ static void fill_report(struct __test_metadata *_metadata, struct mig_report *r,
 		.vcpu_throttle = {
 			{ .mech = MIG_THROTTLE_MODULE_DIRTY_LIMIT, .dirty_limit = 2000000,
 			  .slept_ms = 1234.4 },
-			{ .mech = MIG_THROTTLE_NONE },
+			{ .mech = MIG_THROTTLE_VMM_CPU, .max_pct = 40, .slept_ms = -1 },
 		},
 	};
 	for (i = 0; i < nr_samples; i++) {
@@ -505,7 +505,8 @@ TEST_F(report, json_one_line)
 	EXPECT_NE(NULL, strstr(json, "\"vcpu_throttle\":[{\"vcpu\":0,"
 			       "\"mechanism\":\"module-dirty-limit\",\"max_pct\":0,"
 			       "\"dirty_limit_bytes_per_s\":2000000,\"slept_ms\":1234.4},"
-			       "{\"vcpu\":1,\"mechanism\":\"none\","))
+			       "{\"vcpu\":1,\"mechanism\":\"vmm-cpu-throttle\",\"max_pct\":40,"
+			       "\"dirty_limit_bytes_per_s\":0,\"slept_ms\":null}]"))
 		TH_LOG("%s", json);
 	free(json);
 }
@@ -523,7 +524,8 @@ TEST_F(report, text_names_fields)
 	EXPECT_NE(NULL, strstr(text, "1050.0 MB/s (8.40 Gbit/s)"));
 	EXPECT_NE(NULL, strstr(text, "vCPU 0 throttle:  module-dirty-limit 2.0 MB/s, slept 1234 ms\n"))
 		TH_LOG("%s", text);
-	EXPECT_NE(NULL, strstr(text, "vCPU 1 throttle:  none, slept 0 ms\n"));
+	/* A VMM's throttle op does not say how long the vCPU slept. */
+	EXPECT_NE(NULL, strstr(text, "vCPU 1 throttle:  vmm-cpu-throttle up to 40%\n"));
 	EXPECT_EQ(NULL, strstr(text, "error"));
 	free(text);
 }
