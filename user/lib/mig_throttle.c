@@ -150,7 +150,6 @@ static int auto_converge_down(struct mig_throttle *t, uint64_t dirty, uint64_t t
 {
 	const struct mig_params *p = t->p;
 	unsigned int now = t->pct[0], inc = p->cpu_throttle_increment;
-
 	int ret;
 
 	if (!t->active) {
