@@ -3,7 +3,9 @@
  * kvmmig.ko, for real: every ioctl's error paths with their exact errno,
  * harvest correctness by KVM's dirty_log_test method and against the
  * userspace ring source, throttle effects measured as ratios in one run,
- * the VM destroyed while attached, the VMM killed while throttled, netlink
+ * the dirty-limit policy on the module's own dirty limit (and on CPU
+ * throttles where it cannot or is told not to use it), the VM destroyed
+ * while attached, the VMM killed while throttled, netlink
  * commands and events, and load/unload cycles with sessions open.  Runs
  * inside Debian kernels under QEMU (selftests/vm); on a host without
  * /dev/kvmmig every test SKIPs with the reason.
@@ -22,6 +24,7 @@
 
 #include "bitmap.h"
 #include "dirty.h"
+#include "mig_throttle.h"
 #include "module_client.h"
 #include "kselftest_harness.h"
 #include "test_util.h"
@@ -854,6 +857,122 @@ TEST_F_TIMEOUT(own, throttle_dirty_limit_ratio, 300)
 	assert_untouched(_metadata, &free_run, &limited, 1);
 	vm_stop(vm);
 	dirty_source_close(ds);
+	vm_destroy(vm);
+}
+
+/* What the module has in force on vCPU @v: KVMMIG_GET_THROTTLE. */
+static struct kvmmig_throttle in_force(struct __test_metadata *_metadata,
+				       struct kmod_session *ks, uint32_t v)
+{
+	struct kvmmig_throttle t;
+
+	EXPECT_EQ(0, kmod_get_throttle(ks, v, &t));
+	return t;
+}
+
+/* The dirty-limit policy's trigger: dirtied more than threshold x sent, twice. */
+static int policy_trigger(struct mig_throttle *t)
+{
+	int ret = mig_throttle_on_sync(t, 2, 1);
+
+	return ret ? ret : mig_throttle_on_sync(t, 2, 1);
+}
+
+/*
+ * dirty-limit through the module: armed, every vCPU gets the module's own
+ * dirty limit (vcpu-dirty-limit in pages/s, no CPU throttle) and the report
+ * names it; told to use CPU throttles (the previous way), only the vCPU
+ * measured over the limit gets one, through the module; lifted at the end.
+ */
+TEST_F_TIMEOUT(own, dirty_limit_policy_mechanism, 120)
+{
+	uint64_t pages[NR_VCPUS] = { 0, 0 };
+	struct mig_report rep = { 0 };
+	struct kvmmig_throttle k;
+	struct kmod_session *ks;
+	struct dirty_source *ds;
+	struct mig_throttle t;
+	struct mig_params p;
+	struct vm *vm;
+	unsigned int i;
+
+	NEED_READY();
+	vm = running_vm(_metadata, WORKLOAD_INCR, true, &ds);
+	ASSERT_NE(NULL, vm);
+	ks = dirty_module_session(ds);
+	mig_params_init(&p);
+	p.policy = MIG_POLICY_DIRTY_LIMIT;
+	p.vcpu_dirty_limit = 3;
+	mig_throttle_init(&t, vm->kv, &p);
+	ASSERT_EQ(0, mig_throttle_use_module(&t, ks));
+	ASSERT_TRUE(t.bucket);
+	for (i = 0; i < NR_VCPUS; i++)
+		ASSERT_EQ(0U, in_force(_metadata, ks, i).set);
+	ASSERT_EQ(0, policy_trigger(&t));
+	ASSERT_EQ(0, mig_throttle_report(&t, &rep));
+	for (i = 0; i < NR_VCPUS; i++) {
+		k = in_force(_metadata, ks, i);
+		ASSERT_EQ(KVMMIG_THROTTLE_DIRTY_LIMIT, k.set);
+		ASSERT_EQ(3000000ULL / GUEST_PAGE_SIZE, k.dirty_limit);
+		ASSERT_EQ((enum mig_throttle_mech)MIG_THROTTLE_MODULE_DIRTY_LIMIT,
+			  rep.vcpu_throttle[i].mech);
+		ASSERT_EQ(k.dirty_limit * GUEST_PAGE_SIZE, rep.vcpu_throttle[i].dirty_limit);
+	}
+	/* The bucket needs no controller: rates change nothing. */
+	ASSERT_EQ(0, mig_throttle_on_rates(&t, pages, 1.0, 0));
+	pages[0] = 10000000 / GUEST_PAGE_SIZE;
+	ASSERT_EQ(0, mig_throttle_on_rates(&t, pages, 2.0, 0));
+	ASSERT_EQ(0U, mig_throttle_max(&t));
+	ASSERT_EQ(0, mig_throttle_off(&t));
+	for (i = 0; i < NR_VCPUS; i++)
+		ASSERT_EQ(0U, in_force(_metadata, ks, i).set);
+
+	p.dirty_limit_cpu_throttle = true;
+	mig_throttle_init(&t, vm->kv, &p);
+	ASSERT_EQ(0, mig_throttle_use_module(&t, ks));
+	ASSERT_FALSE(t.bucket);
+	ASSERT_EQ(0, policy_trigger(&t));
+	ASSERT_EQ(0U, in_force(_metadata, ks, 0).set);
+	/* vCPU 0 dirtied 10 MB in a second, 3 MB/s allowed: it runs 30%. */
+	pages[0] = 0;
+	ASSERT_EQ(0, mig_throttle_on_rates(&t, pages, 1.0, 0));
+	pages[0] = 10000000 / GUEST_PAGE_SIZE;
+	ASSERT_EQ(0, mig_throttle_on_rates(&t, pages, 2.0, 0));
+	k = in_force(_metadata, ks, 0);
+	ASSERT_EQ(KVMMIG_THROTTLE_CPU, k.set);
+	ASSERT_EQ(70U, k.cpu_throttle);
+	ASSERT_EQ(0U, in_force(_metadata, ks, 1).set);
+	ASSERT_EQ(0, mig_throttle_report(&t, &rep));
+	ASSERT_EQ((enum mig_throttle_mech)MIG_THROTTLE_MODULE_CPU, rep.vcpu_throttle[0].mech);
+	ASSERT_EQ(70U, rep.vcpu_throttle[0].max_pct);
+	ASSERT_EQ((enum mig_throttle_mech)MIG_THROTTLE_NONE, rep.vcpu_throttle[1].mech);
+	ASSERT_EQ(0, mig_throttle_off(&t));
+	ASSERT_EQ(0U, in_force(_metadata, ks, 0).set);
+	vm_stop(vm);
+	dirty_source_close(ds);
+	vm_destroy(vm);
+}
+
+/* Without a dirty ring the module keeps no dirty limit: CPU throttles it is. */
+TEST_F_TIMEOUT(own, dirty_limit_policy_without_ring, 60)
+{
+	struct kmod_session *ks = NULL;
+	struct mig_throttle t;
+	struct mig_params p;
+	struct vm *vm;
+
+	NEED_READY();
+	vm = make_vm(_metadata, NR_VCPUS, 0, WORKLOAD_IDLE);
+	ASSERT_NE(NULL, vm);
+	ASSERT_EQ(0, kmod_attach(vm->fd, &ks));
+	mig_params_init(&p);
+	p.policy = MIG_POLICY_DIRTY_LIMIT;
+	mig_throttle_init(&t, vm->kv, &p);
+	ASSERT_EQ(0, mig_throttle_use_module(&t, ks));
+	ASSERT_FALSE(t.bucket);
+	ASSERT_EQ(0, policy_trigger(&t));
+	ASSERT_EQ(0U, in_force(_metadata, ks, 0).set);
+	kmod_close(ks);
 	vm_destroy(vm);
 }
 

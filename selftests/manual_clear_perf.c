@@ -7,8 +7,9 @@
  * page rewritten between the sync that found it and its sending is sent
  * once when cleared late, twice when cleared at the sync.  Both ways run in
  * the same process, alternating round by round; the table gives medians of
- * pages sent again after the first pass, passes, total time and downtime,
- * and the late clear's ratio of pages resent to get-and-clear's.  The hot
+ * pages sent again after the first pass (with their range), passes, total
+ * time and downtime, and the late clear's ratio of pages resent to
+ * get-and-clear's (the JSON has every range).  The hot
  * set sits at the top of RAM, so the first pass reaches it last, as it
  * reaches most of a large guest's working set long after the sync.
  *
@@ -110,35 +111,26 @@ static void migrate_round(bool clear_on_send, struct round *r)
 	vm_destroy(vm);
 }
 
-static int cmp_double(const void *a, const void *b)
+/* Median and range of field @off of the successful rounds in @r; -1 if none. */
+static struct perf_range field_range(const struct round *r, unsigned int n, size_t off)
 {
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Median of field @off of the successful rounds in @r; -1 if none. */
-static double median(const struct round *r, unsigned int n, size_t off)
-{
-	double v[MAX_ROUNDS];
-	unsigned int i, k = 0;
-
-	for (i = 0; i < n; i++)
-		if (!r[i].ret)
-			v[k++] = *(const double *)((const char *)&r[i] + off);
-	if (!k)
-		return -1;
-	qsort(v, k, sizeof(v[0]), cmp_double);
-	return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+	return perf_field_range(r, n, sizeof(*r), off, offsetof(struct round, ret));
 }
 
 int main(int argc, char **argv)
 {
 	static const char *const names[2] = { "get-and-clear", "clear-on-send" };
 	unsigned int rounds, i, m, ok[2] = { 0 };
+	static const size_t fields[4] = {
+		offsetof(struct round, resent), offsetof(struct round, passes),
+		offsetof(struct round, total_s), offsetof(struct round, downtime_ms),
+	};
+	static const char *const keys[4] = { "pages_resent", "passes", "total_s", "downtime_ms" };
 	struct round r[2][MAX_ROUNDS];
-	double med[2][4];
+	struct perf_range g[2][4];
+	char key[32], resent[32];
 	struct perf_json j;
+	unsigned int f;
 
 	for (i = 1; i < (unsigned int)argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
@@ -163,32 +155,36 @@ int main(int argc, char **argv)
 			migrate_round(m, &r[m][i]);
 			ok[m] += !r[m][i].ret;
 		}
-	for (m = 0; m < 2; m++) {
-		med[m][0] = median(r[m], rounds, offsetof(struct round, resent));
-		med[m][1] = median(r[m], rounds, offsetof(struct round, passes));
-		med[m][2] = median(r[m], rounds, offsetof(struct round, total_s));
-		med[m][3] = median(r[m], rounds, offsetof(struct round, downtime_ms));
-	}
+	for (m = 0; m < 2; m++)
+		for (f = 0; f < 4; f++)
+			g[m][f] = field_range(r[m], rounds, fields[f]);
 	printf("bitmap-manual: a %llu MiB guest rewriting a %llu MiB hot set at %u pages/s,\n"
-	       "max-bandwidth %llu MiB/s, downtime limit 50 ms; medians of %u alternating rounds\n",
+	       "max-bandwidth %llu MiB/s, downtime limit 50 ms; medians of %u alternating rounds\n"
+	       "(resent: median [min-max])\n",
 	       (unsigned long long)(BENCH_RAM >> 20),
 	       (unsigned long long)(BENCH_WSS_PAGES * GUEST_PAGE_SIZE >> 20), BENCH_PPS,
 	       (unsigned long long)(BENCH_LINK >> 20), rounds);
-	printf("   %-14s %4s %10s %7s %8s %12s %9s\n", "re-protect", "ok", "resent", "passes",
+	printf("   %-14s %4s %19s %7s %8s %12s %9s\n", "re-protect", "ok", "resent", "passes",
 	       "total s", "downtime ms", "resent vs");
 	for (m = 0; m < 2; m++) {
-		printf("   %-14s %2u/%u %10.0f %7.1f %8.2f %12.1f %8.2fx\n", names[m], ok[m], rounds,
-		       med[m][0], med[m][1], med[m][2], med[m][3], med[m][0] / med[0][0]);
+		snprintf(resent, sizeof(resent), "%.0f [%.0f-%.0f]", g[m][0].median, g[m][0].min,
+			 g[m][0].max);
+		printf("   %-14s %2u/%u %19s %7.1f %8.2f %12.1f %8.2fx\n", names[m], ok[m], rounds,
+		       resent, g[m][1].median, g[m][2].median, g[m][3].median,
+		       g[m][0].median / g[0][0].median);
 		perf_json_begin(&j);
 		perf_json_str(&j, "bench", "bitmap_manual_hot_set", 1);
 		perf_json_str(&j, "reprotect", names[m], 0);
 		perf_json_num(&j, "rounds", rounds);
 		perf_json_num(&j, "ok", ok[m]);
-		perf_json_num(&j, "pages_resent", med[m][0]);
-		perf_json_num(&j, "passes", med[m][1]);
-		perf_json_num(&j, "total_s", med[m][2]);
-		perf_json_num(&j, "downtime_ms", med[m][3]);
-		perf_json_num(&j, "resent_vs_get_and_clear", med[m][0] / med[0][0]);
+		for (f = 0; f < 4; f++) {
+			perf_json_num(&j, keys[f], g[m][f].median);
+			snprintf(key, sizeof(key), "%s_min", keys[f]);
+			perf_json_num(&j, key, g[m][f].min);
+			snprintf(key, sizeof(key), "%s_max", keys[f]);
+			perf_json_num(&j, key, g[m][f].max);
+		}
+		perf_json_num(&j, "resent_vs_get_and_clear", g[m][0].median / g[0][0].median);
 		perf_json_end(&j);
 	}
 	perf_json_close(&j);

@@ -66,6 +66,12 @@ static void fill_report(struct __test_metadata *_metadata, struct mig_report *r,
 		.throughput = 1.05e9,
 		.dirty_backend = "ring",
 		.throttle_backend = "module",
+		.nr_vcpus = 2,
+		.vcpu_throttle = {
+			{ .mech = MIG_THROTTLE_MODULE_DIRTY_LIMIT, .dirty_limit = 2000000,
+			  .slept_ms = 1234.4 },
+			{ .mech = MIG_THROTTLE_VMM_CPU, .max_pct = 40, .slept_ms = -1 },
+		},
 	};
 	for (i = 0; i < nr_samples; i++) {
 		s = make_sample(i);
@@ -495,6 +501,13 @@ TEST_F(report, json_one_line)
 	EXPECT_STREQ("ring", val);
 	ASSERT_EQ(1, json_get(json, "error", val, sizeof(val)));
 	EXPECT_STREQ("null", val);
+	EXPECT_EQ(2U, count_str(json, "\"mechanism\""));
+	EXPECT_NE(NULL, strstr(json, "\"vcpu_throttle\":[{\"vcpu\":0,"
+			       "\"mechanism\":\"module-dirty-limit\",\"max_pct\":0,"
+			       "\"dirty_limit_bytes_per_s\":2000000,\"slept_ms\":1234.4},"
+			       "{\"vcpu\":1,\"mechanism\":\"vmm-cpu-throttle\",\"max_pct\":40,"
+			       "\"dirty_limit_bytes_per_s\":0,\"slept_ms\":null}]"))
+		TH_LOG("%s", json);
 	free(json);
 }
 
@@ -509,6 +522,10 @@ TEST_F(report, text_names_fields)
 	EXPECT_NE(NULL, strstr(text, "86432"));
 	EXPECT_NE(NULL, strstr(text, "3.00 GiB"));
 	EXPECT_NE(NULL, strstr(text, "1050.0 MB/s (8.40 Gbit/s)"));
+	EXPECT_NE(NULL, strstr(text, "vCPU 0 throttle:  module-dirty-limit 2.0 MB/s, slept 1234 ms\n"))
+		TH_LOG("%s", text);
+	/* A VMM's throttle op does not say how long the vCPU slept. */
+	EXPECT_NE(NULL, strstr(text, "vCPU 1 throttle:  vmm-cpu-throttle up to 40%\n"));
 	EXPECT_EQ(NULL, strstr(text, "error"));
 	free(text);
 }
@@ -532,6 +549,8 @@ TEST(failure_escaped)
 	ASSERT_NE(NULL, text);
 	EXPECT_NE(NULL, strstr(text, "error:"));
 	EXPECT_NE(NULL, strstr(text, "peer said \"no\""));
+	/* No throttle backend was chosen: no per-vCPU lines. */
+	EXPECT_EQ(NULL, strstr(text, "vCPU"));
 	free(text);
 }
 

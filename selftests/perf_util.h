@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Shared by the *_perf benchmark programs: `--json FILE` handling and a
+ * Shared by the *_perf benchmark programs: `--json FILE` handling, a
  * tiny JSON writer for flat records, so every benchmark prints a table for
- * people and writes the same numbers for machines.
+ * people and writes the same numbers for machines, and the median and
+ * range of a set of rounds.
  */
 #ifndef KVMMIG_PERF_UTIL_H
 #define KVMMIG_PERF_UTIL_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct perf_json {
@@ -68,6 +70,52 @@ static inline void perf_json_close(struct perf_json *j)
 		return;
 	fprintf(j->f, "\n]}\n");
 	fclose(j->f);
+}
+
+struct perf_range {
+	double median, min, max;
+};
+
+static inline int perf_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Median, least and greatest of @v[@n] (sorted in place); all -1 if n is 0. */
+static inline struct perf_range perf_range(double *v, unsigned int n)
+{
+	struct perf_range r = { -1, -1, -1 };
+
+	if (!n)
+		return r;
+	qsort(v, n, sizeof(*v), perf_cmp_double);
+	r.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	r.min = v[0];
+	r.max = v[n - 1];
+	return r;
+}
+
+#define PERF_MAX_ROUNDS		64
+
+/*
+ * The same over rounds kept as records of @size bytes: the double at @off
+ * of each record whose int at @ret_off (its result) is 0, of the first @n.
+ */
+static inline struct perf_range perf_field_range(const void *recs, unsigned int n, size_t size,
+						 size_t off, size_t ret_off)
+{
+	double v[PERF_MAX_ROUNDS];
+	const char *rec;
+	unsigned int i, k = 0;
+
+	for (i = 0; i < n && i < PERF_MAX_ROUNDS; i++) {
+		rec = (const char *)recs + i * size;
+		if (!*(const int *)(rec + ret_off))
+			v[k++] = *(const double *)(rec + off);
+	}
+	return perf_range(v, k);
 }
 
 #endif /* KVMMIG_PERF_UTIL_H */

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Migration parameters: QEMU's defaults, and the names of sync modes,
- * policies and states as the command line and the JSON output spell them.
+ * policies, throttle mechanisms and states as the command line and the
+ * JSON output spell them.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -39,6 +40,9 @@ static const char *const policy_names[NR_MIG_POLICIES] = {
 };
 static const char *const rate_source_names[NR_MIG_RATE_SOURCES] = {
 	"dirty", "bpf",
+};
+static const char *const throttle_mech_names[NR_MIG_THROTTLE_MECHS] = {
+	"none", "vmm-cpu-throttle", "module-cpu-throttle", "module-dirty-limit",
 };
 static const char *const state_names[] = {
 	"setup", "active", "switchover", "completed", "failed", "cancelled",
@@ -87,4 +91,9 @@ int mig_rate_source_parse(const char *s)
 const char *mig_state_name(enum mig_state s)
 {
 	return s <= MIG_CANCELLED ? state_names[s] : "?";
+}
+
+const char *mig_throttle_mech_name(enum mig_throttle_mech m)
+{
+	return m < NR_MIG_THROTTLE_MECHS ? throttle_mech_names[m] : "?";
 }

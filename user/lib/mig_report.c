@@ -85,10 +85,27 @@ static void format_bytes(uint64_t bytes, char *buf, size_t size)
 	snprintf(buf, size, "%.2f %s", v, units[i]);
 }
 
+/* "module-dirty-limit 2.0 MB/s, slept 12 ms", "vmm-cpu-throttle up to 80%", "none". */
+static void vcpu_throttle_print(const struct mig_vcpu_throttle *v, unsigned int i, FILE *f)
+{
+	char label[32];
+
+	snprintf(label, sizeof(label), "vCPU %u throttle:", i);
+	fprintf(f, "%-17s %s", label, mig_throttle_mech_name(v->mech));
+	if (v->dirty_limit)
+		fprintf(f, " %.1f MB/s", v->dirty_limit / MB);
+	if (v->max_pct)
+		fprintf(f, " up to %u%%", v->max_pct);
+	if (v->slept_ms >= 0)
+		fprintf(f, ", slept %.0f ms", v->slept_ms);
+	fputc('\n', f);
+}
+
 void mig_report_print(const struct mig_report *r, FILE *f)
 {
 	double tput = sane(r->throughput);
 	char bytes[32];
+	unsigned int i;
 
 	format_bytes(r->bytes_sent, bytes, sizeof(bytes));
 	fprintf(f, "status:           %s\n", mig_state_name(r->state));
@@ -105,6 +122,8 @@ void mig_report_print(const struct mig_report *r, FILE *f)
 	fprintf(f, "throughput:       %.1f MB/s (%.2f Gbit/s)\n", tput / MB, tput * 8 / 1e9);
 	fprintf(f, "dirty backend:    %s\n", str_or(r->dirty_backend, "-"));
 	fprintf(f, "throttle backend: %s\n", str_or(r->throttle_backend, "none"));
+	for (i = 0; i < r->nr_vcpus && i < ARRAY_SIZE(r->vcpu_throttle); i++)
+		vcpu_throttle_print(&r->vcpu_throttle[i], i, f);
 	if (r->rate_source)
 		fprintf(f, "rate source:      %s\n", r->rate_source);
 	fprintf(f, "tls:              %s\n", str_or(r->tls, "none (plaintext)"));
@@ -169,6 +188,25 @@ static void json_key_str(FILE *f, const char *key, const char *v)
 	json_str(f, v);
 }
 
+/* Per vCPU: what throttled it (the report's "vCPU N throttle:" lines). */
+static void json_vcpu_throttles(const struct mig_report *r, FILE *f)
+{
+	const struct mig_vcpu_throttle *v;
+	unsigned int i;
+
+	fputs(",\"vcpu_throttle\":[", f);
+	for (i = 0; i < r->nr_vcpus && i < ARRAY_SIZE(r->vcpu_throttle); i++) {
+		v = &r->vcpu_throttle[i];
+		fprintf(f, "%s{\"vcpu\":%u", i ? "," : "", i);
+		json_key_str(f, "mechanism", mig_throttle_mech_name(v->mech));
+		json_u64(f, "max_pct", v->max_pct);
+		json_u64(f, "dirty_limit_bytes_per_s", v->dirty_limit);
+		json_double(f, "slept_ms", v->slept_ms >= 0 ? v->slept_ms : NAN, 1);
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
 void mig_report_print_json(const struct mig_report *r, FILE *f)
 {
 	fputs("{\"event\":\"report\"", f);
@@ -186,6 +224,7 @@ void mig_report_print_json(const struct mig_report *r, FILE *f)
 	json_double(f, "throughput_bytes_per_s", r->throughput, 0);
 	json_key_str(f, "dirty_backend", r->dirty_backend);
 	json_key_str(f, "throttle_backend", r->throttle_backend);
+	json_vcpu_throttles(r, f);
 	json_key_str(f, "rate_source", r->rate_source);
 	json_key_str(f, "tls", r->tls);
 	json_key_str(f, "error", report_has_error(r) ? r->error : NULL);

@@ -171,13 +171,14 @@ int mig_between_batches(struct mig_src *s)
 
 		s->last_rates = now;
 		if (s->br)
-			bpf_rates_vm_pages(s->br, getpid(), s->vm->named_fd, pages,
-					   s->vm->nr_vcpus);
+			ret = bpf_rates_vm_pages(s->br, getpid(), s->vm->named_fd, pages,
+						 s->vm->nr_vcpus);
 		else
 			ret = dirty_source_vcpu_counts(s->ds, pages);
+		if (!ret)
+			ret = mig_throttle_on_rates(&s->thr, pages, now, s->throughput);
 		if (ret)
 			return ret;
-		mig_throttle_on_rates(&s->thr, pages, now, s->throughput);
 	}
 	ret = mig_sync_timer(s);
 	if (ret)
@@ -347,19 +348,30 @@ static int mig_throttle_backend_open(struct mig_src *s)
 			   mig_policy_name(s->p.policy), why);
 		return -EOPNOTSUPP;
 	}
-	mig_throttle_use_module(&s->thr, ks);
+	ret = mig_throttle_use_module(&s->thr, ks);
+	if (ret)
+		return ret;
 	s->rep->throttle_backend = ks ? "module" : "vmm";
 	if (ks)
-		kvmmig_info("throttle backend: kvmmig.ko");
+		kvmmig_info("throttle backend: kvmmig.ko%s",
+			    s->thr.bucket ? " (dirty-limit: its per-vCPU dirty limit)" : "");
 	else
 		kvmmig_info("throttle backend: the VMM's vCPU threads (%s)", why);
 	return 0;
 }
 
-/* Throttles off, dirty tracking and rate sources gone: the guest as before. */
+/*
+ * Throttles off, dirty tracking and rate sources gone: the guest as before.
+ * What each vCPU was throttled with goes to the report first, while the
+ * backend can still say how long it held them.  Closing the module's
+ * session lifts whatever a failed _off left.
+ */
 static void mig_release_guest(struct mig_src *s)
 {
-	mig_throttle_off(&s->thr);
+	if (mig_throttle_report(&s->thr, s->rep))
+		kvmmig_info("per-vCPU throttle times unknown: %s", kvmmig_last_error());
+	if (mig_throttle_off(&s->thr))
+		kvmmig_info("could not lift the throttles: %s", kvmmig_last_error());
 	dirty_source_close(s->ds);
 	s->ds = NULL;
 	kmod_close(s->own_ks);

@@ -75,24 +75,26 @@ uint64_t mig_sync_pending(const struct mig_sync *y)
 }
 
 /* Dirty rate over the period since the last sync, and the policies' trigger. */
-static void mig_sync_account(struct mig_src *s, uint64_t found)
+static int mig_sync_account(struct mig_src *s, uint64_t found)
 {
 	struct mig_sync *y = &s->sync;
 	uint64_t sent = __atomic_load_n(&s->bytes_sent, __ATOMIC_RELAXED);
 	double now = mig_now(), dt = now - y->period_t;
+	int ret;
 
 	y->syncs++;
 	y->dirty_pages += s->pass > 1 || s->state == MIG_SWITCHOVER ? found : 0;
 	y->period_pages += found;
 	y->last_sync_t = now;
 	if (dt < 0.05)
-		return;
+		return 0;
 	s->dirty_rate = y->period_pages * (double)MIG_PAGE_SIZE / dt;
-	mig_throttle_on_sync(&s->thr, y->period_pages * MIG_PAGE_SIZE,
-			     sent - y->period_bytes_sent);
+	ret = mig_throttle_on_sync(&s->thr, y->period_pages * MIG_PAGE_SIZE,
+				   sent - y->period_bytes_sent);
 	y->period_pages = 0;
 	y->period_bytes_sent = sent;
 	y->period_t = now;
+	return ret;
 }
 
 int mig_sync_iteration(struct mig_src *s)
@@ -122,8 +124,7 @@ int mig_sync_iteration(struct mig_src *s)
 	y->bg_pending = false;
 	y->gen++;
 	/* Dirtied since the last collection; background syncs counted theirs. */
-	mig_sync_account(s, ret);
-	return 0;
+	return mig_sync_account(s, ret);
 }
 
 static int mig_sync_background(struct mig_src *s)
@@ -141,8 +142,7 @@ static int mig_sync_background(struct mig_src *s)
 		memcpy(y->shadow_bmap[i], y->bmap[i], BITMAP_BYTES(y->npages[i]));
 	}
 	y->bg_pending = true;
-	mig_sync_account(s, ret);
-	return 0;
+	return mig_sync_account(s, ret);
 }
 
 int mig_sync_timer(struct mig_src *s)

@@ -9,8 +9,13 @@
  * max-cpu-throttle.  The per-vCPU controllers use that a vCPU running a
  * fraction d = 1 - pct/100 of the time dirties at about d times its
  * unthrottled rate, so reaching rate L from a measured rate r under
- * fraction d means running a fraction d * L / r.
+ * fraction d means running a fraction d * L / r.  Through kvmmig.ko,
+ * dirty-limit needs no controller: the module's token bucket holds each
+ * vCPU at the limit page by page, as QEMU's dirty-limit holds it through
+ * KVM's dirty ring (all vCPUs get the limit when the trigger fires; one
+ * that dirties less never waits).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "module_client.h"
@@ -20,7 +25,7 @@
 #define RATE_IDLE_BYTES		(1 << 20)	/* below 1 MB/s a vCPU is not dirtying */
 #define THROTTLE_RELAX_STEP	5		/* percent per period, at most */
 
-static void throttle_set(struct mig_throttle *t, unsigned int vcpu, unsigned int pct);
+static int throttle_set(struct mig_throttle *t, unsigned int vcpu, unsigned int pct);
 
 void mig_throttle_init(struct mig_throttle *t, struct kvmmig_vm *vm, const struct mig_params *p)
 {
@@ -30,9 +35,37 @@ void mig_throttle_init(struct mig_throttle *t, struct kvmmig_vm *vm, const struc
 	t->last_t = -1;
 }
 
-void mig_throttle_use_module(struct mig_throttle *t, struct kmod_session *ks)
+/* Nanoseconds each vCPU has slept under the module's throttles. */
+static int module_slept_ns(const struct mig_throttle *t, uint64_t *ns)
+{
+	struct kvmmig_vcpu_stats *st;
+	uint32_t i, nr;
+	int ret;
+
+	memset(ns, 0, t->vm->nr_vcpus * sizeof(*ns));
+	ret = kmod_vcpu_stats(t->ks, &st, &nr);
+	if (ret)
+		return ret;
+	for (i = 0; i < nr; i++)
+		if (st[i].vcpu < t->vm->nr_vcpus)
+			ns[st[i].vcpu] = st[i].throttle_ns;
+	free(st);
+	return 0;
+}
+
+/* The module keeps a dirty limit only with its push probe and a dirty ring. */
+static bool module_has_dirty_limit(struct kmod_session *ks)
+{
+	return kmod_check_extension(KVMMIG_CAP_DIRTY_LIMIT) > 0 && ks->info.ring_entries;
+}
+
+int mig_throttle_use_module(struct mig_throttle *t, struct kmod_session *ks)
 {
 	t->ks = ks;
+	t->ready = true;
+	t->bucket = ks && t->p->policy == MIG_POLICY_DIRTY_LIMIT &&
+		    !t->p->dirty_limit_cpu_throttle && module_has_dirty_limit(ks);
+	return ks ? module_slept_ns(t, t->slept_ns0) : 0;
 }
 
 /* One vCPU (or every vCPU when @vcpu is -1) to @pct, through the backend. */
@@ -67,44 +100,63 @@ bool mig_throttle_needs_rates(const struct mig_params *p)
  * that is the throttle working, not a reason to lift it.  Tighten at once,
  * relax step by step.
  */
-static void throttle_adjust(struct mig_throttle *t, unsigned int vcpu, double rate,
-			    unsigned int want)
+static int throttle_adjust(struct mig_throttle *t, unsigned int vcpu, double rate,
+			   unsigned int want)
 {
 	if (rate < 1)
-		return;
+		return 0;
 	if (want + THROTTLE_RELAX_STEP < t->pct[vcpu])
 		want = t->pct[vcpu] - THROTTLE_RELAX_STEP;
-	throttle_set(t, vcpu, want);
+	return throttle_set(t, vcpu, want);
 }
 
-static void throttle_set(struct mig_throttle *t, unsigned int vcpu, unsigned int pct)
+/* Recorded only once the backend took it, so the report claims no more. */
+static int throttle_set(struct mig_throttle *t, unsigned int vcpu, unsigned int pct)
 {
+	struct mig_vcpu_throttle *a = &t->applied[vcpu];
+	int ret;
+
 	if (pct > t->p->max_cpu_throttle)
 		pct = t->p->max_cpu_throttle;
 	if (t->pct[vcpu] == pct)
-		return;
+		return 0;
+	ret = throttle_apply(t, vcpu, pct);
+	if (ret)
+		return ret;
 	t->pct[vcpu] = pct;
 	t->changes++;
-	throttle_apply(t, vcpu, pct);
+	if (pct) {
+		a->mech = t->ks ? MIG_THROTTLE_MODULE_CPU : MIG_THROTTLE_VMM_CPU;
+		if (pct > a->max_pct)
+			a->max_pct = pct;
+	}
+	return 0;
 }
 
-static void throttle_set_all(struct mig_throttle *t, unsigned int pct)
+static int throttle_set_all(struct mig_throttle *t, unsigned int pct)
 {
 	unsigned int i;
+	int ret;
 
-	for (i = 0; i < t->vm->nr_vcpus; i++)
-		throttle_set(t, i, pct);
+	for (i = 0; i < t->vm->nr_vcpus; i++) {
+		ret = throttle_set(t, i, pct);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
-static void auto_converge_down(struct mig_throttle *t, uint64_t dirty, uint64_t threshold)
+static int auto_converge_down(struct mig_throttle *t, uint64_t dirty, uint64_t threshold)
 {
 	const struct mig_params *p = t->p;
 	unsigned int now = t->pct[0], inc = p->cpu_throttle_increment;
+	int ret;
 
 	if (!t->active) {
-		t->active = true;
-		throttle_set_all(t, p->cpu_throttle_initial);
-		return;
+		ret = throttle_set_all(t, p->cpu_throttle_initial);
+		if (!ret)
+			t->active = true;
+		return ret;
 	}
 	if (p->cpu_throttle_tailslow) {
 		double cpu_now = 100 - now;
@@ -113,23 +165,55 @@ static void auto_converge_down(struct mig_throttle *t, uint64_t dirty, uint64_t 
 		if (cpu_now - cpu_ideal < inc)
 			inc = cpu_now - cpu_ideal;
 	}
-	throttle_set_all(t, now + inc);
+	return throttle_set_all(t, now + inc);
 }
 
-void mig_throttle_on_sync(struct mig_throttle *t, uint64_t bytes_dirty_period,
-			  uint64_t bytes_xfer_period)
+/* Every vCPU, present and future, gets the module's dirty limit. */
+static int dirty_limit_bucket_set(struct mig_throttle *t)
+{
+	uint64_t pps = t->p->vcpu_dirty_limit * 1000000 / MIG_PAGE_SIZE;
+	struct kvmmig_throttle th = {
+		.vcpu = KVMMIG_VCPU_ALL,
+		.set = KVMMIG_THROTTLE_DIRTY_LIMIT,
+		.dirty_limit = pps ? pps : 1,
+	};
+	unsigned int i;
+	int ret;
+
+	ret = kmod_set_throttle(t->ks, &th);
+	if (ret)
+		return ret;
+	t->changes++;
+	for (i = 0; i < t->vm->nr_vcpus; i++) {
+		t->applied[i].mech = MIG_THROTTLE_MODULE_DIRTY_LIMIT;
+		t->applied[i].dirty_limit = th.dirty_limit * MIG_PAGE_SIZE;
+	}
+	return 0;
+}
+
+/* Dirty-limit in service from now on. */
+static int dirty_limit_arm(struct mig_throttle *t)
+{
+	int ret = t->bucket ? dirty_limit_bucket_set(t) : 0;
+
+	if (!ret)
+		t->active = true;
+	return ret;
+}
+
+int mig_throttle_on_sync(struct mig_throttle *t, uint64_t bytes_dirty_period,
+			 uint64_t bytes_xfer_period)
 {
 	uint64_t threshold = bytes_xfer_period * t->p->throttle_trigger_threshold / 100;
 
 	if (!mig_throttle_needs_syncs(t->p))
-		return;
+		return 0;
 	if (bytes_dirty_period <= threshold || ++t->high_cnt < 2)
-		return;
+		return 0;
 	t->high_cnt = 0;
 	if (t->p->policy == MIG_POLICY_AUTO_CONVERGE)
-		auto_converge_down(t, bytes_dirty_period, threshold);
-	else if (!t->active)
-		t->active = true;	/* dirty-limit in service from now on */
+		return auto_converge_down(t, bytes_dirty_period, threshold);
+	return t->active ? 0 : dirty_limit_arm(t);
 }
 
 /* Running fraction that brings rate @r (under @pct) to @target. */
@@ -144,10 +228,12 @@ static unsigned int pct_for_target(unsigned int pct, double r, double target)
 	return (unsigned int)(100.0 - d * 100.0 + 0.5);
 }
 
-static void dirty_limit_adjust(struct mig_throttle *t)
+/* Dirty-limit as CPU-throttle percentages (the VMM backend, or no bucket). */
+static int dirty_limit_adjust(struct mig_throttle *t)
 {
 	double limit = t->p->vcpu_dirty_limit * 1e6;
 	unsigned int i;
+	int ret;
 
 	for (i = 0; i < t->vm->nr_vcpus; i++) {
 		double r = t->rate[i];
@@ -155,46 +241,57 @@ static void dirty_limit_adjust(struct mig_throttle *t)
 		/* Only vCPUs that dirty are throttled; the others run free. */
 		if (r < RATE_IDLE_BYTES && !t->pct[i])
 			continue;
-		if (r > limit || t->pct[i])
-			throttle_adjust(t, i, r, pct_for_target(t->pct[i], r, limit));
+		if (r > limit || t->pct[i]) {
+			ret = throttle_adjust(t, i, r, pct_for_target(t->pct[i], r, limit));
+			if (ret)
+				return ret;
+		}
 	}
+	return 0;
 }
 
-static void rate_driven_adjust(struct mig_throttle *t, double throughput)
+static int rate_driven_adjust(struct mig_throttle *t, double throughput)
 {
 	double total = 0, target = throughput / 2;
 	unsigned int i;
+	int ret;
 
 	for (i = 0; i < t->vm->nr_vcpus; i++)
 		total += t->rate[i];
 	if (throughput <= 0 || (total < target && !mig_throttle_max(t)))
-		return;
+		return 0;
 	for (i = 0; i < t->vm->nr_vcpus; i++) {
 		double r = t->rate[i];
 
 		if (r < RATE_IDLE_BYTES && !t->pct[i])
 			continue;
 		/* Each dirtying vCPU gets its share of the target. */
-		throttle_adjust(t, i, r, pct_for_target(t->pct[i], total, target));
+		ret = throttle_adjust(t, i, r, pct_for_target(t->pct[i], total, target));
+		if (ret)
+			return ret;
 	}
+	return 0;
 }
 
-void mig_throttle_on_rates(struct mig_throttle *t, const uint64_t *pages, double now,
-			   double throughput)
+int mig_throttle_on_rates(struct mig_throttle *t, const uint64_t *pages, double now,
+			  double throughput)
 {
 	double dt = now - t->last_t;
 	unsigned int i;
+	int ret = 0;
 
 	if (t->last_t >= 0 && dt > 0) {
 		for (i = 0; i < t->vm->nr_vcpus; i++)
 			t->rate[i] = (pages[i] - t->last_pages[i]) * (double)MIG_PAGE_SIZE / dt;
-		if (t->p->policy == MIG_POLICY_DIRTY_LIMIT && t->active)
-			dirty_limit_adjust(t);
+		/* The module's bucket holds the limit by itself. */
+		if (t->p->policy == MIG_POLICY_DIRTY_LIMIT && t->active && !t->bucket)
+			ret = dirty_limit_adjust(t);
 		else if (t->p->policy == MIG_POLICY_RATE_DRIVEN)
-			rate_driven_adjust(t, throughput);
+			ret = rate_driven_adjust(t, throughput);
 	}
 	memcpy(t->last_pages, pages, t->vm->nr_vcpus * sizeof(*pages));
 	t->last_t = now;
+	return ret;
 }
 
 unsigned int mig_throttle_max(const struct mig_throttle *t)
@@ -207,10 +304,35 @@ unsigned int mig_throttle_max(const struct mig_throttle *t)
 	return max;
 }
 
-void mig_throttle_off(struct mig_throttle *t)
+int mig_throttle_report(const struct mig_throttle *t, struct mig_report *rep)
 {
-	if (t->vm)
-		throttle_apply(t, -1, 0);
+	uint64_t ns[MIG_MAX_VCPUS];
+	unsigned int i;
+	int ret;
+
+	if (!t->ready)
+		return 0;
+	rep->nr_vcpus = t->vm->nr_vcpus;
+	memcpy(rep->vcpu_throttle, t->applied, rep->nr_vcpus * sizeof(*t->applied));
+	/* A VMM's set_throttle op does not say how long it slept. */
+	for (i = 0; i < rep->nr_vcpus; i++)
+		rep->vcpu_throttle[i].slept_ms = -1;
+	if (!t->ks)
+		return 0;
+	ret = module_slept_ns(t, ns);
+	if (ret)
+		return ret;
+	for (i = 0; i < rep->nr_vcpus; i++)
+		rep->vcpu_throttle[i].slept_ms = (ns[i] - t->slept_ns0[i]) / 1e6;
+	return 0;
+}
+
+/* Lifting every throttle through the module also lifts the dirty limit. */
+int mig_throttle_off(struct mig_throttle *t)
+{
+	int ret = t->vm ? throttle_apply(t, -1, 0) : 0;
+
 	memset(t->pct, 0, sizeof(t->pct));
 	t->active = false;
+	return ret;
 }

@@ -62,6 +62,10 @@ struct mig_params {
 	bool dirty_clear_on_send;		/* bitmap-manual re-protects each chunk
 						   just before sending it (true), or at
 						   each sync as before (benchmarks) */
+	bool dirty_limit_cpu_throttle;		/* dirty-limit through CPU-throttle
+						   percentages even where kvmmig.ko
+						   keeps the exact limit (the previous
+						   behaviour, for benchmarks) */
 	unsigned int connect_timeout_ms;	/* connect-timeout, 10 s */
 	unsigned int io_timeout_ms;		/* io-timeout: no progress on a channel, 30 s */
 };
@@ -88,6 +92,24 @@ struct mig_sample {
 	bool sync;			/* this sample is a dirty sync */
 };
 
+/* What held a vCPU back during a migration, as the report names it. */
+enum mig_throttle_mech {
+	MIG_THROTTLE_NONE,		/* "none": never throttled */
+	MIG_THROTTLE_VMM_CPU,		/* "vmm-cpu-throttle": the VMM's set_throttle op */
+	MIG_THROTTLE_MODULE_CPU,	/* "module-cpu-throttle": kvmmig.ko's duty cycle */
+	MIG_THROTTLE_MODULE_DIRTY_LIMIT,/* "module-dirty-limit": kvmmig.ko's token bucket */
+	NR_MIG_THROTTLE_MECHS,
+};
+
+/* One vCPU's throttle over a migration; only what was applied is recorded. */
+struct mig_vcpu_throttle {
+	enum mig_throttle_mech mech;	/* the last mechanism set on it */
+	unsigned int max_pct;		/* highest CPU throttle applied (cpu mechanisms) */
+	uint64_t dirty_limit;		/* bytes/s (module-dirty-limit), 0: none */
+	double slept_ms;		/* time the throttle held it asleep; -1:
+					   unknown (a VMM's op does not say) */
+};
+
 struct mig_report {
 	enum mig_state state;
 	char error[256];		/* why it failed */
@@ -108,6 +130,8 @@ struct mig_report {
 	const char *throttle_backend;	/* "module", "vmm" or "none" */
 	const char *rate_source;	/* "dirty", "bpf", or NULL: no policy reads rates */
 	const char *tls;		/* "ktls", "ktls-tx", "gnutls", or NULL: plaintext */
+	unsigned int nr_vcpus;		/* entries of vcpu_throttle */
+	struct mig_vcpu_throttle vcpu_throttle[MIG_MAX_VCPUS];
 	/* the timeline, for the CSV and SVG outputs */
 	struct mig_sample *samples;
 	unsigned int nr_samples, cap_samples;
@@ -210,6 +234,7 @@ int mig_policy_parse(const char *s);
 const char *mig_rate_source_name(enum mig_rate_source r);
 int mig_rate_source_parse(const char *s);
 const char *mig_state_name(enum mig_state s);
+const char *mig_throttle_mech_name(enum mig_throttle_mech m);
 
 /* Outputs of a finished migration (user/lib/mig_report.c). */
 int mig_report_write_csv(const struct mig_report *r, const char *path);
