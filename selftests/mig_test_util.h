@@ -241,8 +241,9 @@ static inline int source_intact(struct vm *vm, char *why, size_t len)
 		snprintf(why, len, "source guest still throttled at %u%%", vm_max_throttle(vm));
 		return -1;
 	}
-	for (i = 0; i < vm->nr_slots; i++)
-		if (vm->slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES) {
+	/* Dirty logging is libkvmmig's: its view of the slots (vm->kv) says. */
+	for (i = 0; i < vm->kv->nr_slots; i++)
+		if (vm->kv->slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES) {
 			snprintf(why, len, "dirty logging still on in slot %u", i);
 			return -1;
 		}

@@ -45,7 +45,17 @@ struct snap_header {
 struct snap_opts {
 	const char *path;		/* the file to write (FILE.partial meanwhile) */
 	const volatile sig_atomic_t *cancel;
-	/* Called with the VM paused and protected, before it resumes (tests copy RAM). */
+	/*
+	 * Pre-fault guest RAM before protecting it even where the kernel has
+	 * UFFD_FEATURE_WP_UNPOPULATED (the older kernels' path, to test and
+	 * measure it).
+	 */
+	bool prefault;
+	/*
+	 * Called with the VM paused, its vCPU states saved and its memory not
+	 * yet protected: the snapshot holds memory as it is when this returns
+	 * (tests copy RAM here).
+	 */
 	void (*paused)(void *opaque, struct kvmmig_vm *vm);
 	void *opaque;
 };

@@ -264,7 +264,7 @@ static int snap_protect(struct snap_save *s)
 
 	if (ret)
 		return ret;
-	s->r->wp_unpopulated = uffd_wp_unpopulated(&s->u);
+	s->r->wp_unpopulated = uffd_wp_unpopulated(&s->u) && !s->o->prefault;
 	for (; s->nr_registered < s->vm->nr_slots; s->nr_registered++) {
 		struct kvmmig_slot *sl = &s->vm->slots[s->nr_registered];
 
@@ -315,10 +315,11 @@ static int snap_pause(struct snap_save *s)
 	s->h.taken_ns = snap_realtime_ns();
 	for (i = 0; !ret && i < s->vm->nr_vcpus; i++)
 		ret = kvmmig_vm_save_state(s->vm, i, s->states + (size_t)i * size);
-	if (!ret)
-		ret = snap_protect(s);
+	/* Before protection: the caller may still write guest memory. */
 	if (!ret && s->o->paused)
 		s->o->paused(s->o->opaque, s->vm);
+	if (!ret)
+		ret = snap_protect(s);
 	if (ret)
 		snap_unprotect_all(s);
 	rret = kvmmig_vm_resume(s->vm);
