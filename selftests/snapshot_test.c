@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Background snapshots (user/lib/snapshot_*.c) of running built-in
- * guests.  Point-in-time exactness: at the pause the test copies all of
+ * guests, with one writer and four, with and without WP_UNPOPULATED.  Point-in-time exactness: at the pause the test copies all of
  * guest RAM aside, and while the guest goes on writing the saved file
  * must equal that copy byte for byte.  Restore: an incr guest saved and
  * restored passes QEMU migration-test's one-edge check and keeps running.
@@ -111,10 +111,12 @@ FIXTURE(snap) {
 
 FIXTURE_VARIANT(snap) {
 	bool prefault;
+	unsigned int writers;
 };
 
-FIXTURE_VARIANT_ADD(snap, wp_unpopulated) { .prefault = false };
-FIXTURE_VARIANT_ADD(snap, prefault) { .prefault = true };
+FIXTURE_VARIANT_ADD(snap, wp_unpopulated) { .prefault = false, .writers = 1 };
+FIXTURE_VARIANT_ADD(snap, prefault) { .prefault = true, .writers = 1 };
+FIXTURE_VARIANT_ADD(snap, four_writers) { .prefault = false, .writers = 4 };
 
 
 FIXTURE_SETUP(snap)
@@ -141,7 +143,7 @@ TEST_F_TIMEOUT(snap, point_in_time_exact, 120)
 	struct at_pause p = { 0 };
 	struct snap_opts o = {
 		.path = self->path, .paused = copy_at_pause, .opaque = &p,
-		.prefault = variant->prefault,
+		.prefault = variant->prefault, .writers = variant->writers,
 	};
 	uint8_t *page = malloc(MIG_PAGE_SIZE);
 	struct snap_header h;
@@ -195,7 +197,9 @@ TEST_F_TIMEOUT(snap, point_in_time_exact, 120)
 /* Saved, restored into a new VM: the incr check passes and the guest runs on. */
 TEST_F_TIMEOUT(snap, restore_incr, 120)
 {
-	struct snap_opts o = { .path = self->path, .prefault = variant->prefault };
+	struct snap_opts o = {
+		.path = self->path, .prefault = variant->prefault, .writers = variant->writers,
+	};
 	struct snap_report r;
 	struct kvmmig_vm *kv;
 	uint64_t edges = 0;

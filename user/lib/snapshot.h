@@ -25,6 +25,7 @@
 #define SNAP_HEADER_SIZE	4096			/* header + configuration */
 #define SNAP_BLOCK_PAGES	64			/* pages per checksum */
 #define SNAP_COMPLETE		(1U << 0)		/* header flag: every part written */
+#define SNAP_MAX_WRITERS	64
 
 /* At offset 0; the guest configuration (struct mig_config) follows it. */
 struct snap_header {
@@ -44,6 +45,7 @@ struct snap_header {
 
 struct snap_opts {
 	const char *path;		/* the file to write (FILE.partial meanwhile) */
+	unsigned int writers;		/* walker threads, 1..SNAP_MAX_WRITERS (0: 1) */
 	const volatile sig_atomic_t *cancel;
 	/*
 	 * Pre-fault guest RAM before protecting it even where the kernel has

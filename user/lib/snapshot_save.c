@@ -6,13 +6,14 @@
  * (pre-faulted for reading first where the kernel cannot protect pages
  * that were never populated), and the guest resumes.  From then on a page
  * is saved exactly once, by whoever claims it first in the `claimed`
- * bitmap (one atomic OR claims up to 64 pages): the walker, in address
- * order, or the fault thread, when the guest is about to write a page the
- * walker has not reached.  A page is written to the file straight from
- * guest memory, which protection keeps as it was at the pause, and only
- * then is its protection lifted, by its claimer alone; that wakes any vCPU
- * waiting on it.  The fault thread never waits for the walker: it writes
- * its pages with its own pwrite().
+ * bitmap (one atomic OR claims up to 64 pages): a walker (opts.writers of
+ * them take 4 MiB chunks in address order from a shared cursor), or the
+ * fault thread, when the guest is about to write a page no walker has
+ * reached.  A page is written to the file straight from guest memory,
+ * which protection keeps as it was at the pause, and only then is its
+ * protection lifted, by its claimer alone; that wakes any vCPU waiting on
+ * it.  The fault thread never waits for the walkers: it writes its pages
+ * with its own pwrite().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +40,7 @@
 #endif
 
 #define SNAP_FAULT_TICK_MS	100
-#define SNAP_WALK_RUN		64	/* pages claimed and written per step: one bitmap word */
+#define SNAP_WALK_CHUNK	16	/* bitmap words a walker takes at a time: 4 MiB */
 
 struct snap_save {
 	struct kvmmig_vm *vm;
@@ -56,6 +57,11 @@ struct snap_save {
 	uint32_t *page_crc[MIG_MAX_SLOTS];
 	pthread_t fault_thread;
 	bool fault_started;
+	unsigned int nr_writers;	/* walkers, the caller's thread the first */
+	unsigned int nr_walkers;	/* walkers[1..] started */
+	pthread_t walkers[SNAP_MAX_WRITERS];
+	uint64_t walk_next;		/* atomic: the next chunk to walk */
+	uint64_t chunk_start[MIG_MAX_SLOTS + 1];	/* first chunk of each slot */
 	bool stop;			/* atomic: the fault thread ends */
 	int error;			/* atomic: the first failure */
 };
@@ -220,31 +226,56 @@ static void *snap_fault_thread(void *arg)
 	return NULL;
 }
 
-/* Claim, save and unprotect every page of @slot the fault thread has not taken. */
-static int snap_walk_slot(struct snap_save *s, unsigned int slot)
+/*
+ * Claim, save and unprotect the pages of bitmap word @w of @slot that the
+ * fault thread has not taken.
+ */
+static int snap_walk_word(struct snap_save *s, unsigned int slot, uint64_t w, uint64_t *zero,
+			  uint64_t *walked)
 {
-	uint64_t npages = kvmmig_slot_pages(&s->vm->slots[slot]), w, zero = 0, walked = 0;
+	uint64_t npages = kvmmig_slot_pages(&s->vm->slots[slot]);
+	uint64_t first = w * BITS_PER_LONG, left = npages - first;
 	uint8_t *base = s->vm->slots[slot].hva;
+	unsigned long mask = left >= BITS_PER_LONG ? ~0UL : (1UL << left) - 1;
+	unsigned long mine = mask & ~__atomic_fetch_or(&s->claimed[slot][w], mask,
+						       __ATOMIC_ACQ_REL);
 	int ret = 0;
 
-	for (w = 0; w < BITMAP_WORDS(npages) && !ret; w++) {
-		uint64_t first = w * BITS_PER_LONG, left = npages - first;
-		unsigned long mask = left >= BITS_PER_LONG ? ~0UL : (1UL << left) - 1;
-		unsigned long mine = mask & ~__atomic_fetch_or(&s->claimed[slot][w], mask,
-							       __ATOMIC_ACQ_REL);
+	while (mine && !ret) {
+		unsigned int a = __builtin_ctzl(mine), b = a;
 
-		while (mine && !ret) {
-			unsigned int a = __builtin_ctzl(mine), b = a;
+		while (b < BITS_PER_LONG && mine & (1UL << b))
+			b++;
+		mine &= b < BITS_PER_LONG ? ~((1UL << b) - 1) : 0;
+		ret = snap_save_pages(s, slot, first + a, b - a, zero);
+		if (!ret)
+			ret = uffd_protect(&s->u, base + (first + a) * MIG_PAGE_SIZE,
+					   (uint64_t)(b - a) * MIG_PAGE_SIZE, false);
+		*walked += b - a;
+	}
+	return ret;
+}
 
-			while (b < BITS_PER_LONG && mine & (1UL << b))
-				b++;
-			mine &= b < BITS_PER_LONG ? ~((1UL << b) - 1) : 0;
-			ret = snap_save_pages(s, slot, first + a, b - a, &zero);
-			if (!ret)
-				ret = uffd_protect(&s->u, base + (first + a) * MIG_PAGE_SIZE,
-						   (uint64_t)(b - a) * MIG_PAGE_SIZE, false);
-			walked += b - a;
-		}
+/*
+ * One walker: chunks of SNAP_WALK_CHUNK words taken in address order from
+ * a shared cursor, so any number of walkers cover memory once between them.
+ */
+static int snap_walk(struct snap_save *s)
+{
+	uint64_t c, w, end, zero = 0, walked = 0;
+	unsigned int slot = 0;
+	int ret = 0;
+
+	while (!ret && (c = __atomic_fetch_add(&s->walk_next, 1, __ATOMIC_RELAXED)) <
+		       s->chunk_start[s->vm->nr_slots]) {
+		while (c >= s->chunk_start[slot + 1])
+			slot++;
+		w = (c - s->chunk_start[slot]) * SNAP_WALK_CHUNK;
+		end = BITMAP_WORDS(kvmmig_slot_pages(&s->vm->slots[slot]));
+		if (end > w + SNAP_WALK_CHUNK)
+			end = w + SNAP_WALK_CHUNK;
+		for (; w < end && !ret; w++)
+			ret = snap_walk_word(s, slot, w, &zero, &walked);
 		if (!ret && s->o->cancel && *s->o->cancel) {
 			kvmmig_err("snapshot cancelled");
 			ret = -ECANCELED;
@@ -255,6 +286,19 @@ static int snap_walk_slot(struct snap_save *s, unsigned int slot)
 	__atomic_add_fetch(&s->r->pages_walk, walked, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->r->zero_pages, zero, __ATOMIC_RELAXED);
 	return ret;
+}
+
+static void *snap_walker_thread(void *arg)
+{
+	struct snap_save *s = arg;
+	int ret;
+
+	/* Its failure is reported once, by the first walker's thread. */
+	kvmmig_log_quiet(true);
+	ret = snap_walk(s);
+	if (ret && ret != snap_failed(s))
+		snap_fail(s, ret);
+	return NULL;
 }
 
 /* While paused: register and protect every slot, pre-faulting if the kernel needs it. */
@@ -429,9 +473,24 @@ static int snap_run(struct snap_save *s)
 		return ret;
 	}
 	s->fault_started = true;
-	for (i = 0; !ret && i < s->vm->nr_slots; i++)
-		ret = snap_walk_slot(s, i);
-	return ret;
+	for (i = 0; i < s->vm->nr_slots; i++)
+		s->chunk_start[i + 1] = s->chunk_start[i] +
+			(BITMAP_WORDS(kvmmig_slot_pages(&s->vm->slots[i])) + SNAP_WALK_CHUNK - 1) /
+			SNAP_WALK_CHUNK;
+	for (i = 1; !ret && i < s->nr_writers; i++) {
+		ret = -pthread_create(&s->walkers[i], NULL, snap_walker_thread, s);
+		if (ret)
+			kvmmig_err("cannot start snapshot writer %u: %s", i, strerror(-ret));
+		else
+			s->nr_walkers = i;
+	}
+	if (!ret)
+		ret = snap_walk(s);
+	if (ret)
+		snap_fail(s, ret);
+	for (i = 1; i <= s->nr_walkers; i++)
+		pthread_join(s->walkers[i], NULL);
+	return ret ? ret : snap_failed(s);
 }
 
 static void snap_cleanup(struct snap_save *s)
@@ -452,11 +511,19 @@ static void snap_cleanup(struct snap_save *s)
 
 int snapshot_save(struct kvmmig_vm *vm, const struct snap_opts *o, struct snap_report *r)
 {
-	struct snap_save s = { .vm = vm, .o = o, .r = r, .fd = -1, .u = { .fd = -1 } };
+	struct snap_save s = {
+		.vm = vm, .o = o, .r = r, .fd = -1, .u = { .fd = -1 },
+		.nr_writers = o->writers ? o->writers : 1,
+	};
 	double t0 = snap_now();
 	int ret;
 
 	memset(r, 0, sizeof(*r));
+	if (s.nr_writers > SNAP_MAX_WRITERS) {
+		kvmmig_err("%u snapshot writers: expected 1 to %u", s.nr_writers, SNAP_MAX_WRITERS);
+		snprintf(r->error, sizeof(r->error), "%s", kvmmig_last_error());
+		return -EINVAL;
+	}
 	ret = snap_run(&s);
 	/* The walk saved everything: no page is protected any more, stop the faults. */
 	__atomic_store_n(&s.stop, true, __ATOMIC_RELEASE);
