@@ -4,9 +4,10 @@
  * raw TCP sender or receiver) in its own freshly exec'd process, as a user
  * would run it, so the numbers measure that side and not the memory, page
  * tables and threads of the benchmark program that forked it.  The program
- * re-executes itself (/proc/self/exe) with a role; the side reports on
- * stdout, one JSON object a line, waits on stdin for the word to go when
- * asked to, and its exit code says how it ended.  Every wait has a deadline.
+ * re-executes itself (/proc/self/exe), or runs another benchmark program,
+ * with a role; the side reports on stdout, one JSON object a line, waits on
+ * stdin for the word to go when asked to, and its exit code says how it
+ * ended.  Every wait has a deadline.
  */
 #ifndef KVMMIG_PERF_SIDE_H
 #define KVMMIG_PERF_SIDE_H
@@ -30,8 +31,11 @@ struct perf_side {
 	size_t len;
 };
 
-/* Start /proc/self/exe with @argv (argv[0] included, NULL-terminated). */
-static inline int perf_side_spawn(struct perf_side *s, char *const argv[])
+/*
+ * Start program @exe with @argv (argv[0] included, NULL-terminated): this
+ * program, or another benchmark's sides (qemu_perf runs migration_perf's).
+ */
+static inline int perf_side_spawn_exe(struct perf_side *s, const char *exe, char *const argv[])
 {
 	int in[2], out[2];
 
@@ -53,7 +57,7 @@ static inline int perf_side_spawn(struct perf_side *s, char *const argv[])
 	if (s->pid == 0) {
 		if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0)
 			_exit(127);
-		execv("/proc/self/exe", argv);
+		execv(exe, argv);
 		_exit(127);
 	}
 	close(in[0]);
@@ -61,6 +65,12 @@ static inline int perf_side_spawn(struct perf_side *s, char *const argv[])
 	s->to_side = in[1];
 	s->from_side = out[0];
 	return 0;
+}
+
+/* Start /proc/self/exe with @argv (argv[0] included, NULL-terminated). */
+static inline int perf_side_spawn(struct perf_side *s, char *const argv[])
+{
+	return perf_side_spawn_exe(s, "/proc/self/exe", argv);
 }
 
 static inline double perf_side_now(void)
@@ -179,18 +189,24 @@ static inline double perf_json_get(const char *line, const char *key, double dfl
 	return p ? strtod(p + strlen(pat), NULL) : dflt;
 }
 
-/* The string after "@key": (escapes left as they are), or "". */
+/*
+ * The string after "@key": (escapes left as they are), or "".  Blanks may
+ * follow the colon: QEMU's QMP writes `"key": "value"`.
+ */
 static inline void perf_json_get_str(const char *line, const char *key, char *out, size_t size)
 {
 	char pat[64];
 	const char *p, *e;
 
-	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
 	p = strstr(line, pat);
 	out[0] = '\0';
 	if (!p)
 		return;
 	p += strlen(pat);
+	p += strspn(p, " ");
+	if (*p++ != '"')
+		return;
 	for (e = p; *e && !(*e == '"' && e[-1] != '\\'); e++)
 		;
 	snprintf(out, size, "%.*s", (int)(e - p), p);

@@ -10,9 +10,11 @@ TEST_SRCS	:= $(wildcard selftests/*_test.c)
 PERF_SRCS	:= $(wildcard selftests/*_perf.c)
 TEST_PROGS	:= $(patsubst selftests/%.c,$(O)/selftests/%,$(TEST_SRCS))
 PERF_PROGS	:= $(patsubst selftests/%.c,$(O)/selftests/%,$(PERF_SRCS))
+# qemu_perf's guest firmware, next to the program that loads it.
+QEMU_BIOS	:= $(O)/selftests/qemu_halt_bios.bin
 TEST_CFLAGS	:= $(VMM_CFLAGS) -I$(KSFT_DIR) -Iselftests
 
-all: $(TEST_PROGS) $(PERF_PROGS)
+all: $(TEST_PROGS) $(PERF_PROGS) $(QEMU_BIOS)
 
 $(KSFT_HDR):
 	scripts/kselftest-harness.sh $(KSFT_DIR)
@@ -21,6 +23,12 @@ $(O)/selftests/%: selftests/%.c $(wildcard selftests/*.h) $(LIBVMM) $(LIBKVMMIG)
 	@mkdir -p $(dir $@)
 	$(quiet) CCLD $@
 	$(Q)$(CC) $(TEST_CFLAGS) $(LDFLAGS_COMMON) -o $@ $< $(LIBVMM) $(LIBKVMMIG) $(LIBS)
+
+$(QEMU_BIOS): selftests/qemu_halt_bios.S
+	@mkdir -p $(dir $@)
+	$(quiet) AS $@
+	$(Q)$(CC) -c -o $(@:.bin=.o) $<
+	$(Q)objcopy -O binary -j .text $(@:.bin=.o) $@
 
 # Host tests first, then (when selftests/vm/vm.mk provides it) the module
 # and BPF tests inside Debian kernels under QEMU; one summary for all.
