@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 
+#include "clock.h"
 #include "csum.h"
 #include "kselftest_harness.h"
 #include "mig_internal.h"
@@ -332,8 +333,8 @@ static void *fail_watchdog(void *arg)
 	struct timespec ts;
 	int ret = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += WATCHDOG_S;
+	/* wd_cond runs on CLOCK_MONOTONIC (fail_watchdog_start()). */
+	ts = deadline_in_ns(CLOCK_MONOTONIC, WATCHDOG_S * NSEC_PER_SEC);
 	pthread_mutex_lock(&run->wd_lock);
 	while (!run->wd_done && ret != ETIMEDOUT)
 		ret = pthread_cond_timedwait(&run->wd_cond, &run->wd_lock, &ts);

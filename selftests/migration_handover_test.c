@@ -145,7 +145,7 @@ static bool guest_stands_still(struct vm *vm)
 static int settle_retry(bool source, uint64_t session, enum mig_settle_cmd cmd, char *answer,
 			size_t len)
 {
-	double until = mig_now() + SETTLE_WAIT_S;
+	double until = now_s() + SETTLE_WAIT_S;
 	int ret;
 
 	do {
@@ -153,15 +153,15 @@ static int settle_retry(bool source, uint64_t session, enum mig_settle_cmd cmd, 
 		if (ret != -ECONNREFUSED)
 			return ret;
 		usleep(100000);
-	} while (mig_now() < until);
+	} while (now_s() < until);
 	return ret;
 }
 
 static bool wait_src_undecided(void)
 {
-	double until = mig_now() + SETTLE_WAIT_S;
+	double until = now_s() + SETTLE_WAIT_S;
 
-	while (!src_log_has("handover undecided") && mig_now() < until)
+	while (!src_log_has("handover undecided") && now_s() < until)
 		usleep(50000);
 	return src_log_has("handover undecided");
 }

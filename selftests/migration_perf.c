@@ -169,7 +169,7 @@ static int side_raw_send(const struct side_opts *o)
 		return 1;
 	fill_raw_pattern(buf, o->bytes);
 	fd = net_connect(o->to, NULL);
-	t0 = mig_now();
+	t0 = now_s();
 	while (fd >= 0 && off < o->bytes) {
 		uint64_t n = o->bytes - off < (1 << 20) ? o->bytes - off : (1 << 20);
 
@@ -179,7 +179,7 @@ static int side_raw_send(const struct side_opts *o)
 	}
 	if (fd < 0 || read(fd, &ack, 1) != 1 || !ack)
 		return 1;
-	printf("{\"seconds\":%.6f}\n", mig_now() - t0);
+	printf("{\"seconds\":%.6f}\n", now_s() - t0);
 	return 0;
 }
 
@@ -217,7 +217,7 @@ static void *compute_probe_thread(void *arg)
 {
 	struct compute_probe *c = arg;
 	uint64_t l0 = c->vm->vcpus[1].area->loops, l1 = l0;
-	double t0 = mig_now();
+	double t0 = now_s();
 
 	/* Sampled until the source guest stops (switchover). */
 	while (!c->stop) {
@@ -228,7 +228,7 @@ static void *compute_probe_thread(void *arg)
 			break;
 	}
 	c->loops = l1 - l0;
-	c->seconds = mig_now() - t0;
+	c->seconds = now_s() - t0;
 	return NULL;
 }
 
@@ -245,9 +245,9 @@ static double compute_rate_before(struct vm *vm)
 	vm_set_throttle(vm, 0, 99);
 	usleep(300000);
 	l0 = vm->vcpus[1].area->loops;
-	t0 = mig_now();
+	t0 = now_s();
 	usleep(1000000);
-	before = (vm->vcpus[1].area->loops - l0) / (mig_now() - t0);
+	before = (vm->vcpus[1].area->loops - l0) / (now_s() - t0);
 	vm_set_throttle(vm, 0, 0);
 	/*
 	 * The throttle's last sleep may run on for up to a second: wait until
@@ -255,7 +255,7 @@ static double compute_rate_before(struct vm *vm)
 	 * starts with a busy guest, not a sleeping one.
 	 */
 	l0 = vm->vcpus[0].area->passes;
-	for (t0 = mig_now(); vm->vcpus[0].area->passes < l0 + 2 && mig_now() - t0 < 10;)
+	for (t0 = now_s(); vm->vcpus[0].area->passes < l0 + 2 && now_s() - t0 < 10;)
 		usleep(10000);
 	return before;
 }

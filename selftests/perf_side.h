@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 struct perf_side {
 	pid_t pid;
 	int to_side;		/* its stdin */
@@ -73,18 +75,10 @@ static inline int perf_side_spawn(struct perf_side *s, char *const argv[])
 	return perf_side_spawn_exe(s, "/proc/self/exe", argv);
 }
 
-static inline double perf_side_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* The next line the side wrote, without its newline; 0, or -ETIMEDOUT/-EPIPE. */
 static inline int perf_side_read(struct perf_side *s, char *line, size_t size, int timeout_ms)
 {
-	double deadline = perf_side_now() + timeout_ms / 1000.0;
+	double deadline = now_s() + timeout_ms / 1000.0;
 
 	for (;;) {
 		char *nl = memchr(s->buf, '\n', s->len);
@@ -100,7 +94,7 @@ static inline int perf_side_read(struct perf_side *s, char *line, size_t size, i
 			s->len -= l + 1;
 			return 0;
 		}
-		left = deadline - perf_side_now();
+		left = deadline - now_s();
 		if (left <= 0)
 			return -ETIMEDOUT;
 		if (poll(&p, 1, (int)(left * 1000) + 1) < 0 && errno != EINTR)
@@ -129,12 +123,12 @@ static inline int perf_side_go(struct perf_side *s, const char *word)
 /* The side's exit code; past @timeout_ms it is killed and -ETIMEDOUT returned. */
 static inline int perf_side_wait(struct perf_side *s, int timeout_ms)
 {
-	double deadline = perf_side_now() + timeout_ms / 1000.0;
+	double deadline = now_s() + timeout_ms / 1000.0;
 	int st, ret = -ETIMEDOUT;
 
 	if (!s->pid)
 		return -ECHILD;
-	while (perf_side_now() < deadline) {
+	while (now_s() < deadline) {
 		pid_t r = waitpid(s->pid, &st, WNOHANG);
 
 		if (r == s->pid) {
@@ -156,13 +150,13 @@ static inline int perf_side_wait(struct perf_side *s, int timeout_ms)
 /* In the side: wait for the benchmark's word to go (a line on stdin). */
 static inline int perf_side_wait_go(char *word, size_t size, int timeout_ms)
 {
-	double deadline = perf_side_now() + timeout_ms / 1000.0;
+	double deadline = now_s() + timeout_ms / 1000.0;
 	size_t n = 0;
 	char c;
 
 	while (n + 1 < size) {
 		struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
-		double left = deadline - perf_side_now();
+		double left = deadline - now_s();
 
 		if (left <= 0 || poll(&p, 1, (int)(left * 1000) + 1) < 0)
 			return -ETIMEDOUT;

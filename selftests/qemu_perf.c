@@ -229,11 +229,11 @@ static void qmp_note_event(struct qemu *q, const char *line)
 /* The next line from QEMU that is not an event, within @timeout_ms; notes events. */
 static int qmp_read_answer(struct qemu *q, char *line, size_t size, int timeout_ms, struct run *r)
 {
-	double deadline = perf_side_now() + timeout_ms / 1000.0;
+	double deadline = now_s() + timeout_ms / 1000.0;
 	int ret;
 
 	for (;;) {
-		int left = (deadline - perf_side_now()) * 1000;
+		int left = (deadline - now_s()) * 1000;
 
 		ret = perf_side_read(&q->qmp, line, size, left > 0 ? left : 0);
 		if (ret) {
@@ -284,11 +284,11 @@ static int __attribute__((format(printf, 4, 5))) qmp_cmd(struct qemu *q, struct 
 static int qmp_wait_event(struct qemu *q, double *ts, const char *name, int timeout_ms,
 			  struct run *r)
 {
-	double deadline = perf_side_now() + timeout_ms / 1000.0;
+	double deadline = now_s() + timeout_ms / 1000.0;
 	char line[LINE_MAX_LEN];
 
 	while (!*ts) {
-		int left = (deadline - perf_side_now()) * 1000;
+		int left = (deadline - now_s()) * 1000;
 
 		if (left <= 0 || perf_side_read(&q->qmp, line, sizeof(line), left)) {
 			run_fail(r, "QEMU (%s) sent no %s event within %d s", q->role, name,
@@ -324,14 +324,14 @@ static void qemu_exec(const struct bench *b, const struct qemu *q, char *const a
 static int qmp_connect(struct qemu *q, struct run *r)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	double deadline = perf_side_now() + QEMU_START_MS / 1000.0;
+	double deadline = now_s() + QEMU_START_MS / 1000.0;
 	/* An abstract name: a NUL, then the name, no NUL after it (QEMU's "tight"). */
 	socklen_t len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(q->sock);
 	char tail[400];
 	int fd, st;
 
 	memcpy(sa.sun_path + 1, q->sock, strlen(q->sock));
-	while (perf_side_now() < deadline) {
+	while (now_s() < deadline) {
 		if (waitpid(q->qmp.pid, &st, WNOHANG) == q->qmp.pid) {
 			child_untrack(q->qmp.pid);
 			q->qmp.pid = 0;
@@ -454,10 +454,10 @@ static int qemu_setup(struct qemu *q, unsigned int nr, struct run *r)
 /* Poll the source until its migration has completed (0) or failed; its last answer in @reply. */
 static int qemu_wait_completed(struct qemu *src, struct run *r, char *reply)
 {
-	double deadline = perf_side_now() + MIG_RUN_MS / 1000.0;
+	double deadline = now_s() + MIG_RUN_MS / 1000.0;
 	char status[32];
 
-	while (perf_side_now() < deadline) {
+	while (now_s() < deadline) {
 		if (qmp_cmd(src, r, reply, "{\"execute\":\"query-migrate\"}"))
 			return -EIO;
 		perf_json_get_str(reply, "status", status, sizeof(status));

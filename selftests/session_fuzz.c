@@ -33,15 +33,6 @@
 #define MAX_CONNS	12
 #define MAX_BYTES	255	/* per connection: always fits the socket buffers */
 
-/* mig_source.c has it, with the whole source behind it. */
-double mig_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static struct mig_listener lis;
 static char lis_addr[64];
 

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "vm.h"
 
 static inline int kvm_cap(long cap)
@@ -24,14 +25,6 @@ static inline int kvm_cap(long cap)
 	ret = ioctl(fd, KVM_CHECK_EXTENSION, cap);
 	close(fd);
 	return ret;
-}
-
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
 /* Writes (iterations for compute) of every vCPU of a built-in guest so far. */

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "net.h"
 #include "perf_util.h"
@@ -55,14 +56,6 @@ struct bench {
 	bool ktls;
 	struct perf_json json;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* CPU seconds of all threads of this process, user and system. */
 static double cpu_s(void)

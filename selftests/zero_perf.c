@@ -27,6 +27,7 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "clock.h"
 #include "csum.h"
 #include "perf_util.h"
 #include "zero.h"
@@ -133,10 +134,7 @@ static uint64_t scan(const struct scanner *s, const unsigned char *buf, size_t w
 /* Thread CPU time: other load on this small machine does not count. */
 static uint64_t cpu_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	return clock_now_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 /* @calls: "4K" for one call per 4 KiB, "whole" for one over the window. */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "commands.h"
 #include "dirty.h"
 #include "log.h"
@@ -33,14 +34,6 @@ static volatile sig_atomic_t run_interrupted;
 static void run_on_sigint(int sig)
 {
 	run_interrupted = 1;
-}
-
-static double mono_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void print_header(const struct run_env *env, struct dirty_source *ds)
@@ -103,7 +96,7 @@ static int run_loop(const struct run_env *env, struct vm *vm, struct dirty_sourc
 {
 	uint64_t last[VM_MAX_VCPUS] = { 0 }, writes[VM_MAX_VCPUS];
 	bool per_vcpu = ds->opts.backend == DIRTY_RING || ds->opts.backend == DIRTY_MODULE;
-	double start = mono_seconds(), prev = start, now;
+	double start = now_s(), prev = start, now;
 	struct dirty_set set;
 	unsigned int i, rounds = 0;
 	int ret;
@@ -111,13 +104,13 @@ static int run_loop(const struct run_env *env, struct vm *vm, struct dirty_sourc
 	ret = dirty_set_alloc(vm->kv, &set);
 	if (ret)
 		return ret;
-	while (!run_interrupted && (now = mono_seconds()) - start < env->seconds) {
+	while (!run_interrupted && (now = now_s()) - start < env->seconds) {
 		usleep(env->interval_ms * 1000);
 		dirty_set_clear(&set);
 		ret = dirty_source_collect(ds, &set);
 		if (ret < 0)
 			break;
-		now = mono_seconds();
+		now = now_s();
 		for (i = 0; i < vm->cfg.nr_vcpus; i++) {
 			uint64_t l = vm->vcpus[i].area->loops;
 

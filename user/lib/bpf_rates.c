@@ -27,6 +27,7 @@
 #include "../../bpf/dirtyrate.h"
 #include "bpf/dirtyrate.skel.h"
 #include "bpf_rates.h"
+#include "clock.h"
 #include "log.h"
 
 _Static_assert(BPF_RATES_HIST_SLOTS == DIRTYRATE_HIST_SLOTS, "histogram size");
@@ -108,15 +109,6 @@ static int rates_print(enum libbpf_print_level level, const char *fmt, va_list a
 			print_last[--len] = '\0';
 	}
 	return print_verbose ? vfprintf(stderr, fmt, ap) : 0;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	/* bpf_ktime_get_ns() is CLOCK_MONOTONIC too */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
 static const char *errno_hint(const char *via, int err)

@@ -163,14 +163,6 @@ int dirty_source_open(struct kvmmig_vm *vm, const struct dirty_options *opts,
 	return 0;
 }
 
-uint64_t dirty_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 int dirty_source_collect(struct dirty_source *ds, struct dirty_set *out)
 {
 	int ret = ds->ops->collect(ds, out);

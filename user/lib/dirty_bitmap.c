@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 
 #include "bitmap.h"
+#include "clock.h"
 #include "dirty_internal.h"
 #include "log.h"
 
@@ -96,7 +97,7 @@ static int dirty_bitmap_clear(struct dirty_source *ds, unsigned int slot, uint64
 static int dirty_bitmap_collect_one(struct dirty_source *ds, struct dirty_set *out, bool manual)
 {
 	struct bitmap_priv *p = ds->priv;
-	uint64_t added = 0, t0 = dirty_now_ns();
+	uint64_t added = 0, t0 = now_ns();
 	unsigned int i;
 	int ret;
 
@@ -117,7 +118,7 @@ static int dirty_bitmap_collect_one(struct dirty_source *ds, struct dirty_set *o
 			n = bitmap_or_count(p->reported[i], p->buf[i], npages);
 		added += n;
 	}
-	ds->stats.harvest_ns += dirty_now_ns() - t0;
+	ds->stats.harvest_ns += now_ns() - t0;
 	return added > INT32_MAX ? INT32_MAX : (int)added;
 }
 
@@ -144,14 +145,14 @@ static int dirty_bitmap_manual_clear(struct dirty_source *ds, unsigned int slot,
 		;
 	if (w == nwords)
 		return 0;
-	t0 = dirty_now_ns();
+	t0 = now_ns();
 	ret = dirty_bitmap_clear(ds, slot, first_page, npages, bits);
 	if (ret)
 		return ret;
 	reported += first_page / BITS_PER_LONG;
 	for (w = 0; w < nwords; w++)
 		reported[w] &= ~bits[w];
-	ds->stats.harvest_ns += dirty_now_ns() - t0;
+	ds->stats.harvest_ns += now_ns() - t0;
 	return 0;
 }
 

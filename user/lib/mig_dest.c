@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mig_dest_internal.h"
 #include "mig_report.h"
@@ -434,7 +435,7 @@ int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 		.opts = opts, .rep = rep, .gate = MIG_LISTENER_THREAD_INIT,
 		.answer = MIG_LISTENER_THREAD_INIT, .recovered = { -1, -1 },
 	};
-	double t0 = mig_now();
+	double t0 = now_s();
 	unsigned int i;
 	int ret;
 
@@ -453,7 +454,7 @@ int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 	if (ret)
 		mig_send_ack(&d, ret);
 	mig_join_receivers(&d, ret != 0);
-	rep->total_s = mig_now() - t0;
+	rep->total_s = now_s() - t0;
 	rep->pages_sent = d.target.pages - d.target.zero_pages;
 	rep->zero_pages = d.target.zero_pages;
 	rep->bytes_sent = d.main.rx_bytes;

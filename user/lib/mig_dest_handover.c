@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mig_dest_internal.h"
 
@@ -212,7 +213,7 @@ static enum mig_decision mig_dest_poll_one(struct mig_dst *d, struct pollfd *p, 
 static enum mig_decision mig_dest_await(struct mig_dst *d, struct mig_chan *c, int *cfd)
 {
 	unsigned int ms = mig_dest_handover_timeout(d);
-	double until = mig_now() + ms / 1000.0;
+	double until = now_s() + ms / 1000.0;
 	struct pollfd p[3] = {
 		{ .fd = d->main.fd, .events = POLLIN },
 		{ .fd = d->recovered[0], .events = POLLIN },
@@ -226,7 +227,7 @@ static enum mig_decision mig_dest_await(struct mig_dst *d, struct mig_chan *c, i
 				   (unsigned long long)d->hello.session);
 			break;
 		}
-		if (p[2].fd == -1 && mig_now() >= until) {
+		if (p[2].fd == -1 && now_s() >= until) {
 			mig_dest_say_undecided(d, ms);
 			p[2].fd = mig_settle_listen(false, d->hello.session);
 			if (p[2].fd < 0)

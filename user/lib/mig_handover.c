@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mig_internal.h"
 
@@ -136,24 +137,19 @@ int mig_rp_start(struct mig_src *s)
 /* Sleep on rpcond (held) for 10 ms at most: deadlines and cancel are polled. */
 static void mig_rp_tick(struct mig_src *s)
 {
-	struct timespec ts;
+	/* rpcond runs on CLOCK_MONOTONIC (mig_cond_init_monotonic()). */
+	struct timespec ts = deadline_in_ns(CLOCK_MONOTONIC, 10 * NSEC_PER_MSEC);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_nsec += 10 * 1000 * 1000;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_cond_timedwait(&s->rpcond, &s->rplock, &ts);
 }
 
 /* Wait up to @ms for the return path to end: the destination's last word. */
 void mig_rp_linger(struct mig_src *s, unsigned int ms)
 {
-	double until = mig_now() + ms / 1000.0;
+	double until = now_s() + ms / 1000.0;
 
 	pthread_mutex_lock(&s->rplock);
-	while (s->rp_started && !s->rp_err && mig_now() < until)
+	while (s->rp_started && !s->rp_err && now_s() < until)
 		mig_rp_tick(s);
 	pthread_mutex_unlock(&s->rplock);
 }
@@ -181,7 +177,7 @@ void mig_rp_stop(struct mig_src *s)
 static int mig_rp_wait(struct mig_src *s, uint32_t want, struct mig_handover *out,
 		       unsigned int ms, bool cancellable)
 {
-	double until = mig_now() + ms / 1000.0;
+	double until = now_s() + ms / 1000.0;
 	struct mig_rec rec = { 0 };
 	int ret = 0;
 
@@ -190,7 +186,7 @@ static int mig_rp_wait(struct mig_src *s, uint32_t want, struct mig_handover *ou
 		if (cancellable && mig_cancel_asked(s)) {
 			kvmmig_err("migration cancelled while waiting for %s", mig_rec_name(want));
 			ret = -ECANCELED;
-		} else if (mig_now() >= until) {
+		} else if (now_s() >= until) {
 			kvmmig_err("no %s from the destination within %u ms (--handover-timeout)",
 				   mig_rec_name(want), ms);
 			ret = -ETIMEDOUT;
@@ -361,7 +357,7 @@ static int mig_settle_resume(struct mig_src *s, int cfd)
 static int mig_settle_wait(struct mig_src *s)
 {
 	struct pollfd p = { .events = POLLIN };
-	double probe = mig_now() + MIG_SETTLE_PROBE_S;
+	double probe = now_s() + MIG_SETTLE_PROBE_S;
 	enum mig_settle_cmd cmd;
 	int cfd, ret = 1;
 
@@ -376,13 +372,13 @@ static int mig_settle_wait(struct mig_src *s)
 			kvmmig_err("cancelled with the handover undecided: this side's copy is discarded; the destination may hold the guest paused (`kvmmig receive --settle %016llx --start` there)",
 				   (unsigned long long)s->session);
 			ret = -ECANCELED;
-		} else if (mig_now() >= probe) {
+		} else if (now_s() >= probe) {
 			/* The destination may be back: ask it again, quietly. */
 			kvmmig_log_quiet(true);
 			ret = mig_recover_once(s, MIG_REC_COMMIT, 1000);
 			kvmmig_log_quiet(false);
 			ret = ret == MIG_REC_STARTED ? 0 : ret == MIG_REC_ABORT ? -ECONNABORTED : 1;
-			probe = mig_now() + MIG_SETTLE_PROBE_S;
+			probe = now_s() + MIG_SETTLE_PROBE_S;
 		} else if (p.fd >= 0 && poll(&p, 1, 200) == 1) {
 			cfd = mig_settle_take(p.fd, s->session, &cmd);
 			if (cfd < 0)
@@ -410,11 +406,11 @@ static int mig_settle_wait(struct mig_src *s)
 /* COMMIT sent, STARTED not heard: say COMMIT again until it is settled. */
 static int mig_redeliver_commit(struct mig_src *s)
 {
-	double until = mig_now() + mig_handover_timeout(s) / 1000.0;
+	double until = now_s() + mig_handover_timeout(s) / 1000.0;
 	int ret;
 
 	kvmmig_info("handover: %s; re-delivering COMMIT", kvmmig_last_error());
-	while (mig_now() < until) {
+	while (now_s() < until) {
 		/* The answer may have come late on the main channel after all. */
 		ret = mig_rp_late(s);
 		if (!ret) {
@@ -444,7 +440,7 @@ static void mig_end_fill(struct mig_src *s)
 	memset(e, 0, sizeof(*e));
 	e->session = s->session;
 	if (getrandom(&e->nonce, sizeof(e->nonce), 0) != sizeof(e->nonce))
-		e->nonce = s->session ^ (uint64_t)(mig_now() * 1e9) * 0x9e3779b97f4a7c15ULL;
+		e->nonce = s->session ^ (uint64_t)(now_s() * 1e9) * 0x9e3779b97f4a7c15ULL;
 	e->passes = s->pass;
 	e->pages = s->pages_sent + s->zero_pages;
 	e->nr_channels = s->nr_senders + 1;

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mig_listen.h"
 #include "migrate.h"
@@ -151,7 +152,7 @@ static int mig_pending_accept(struct mig_listener *l)
 	p->fd = fd;
 	p->got = 0;
 	p->events = POLLIN;
-	p->deadline = mig_now() + l->hello_timeout_ms / 1000.0;
+	p->deadline = now_s() + l->hello_timeout_ms / 1000.0;
 	mig_peer_name(fd, p->peer, sizeof(p->peer));
 	if (l->tls && tls_sess_start(l->tls, fd, p->peer, NULL, &p->tls))
 		mig_ignore(l, p, "%s", kvmmig_last_error());
@@ -353,7 +354,7 @@ static int mig_poll_ms(const struct mig_listener *l, double now, double end)
 int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct mig_hello *h,
 		      int timeout_ms, volatile sig_atomic_t *cancel, int watch_fd)
 {
-	double now = mig_now(), end = timeout_ms >= 0 ? now + timeout_ms / 1000.0 : -1;
+	double now = now_s(), end = timeout_ms >= 0 ? now + timeout_ms / 1000.0 : -1;
 	struct pollfd pfd[2 + MIG_LISTEN_MAX_PENDING];
 	struct mig_pending *slot[MIG_LISTEN_MAX_PENDING];
 	unsigned int i, n;
@@ -410,7 +411,7 @@ int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct m
 		 */
 		if (ret > 0 && watch_fd >= 0 && pfd[1].revents && !busy)
 			return -ECONNRESET;
-		now = mig_now();
+		now = now_s();
 		/*
 		 * Deadlines only after a poll: a hello that arrived while the
 		 * caller was away (creating the guest on a loaded host, say) is

@@ -28,7 +28,7 @@
 
 struct mig_pending {
 	int fd;			/* -1: a free slot */
-	double deadline;	/* mig_now() by which the hello must be complete */
+	double deadline;	/* now_s() by which the hello must be complete */
 	size_t got;		/* hello bytes so far; all: parked */
 	struct tls_sess *tls;	/* its TLS session (handshake first), or NULL */
 	short events;		/* what poll() waits for on it */

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "bitmap.h"
+#include "clock.h"
 #include "dirty_internal.h"
 #include "log.h"
 #include "mig_internal.h"
@@ -61,7 +62,7 @@ static void bandwidth_take(struct mig_src *s, uint64_t bytes)
 	if (!rate)
 		return;
 	pthread_mutex_lock(&s->bwlock);
-	now = mig_now();
+	now = now_s();
 	s->bw_tokens += (now - s->bw_last) * rate;
 	if (s->bw_tokens > rate / 10.0)
 		s->bw_tokens = rate / 10.0;
@@ -76,7 +77,7 @@ static void bandwidth_take(struct mig_src *s, uint64_t bytes)
 		if (wait < NET_TICK_MS / 1000.0)
 			ts.tv_nsec = (long)(wait * 1e9);
 		nanosleep(&ts, NULL);
-		wait = until - mig_now();
+		wait = until - now_s();
 	}
 }
 

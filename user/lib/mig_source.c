@@ -21,6 +21,7 @@
 
 #include "bitmap.h"
 #include "bpf_rates.h"
+#include "clock.h"
 #include "dirty_internal.h"
 #include "module_client.h"
 #include "log.h"
@@ -30,14 +31,6 @@
 #define MIG_PEER_WORD_MS	1000	/* after a failure: how long the destination may take to say why */
 /* A cancel waits this long for the destination to take it: a signal ends us within 1 s. */
 #define MIG_CANCEL_ACK_MS	300
-
-double mig_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void mig_cond_init_monotonic(pthread_cond_t *c)
 {
@@ -127,7 +120,7 @@ static int mig_tls_setup(struct mig_src *s)
 static void mig_sample(struct mig_src *s, bool sync)
 {
 	struct mig_sample smp = {
-		.t = mig_now() - s->t_start,
+		.t = now_s() - s->t_start,
 		.pass = s->pass,
 		.remaining_bytes = mig_sync_pending(&s->sync) * MIG_PAGE_SIZE,
 		.dirty_rate = s->dirty_rate,
@@ -141,12 +134,12 @@ static void mig_sample(struct mig_src *s, bool sync)
 		s->rep->max_throttle_pct = smp.throttle_pct;
 	if (s->opts->progress)
 		s->opts->progress(s->opts->opaque, s->state, &smp, s->rep);
-	s->last_sample = mig_now();
+	s->last_sample = now_s();
 }
 
 static void mig_measure(struct mig_src *s)
 {
-	double now = mig_now(), dt = now - s->tp_last;
+	double now = now_s(), dt = now - s->tp_last;
 	uint64_t bytes = __atomic_load_n(&s->bytes_sent, __ATOMIC_RELAXED);
 
 	if (dt < 0.2)
@@ -159,7 +152,7 @@ static void mig_measure(struct mig_src *s)
 /* Called by the pass walk every 64 bitmap words: timers, policies, cancel. */
 int mig_between_batches(struct mig_src *s)
 {
-	double now = mig_now();
+	double now = now_s();
 	int ret;
 
 	ret = mig_check_cancel(s);
@@ -235,7 +228,7 @@ static int mig_switchover(struct mig_src *s)
 	ret = mig_queue_drain(s);
 	if (ret)
 		return ret;
-	s->t_pause = mig_now();
+	s->t_pause = now_s();
 	ret = kvmmig_vm_pause(s->vm);
 	if (ret)
 		return ret;
@@ -274,7 +267,7 @@ static int mig_switchover(struct mig_src *s)
 		ret = mig_handover(s);
 	if (ret)
 		return ret;
-	s->rep->downtime_ms = (mig_now() - s->t_pause) * 1000.0;
+	s->rep->downtime_ms = (now_s() - s->t_pause) * 1000.0;
 	return 0;
 }
 
@@ -484,7 +477,7 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 	s->main.fd = -1;
 	s->nr_senders = s->p.multifd_channels ? s->p.multifd_channels : 1;
 	s->progress_interval = opts->progress_interval_s > 0 ? opts->progress_interval_s : 0.5;
-	s->session = ((uint64_t)getpid() << 32) ^ (uint64_t)(mig_now() * 1e9);
+	s->session = ((uint64_t)getpid() << 32) ^ (uint64_t)(now_s() * 1e9);
 	s->rp_buf = malloc(MIG_MAX_PAYLOAD);
 	s->vcpu_rec = malloc(sizeof(struct mig_vcpu) + MIG_MAX_VCPU_STATE);
 	pthread_mutex_init(&s->qlock, NULL);
@@ -495,11 +488,11 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 	pthread_cond_init(&s->qspace, NULL);
 	pthread_cond_init(&s->qidle, NULL);
 	mig_throttle_init(&s->thr, vm, &s->p);
-	s->t_start = s->tp_last = s->bw_last = mig_now();
+	s->t_start = s->tp_last = s->bw_last = now_s();
 	s->state = MIG_SETUP;
 
 	ret = s->rp_buf && s->vcpu_rec ? mig_source_setup(s) : -ENOMEM;
-	rep->setup_ms = (mig_now() - s->t_start) * 1000.0;
+	rep->setup_ms = (now_s() - s->t_start) * 1000.0;
 	s->state = MIG_ACTIVE;
 	while (!ret) {
 		ret = mig_pass(s);
@@ -528,7 +521,7 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 	rep->dirty_pages = s->sync.dirty_pages;
 	rep->syncs = s->sync.syncs;
 	rep->ring_overflows = s->ds ? s->ds->stats.overflows : 0;
-	rep->total_s = mig_now() - s->t_start;
+	rep->total_s = now_s() - s->t_start;
 	rep->throughput = rep->total_s > 0 ? rep->bytes_sent / rep->total_s : 0;
 	if (ret && s->committed) {
 		mig_source_given_up(s, ret);

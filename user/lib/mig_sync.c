@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bitmap.h"
+#include "clock.h"
 #include "log.h"
 #include "mig_internal.h"
 
@@ -45,7 +46,7 @@ int mig_sync_init(struct mig_src *s)
 	ret = dirty_source_collect(s->ds, &y->set);
 	dirty_set_clear(&y->set);
 	y->gen = 1;
-	y->last_sync_t = y->period_t = mig_now();
+	y->last_sync_t = y->period_t = now_s();
 	return ret < 0 ? ret : 0;
 }
 
@@ -79,7 +80,7 @@ static int mig_sync_account(struct mig_src *s, uint64_t found)
 {
 	struct mig_sync *y = &s->sync;
 	uint64_t sent = __atomic_load_n(&s->bytes_sent, __ATOMIC_RELAXED);
-	double now = mig_now(), dt = now - y->period_t;
+	double now = now_s(), dt = now - y->period_t;
 	int ret;
 
 	y->syncs++;
@@ -151,7 +152,7 @@ int mig_sync_timer(struct mig_src *s)
 
 	if (s->p.sync_mode == MIG_SYNC_LEGACY || s->pass < 2 ||
 	    !mig_throttle_needs_syncs(&s->p) ||
-	    mig_now() - y->last_sync_t < s->p.sync_interval_ms / 1000.0)
+	    now_s() - y->last_sync_t < s->p.sync_interval_ms / 1000.0)
 		return 0;
 	if (s->p.sync_mode == MIG_SYNC_BACKGROUND)
 		return mig_sync_background(s);

@@ -224,9 +224,6 @@ int mig_settle_listen(bool source, uint64_t session);
 int mig_settle_take(int lfd, uint64_t session, enum mig_settle_cmd *cmd);
 void mig_settle_reply(int fd, int status, const char *msg);
 
-/* CLOCK_MONOTONIC in seconds. */
-double mig_now(void);
-
 const char *mig_sync_mode_name(enum mig_sync_mode m);
 int mig_sync_mode_parse(const char *s);
 const char *mig_policy_name(enum mig_policy p);

@@ -17,17 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "csum.h"
 #include "log.h"
 #include "net.h"
-
-int64_t net_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 int net_parse_addr(const char *addr, char *host, size_t hlen, char *port, size_t plen)
 {
@@ -125,7 +118,7 @@ int net_poll(int fd, short events, const struct net_wait *w, int64_t deadline, i
 	int tick;
 
 	for (;;) {
-		left = deadline ? deadline - net_now_ms() : NET_TICK_MS;
+		left = deadline ? deadline - now_ms() : NET_TICK_MS;
 		tick = left < 0 ? 0 : left < NET_TICK_MS ? (int)left : NET_TICK_MS;
 		/*
 		 * Readiness first: what has completed (a connection the peer
@@ -138,7 +131,7 @@ int net_poll(int fd, short events, const struct net_wait *w, int64_t deadline, i
 			kvmmig_err("cancelled while waiting on %s", what);
 			return -ECANCELED;
 		}
-		if (deadline && net_now_ms() >= deadline) {
+		if (deadline && now_ms() >= deadline) {
 			kvmmig_err("%s: no progress for %.1f s, giving up", what, limit_ms / 1000.0);
 			return -ETIMEDOUT;
 		}
@@ -147,7 +140,7 @@ int net_poll(int fd, short events, const struct net_wait *w, int64_t deadline, i
 
 int64_t net_deadline(const struct net_wait *w)
 {
-	return w && w->timeout_ms > 0 ? net_now_ms() + w->timeout_ms : 0;
+	return w && w->timeout_ms > 0 ? now_ms() + w->timeout_ms : 0;
 }
 
 int net_listen(const char *addr, int *port_out)
@@ -348,7 +341,7 @@ static ssize_t net_recv_plain(void *ctx, void *buf, size_t len, short *events)
 int net_read_with(int fd, net_recv_fn recv_some, void *ctx, void *buf, size_t len,
 		  const struct net_wait *w, int first_ms)
 {
-	int64_t deadline = first_ms > 0 ? net_now_ms() + first_ms : 0;
+	int64_t deadline = first_ms > 0 ? now_ms() + first_ms : 0;
 	int limit_ms = first_ms;
 	short events = POLLIN;
 	size_t got = 0;

@@ -67,11 +67,10 @@ int net_accept(int lfd, volatile int *cancel, int timeout_ms, int watch_fd);
 int net_connect(const char *addr, const struct net_wait *w);
 /*
  * Wait until @fd is ready for @events, at most until @deadline (a
- * net_now_ms() value, 0: none), which is @limit_ms after the last progress.
+ * now_ms() value, 0: none), which is @limit_ms after the last progress.
  * 0, -ETIMEDOUT or -ECANCELED, each said.
  */
 int net_poll(int fd, short events, const struct net_wait *w, int64_t deadline, int limit_ms);
-int64_t net_now_ms(void);
 int64_t net_deadline(const struct net_wait *w);
 
 /*

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "bitmap.h"
+#include "clock.h"
 #include "csum.h"
 #include "log.h"
 #include "migrate.h"
@@ -65,19 +66,6 @@ struct snap_save {
 	bool stop;			/* atomic: the fault thread ends */
 	int error;			/* atomic: the first failure */
 };
-
-static double snap_now(void)
-{
-	return mig_now();
-}
-
-static uint64_t snap_realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static void snap_fail(struct snap_save *s, int err)
 {
@@ -182,7 +170,7 @@ static int snap_serve_fault(struct snap_save *s, const struct uffd_fault *f)
 	void *page = (void *)(uintptr_t)f->addr;
 	unsigned long bit, old;
 	uint64_t idx, zero = 0;
-	double t0 = snap_now();
+	double t0 = now_s();
 	int slot, ret;
 
 	slot = snap_slot_of(s->vm, f->addr, &idx);
@@ -200,7 +188,7 @@ static int snap_serve_fault(struct snap_save *s, const struct uffd_fault *f)
 		return ret;
 	__atomic_add_fetch(&s->r->pages_fault, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->r->zero_pages, zero, __ATOMIC_RELAXED);
-	snap_count_latency(s, snap_now() - t0);
+	snap_count_latency(s, now_s() - t0);
 	return 0;
 }
 
@@ -349,14 +337,14 @@ static void snap_unprotect_all(struct snap_save *s)
 static int snap_pause(struct snap_save *s)
 {
 	uint32_t size = s->vm->ops.state_size;
-	double t0 = snap_now();
+	double t0 = now_s();
 	unsigned int i;
 	int ret, rret;
 
 	ret = kvmmig_vm_pause(s->vm);
 	if (ret)
 		return ret;
-	s->h.taken_ns = snap_realtime_ns();
+	s->h.taken_ns = clock_now_ns(CLOCK_REALTIME);
 	for (i = 0; !ret && i < s->vm->nr_vcpus; i++)
 		ret = kvmmig_vm_save_state(s->vm, i, s->states + (size_t)i * size);
 	/* Before protection: the caller may still write guest memory. */
@@ -367,7 +355,7 @@ static int snap_pause(struct snap_save *s)
 	if (ret)
 		snap_unprotect_all(s);
 	rret = kvmmig_vm_resume(s->vm);
-	s->r->pause_ms = (snap_now() - t0) * 1000.0;
+	s->r->pause_ms = (now_s() - t0) * 1000.0;
 	return ret ? ret : rret;
 }
 
@@ -515,7 +503,7 @@ int snapshot_save(struct kvmmig_vm *vm, const struct snap_opts *o, struct snap_r
 		.vm = vm, .o = o, .r = r, .fd = -1, .u = { .fd = -1 },
 		.nr_writers = o->writers ? o->writers : 1,
 	};
-	double t0 = snap_now();
+	double t0 = now_s();
 	int ret;
 
 	memset(r, 0, sizeof(*r));
@@ -549,7 +537,7 @@ int snapshot_save(struct kvmmig_vm *vm, const struct snap_opts *o, struct snap_r
 	/* A failed snapshot leaves no file behind, complete-looking or not. */
 	if (ret && s.fd >= 0)
 		unlink(s.tmp);
-	r->total_s = snap_now() - t0;
+	r->total_s = now_s() - t0;
 	r->bytes_written = (r->pages_walk + r->pages_fault - r->zero_pages) * MIG_PAGE_SIZE;
 	return ret;
 }

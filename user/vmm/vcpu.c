@@ -18,19 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "vm.h"
 #include "vm_internal.h"
 
 #define VCPU_KICK_SIGNAL	SIGUSR1
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static void vcpu_kick_handler(int sig)
 {
@@ -70,14 +63,8 @@ static void vcpu_fail(struct vcpu *vcpu, const char *fmt, ...)
 static void vcpu_idle_wait(struct vcpu *vcpu)
 {
 	struct vm *vm = vcpu->vm;
-	struct timespec deadline;
+	struct timespec deadline = deadline_in_ns(CLOCK_REALTIME, VCPU_IDLE_TICK_NS);
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_nsec += VCPU_IDLE_TICK_NS;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&vm->lock);
 	while (!load_acquire(&vcpu->pause_req) && !load_acquire(&vcpu->exit_req) &&
 	       !vm->shared->stop)
@@ -148,7 +135,7 @@ static void vcpu_wait_resume(struct vcpu *vcpu)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	vm->nr_paused--;
 	/* A pause is no run time to throttle; published by the state's store. */
-	vcpu->run_since_ns = mono_ns();
+	vcpu->run_since_ns = now_ns();
 	store_release(&vcpu->state, VCPU_RUNNING);
 	vcpu->run->immediate_exit = 0;
 	pthread_mutex_unlock(&vm->lock);
@@ -222,7 +209,7 @@ static int vcpu_handle_exit(struct vcpu *vcpu)
 /* The throttle's sleep, in the vCPU's own thread, out of KVM_RUN. */
 static void vcpu_throttle_sleep(struct vcpu *vcpu)
 {
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = now_ns();
 	struct timespec ts = {
 		.tv_sec = vcpu->sleep_ns / 1000000000ULL,
 		.tv_nsec = vcpu->sleep_ns % 1000000000ULL,
@@ -230,7 +217,7 @@ static void vcpu_throttle_sleep(struct vcpu *vcpu)
 
 	/* A pause or stop request (a signal) cuts the sleep short. */
 	nanosleep(&ts, NULL);
-	vcpu->run_since_ns = mono_ns();
+	vcpu->run_since_ns = now_ns();
 	vcpu->throttled_ns += vcpu->run_since_ns - t0;
 	store_release(&vcpu->sleep_req, false);
 }
@@ -239,7 +226,7 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 
-	vcpu->run_since_ns = mono_ns();
+	vcpu->run_since_ns = now_ns();
 	vcpu_set_state(vcpu, VCPU_RUNNING);
 	for (;;) {
 		if (load_acquire(&vcpu->pause_req))
@@ -287,7 +274,7 @@ static void *vm_throttle_thread(void *arg)
 	unsigned int i;
 
 	while (!load_acquire(&vm->throttle_stop)) {
-		uint64_t now = mono_ns();
+		uint64_t now = now_ns();
 
 		for (i = 0; i < vm->cfg.nr_vcpus; i++) {
 			struct vcpu *v = &vm->vcpus[i];
@@ -495,13 +482,7 @@ int vm_wait_done(struct vm *vm, unsigned int timeout_ms)
 	unsigned int i, stopped;
 	int ret = 0;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	deadline = deadline_in_ns(CLOCK_REALTIME, timeout_ms * NSEC_PER_MSEC);
 	pthread_mutex_lock(&vm->lock);
 	for (;;) {
 		stopped = 0;
