@@ -240,7 +240,7 @@ int main(int argc, char **argv)
 		printf("%-8s   programs attached: %s\n", "", o.sources);
 		fflush(stdout);
 		perf_json_begin(&json);
-		perf_json_str(&json, "backend", name, 1);
+		perf_json_str(&json, "backend", name);
 		perf_json_num(&json, "vcpus", NR_VCPUS);
 		perf_json_num(&json, "rounds", o.rounds);
 		perf_json_num(&json, "seconds_per_window", seconds);
@@ -255,6 +255,5 @@ int main(int argc, char **argv)
 		perf_json_num(&json, "goal_loss_pct", GOAL_LOSS_PCT);
 		perf_json_end(&json);
 	}
-	perf_json_close(&json);
-	return 0;
+	return perf_json_close(&json) ? 1 : 0;
 }

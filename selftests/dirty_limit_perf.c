@@ -302,8 +302,8 @@ static void report(struct round r[NR_WAYS][MAX_ROUNDS], unsigned int rounds, dou
 			ok += !r[w][c].ret;
 		printf("   %-13s %u/%u", way_names[w], ok, rounds);
 		perf_json_begin(j);
-		perf_json_str(j, "bench", "dirty_limit_module", 1);
-		perf_json_str(j, "way", way_names[w], 0);
+		perf_json_str(j, "bench", "dirty_limit_module");
+		perf_json_str(j, "way", way_names[w]);
 		perf_json_num(j, "rounds", rounds);
 		perf_json_num(j, "ok", ok);
 		for (c = 0; c < NR_COLUMNS; c++) {
@@ -325,8 +325,8 @@ static void report(struct round r[NR_WAYS][MAX_ROUNDS], unsigned int rounds, dou
 		mechs(r[w], rounds, 0, mech[0], sizeof(mech[0]));
 		mechs(r[w], rounds, 1, mech[1], sizeof(mech[1]));
 		printf("   %s / %s\n", mech[0], mech[1]);
-		perf_json_str(j, "vcpu0_mechanism", mech[0], 0);
-		perf_json_str(j, "vcpu1_mechanism", mech[1], 0);
+		perf_json_str(j, "vcpu0_mechanism", mech[0]);
+		perf_json_str(j, "vcpu1_mechanism", mech[1]);
 		perf_json_end(j);
 	}
 }

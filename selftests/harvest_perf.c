@@ -170,7 +170,7 @@ int main(int argc, char **argv)
 				       (unsigned long long)r.pages, r.ms, ns_page, ms_gib, ratio);
 				fflush(stdout);
 				perf_json_begin(&json);
-				perf_json_str(&json, "source", dirty_backend_name(backends[b]), 1);
+				perf_json_str(&json, "source", dirty_backend_name(backends[b]));
 				perf_json_num(&json, "ram_gib", (double)rams[m] / (1 << 30));
 				perf_json_num(&json, "dirty_fraction", fractions[f]);
 				perf_json_num(&json, "dirty_pages", r.pages);
@@ -183,6 +183,5 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	perf_json_close(&json);
-	return 0;
+	return perf_json_close(&json) ? 1 : 0;
 }

@@ -173,8 +173,8 @@ int main(int argc, char **argv)
 		       resent, g[m][1].median, g[m][2].median, g[m][3].median,
 		       g[m][0].median / g[0][0].median);
 		perf_json_begin(&j);
-		perf_json_str(&j, "bench", "bitmap_manual_hot_set", 1);
-		perf_json_str(&j, "reprotect", names[m], 0);
+		perf_json_str(&j, "bench", "bitmap_manual_hot_set");
+		perf_json_str(&j, "reprotect", names[m]);
 		perf_json_num(&j, "rounds", rounds);
 		perf_json_num(&j, "ok", ok[m]);
 		for (f = 0; f < 4; f++) {

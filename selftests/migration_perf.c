@@ -141,8 +141,7 @@ static int side_raw_recv(const struct side_opts *o)
 	lfd = net_listen("tcp:127.0.0.1:0", &port);
 	if (lfd < 0 || sink == MAP_FAILED)
 		return 1;
-	printf("{\"port\":%d}\n", port);
-	fflush(stdout);
+	perf_side_say("port", port, 0);
 	fd = net_accept(lfd, NULL, SIDE_PORT_MS, -1);
 	while (fd >= 0 && got < o->bytes) {
 		uint64_t want = o->bytes - got < (1 << 20) ? o->bytes - got : (1 << 20);
@@ -179,14 +178,13 @@ static int side_raw_send(const struct side_opts *o)
 	}
 	if (fd < 0 || read(fd, &ack, 1) != 1 || !ack)
 		return 1;
-	printf("{\"seconds\":%.6f}\n", now_s() - t0);
+	perf_side_say("seconds", now_s() - t0, 6);
 	return 0;
 }
 
 static void side_dest_listening(void *opaque, int port)
 {
-	printf("{\"port\":%d}\n", port);
-	fflush(stdout);
+	perf_side_say("port", port, 0);
 }
 
 /* Destination: receive one guest on loopback; the exit code says how it went. */
@@ -260,6 +258,17 @@ static double compute_rate_before(struct vm *vm)
 	return before;
 }
 
+/* The guest's loops/s before the migration and during it, for bench_compute(). */
+static void compute_say(double before, double during)
+{
+	struct json_writer w;
+
+	json_event_begin(&w, stdout, "compute");
+	json_key_double(&w, "before", before, 1);
+	json_key_double(&w, "during", during, 1);
+	json_line_end(&w);
+}
+
 static struct vm *side_guest(const struct side_opts *o)
 {
 	struct vm_config cfg = {
@@ -305,8 +314,7 @@ static int side_source(const struct side_opts *o)
 	usleep(o->warmup_ms * 1000);
 	if (o->probe_compute)
 		before = compute_rate_before(vm);
-	printf("{\"ready\":1}\n");
-	fflush(stdout);
+	perf_side_say("ready", 1, 0);
 	if (perf_side_wait_go(to, sizeof(to), SIDE_READY_MS))
 		return 1;
 	mig_params_init(p);
@@ -327,11 +335,9 @@ static int side_source(const struct side_opts *o)
 	if (o->probe_compute) {
 		probe.stop = true;
 		pthread_join(th, NULL);
-		printf("{\"event\":\"compute\",\"before\":%.1f,\"during\":%.1f}\n", before,
-		       probe.seconds > 0 ? probe.loops / probe.seconds : 0);
+		compute_say(before, probe.seconds > 0 ? probe.loops / probe.seconds : 0);
 	}
 	mig_report_print_json(&rep, stdout);
-	fflush(stdout);
 	mig_report_free(&rep);
 	vm_destroy(vm);
 	return ret ? 1 : 0;
@@ -596,7 +602,7 @@ static void bench_idle(struct perf_json *j)
 			       r->rep.total_s, r->rep.total_s / raw.best, r->rep.total_s / wire,
 			       r->rep.downtime_ms, (unsigned long long)r->rep.zero_pages);
 			perf_json_begin(j);
-			perf_json_str(j, "bench", "idle_half_zero", 1);
+			perf_json_str(j, "bench", "idle_half_zero");
 			perf_json_num(j, "ram_gib", ram >> 30);
 			perf_json_num(j, "channels", channels[i]);
 			perf_json_num(j, "migration_s", r->rep.total_s);
@@ -656,8 +662,8 @@ static void bench_seeds(struct perf_json *j)
 			       r.rep.downtime_ms, r.rep.total_s / legacy_s);
 		fflush(stdout);
 		perf_json_begin(j);
-		perf_json_str(j, "bench", "seeds", 1);
-		perf_json_str(j, "mode", modes[i].name, 0);
+		perf_json_str(j, "bench", "seeds");
+		perf_json_str(j, "mode", modes[i].name);
 		perf_json_num(j, "ok", !r.ret);
 		perf_json_num(j, "total_s", r.rep.total_s);
 		perf_json_num(j, "passes", r.rep.passes);
@@ -710,8 +716,8 @@ static void bench_compute(struct perf_json *j)
 			       r.compute_before, r.compute_during, ratio, r.rep.max_throttle_pct,
 			       r.rep.total_s, (unsigned long long)r.rep.passes);
 		perf_json_begin(j);
-		perf_json_str(j, "bench", "compute_vcpu", 1);
-		perf_json_str(j, "policy", pol[i].name, 0);
+		perf_json_str(j, "bench", "compute_vcpu");
+		perf_json_str(j, "policy", pol[i].name);
 		perf_json_num(j, "ok", !r.ret);
 		perf_json_num(j, "loops_per_s_before", r.compute_before);
 		perf_json_num(j, "loops_per_s_during", r.compute_during);
@@ -756,6 +762,5 @@ int main(int argc, char **argv)
 		bench_seeds(&j);
 	if (!only || !strcmp(only, "compute"))
 		bench_compute(&j);
-	perf_json_close(&j);
-	return 0;
+	return perf_json_close(&j) ? 1 : 0;
 }

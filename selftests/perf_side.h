@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "json.h"
 
 struct perf_side {
 	pid_t pid;
@@ -170,6 +171,16 @@ static inline int perf_side_wait_go(char *word, size_t size, int timeout_ms)
 	}
 	word[n] = '\0';
 	return 0;
+}
+
+/* In the side: the line {"@key":@v} for the benchmark, sent at once. */
+static inline void perf_side_say(const char *key, double v, int decimals)
+{
+	struct json_writer w;
+
+	json_line_begin(&w, stdout);
+	json_key_double(&w, key, v, decimals);
+	json_line_end(&w);
 }
 
 /* The number after "@key": in a one-line JSON object, or @dflt. */

@@ -1,20 +1,24 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Shared by the *_perf benchmark programs: `--json FILE` handling, a
- * tiny JSON writer for flat records, so every benchmark prints a table for
- * people and writes the same numbers for machines, and the median and
- * range of a set of rounds.
+ * Shared by the *_perf benchmark programs: `--json FILE` handling and flat
+ * records through the library's JSON writer (json.h), so every benchmark
+ * prints a table for people and writes the same numbers for machines
+ * ({"benchmark":NAME,"results":[{...},...]} on one line), and the median
+ * and range of a set of rounds.
  */
 #ifndef KVMMIG_PERF_UTIL_H
 #define KVMMIG_PERF_UTIL_H
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
+
 struct perf_json {
-	FILE *f;
-	int records;
+	FILE *f;	/* NULL: no --json, every call does nothing */
+	struct json_writer w;
 };
 
 /* Opens the file named after --json, if any; returns -1 on a bad argument. */
@@ -35,7 +39,11 @@ static inline int perf_json_open(struct perf_json *j, int argc, char **argv, con
 			perror(argv[i + 1]);
 			return -1;
 		}
-		fprintf(j->f, "{\"benchmark\":\"%s\",\"results\":[\n", bench);
+		json_start(&j->w, j->f);
+		json_object_begin(&j->w);
+		json_key_str(&j->w, "benchmark", bench);
+		json_key(&j->w, "results");
+		json_array_begin(&j->w);
 	}
 	return 0;
 }
@@ -43,33 +51,44 @@ static inline int perf_json_open(struct perf_json *j, int argc, char **argv, con
 static inline void perf_json_begin(struct perf_json *j)
 {
 	if (j->f)
-		fprintf(j->f, "%s  {", j->records++ ? ",\n" : "");
+		json_object_begin(&j->w);
 }
 
-static inline void perf_json_str(struct perf_json *j, const char *k, const char *v, int first)
+static inline void perf_json_str(struct perf_json *j, const char *k, const char *v)
 {
 	if (j->f)
-		fprintf(j->f, "%s\"%s\":\"%s\"", first ? "" : ",", k, v);
+		json_key_str(&j->w, k, v);
 }
 
 static inline void perf_json_num(struct perf_json *j, const char *k, double v)
 {
-	if (j->f)
-		fprintf(j->f, ",\"%s\":%.6g", k, v);
+	if (j->f) {
+		json_key(&j->w, k);
+		json_double_sig(&j->w, v, 6);
+	}
 }
 
 static inline void perf_json_end(struct perf_json *j)
 {
 	if (j->f)
-		fprintf(j->f, "}");
+		json_object_end(&j->w);
 }
 
-static inline void perf_json_close(struct perf_json *j)
+/* 0, or -1 if the file is not the whole JSON document (said). */
+static inline int perf_json_close(struct perf_json *j)
 {
+	int ret;
+
 	if (!j->f)
-		return;
-	fprintf(j->f, "\n]}\n");
-	fclose(j->f);
+		return 0;
+	json_array_end(&j->w);
+	json_object_end(&j->w);
+	ret = json_finish(&j->w);
+	if (fclose(j->f) && !ret) {
+		perror("--json");
+		ret = -EIO;
+	}
+	return ret ? -1 : 0;
 }
 
 struct perf_range {

@@ -724,8 +724,8 @@ static void print_run(struct bench *b, enum system s, unsigned int ci, unsigned 
 	if (!round)
 		return;
 	perf_json_begin(&b->json);
-	perf_json_str(&b->json, "bench", "round", 1);
-	perf_json_str(&b->json, "system", sys_names[s], 0);
+	perf_json_str(&b->json, "bench", "round");
+	perf_json_str(&b->json, "system", sys_names[s]);
 	perf_json_num(&b->json, "round", round);
 	perf_json_num(&b->json, "channels", channels[ci]);
 	perf_json_num(&b->json, "total_s", r->total_s);
@@ -847,8 +847,8 @@ static void print_summary(struct bench *b)
 		       t[SYS_KVMMIG].median / t[SYS_QEMU].median,
 		       d[SYS_KVMMIG].median / d[SYS_QEMU].median);
 		perf_json_begin(&b->json);
-		perf_json_str(&b->json, "bench", "idle_half_zero_vs_qemu", 1);
-		perf_json_str(&b->json, "qemu_version", b->version, 0);
+		perf_json_str(&b->json, "bench", "idle_half_zero_vs_qemu");
+		perf_json_str(&b->json, "qemu_version", b->version);
 		perf_json_num(&b->json, "ram_gib", b->ram >> 30);
 		perf_json_num(&b->json, "channels", channels[ci]);
 		perf_json_num(&b->json, "rounds", b->rounds);

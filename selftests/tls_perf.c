@@ -236,7 +236,7 @@ static int bench_channels(struct bench *b, unsigned int nr, unsigned char *data)
 		       med[m], gbps[m][0], gbps[m][b->rounds - 1], med[m] / med[MODE_PLAIN],
 		       mcpu[m], mcpu[MODE_PLAIN] / mcpu[m]);
 		perf_json_begin(&b->json);
-		perf_json_str(&b->json, "mode", mode_names[m], 1);
+		perf_json_str(&b->json, "mode", mode_names[m]);
 		perf_json_num(&b->json, "channels", nr);
 		perf_json_num(&b->json, "gbps_median", med[m]);
 		perf_json_num(&b->json, "gbps_min", gbps[m][0]);

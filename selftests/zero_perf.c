@@ -143,11 +143,11 @@ static void json_row(struct bench *b, const char *section, const char *impl,
 		     double ratio)
 {
 	perf_json_begin(&b->json);
-	perf_json_str(&b->json, "section", section, 1);
-	perf_json_str(&b->json, "impl", impl, 0);
-	perf_json_str(&b->json, "layout", layout, 0);
-	perf_json_str(&b->json, "where", where, 0);
-	perf_json_str(&b->json, "calls", calls, 0);
+	perf_json_str(&b->json, "section", section);
+	perf_json_str(&b->json, "impl", impl);
+	perf_json_str(&b->json, "layout", layout);
+	perf_json_str(&b->json, "where", where);
+	perf_json_str(&b->json, "calls", calls);
 	perf_json_num(&b->json, "gbps", gbps);
 	perf_json_num(&b->json, "ratio", ratio);
 	perf_json_end(&b->json);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "json.h"
 #include "log.h"
 #include "mig_listen.h"
 #include "mig_opts.h"
@@ -90,6 +91,22 @@ static void human_bytes(char *buf, size_t len, double b)
 	snprintf(buf, len, "%.1f %s", b, units[u]);
 }
 
+static void mig_progress_json(enum mig_state state, const struct mig_sample *s)
+{
+	struct json_writer w;
+
+	json_event_begin(&w, stdout, "progress");
+	json_key_str(&w, "state", mig_state_name(state));
+	json_key_double(&w, "t", s->t, 3);
+	json_key_u64(&w, "pass", s->pass);
+	json_key_u64(&w, "remaining_bytes", s->remaining_bytes);
+	json_key_double(&w, "dirty_rate", s->dirty_rate, 0);
+	json_key_double(&w, "throughput", s->throughput, 0);
+	json_key_u64(&w, "throttle_pct", s->throttle_pct);
+	json_key_bool(&w, "sync", s->sync);
+	json_line_end(&w);
+}
+
 static void mig_progress(void *opaque, enum mig_state state, const struct mig_sample *s,
 			 const struct mig_report *r)
 {
@@ -98,12 +115,7 @@ static void mig_progress(void *opaque, enum mig_state state, const struct mig_sa
 	char rem[32];
 
 	if (env->json) {
-		printf("{\"event\":\"progress\",\"state\":\"%s\",\"t\":%.3f,\"pass\":%llu,"
-		       "\"remaining_bytes\":%llu,\"dirty_rate\":%.0f,\"throughput\":%.0f,"
-		       "\"throttle_pct\":%u,\"sync\":%s}\n", mig_state_name(state), s->t,
-		       (unsigned long long)s->pass, (unsigned long long)s->remaining_bytes,
-		       s->dirty_rate, s->throughput, s->throttle_pct, s->sync ? "true" : "false");
-		fflush(stdout);
+		mig_progress_json(state, s);
 		return;
 	}
 	if (!env->live && !s->sync)
@@ -123,10 +135,10 @@ static int mig_outputs(const struct mig_env *env, const struct mig_report *r)
 
 	if (env->live)
 		printf("\n");
-	if (env->json)
-		mig_report_print_json(r, stdout);
-	else
+	if (!env->json)
 		mig_report_print(r, stdout);
+	else if (mig_report_print_json(r, stdout))
+		ret = -1;
 	fflush(stdout);
 	if (env->csv && mig_report_write_csv(r, env->csv))
 		ret = -1;
@@ -438,11 +450,26 @@ static void receive_listening(void *opaque, int port)
 
 	if (env->port_fd >= 0 && write(env->port_fd, &port, sizeof(port)) != sizeof(port))
 		fprintf(stderr, "kvmmig: cannot pass the port on\n");
-	if (env->json)
-		printf("{\"event\":\"listening\",\"port\":%d}\n", port);
-	else
-		printf("%slistening on port %d\n", env->who ? env->who : "", port);
+	if (env->json) {
+		struct json_writer w;
+
+		json_event_begin(&w, stdout, "listening");
+		json_key_i64(&w, "port", port);
+		json_line_end(&w);
+		return;
+	}
+	printf("%slistening on port %d\n", env->who ? env->who : "", port);
 	fflush(stdout);
+}
+
+static void receive_verified_json(uint64_t ops, const char *memory_check)
+{
+	struct json_writer w;
+
+	json_event_begin(&w, stdout, "verified");
+	json_key_u64(&w, "guest_ops_since_resume", ops);
+	json_key_str(&w, "memory_check", memory_check);
+	json_line_end(&w);
 }
 
 /* The guest runs here now: let it, then pause it and check its memory. */
@@ -451,7 +478,7 @@ static int receive_resumed(void *opaque, struct kvmmig_vm *kv)
 	struct mig_env *env = opaque;
 	struct vm *vm = env->received;
 	uint64_t before = 0, after = 0, edges = 0;
-	const char *who = env->who ? env->who : "";
+	const char *who = env->who ? env->who : "", *check;
 	struct guest_shared g;
 	unsigned int i;
 	int ret;
@@ -485,10 +512,9 @@ static int receive_resumed(void *opaque, struct kvmmig_vm *kv)
 		return -EIO;
 	}
 	ret = g.workload == WORKLOAD_INCR ? workload_check_incr(vm, &edges) : 0;
+	check = g.workload != WORKLOAD_INCR ? "skipped" : ret ? "failed" : "passed";
 	if (env->json)
-		printf("{\"event\":\"verified\",\"guest_ops_since_resume\":%llu,\"memory_check\":\"%s\"}\n",
-		       (unsigned long long)(after - before),
-		       g.workload != WORKLOAD_INCR ? "skipped" : ret ? "failed" : "passed");
+		receive_verified_json(after - before, check);
 	else
 		printf("%sguest did %llu writes since resume; memory check %s\n", who,
 		       (unsigned long long)(after - before),

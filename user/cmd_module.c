@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "json.h"
 #include "module_client.h"
 #include "log.h"
 #include "opts.h"
@@ -74,20 +75,33 @@ static void stats_header(void)
 	       "ringfull", "limit/s", "cpu%", "quota", "flags");
 }
 
+static void stats_print_json(uint32_t session, const struct kvmmig_vcpu_stats *st)
+{
+	struct json_writer w;
+
+	json_line_begin(&w, stdout);
+	json_key_u64(&w, "session", session);
+	json_key_u64(&w, "vcpu", st->vcpu);
+	json_key_u64(&w, "vcpu_id", st->vcpu_id);
+	json_key_u64(&w, "dirty_pages", st->dirty_pages);
+	json_key_u64(&w, "dirty_rate", st->dirty_rate);
+	json_key_u64(&w, "run_ns", st->run_ns);
+	json_key_u64(&w, "throttle_ns", st->throttle_ns);
+	json_key_u64(&w, "throttle_sleeps", st->throttle_sleeps);
+	json_key_u64(&w, "ring_full_exits", st->ring_full_exits);
+	json_key_u64(&w, "exits", st->exits);
+	json_key_u64(&w, "dirty_limit", st->dirty_limit);
+	json_key_u64(&w, "cpu_throttle", st->cpu_throttle);
+	json_key_u64(&w, "ring_quota", st->ring_quota);
+	json_key_u64(&w, "flags", st->flags);
+	json_line_end(&w);
+}
+
 static void stats_print(const struct stats_env *env, uint32_t session,
 			const struct kvmmig_vcpu_stats *st)
 {
 	if (env->json) {
-		printf("{\"session\":%u,\"vcpu\":%u,\"vcpu_id\":%u,\"dirty_pages\":%" PRIu64
-		       ",\"dirty_rate\":%" PRIu64 ",\"run_ns\":%" PRIu64 ",\"throttle_ns\":%" PRIu64
-		       ",\"throttle_sleeps\":%" PRIu64 ",\"ring_full_exits\":%" PRIu64
-		       ",\"exits\":%" PRIu64 ",\"dirty_limit\":%" PRIu64 ",\"cpu_throttle\":%u"
-		       ",\"ring_quota\":%u,\"flags\":%u}\n",
-		       session, st->vcpu, st->vcpu_id, (uint64_t)st->dirty_pages,
-		       (uint64_t)st->dirty_rate, (uint64_t)st->run_ns, (uint64_t)st->throttle_ns,
-		       (uint64_t)st->throttle_sleeps, (uint64_t)st->ring_full_exits,
-		       (uint64_t)st->exits, (uint64_t)st->dirty_limit, st->cpu_throttle,
-		       st->ring_quota, st->flags);
+		stats_print_json(session, st);
 		return;
 	}
 	printf("%7u %4u %12" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %8" PRIu64
@@ -114,6 +128,21 @@ static int stats_row(uint32_t session, const struct kvmmig_vcpu_stats *st, void 
 	return 0;
 }
 
+static void session_print_json(const struct kmod_nl_session *s)
+{
+	struct json_writer w;
+
+	json_line_begin(&w, stdout);
+	json_key_u64(&w, "session", s->id);
+	json_key_str(&w, "state", module_state_name(s->state));
+	json_key_u64(&w, "pid", s->pid);
+	json_key_u64(&w, "vm_pid", s->vm_pid);
+	json_key_u64(&w, "vcpus", s->nr_vcpus);
+	json_key_u64(&w, "ring_entries", s->ring_entries);
+	json_key_u64(&w, "window_ns", s->window_ns);
+	json_line_end(&w);
+}
+
 static int session_row(const struct kmod_nl_session *s, void *arg)
 {
 	struct stats_env *env = arg;
@@ -121,10 +150,7 @@ static int session_row(const struct kmod_nl_session *s, void *arg)
 	if (env->session && s->id != env->session)
 		return 0;
 	if (env->json)
-		printf("{\"session\":%u,\"state\":\"%s\",\"pid\":%u,\"vm_pid\":%u,\"vcpus\":%u,"
-		       "\"ring_entries\":%u,\"window_ns\":%" PRIu64 "}\n",
-		       s->id, module_state_name(s->state), s->pid, s->vm_pid, s->nr_vcpus,
-		       s->ring_entries, s->window_ns);
+		session_print_json(s);
 	else
 		printf("session %u: %s, attached by pid %u, VM of pid %u, %u vCPUs, ring %u entries\n",
 		       s->id, module_state_name(s->state), s->pid, s->vm_pid, s->nr_vcpus,
@@ -187,6 +213,19 @@ static int attach_loop(struct kmod_session *ks, struct stats_env *env, uint64_t 
 	return 0;
 }
 
+static void attach_print_json(const struct kmod_session *ks, uint64_t pid)
+{
+	struct json_writer w;
+
+	json_line_begin(&w, stdout);
+	json_key_u64(&w, "session", ks->id);
+	json_key_u64(&w, "pid", pid);
+	json_key_u64(&w, "vcpus", ks->info.nr_vcpus);
+	json_key_u64(&w, "slots", ks->info.nr_slots);
+	json_key_u64(&w, "ring_entries", ks->info.ring_entries);
+	json_line_end(&w);
+}
+
 int cmd_attach(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -245,8 +284,7 @@ int cmd_attach(int argc, char **argv)
 		return 1;
 	}
 	if (env.json)
-		printf("{\"session\":%u,\"pid\":%" PRIu64 ",\"vcpus\":%u,\"slots\":%u,\"ring_entries\":%u}\n",
-		       ks->id, pid, ks->info.nr_vcpus, ks->info.nr_slots, ks->info.ring_entries);
+		attach_print_json(ks, pid);
 	else
 		printf("session %u on the VM of pid %" PRIu64 ": %u vCPUs, %u memslots, dirty ring %u entries%s\n",
 		       ks->id, pid, ks->info.nr_vcpus, ks->info.nr_slots, ks->info.ring_entries,
@@ -410,6 +448,21 @@ static int only_session(const struct kmod_nl_session *s, void *arg)
 	return 0;
 }
 
+/* The settings sent; vCPU -1 is every vCPU. */
+static void throttle_print_json(uint64_t session, const struct kvmmig_throttle *t)
+{
+	struct json_writer w;
+
+	json_line_begin(&w, stdout);
+	json_key_u64(&w, "session", session);
+	json_key_i64(&w, "vcpu", t->vcpu == KVMMIG_VCPU_ALL ? -1 : (int64_t)t->vcpu);
+	json_key_u64(&w, "set", t->set);
+	json_key_u64(&w, "dirty_limit", t->dirty_limit);
+	json_key_u64(&w, "cpu_throttle", t->cpu_throttle);
+	json_key_u64(&w, "ring_quota", t->ring_quota);
+	json_line_end(&w);
+}
+
 int cmd_throttle(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -496,10 +549,7 @@ int cmd_throttle(int argc, char **argv)
 	if (kmod_nl_set_throttle(session, &t))
 		return 1;
 	if (json)
-		printf("{\"session\":%" PRIu64 ",\"vcpu\":%d,\"set\":%u,\"dirty_limit\":%" PRIu64
-		       ",\"cpu_throttle\":%u,\"ring_quota\":%u}\n",
-		       session, t.vcpu == KVMMIG_VCPU_ALL ? -1 : (int)t.vcpu, t.set,
-		       (uint64_t)t.dirty_limit, t.cpu_throttle, t.ring_quota);
+		throttle_print_json(session, &t);
 	else if (off)
 		printf("session %" PRIu64 ": throttles off\n", session);
 	else if (t.vcpu == KVMMIG_VCPU_ALL)

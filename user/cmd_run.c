@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "commands.h"
 #include "dirty.h"
+#include "json.h"
 #include "log.h"
 #include "opts.h"
 
@@ -41,10 +42,15 @@ static void print_header(const struct run_env *env, struct dirty_source *ds)
 	const struct vm_config *c = &env->guest.cfg;
 
 	if (env->json) {
-		printf("{\"event\":\"start\",\"workload\":\"%s\",\"vcpus\":%u,\"ram_bytes\":%llu,"
-		       "\"slots\":%u,\"dirty_backend\":\"%s\"}\n",
-		       workload_name(c->guest.workload), c->nr_vcpus,
-		       (unsigned long long)c->ram_bytes, c->nr_slots, ds->ops->name);
+		struct json_writer w;
+
+		json_event_begin(&w, stdout, "start");
+		json_key_str(&w, "workload", workload_name(c->guest.workload));
+		json_key_u64(&w, "vcpus", c->nr_vcpus);
+		json_key_u64(&w, "ram_bytes", c->ram_bytes);
+		json_key_u64(&w, "slots", c->nr_slots);
+		json_key_str(&w, "dirty_backend", ds->ops->name);
+		json_line_end(&w);
 		return;
 	}
 	printf("(per vCPU: pages it dirtied, counted again each time a page is dirtied after\n"
@@ -52,6 +58,33 @@ static void print_header(const struct run_env *env, struct dirty_source *ds)
 	printf("guest: %u vCPUs, %llu MiB in %u slot(s), workload %s; dirty tracking: %s backend\n",
 	       c->nr_vcpus, (unsigned long long)(c->ram_bytes >> 20), c->nr_slots,
 	       workload_name(c->guest.workload), ds->ops->name);
+}
+
+/* Per-vCPU dirty rates are null when @set has none (the bitmap backends). */
+static void print_interval_json(struct vm *vm, struct dirty_set *set, uint64_t dirty,
+				const uint64_t *writes, double dt, double t)
+{
+	struct json_writer w;
+	unsigned int i;
+
+	json_event_begin(&w, stdout, "interval");
+	json_key_double(&w, "t", t, 3);
+	json_key_double(&w, "dirty_pages_per_sec", dirty / dt, 0);
+	json_key(&w, "vcpus");
+	json_array_begin(&w);
+	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
+		json_object_begin(&w);
+		json_key_u64(&w, "vcpu", i);
+		json_key(&w, "dirty_pages_per_sec");
+		if (set)
+			json_double(&w, set->vcpu_pages[i] / dt, 0);
+		else
+			json_null(&w);
+		json_key_double(&w, "guest_writes_per_sec", writes[i] / dt, 0);
+		json_object_end(&w);
+	}
+	json_array_end(&w);
+	json_line_end(&w);
 }
 
 /* One interval's table: per vCPU, dirty pages/s and MB/s, guest writes/s. */
@@ -63,18 +96,7 @@ static void print_interval(const struct run_env *env, struct vm *vm, struct dirt
 	unsigned int i, n = vm->cfg.nr_vcpus;
 
 	if (env->json) {
-		printf("{\"event\":\"interval\",\"t\":%.3f,\"dirty_pages_per_sec\":%.0f,\"vcpus\":[",
-		       t, dirty / dt);
-		for (i = 0; i < n; i++) {
-			printf("%s{\"vcpu\":%u,\"dirty_pages_per_sec\":", i ? "," : "", i);
-			if (per_vcpu)
-				printf("%.0f", set->vcpu_pages[i] / dt);
-			else
-				printf("null");
-			printf(",\"guest_writes_per_sec\":%.0f}", writes[i] / dt);
-		}
-		printf("]}\n");
-		fflush(stdout);
+		print_interval_json(vm, per_vcpu ? set : NULL, dirty, writes, dt, t);
 		return;
 	}
 	if (redraw)
@@ -135,10 +157,15 @@ static void print_summary(const struct run_env *env, struct dirty_source *ds, in
 	const struct dirty_stats *s = &ds->stats;
 
 	if (env->json) {
-		printf("{\"event\":\"end\",\"status\":\"%s\",\"collections\":%llu,\"pages\":%llu,"
-		       "\"ring_full_exits\":%llu,\"overflows\":%llu}\n", ret ? "error" : "ok",
-		       (unsigned long long)s->collections, (unsigned long long)s->pages,
-		       (unsigned long long)s->ring_full_exits, (unsigned long long)s->overflows);
+		struct json_writer w;
+
+		json_event_begin(&w, stdout, "end");
+		json_key_str(&w, "status", ret ? "error" : "ok");
+		json_key_u64(&w, "collections", s->collections);
+		json_key_u64(&w, "pages", s->pages);
+		json_key_u64(&w, "ring_full_exits", s->ring_full_exits);
+		json_key_u64(&w, "overflows", s->overflows);
+		json_line_end(&w);
 		return;
 	}
 	printf("done: %llu collections, %llu dirty pages reported, %llu ring-full exits, %llu ring overflows recovered\n",

@@ -18,6 +18,7 @@
 
 #include "bpf_rates.h"
 #include "commands.h"
+#include "json.h"
 #include "module_client.h"
 #include "log.h"
 #include "opts.h"
@@ -290,82 +291,91 @@ static void top_print_table(const struct top_env *env, const struct bpf_rates *b
 	fflush(stdout);
 }
 
-static void json_str(const char *s)
+/* A percentage, or null for one not measured (below 0). */
+static void top_json_pct(struct json_writer *w, const char *name, double pct)
 {
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
-
-static void json_pct(const char *name, double pct)
-{
+	json_key(w, name);
 	if (pct < 0)
-		printf("\"%s\":null", name);
+		json_null(w);
 	else
-		printf("\"%s\":%.2f", name, pct);
+		json_double(w, pct, 2);
 }
 
-static void top_print_json(const struct top_env *env, const struct bpf_rates *br)
+static void top_json_sources(struct json_writer *w, const struct bpf_rates *br)
 {
 	const struct bpf_rates_source_info *s;
-	const struct bpf_rates_vcpu *v;
-	size_t i, n = bpf_rates_count(br);
-	char comm[32], thr[16];
-	bool open = false;
 	int k;
 
-	printf("{\"time\":%lld,\"interval\":%.3f,\"sources\":{", (long long)time(NULL),
-	       bpf_rates_interval(br));
+	json_key(w, "sources");
+	json_object_begin(w);
 	for (k = 0; k < NR_BPF_RATES_SOURCES; k++) {
 		s = bpf_rates_source(br, k);
-		printf("%s\"%s\":", k ? "," : "", s->name);
-		if (s->attached) {
-			printf("{\"attached\":");
-			json_str(s->attached);
-		} else {
-			printf("{\"attached\":null,\"why\":");
-			json_str(s->why);
-		}
-		printf("}");
+		json_key(w, s->name);
+		json_object_begin(w);
+		json_key_str(w, "attached", s->attached);
+		if (!s->attached)
+			json_key_str(w, "why", s->why);
+		json_object_end(w);
 	}
-	printf("},\"vms\":[");
-	for (i = 0; i < n; i++) {
+	json_object_end(w);
+}
+
+static void top_json_vcpu(struct json_writer *w, const struct bpf_rates_vcpu *v)
+{
+	char thr[16];
+
+	json_object_begin(w);
+	json_key_u64(w, "vcpu", v->vcpu);
+	json_key_u64(w, "tid", v->tid);
+	json_key_double(w, "dirty_pages_per_sec", v->pages_per_sec, 1);
+	json_key_double(w, "dirty_mb_per_sec", v->pages_per_sec * PAGE_BYTES / MIB, 3);
+	top_json_pct(w, "run_pct", v->run_pct);
+	top_json_pct(w, "guest_pct", v->guest_pct);
+	top_throttle_fmt(v->pid, v->vcpu, thr, sizeof(thr));
+	json_key_str(w, "throttle", thr[0] ? thr : NULL);
+	json_key_u64(w, "dirty_pages", v->dirty_pages);
+	json_key_u64(w, "run_ns", v->run_ns);
+	json_key_u64(w, "exits", v->exits);
+	json_object_end(w);
+}
+
+/* One line: the sources, then per VM (the rows come sorted by pid, VM fd) its vCPUs. */
+static void top_print_json(const struct top_env *env, const struct bpf_rates *br)
+{
+	const struct bpf_rates_vcpu *v, *prev = NULL;
+	size_t i, n = bpf_rates_count(br);
+	struct json_writer w;
+	char comm[32];
+
+	json_line_begin(&w, stdout);
+	json_key_i64(&w, "time", time(NULL));
+	json_key_double(&w, "interval", bpf_rates_interval(br), 3);
+	top_json_sources(&w, br);
+	json_key(&w, "vms");
+	json_array_begin(&w);
+	for (i = 0; i < n; i++, prev = v) {
 		v = bpf_rates_get(br, i);
-		if (!i || v->pid != bpf_rates_get(br, i - 1)->pid ||
-		    v->vm_fd != bpf_rates_get(br, i - 1)->vm_fd) {
+		if (!prev || v->pid != prev->pid || v->vm_fd != prev->vm_fd) {
+			if (prev) {
+				json_array_end(&w);
+				json_object_end(&w);
+			}
 			top_comm(v->pid, comm, sizeof(comm));
-			printf("%s{\"pid\":%u,\"comm\":", open ? "]}," : "", v->pid);
-			json_str(comm);
-			printf(",\"vm_fd\":%d,\"vcpus\":[", v->vm_fd);
-			open = true;
-		} else {
-			printf(",");
+			json_object_begin(&w);
+			json_key_u64(&w, "pid", v->pid);
+			json_key_str(&w, "comm", comm);
+			json_key_i64(&w, "vm_fd", v->vm_fd);
+			json_key(&w, "vcpus");
+			json_array_begin(&w);
 		}
-		printf("{\"vcpu\":%u,\"tid\":%u,\"dirty_pages_per_sec\":%.1f,"
-		       "\"dirty_mb_per_sec\":%.3f,", v->vcpu, v->tid, v->pages_per_sec,
-		       v->pages_per_sec * PAGE_BYTES / MIB);
-		json_pct("run_pct", v->run_pct);
-		printf(",");
-		json_pct("guest_pct", v->guest_pct);
-		top_throttle_fmt(v->pid, v->vcpu, thr, sizeof(thr));
-		printf(",\"throttle\":");
-		if (thr[0])
-			json_str(thr);
-		else
-			printf("null");
-		printf(",\"dirty_pages\":%llu,\"run_ns\":%llu,\"exits\":%llu}",
-		       (unsigned long long)v->dirty_pages, (unsigned long long)v->run_ns,
-		       (unsigned long long)v->exits);
+		top_json_vcpu(&w, v);
 	}
-	printf("%s]}\n", open ? "]}" : "");
-	fflush(stdout);
+	if (prev) {
+		json_array_end(&w);
+		json_object_end(&w);
+	}
+	json_array_end(&w);
+	json_line_end(&w);
 }
 
 static int top_parse(int argc, char **argv, struct top_env *env)

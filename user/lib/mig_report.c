@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "log.h"
 #include "mig_report.h"
 
@@ -131,104 +132,51 @@ void mig_report_print(const struct mig_report *r, FILE *f)
 		fprintf(f, "error:            %s\n", r->error[0] ? r->error : "(no reason given)");
 }
 
-/* A JSON string literal: quotes, backslashes and control characters escaped. */
-static void json_str(FILE *f, const char *s)
-{
-	const unsigned char *p;
-
-	if (!s) {
-		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (p = (const unsigned char *)s; *p; p++) {
-		switch (*p) {
-		case '"':
-			fputs("\\\"", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\r':
-			fputs("\\r", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		default:
-			if (*p < 0x20)
-				fprintf(f, "\\u%04x", *p);
-			else
-				fputc(*p, f);
-		}
-	}
-	fputc('"', f);
-}
-
-/* JSON has no NaN or infinity. */
-static void json_double(FILE *f, const char *key, double v, int decimals)
-{
-	if (isfinite(v))
-		fprintf(f, ",\"%s\":%.*f", key, decimals, v);
-	else
-		fprintf(f, ",\"%s\":null", key);
-}
-
-static void json_u64(FILE *f, const char *key, uint64_t v)
-{
-	fprintf(f, ",\"%s\":%" PRIu64, key, v);
-}
-
-static void json_key_str(FILE *f, const char *key, const char *v)
-{
-	fprintf(f, ",\"%s\":", key);
-	json_str(f, v);
-}
-
 /* Per vCPU: what throttled it (the report's "vCPU N throttle:" lines). */
-static void json_vcpu_throttles(const struct mig_report *r, FILE *f)
+static void report_json_vcpu_throttles(const struct mig_report *r, struct json_writer *w)
 {
 	const struct mig_vcpu_throttle *v;
 	unsigned int i;
 
-	fputs(",\"vcpu_throttle\":[", f);
+	json_key(w, "vcpu_throttle");
+	json_array_begin(w);
 	for (i = 0; i < r->nr_vcpus && i < ARRAY_SIZE(r->vcpu_throttle); i++) {
 		v = &r->vcpu_throttle[i];
-		fprintf(f, "%s{\"vcpu\":%u", i ? "," : "", i);
-		json_key_str(f, "mechanism", mig_throttle_mech_name(v->mech));
-		json_u64(f, "max_pct", v->max_pct);
-		json_u64(f, "dirty_limit_bytes_per_s", v->dirty_limit);
-		json_double(f, "slept_ms", v->slept_ms >= 0 ? v->slept_ms : NAN, 1);
-		fputc('}', f);
+		json_object_begin(w);
+		json_key_u64(w, "vcpu", i);
+		json_key_str(w, "mechanism", mig_throttle_mech_name(v->mech));
+		json_key_u64(w, "max_pct", v->max_pct);
+		json_key_u64(w, "dirty_limit_bytes_per_s", v->dirty_limit);
+		json_key_double(w, "slept_ms", v->slept_ms >= 0 ? v->slept_ms : NAN, 1);
+		json_object_end(w);
 	}
-	fputc(']', f);
+	json_array_end(w);
 }
 
-void mig_report_print_json(const struct mig_report *r, FILE *f)
+int mig_report_print_json(const struct mig_report *r, FILE *f)
 {
-	fputs("{\"event\":\"report\"", f);
-	json_key_str(f, "status", mig_state_name(r->state));
-	json_double(f, "total_s", r->total_s, 3);
-	json_double(f, "downtime_ms", r->downtime_ms, 3);
-	json_double(f, "setup_ms", r->setup_ms, 3);
-	json_u64(f, "passes", r->passes);
-	json_u64(f, "syncs", r->syncs);
-	json_u64(f, "bytes_sent", r->bytes_sent);
-	json_u64(f, "pages_sent", r->pages_sent);
-	json_u64(f, "zero_pages", r->zero_pages);
-	json_u64(f, "dirty_pages", r->dirty_pages);
-	json_u64(f, "max_throttle_pct", r->max_throttle_pct);
-	json_double(f, "throughput_bytes_per_s", r->throughput, 0);
-	json_key_str(f, "dirty_backend", r->dirty_backend);
-	json_key_str(f, "throttle_backend", r->throttle_backend);
-	json_vcpu_throttles(r, f);
-	json_key_str(f, "rate_source", r->rate_source);
-	json_key_str(f, "tls", r->tls);
-	json_key_str(f, "error", report_has_error(r) ? r->error : NULL);
-	fputs("}\n", f);
+	struct json_writer w;
+
+	json_event_begin(&w, f, "report");
+	json_key_str(&w, "status", mig_state_name(r->state));
+	json_key_double(&w, "total_s", r->total_s, 3);
+	json_key_double(&w, "downtime_ms", r->downtime_ms, 3);
+	json_key_double(&w, "setup_ms", r->setup_ms, 3);
+	json_key_u64(&w, "passes", r->passes);
+	json_key_u64(&w, "syncs", r->syncs);
+	json_key_u64(&w, "bytes_sent", r->bytes_sent);
+	json_key_u64(&w, "pages_sent", r->pages_sent);
+	json_key_u64(&w, "zero_pages", r->zero_pages);
+	json_key_u64(&w, "dirty_pages", r->dirty_pages);
+	json_key_u64(&w, "max_throttle_pct", r->max_throttle_pct);
+	json_key_double(&w, "throughput_bytes_per_s", r->throughput, 0);
+	json_key_str(&w, "dirty_backend", r->dirty_backend);
+	json_key_str(&w, "throttle_backend", r->throttle_backend);
+	report_json_vcpu_throttles(r, &w);
+	json_key_str(&w, "rate_source", r->rate_source);
+	json_key_str(&w, "tls", r->tls);
+	json_key_str(&w, "error", report_has_error(r) ? r->error : NULL);
+	return json_line_end(&w);
 }
 
 static int report_open(const char *path, FILE **f)

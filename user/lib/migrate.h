@@ -237,6 +237,7 @@ const char *mig_throttle_mech_name(enum mig_throttle_mech m);
 int mig_report_write_csv(const struct mig_report *r, const char *path);
 int mig_report_write_svg(const struct mig_report *r, const char *path, const char *title);
 void mig_report_print(const struct mig_report *r, FILE *f);
-void mig_report_print_json(const struct mig_report *r, FILE *f);
+/* One line of JSON (migration-report.rst); 0, or -EIO if @f failed (said). */
+int mig_report_print_json(const struct mig_report *r, FILE *f);
 
 #endif /* KVMMIG_MIGRATE_H */
