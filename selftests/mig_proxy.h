@@ -304,7 +304,7 @@ static inline void proxy_add_conn(struct proxy *px, int src)
 		return;
 	}
 	if (!k && px->cancel_on_accept)
-		*px->cancel_on_accept = 1;
+		kvmmig_cancel_set(px->cancel_on_accept, 1);
 	dst = net_connect(px->dest, NULL);
 	if (dst < 0) {
 		close(src);

@@ -72,7 +72,7 @@ static void fail_act(struct fail_ctx *c)
 {
 	switch (c->act) {
 	case ACT_CANCEL:
-		c->cancel = 1;
+		kvmmig_cancel_set(&c->cancel, 1);
 		break;
 	case ACT_DROP:
 		/*

@@ -83,7 +83,7 @@ static void copy_at_pause(void *opaque, struct kvmmig_vm *kv)
 			memcpy(p->copy[i], kv->slots[i].hva, kv->slots[i].size);
 	}
 	if (p->cancel_at_pause)
-		p->cancel = 1;
+		kvmmig_cancel_set(&p->cancel, 1);
 }
 
 static void at_pause_free(struct at_pause *p)

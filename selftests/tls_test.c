@@ -265,7 +265,7 @@ static volatile sig_atomic_t cancel_flag;
 static void *set_cancel_later(void *arg)
 {
 	usleep(200000);
-	cancel_flag = 1;
+	kvmmig_cancel_set(&cancel_flag, 1);
 	return NULL;
 }
 
@@ -317,7 +317,7 @@ struct mitm {
 	unsigned int conn;	/* the connection to tamper with, in accept order */
 	uint64_t off;		/* the byte of it to flip */
 	pthread_t thread;
-	volatile int stop;	/* ends the accept loop */
+	volatile sig_atomic_t stop;	/* ends the accept loop (cancel.h) */
 	volatile bool hit;
 };
 
@@ -595,7 +595,7 @@ TEST_F_TIMEOUT(tls, mitm_flip_breaks_the_connection, 120)
 	ASSERT_EQ(mitm_start(&m, self->dest.addr, 1, 1 << 20), 0);
 	run_refused(_metadata, self, &t, m.addr, NULL,
 		    "a record failed authentication (the stream was altered on the way)", true);
-	m.stop = 1;
+	kvmmig_cancel_set(&m.stop, 1);
 	pthread_join(m.thread, NULL);
 	close(m.lfd);
 	ASSERT_TRUE(m.hit);

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cancel.h"
 #include "commands.h"
 #include "json.h"
 #include "log.h"
@@ -59,24 +60,29 @@ enum {
 	"  --settle SESSION " side "\n"					\
 	"                             settle an undecided handover (handover.rst)\n"
 
-/* The signal that cancels the migration, 0 until one comes. */
+/*
+ * The signal that cancels the migration, 0 until one comes; the migration's
+ * cancel flag too.  volatile sig_atomic_t, the type C lets a handler store
+ * to; accessed atomically (cancel.h) because the handler may run on any
+ * thread and the library's threads read it.
+ */
 static volatile sig_atomic_t mig_cancel;
 
 static void mig_on_signal(int sig)
 {
-	mig_cancel = sig;
+	kvmmig_cancel_set(&mig_cancel, sig);
 }
 
 /* Sleep @ms, or less when SIGINT/SIGTERM arrives; false if it did. */
 static bool mig_sleep(uint64_t ms)
 {
-	while (ms && !mig_cancel) {
+	while (ms && !kvmmig_cancelled(&mig_cancel)) {
 		uint64_t tick = ms < NET_TICK_MS ? ms : NET_TICK_MS;
 
 		usleep(tick * 1000);
 		ms -= tick;
 	}
-	return !mig_cancel;
+	return !kvmmig_cancelled(&mig_cancel);
 }
 
 static void human_bytes(char *buf, size_t len, double b)
@@ -161,7 +167,7 @@ static const char *mig_why(const struct mig_report *rep, int ret)
  */
 static const char *guest_progress(struct vm *vm)
 {
-	unsigned int waited, limit = mig_cancel ? 50 : 200;
+	unsigned int waited, limit = kvmmig_cancelled(&mig_cancel) ? 50 : 200;
 	uint64_t before = vm->vcpus[0].area->loops;
 
 	if (vm->shared->workload == WORKLOAD_IDLE)
@@ -171,7 +177,7 @@ static const char *guest_progress(struct vm *vm)
 			return "making progress";
 		usleep(5000);
 	}
-	return mig_cancel ? "no progress seen in 50 ms" : "no progress seen in 200 ms";
+	return limit == 50 ? "no progress seen in 50 ms" : "no progress seen in 200 ms";
 }
 
 static int mig_run_source(struct mig_env *env)
@@ -541,12 +547,13 @@ static int mig_run_dest(struct mig_env *env)
 		.handover_timeout_ms = env->src.handover_timeout_ms,
 	};
 	struct mig_report rep;
-	int ret;
+	int ret, sig;
 
 	ret = mig_dest_run(&o, &rep);
-	if (rep.state == MIG_FAILED && mig_cancel) {
+	sig = kvmmig_cancelled(&mig_cancel);
+	if (rep.state == MIG_FAILED && sig) {
 		fprintf(stderr, "kvmmig: %sstopped by SIG%s before the guest was received (%s); nothing was kept\n",
-			env->who ? env->who : "", sigabbrev_np(mig_cancel), mig_why(&rep, ret));
+			env->who ? env->who : "", sigabbrev_np(sig), mig_why(&rep, ret));
 	} else if (rep.state == MIG_FAILED) {
 		fprintf(stderr, "kvmmig: %sreceiving the guest failed: %s; nothing was kept\n",
 			env->who ? env->who : "", mig_why(&rep, ret));

@@ -26,6 +26,11 @@
 
 #define PAGE_BYTES	4096ULL
 
+/*
+ * SIGINT or SIGTERM ends the attach loop.  The process has one thread, the
+ * handler runs on it: volatile sig_atomic_t is the correct C for that flag,
+ * no atomics needed.
+ */
 static volatile sig_atomic_t module_stop;
 
 static void module_sigint(int sig)

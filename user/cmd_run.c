@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "cancel.h"
 #include "commands.h"
 #include "dirty.h"
 #include "json.h"
@@ -30,11 +31,16 @@ struct run_env {
 	bool live;		/* redraw in place (stdout is a terminal) */
 };
 
+/*
+ * SIGINT or SIGTERM ends the run.  volatile sig_atomic_t, the type C
+ * lets a handler store to; accessed atomically (cancel.h) because the
+ * handler may run on any thread of the process, not only the reader.
+ */
 static volatile sig_atomic_t run_interrupted;
 
 static void run_on_sigint(int sig)
 {
-	run_interrupted = 1;
+	kvmmig_cancel_set(&run_interrupted, 1);
 }
 
 static void print_header(const struct run_env *env, struct dirty_source *ds)
@@ -126,7 +132,7 @@ static int run_loop(const struct run_env *env, struct vm *vm, struct dirty_sourc
 	ret = dirty_set_alloc(vm->kv, &set);
 	if (ret)
 		return ret;
-	while (!run_interrupted && (now = now_s()) - start < env->seconds) {
+	while (!kvmmig_cancelled(&run_interrupted) && (now = now_s()) - start < env->seconds) {
 		usleep(env->interval_ms * 1000);
 		dirty_set_clear(&set);
 		ret = dirty_source_collect(ds, &set);

@@ -38,6 +38,11 @@ struct top_env {
 	bool no_fentry;
 };
 
+/*
+ * SIGINT, SIGTERM or SIGHUP ends the refresh loop.  The process has one
+ * thread, the handler runs on it: volatile sig_atomic_t is the correct C for
+ * that flag, no atomics needed (cmd_run.c has vCPU threads, and needs them).
+ */
 static volatile sig_atomic_t top_stop;
 
 static void top_sigint(int sig)

@@ -222,7 +222,7 @@ static enum mig_decision mig_dest_await(struct mig_dst *d, struct mig_chan *c, i
 	enum mig_decision dec = DECIDE_WAIT;
 
 	while (dec == DECIDE_WAIT) {
-		if (d->opts->cancel && *d->opts->cancel) {
+		if (kvmmig_cancelled(d->opts->cancel)) {
 			kvmmig_err("cancelled during the handover: this copy of the guest is discarded; if the source did not hear it, resume it there with `kvmmig migrate --settle %016llx --resume-source`",
 				   (unsigned long long)d->hello.session);
 			break;

@@ -36,7 +36,7 @@ static unsigned int mig_handover_timeout(const struct mig_src *s)
 
 static bool mig_cancel_asked(const struct mig_src *s)
 {
-	return s->opts->cancel && *s->opts->cancel;
+	return kvmmig_cancelled(s->opts->cancel);
 }
 
 /* ---- the return path ---- */

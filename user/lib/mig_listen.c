@@ -352,7 +352,7 @@ static int mig_poll_ms(const struct mig_listener *l, double now, double end)
 }
 
 int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct mig_hello *h,
-		      int timeout_ms, volatile sig_atomic_t *cancel, int watch_fd)
+		      int timeout_ms, const volatile sig_atomic_t *cancel, int watch_fd)
 {
 	double now = now_s(), end = timeout_ms >= 0 ? now + timeout_ms / 1000.0 : -1;
 	struct pollfd pfd[2 + MIG_LISTEN_MAX_PENDING];
@@ -365,7 +365,7 @@ int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct m
 	if (fd >= 0)
 		return fd;
 	for (;;) {
-		if (cancel && *cancel) {
+		if (kvmmig_cancelled(cancel)) {
 			kvmmig_err("cancelled while waiting for a connection");
 			return -ECANCELED;
 		}

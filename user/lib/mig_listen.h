@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cancel.h"
 #include "stream.h"
 #include "tls.h"
 
@@ -68,7 +69,7 @@ void mig_listener_close(struct mig_listener *l);
  * (with no message: the caller knows what it watched).
  */
 int mig_listener_next(struct mig_listener *l, const struct mig_want *w, struct mig_hello *h,
-		      int timeout_ms, volatile sig_atomic_t *cancel, int watch_fd);
+		      int timeout_ms, const volatile sig_atomic_t *cancel, int watch_fd);
 /*
  * With l->tls, each connection completes its TLS handshake (within the
  * hello deadline, side by side as the hellos) before its hello is read

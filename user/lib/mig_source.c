@@ -58,7 +58,7 @@ void mig_src_fail(struct mig_src *s, int err)
 
 int mig_check_cancel(struct mig_src *s)
 {
-	if (s->opts->cancel && *s->opts->cancel) {
+	if (kvmmig_cancelled(s->opts->cancel)) {
 		kvmmig_err("migration cancelled");
 		return -ECANCELED;
 	}
@@ -67,7 +67,7 @@ int mig_check_cancel(struct mig_src *s)
 
 bool mig_cancelled(const struct mig_src *s)
 {
-	return (s->opts->cancel && *s->opts->cancel) || __atomic_load_n(&s->error, __ATOMIC_RELAXED);
+	return kvmmig_cancelled(s->opts->cancel) || __atomic_load_n(&s->error, __ATOMIC_RELAXED);
 }
 
 static int mig_send_config(struct mig_src *s)

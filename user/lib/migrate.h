@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdint.h>
 
+#include "cancel.h"
 #include "dirty.h"
 #include "tls.h"
 #include "kvmmig_vm.h"
@@ -147,7 +148,7 @@ struct mig_source_opts {
 	struct mig_params params;
 	const char *to;			/* "tcp:HOST:PORT" */
 	struct tls_opts tls;		/* every channel TLS when creds or PSK are given */
-	volatile sig_atomic_t *cancel;	/* set non-zero to cancel */
+	volatile sig_atomic_t *cancel;	/* set non-zero to cancel (cancel.h) */
 	mig_progress_fn progress;
 	void *opaque;
 	double progress_interval_s;	/* 0: 0.5 s */
@@ -169,7 +170,7 @@ struct mig_dest_opts {
 	const char *listen;		/* "tcp:HOST:PORT" (PORT 0: any) */
 	int hello_timeout_ms;		/* for a connection's hello; 0: 5000 */
 	struct tls_opts tls;		/* demand TLS on every channel when given */
-	volatile sig_atomic_t *cancel;
+	volatile sig_atomic_t *cancel;	/* set non-zero to cancel (cancel.h) */
 	unsigned int io_timeout_ms;	/* no progress within a record; 0: 30 s */
 	/* Called once listening, with the port (for PORT 0). */
 	void (*listening)(void *opaque, int port);

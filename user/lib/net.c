@@ -107,7 +107,7 @@ static void net_tune(int fd)
 
 static bool net_cancelled(const struct net_wait *w)
 {
-	return w && w->cancel && *w->cancel;
+	return w && kvmmig_cancelled(w->cancel);
 }
 
 int net_poll(int fd, short events, const struct net_wait *w, int64_t deadline, int limit_ms)
@@ -174,7 +174,7 @@ err:
 	return ret;
 }
 
-int net_accept(int lfd, volatile int *cancel, int timeout_ms, int watch_fd)
+int net_accept(int lfd, const volatile sig_atomic_t *cancel, int timeout_ms, int watch_fd)
 {
 	struct pollfd pfd[2] = {
 		{ .fd = lfd, .events = POLLIN },
@@ -184,7 +184,7 @@ int net_accept(int lfd, volatile int *cancel, int timeout_ms, int watch_fd)
 	int waited = 0, fd;
 
 	for (;;) {
-		if (cancel && *cancel) {
+		if (kvmmig_cancelled(cancel)) {
 			kvmmig_err("cancelled while waiting on a connection");
 			return -ECANCELED;
 		}

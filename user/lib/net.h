@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "cancel.h"
 #include "stream.h"
 #include "tls.h"
 
@@ -34,7 +35,7 @@
  */
 struct net_wait {
 	int timeout_ms;
-	const volatile sig_atomic_t *cancel;
+	const volatile sig_atomic_t *cancel;	/* cancel.h */
 	const char *what;
 };
 
@@ -62,7 +63,7 @@ int net_listen(const char *addr, int *port_out);
  * Accept one connection; gives up with -ECANCELED when *cancel is set, and
  * with -ECONNRESET when the peer of @watch_fd (-1: none) hangs up first.
  */
-int net_accept(int lfd, volatile int *cancel, int timeout_ms, int watch_fd);
+int net_accept(int lfd, const volatile sig_atomic_t *cancel, int timeout_ms, int watch_fd);
 /* Connect within @w's deadline; @w may be NULL (NET_CONNECT_TIMEOUT_MS). */
 int net_connect(const char *addr, const struct net_wait *w);
 /*

@@ -46,7 +46,7 @@ struct snap_header {
 struct snap_opts {
 	const char *path;		/* the file to write (FILE.partial meanwhile) */
 	unsigned int writers;		/* walker threads, 1..SNAP_MAX_WRITERS (0: 1) */
-	const volatile sig_atomic_t *cancel;
+	const volatile sig_atomic_t *cancel;	/* set non-zero to cancel (cancel.h) */
 	/*
 	 * Pre-fault guest RAM before protecting it even where the kernel has
 	 * UFFD_FEATURE_WP_UNPOPULATED (the older kernels' path, to test and

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "bitmap.h"
+#include "cancel.h"
 #include "clock.h"
 #include "csum.h"
 #include "log.h"
@@ -264,7 +265,7 @@ static int snap_walk(struct snap_save *s)
 			end = w + SNAP_WALK_CHUNK;
 		for (; w < end && !ret; w++)
 			ret = snap_walk_word(s, slot, w, &zero, &walked);
-		if (!ret && s->o->cancel && *s->o->cancel) {
+		if (!ret && kvmmig_cancelled(s->o->cancel)) {
 			kvmmig_err("snapshot cancelled");
 			ret = -ECANCELED;
 		}

@@ -14,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cancel.h"
 #include "log.h"
 #include "uffd.h"
 
@@ -167,7 +168,7 @@ int uffd_wait(struct uffd *u, int timeout_ms, const volatile sig_atomic_t *cance
 			return 1;
 		if (n < 0 && errno != EINTR)
 			return kvmmig_ioctl_err("poll on the userfaultfd", errno);
-		if (cancel && *cancel)
+		if (kvmmig_cancelled(cancel))
 			return -ECANCELED;
 		if (left >= 0 && (left -= tick) <= 0)
 			return 0;

@@ -58,7 +58,7 @@ int uffd_unregister(struct uffd *u, void *addr, size_t len);
 
 /*
  * Wait until a fault is queued: 1, 0 after @timeout_ms (-1: no deadline),
- * -ECANCELED once *@cancel is set (checked every 100 ms).
+ * -ECANCELED once *@cancel is set (cancel.h; checked every 100 ms).
  */
 int uffd_wait(struct uffd *u, int timeout_ms, const volatile sig_atomic_t *cancel);
 /* The queued faults, up to @max, without blocking: their count (0: none). */
