@@ -229,6 +229,14 @@ FIXTURE_VARIANT_ADD(bad, throttle_quota_negative) {
 	{ "throttle", "--ring-quota", "-1" }, "--ring-quota", "'-1'", "from 0 to 4294967295" };
 FIXTURE_VARIANT_ADD(bad, throttle_vcpu_garbage) {
 	{ "throttle", "--vcpu", "1x", "--off" }, "--vcpu", "'1x'", "from 0 to" };
+FIXTURE_VARIANT_ADD(bad, snapshot_writers_zero) {
+	{ "snapshot", "--to", "/tmp/never.snap", "--writers", "0" }, "--writers", "'0'",
+	"from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, snapshot_ram_garbage) {
+	{ "snapshot", "--to", "/tmp/never.snap", "--ram", "lots" }, "--ram", "'lots'", "from 1M to" };
+FIXTURE_VARIANT_ADD(bad, restore_run_seconds_over) {
+	{ "restore", "/tmp/never.snap", "--run-seconds", "99999" }, "--run-seconds", "'99999'",
+	"from 0 to 86400" };
 FIXTURE_VARIANT_ADD(bad, cancel_pid_overflow) {
 	{ "cancel", "--pid", "99999999999999999999" }, "--pid", "'99999999999999999999'",
 	"from 1 to 1073741824" };
@@ -314,6 +322,20 @@ TEST(demo_vcpus_zero_says_why)
 		TH_LOG("stderr: %s", err);
 	EXPECT_EQ(strstr(err, ": ;"), NULL) TH_LOG("an empty reason: %s", err);
 	EXPECT_EQ(strstr(err, "receiving the guest failed"), NULL) TH_LOG("stderr: %s", err);
+}
+
+/* A snapshot needs a destination, and a restore a file that is one. */
+TEST(snapshot_and_restore_say_what_is_missing)
+{
+	const char *const no_to[] = { "snapshot", "--ram", "64M", NULL };
+	const char *const junk[] = { "restore", "/proc/self/status", NULL };
+	char err[4096];
+
+	ASSERT_EQ(cli_run(no_to, REFUSE_MS, err, sizeof(err)), 2) TH_LOG("stderr: %s", err);
+	EXPECT_NE(strstr(err, "--to FILE is required"), NULL) TH_LOG("stderr: %s", err);
+	ASSERT_EQ(cli_run(junk, REFUSE_MS, err, sizeof(err)), 1) TH_LOG("stderr: %s", err);
+	EXPECT_NE(strstr(err, "is not a kvmmig snapshot"), NULL) TH_LOG("stderr: %s", err);
+	EXPECT_NE(strstr(err, "/proc/self/status was not restored"), NULL) TH_LOG("stderr: %s", err);
 }
 
 TEST_HARNESS_MAIN

@@ -22,6 +22,7 @@
 
 #include "cancel.h"
 #include "commands.h"
+#include "guest_check.h"
 #include "json.h"
 #include "log.h"
 #include "mig_listen.h"
@@ -468,66 +469,19 @@ static void receive_listening(void *opaque, int port)
 	fflush(stdout);
 }
 
-static void receive_verified_json(uint64_t ops, const char *memory_check)
-{
-	struct json_writer w;
-
-	json_event_begin(&w, stdout, "verified");
-	json_key_u64(&w, "guest_ops_since_resume", ops);
-	json_key_str(&w, "memory_check", memory_check);
-	json_line_end(&w);
-}
-
 /* The guest runs here now: let it, then pause it and check its memory. */
 static int receive_resumed(void *opaque, struct kvmmig_vm *kv)
 {
 	struct mig_env *env = opaque;
-	struct vm *vm = env->received;
-	uint64_t before = 0, after = 0, edges = 0;
-	const char *who = env->who ? env->who : "", *check;
-	struct guest_shared g;
-	unsigned int i;
-	int ret;
+	struct guest_check_opts o = {
+		.run_seconds = env->run_seconds,
+		.json = env->json,
+		.who = env->who ? env->who : "",
+		.where = "on the destination",
+		.cancel = &mig_cancel,
+	};
 
-	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		before += vm->vcpus[i].area->loops;
-	if (!env->json)
-		printf("%sguest resumed; letting it run %llu s\n", who,
-		       (unsigned long long)env->run_seconds);
-	fflush(stdout);
-	if (!mig_sleep(env->run_seconds * 1000)) {
-		fprintf(stderr, "kvmmig: interrupted while the received guest ran; it is stopped unchecked\n");
-		vm_stop(vm);
-		return -ECANCELED;
-	}
-	vm_pause(vm);
-	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		after += vm->vcpus[i].area->loops;
-	if (vm_failure(vm)) {
-		fprintf(stderr, "kvmmig: the guest failed on the destination: %s\n", vm_failure(vm));
-		return -EIO;
-	}
-	/* Guest memory, perhaps rewritten on the way: checked before it is used. */
-	if (vm_guest_params(vm, &g)) {
-		fprintf(stderr, "kvmmig: the guest is broken on the destination: %s\n",
-			kvmmig_last_error());
-		return -EBADMSG;
-	}
-	if (after == before && g.workload != WORKLOAD_IDLE) {
-		fprintf(stderr, "kvmmig: the guest made no progress on the destination\n");
-		return -EIO;
-	}
-	ret = g.workload == WORKLOAD_INCR ? workload_check_incr(vm, &edges) : 0;
-	check = g.workload != WORKLOAD_INCR ? "skipped" : ret ? "failed" : "passed";
-	if (env->json)
-		receive_verified_json(after - before, check);
-	else
-		printf("%sguest did %llu writes since resume; memory check %s\n", who,
-		       (unsigned long long)(after - before),
-		       g.workload != WORKLOAD_INCR ? "skipped (not incr)" :
-		       ret ? "FAILED" : "passed (incr: one value per vCPU, one edge at most)");
-	vm_stop(vm);
-	return ret;
+	return guest_run_and_check(env->received, &o);
 }
 
 static int mig_run_dest(struct mig_env *env)

@@ -12,6 +12,8 @@ const struct kvmmig_cmd kvmmig_cmds[] = {
 	{ "migrate", cmd_migrate, "run a built-in guest and live-migrate it to a destination" },
 	{ "cancel", cmd_cancel, "cancel a running migration; the source guest keeps running" },
 	{ "receive", cmd_receive, "receive a migrating guest, resume it and check its memory" },
+	{ "snapshot", cmd_snapshot, "run a built-in guest and save a background snapshot of it" },
+	{ "restore", cmd_restore, "make a guest again from a snapshot, resume it, check its memory" },
 	{ "run", cmd_run, "run a built-in guest under dirty tracking, show per-vCPU dirty rates" },
 	{ "stats", cmd_stats, "per-vCPU statistics of every kvmmig.ko session (netlink)" },
 	{ "throttle", cmd_throttle, "dirty limit, CPU throttle or ring quota on a VM via kvmmig.ko" },

@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * `kvmmig snapshot`: run a built-in guest and take a background snapshot of
+ * it while it runs (Documentation/snapshot.rst), then let it run on; and
+ * `kvmmig restore`: make the guest again from a snapshot file, resume it,
+ * and check it as `kvmmig receive` does.  SIGINT and SIGTERM cancel either
+ * within a tick: a snapshot leaves no file and the guest unprotected.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cancel.h"
+#include "commands.h"
+#include "guest_check.h"
+#include "json.h"
+#include "log.h"
+#include "net.h"
+#include "opts.h"
+#include "snapshot.h"
+
+/* The signal that cancels, 0 until one comes (cancel.h: atomic, any thread). */
+static volatile sig_atomic_t snap_cancel;
+
+static void snap_on_signal(int sig)
+{
+	kvmmig_cancel_set(&snap_cancel, sig);
+}
+
+static void snap_catch_signals(void)
+{
+	signal(SIGINT, snap_on_signal);
+	signal(SIGTERM, snap_on_signal);
+}
+
+/* Sleep @ms, or less on a signal; false if one came. */
+static bool snap_sleep(uint64_t ms)
+{
+	while (ms && !kvmmig_cancelled(&snap_cancel)) {
+		uint64_t tick = ms < NET_TICK_MS ? ms : NET_TICK_MS;
+
+		usleep(tick * 1000);
+		ms -= tick;
+	}
+	return !kvmmig_cancelled(&snap_cancel);
+}
+
+static void snap_print(const char *path, const struct snap_report *r, bool json)
+{
+	struct json_writer w;
+
+	if (!json) {
+		printf("snapshot %s: guest paused %.1f ms, %.2f s in all; %llu pages saved by the walk, %llu first because the guest wrote them, %llu zero (holes); %s\n",
+		       path, r->pause_ms, r->total_s, (unsigned long long)r->pages_walk,
+		       (unsigned long long)r->pages_fault, (unsigned long long)r->zero_pages,
+		       r->wp_unpopulated ? "no pre-faulting (WP_UNPOPULATED)" : "RAM pre-faulted");
+		if (r->pages_fault)
+			printf("write-fault service: p50 %llu us, p99 %llu us\n",
+			       (unsigned long long)snap_fault_percentile_us(r, 50),
+			       (unsigned long long)snap_fault_percentile_us(r, 99));
+		return;
+	}
+	json_event_begin(&w, stdout, "snapshot");
+	json_key_str(&w, "file", path);
+	json_key_double(&w, "pause_ms", r->pause_ms, 3);
+	json_key_double(&w, "total_s", r->total_s, 3);
+	json_key_u64(&w, "pages_walk", r->pages_walk);
+	json_key_u64(&w, "pages_fault", r->pages_fault);
+	json_key_u64(&w, "zero_pages", r->zero_pages);
+	json_key_u64(&w, "bytes_written", r->bytes_written);
+	json_key(&w, "wp_unpopulated");
+	json_bool(&w, r->wp_unpopulated);
+	json_key_u64(&w, "fault_p50_us", snap_fault_percentile_us(r, 50));
+	json_key_u64(&w, "fault_p99_us", snap_fault_percentile_us(r, 99));
+	json_line_end(&w);
+}
+
+struct snap_env {
+	struct guest_opts guest;
+	struct snap_opts o;
+	uint64_t warmup_ms, run_seconds;
+	bool json;
+};
+
+static int snap_run(struct snap_env *env)
+{
+	struct snap_report r;
+	struct vm *vm;
+	int ret;
+
+	if (vm_create(&env->guest.cfg, &vm))
+		return 1;
+	snap_catch_signals();
+	ret = vm_start(vm);
+	if (!ret && !snap_sleep(env->warmup_ms)) {
+		fprintf(stderr, "kvmmig: interrupted before the snapshot started\n");
+		ret = -ECANCELED;
+	}
+	if (!ret) {
+		env->o.cancel = &snap_cancel;
+		ret = snapshot_save(vm->kv, &env->o, &r);
+		/* The library said why; this says what it means. */
+		if (ret)
+			fprintf(stderr, "kvmmig: no snapshot was taken; the guest runs on, unprotected, and no file was left\n");
+		else
+			snap_print(env->o.path, &r, env->json);
+	}
+	/* The guest runs on after its snapshot, as it would in production. */
+	if (!ret && env->run_seconds && !env->json)
+		printf("guest runs on for %llu s\n", (unsigned long long)env->run_seconds);
+	if (!ret)
+		snap_sleep(env->run_seconds * 1000);
+	if (!ret && vm_failure(vm)) {
+		fprintf(stderr, "kvmmig: the guest failed: %s\n", vm_failure(vm));
+		ret = -EIO;
+	}
+	vm_destroy(vm);
+	return ret ? 1 : 0;
+}
+
+static const struct option snap_options[] = {
+	GUEST_OPTS_LONG,
+	{ "to", required_argument, NULL, 'o' },
+	{ "writers", required_argument, NULL, 'W' + 0x100 },
+	{ "warmup-ms", required_argument, NULL, 'u' },
+	{ "run-seconds", required_argument, NULL, 'r' },
+	{ "prefault", no_argument, NULL, 'P' },
+	{ "json", no_argument, NULL, 'j' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void snap_usage(FILE *f)
+{
+	fprintf(f, "usage: kvmmig snapshot --to FILE [OPTIONS]\n\n"
+		"Run a built-in guest and save a background snapshot of it while it runs: the\n"
+		"guest stops only to save its vCPUs and write-protect its memory; FILE then holds\n"
+		"memory exactly as it was at that instant (Documentation/snapshot.rst).\n\n"
+		"  --to FILE            the snapshot (written as FILE.partial until complete)\n"
+		"  --writers N          writer threads, 1-%u (default 1)\n"
+		"  --warmup-ms N        let the guest run this long first (default 1000)\n"
+		"  --run-seconds N      let it run on this long afterwards (default 1)\n"
+		"  --prefault           pre-fault RAM even where the kernel need not (older kernels' path)\n"
+		"  --json               one JSON event with the report\n"
+		GUEST_OPTS_HELP "\n"
+		"examples:\n"
+		"  kvmmig snapshot --to /var/tmp/guest.snap --ram 2G --workload random\n"
+		"  kvmmig snapshot --to g.snap --writers 4 --json\n"
+		"  kvmmig restore g.snap\n", SNAP_MAX_WRITERS);
+}
+
+int cmd_snapshot(int argc, char **argv)
+{
+	struct snap_env env = { .warmup_ms = 1000, .run_seconds = 1 };
+	uint64_t v;
+	int c, r;
+
+	guest_opts_init(&env.guest);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", snap_options, NULL)) != -1) {
+		r = guest_opts_parse(&env.guest, c, optarg);
+		if (r < 0)
+			return 2;
+		if (r)
+			continue;
+		switch (c) {
+		case 'o':
+			env.o.path = optarg;
+			break;
+		case 'W' + 0x100:
+			if (parse_uint("--writers", optarg, 1, SNAP_MAX_WRITERS, &v))
+				return 2;
+			env.o.writers = v;
+			break;
+		case 'u':
+			if (parse_uint("--warmup-ms", optarg, 0, 3600000, &env.warmup_ms))
+				return 2;
+			break;
+		case 'r':
+			if (parse_uint("--run-seconds", optarg, 0, 86400, &env.run_seconds))
+				return 2;
+			break;
+		case 'P':
+			env.o.prefault = true;
+			break;
+		case 'j':
+			env.json = true;
+			break;
+		case 'v':
+			kvmmig_set_log_level(KVMMIG_LOG_INFO);
+			break;
+		case 'h':
+			snap_usage(stdout);
+			return 0;
+		default:
+			snap_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		opt_bad("snapshot", argv[optind], "an unexpected argument; options only");
+		return 2;
+	}
+	if (!env.o.path) {
+		fprintf(stderr, "kvmmig snapshot: --to FILE is required (where the snapshot goes)\n");
+		return 2;
+	}
+	if (guest_opts_check(&env.guest))
+		return 2;
+	return snap_run(&env);
+}
+
+static const struct option restore_options[] = {
+	{ "run-seconds", required_argument, NULL, 'r' },
+	{ "json", no_argument, NULL, 'j' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void restore_usage(FILE *f)
+{
+	fprintf(f, "usage: kvmmig restore FILE [OPTIONS]\n\n"
+		"Make a built-in guest again from a snapshot, resume it, let it run, then check its\n"
+		"memory as `kvmmig receive` does.  A file that is truncated, corrupted, incomplete\n"
+		"or of another version is refused with what is wrong.\n\n"
+		"  --run-seconds N      how long the guest runs before the check, 0-86400 (default 2)\n"
+		"  --json               JSON events\n\n"
+		"examples:\n"
+		"  kvmmig restore /var/tmp/guest.snap\n"
+		"  kvmmig restore g.snap --run-seconds 10 --json\n");
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	struct guest_check_opts chk = {
+		.run_seconds = 2, .who = "", .where = "after the restore", .cancel = &snap_cancel,
+	};
+	struct kvmmig_vm *kv;
+	struct vm *vm = NULL;
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", restore_options, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			if (parse_uint("--run-seconds", optarg, 0, 86400, &chk.run_seconds))
+				return 2;
+			break;
+		case 'j':
+			chk.json = true;
+			break;
+		case 'v':
+			kvmmig_set_log_level(KVMMIG_LOG_INFO);
+			break;
+		case 'h':
+			restore_usage(stdout);
+			return 0;
+		default:
+			restore_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "kvmmig restore: expected one snapshot FILE, got %d arguments\n",
+			argc - optind);
+		return 2;
+	}
+	snap_catch_signals();
+	ret = snapshot_load(argv[optind], vm_create_for_stream, vm_release_for_stream, &vm, &kv);
+	if (ret) {
+		/* The library said why. */
+		fprintf(stderr, "kvmmig: %s was not restored\n", argv[optind]);
+		return 1;
+	}
+	ret = kvmmig_vm_resume(kv);
+	if (!ret)
+		ret = guest_run_and_check(vm, &chk);
+	vm_release_for_stream(&vm, kv, !ret);
+	return ret ? 1 : 0;
+}

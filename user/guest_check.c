@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * A resumed built-in guest run and checked (see guest_check.h), shared by
+ * `kvmmig receive` and `kvmmig restore` so that both say the same thing in
+ * the same words.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "cancel.h"
+#include "guest_check.h"
+#include "json.h"
+#include "log.h"
+#include "net.h"
+
+static void guest_verified_json(uint64_t ops, const char *memory_check)
+{
+	struct json_writer w;
+
+	json_event_begin(&w, stdout, "verified");
+	json_key_u64(&w, "guest_ops_since_resume", ops);
+	json_key_str(&w, "memory_check", memory_check);
+	json_line_end(&w);
+}
+
+/* Sleep @ms, or less when *@cancel is set; false if it was. */
+static bool guest_sleep(uint64_t ms, const volatile sig_atomic_t *cancel)
+{
+	while (ms && !(cancel && kvmmig_cancelled(cancel))) {
+		uint64_t tick = ms < NET_TICK_MS ? ms : NET_TICK_MS;
+
+		usleep(tick * 1000);
+		ms -= tick;
+	}
+	return !(cancel && kvmmig_cancelled(cancel));
+}
+
+static uint64_t guest_ops(struct vm *vm)
+{
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		n += vm->vcpus[i].area->loops;
+	return n;
+}
+
+int guest_run_and_check(struct vm *vm, const struct guest_check_opts *o)
+{
+	uint64_t before = guest_ops(vm), after, edges = 0;
+	const char *check;
+	struct guest_shared g;
+	int ret;
+
+	if (!o->json)
+		printf("%sguest resumed; letting it run %llu s\n", o->who,
+		       (unsigned long long)o->run_seconds);
+	fflush(stdout);
+	if (!guest_sleep(o->run_seconds * 1000, o->cancel)) {
+		fprintf(stderr, "kvmmig: interrupted while the guest ran %s; it is stopped unchecked\n",
+			o->where);
+		vm_stop(vm);
+		return -ECANCELED;
+	}
+	vm_pause(vm);
+	after = guest_ops(vm);
+	if (vm_failure(vm)) {
+		fprintf(stderr, "kvmmig: the guest failed %s: %s\n", o->where, vm_failure(vm));
+		vm_stop(vm);
+		return -EIO;
+	}
+	/* Guest memory, perhaps rewritten on the way: checked before it is used. */
+	if (vm_guest_params(vm, &g)) {
+		fprintf(stderr, "kvmmig: the guest is broken %s: %s\n", o->where,
+			kvmmig_last_error());
+		vm_stop(vm);
+		return -EBADMSG;
+	}
+	if (after == before && g.workload != WORKLOAD_IDLE) {
+		fprintf(stderr, "kvmmig: the guest made no progress %s\n", o->where);
+		vm_stop(vm);
+		return -EIO;
+	}
+	ret = g.workload == WORKLOAD_INCR ? workload_check_incr(vm, &edges) : 0;
+	check = g.workload != WORKLOAD_INCR ? "skipped" : ret ? "failed" : "passed";
+	if (o->json)
+		guest_verified_json(after - before, check);
+	else
+		printf("%sguest did %llu writes since resume; memory check %s\n", o->who,
+		       (unsigned long long)(after - before),
+		       g.workload != WORKLOAD_INCR ? "skipped (not incr)" :
+		       ret ? "FAILED" : "passed (incr: one value per vCPU, one edge at most)");
+	vm_stop(vm);
+	return ret;
+}
