@@ -152,8 +152,10 @@ static int parse_backing(const char *arg, enum vm_backing *b)
 		*b = VM_BACKING_MEMFD;
 	else if (!strcmp(arg, "hugetlb"))
 		*b = VM_BACKING_HUGETLB;
+	else if (!strcmp(arg, "thp"))
+		*b = VM_BACKING_THP;
 	else {
-		opt_bad("--backing", arg, "unknown backing; expected anon, memfd or hugetlb");
+		opt_bad("--backing", arg, "unknown backing; expected anon, memfd, hugetlb or thp");
 		return -1;
 	}
 	return 0;

@@ -56,7 +56,7 @@ struct guest_opts {
 	"  --ram SIZE           guest RAM, e.g. 512M, 4G (1M up to the host's RAM, default 1G)\n" \
 	"  --slots N            RAM memslots (1-31, default 1)\n"		\
 	"  --workload W         incr, random, rate, compute, seq, rand, idle (default incr)\n" \
-	"  --backing B          anon, memfd, hugetlb (default anon)\n"	\
+	"  --backing B          anon, memfd, hugetlb, thp (default anon)\n"	\
 	"  --dirty B            auto, bitmap, bitmap-manual, ring, module (default auto)\n" \
 	"  --ring-entries N     dirty ring entries per vCPU, a power of two from 256\n" \
 	"                       to 1048576 (default 65536)\n"			\

@@ -34,6 +34,7 @@ enum vm_backing {
 	VM_BACKING_ANON,	/* private anonymous memory */
 	VM_BACKING_MEMFD,	/* shared memfd (destination/snapshot friendly) */
 	VM_BACKING_HUGETLB,	/* anonymous 2 MiB hugetlb pages */
+	VM_BACKING_THP,		/* anonymous, 2 MiB aligned, transparent huge pages */
 };
 
 struct vm_config {

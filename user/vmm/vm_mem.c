@@ -23,6 +23,33 @@
 #define MAP_HUGE_2MB	(21 << MAP_HUGE_SHIFT)
 #endif
 
+/*
+ * Anonymous memory for transparent huge pages: 2 MiB aligned (a huge page
+ * needs an aligned 2 MiB of the mapping) and marked MADV_HUGEPAGE, which
+ * the default "madvise" THP mode waits for.
+ */
+static void *vm_mem_map_thp(uint64_t size)
+{
+	uint64_t huge = 2ULL << 20, head;
+	uint8_t *p;
+
+	p = mmap(NULL, size + huge, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		kvmmig_err("cannot map %llu MiB of guest memory: %s",
+			   (unsigned long long)(size >> 20), strerror(errno));
+		return NULL;
+	}
+	head = ALIGN_UP((uintptr_t)p, huge) - (uintptr_t)p;
+	if (head)
+		munmap(p, head);
+	munmap(p + head + size, huge - head);
+	p += head;
+	/* Without THP in the kernel this fails, and memory is plain pages. */
+	madvise(p, size, MADV_HUGEPAGE);
+	return p;
+}
+
 static void *vm_mem_map(struct vm *vm, uint64_t size)
 {
 	int flags = MAP_NORESERVE, fd = -1;
@@ -35,6 +62,8 @@ static void *vm_mem_map(struct vm *vm, uint64_t size)
 	case VM_BACKING_HUGETLB:
 		flags |= MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB;
 		break;
+	case VM_BACKING_THP:
+		return vm_mem_map_thp(size);
 	case VM_BACKING_MEMFD:
 		fd = memfd_create("kvmmig-guest", MFD_CLOEXEC);
 		if (fd < 0) {
