@@ -30,12 +30,7 @@ static inline int kvm_cap(long cap)
 /* Writes (iterations for compute) of every vCPU of a built-in guest so far. */
 static inline uint64_t guest_loops(struct vm *vm)
 {
-	uint64_t n = 0;
-	unsigned int i;
-
-	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		n += vm->vcpus[i].area->loops;
-	return n;
+	return vm_loops(vm);
 }
 
 /* Host pointer to page @i of the workload range. */

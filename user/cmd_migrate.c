@@ -77,13 +77,7 @@ static void mig_on_signal(int sig)
 /* Sleep @ms, or less when SIGINT/SIGTERM arrives; false if it did. */
 static bool mig_sleep(uint64_t ms)
 {
-	while (ms && !kvmmig_cancelled(&mig_cancel)) {
-		uint64_t tick = ms < NET_TICK_MS ? ms : NET_TICK_MS;
-
-		usleep(tick * 1000);
-		ms -= tick;
-	}
-	return !kvmmig_cancelled(&mig_cancel);
+	return kvmmig_sleep_ms(ms, &mig_cancel);
 }
 
 static void human_bytes(char *buf, size_t len, double b)

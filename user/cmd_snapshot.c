@@ -17,7 +17,6 @@
 #include "guest_check.h"
 #include "json.h"
 #include "log.h"
-#include "net.h"
 #include "opts.h"
 #include "snapshot.h"
 
@@ -33,18 +32,6 @@ static void snap_catch_signals(void)
 {
 	signal(SIGINT, snap_on_signal);
 	signal(SIGTERM, snap_on_signal);
-}
-
-/* Sleep @ms, or less on a signal; false if one came. */
-static bool snap_sleep(uint64_t ms)
-{
-	while (ms && !kvmmig_cancelled(&snap_cancel)) {
-		uint64_t tick = ms < NET_TICK_MS ? ms : NET_TICK_MS;
-
-		usleep(tick * 1000);
-		ms -= tick;
-	}
-	return !kvmmig_cancelled(&snap_cancel);
 }
 
 static void snap_print(const char *path, const struct snap_report *r, bool json)
@@ -94,7 +81,7 @@ static int snap_run(struct snap_env *env)
 		return 1;
 	snap_catch_signals();
 	ret = vm_start(vm);
-	if (!ret && !snap_sleep(env->warmup_ms)) {
+	if (!ret && !kvmmig_sleep_ms(env->warmup_ms, &snap_cancel)) {
 		fprintf(stderr, "kvmmig: interrupted before the snapshot started\n");
 		ret = -ECANCELED;
 	}
@@ -111,7 +98,7 @@ static int snap_run(struct snap_env *env)
 	if (!ret && env->run_seconds && !env->json)
 		printf("guest runs on for %llu s\n", (unsigned long long)env->run_seconds);
 	if (!ret)
-		snap_sleep(env->run_seconds * 1000);
+		kvmmig_sleep_ms(env->run_seconds * 1000, &snap_cancel);
 	if (!ret && vm_failure(vm)) {
 		fprintf(stderr, "kvmmig: the guest failed: %s\n", vm_failure(vm));
 		ret = -EIO;

@@ -12,7 +12,6 @@
 #include "guest_check.h"
 #include "json.h"
 #include "log.h"
-#include "net.h"
 
 static void guest_verified_json(uint64_t ops, const char *memory_check)
 {
@@ -24,31 +23,9 @@ static void guest_verified_json(uint64_t ops, const char *memory_check)
 	json_line_end(&w);
 }
 
-/* Sleep @ms, or less when *@cancel is set; false if it was. */
-static bool guest_sleep(uint64_t ms, const volatile sig_atomic_t *cancel)
-{
-	while (ms && !(cancel && kvmmig_cancelled(cancel))) {
-		uint64_t tick = ms < NET_TICK_MS ? ms : NET_TICK_MS;
-
-		usleep(tick * 1000);
-		ms -= tick;
-	}
-	return !(cancel && kvmmig_cancelled(cancel));
-}
-
-static uint64_t guest_ops(struct vm *vm)
-{
-	uint64_t n = 0;
-	unsigned int i;
-
-	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		n += vm->vcpus[i].area->loops;
-	return n;
-}
-
 int guest_run_and_check(struct vm *vm, const struct guest_check_opts *o)
 {
-	uint64_t before = guest_ops(vm), after, edges = 0;
+	uint64_t before = vm_loops(vm), after, edges = 0;
 	const char *check;
 	struct guest_shared g;
 	int ret;
@@ -57,14 +34,14 @@ int guest_run_and_check(struct vm *vm, const struct guest_check_opts *o)
 		printf("%sguest resumed; letting it run %llu s\n", o->who,
 		       (unsigned long long)o->run_seconds);
 	fflush(stdout);
-	if (!guest_sleep(o->run_seconds * 1000, o->cancel)) {
+	if (!kvmmig_sleep_ms(o->run_seconds * 1000, o->cancel)) {
 		fprintf(stderr, "kvmmig: interrupted while the guest ran %s; it is stopped unchecked\n",
 			o->where);
 		vm_stop(vm);
 		return -ECANCELED;
 	}
 	vm_pause(vm);
-	after = guest_ops(vm);
+	after = vm_loops(vm);
 	if (vm_failure(vm)) {
 		fprintf(stderr, "kvmmig: the guest failed %s: %s\n", o->where, vm_failure(vm));
 		vm_stop(vm);

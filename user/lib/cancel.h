@@ -16,6 +16,8 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
 
 _Static_assert(__atomic_always_lock_free(sizeof(sig_atomic_t), 0),
 	       "a signal handler may only use lock-free atomics");
@@ -30,6 +32,19 @@ static inline void kvmmig_cancel_set(volatile sig_atomic_t *cancel, int v)
 static inline int kvmmig_cancelled(const volatile sig_atomic_t *cancel)
 {
 	return cancel ? __atomic_load_n(cancel, __ATOMIC_RELAXED) : 0;
+}
+
+/* Sleep @ms in 100 ms ticks, or less once *@cancel is set; false if it was. */
+static inline bool kvmmig_sleep_ms(uint64_t ms, const volatile sig_atomic_t *cancel)
+{
+	while (ms && !kvmmig_cancelled(cancel)) {
+		uint64_t tick = ms < 100 ? ms : 100;
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)(tick * 1000000) };
+
+		nanosleep(&ts, NULL);
+		ms -= tick;
+	}
+	return !kvmmig_cancelled(cancel);
 }
 
 #endif /* KVMMIG_CANCEL_H */

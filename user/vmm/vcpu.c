@@ -536,3 +536,13 @@ const char *vm_failure(struct vm *vm)
 			return vm->vcpus[i].error;
 	return NULL;
 }
+
+uint64_t vm_loops(const struct vm *vm)
+{
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		n += vm->vcpus[i].area->loops;
+	return n;
+}

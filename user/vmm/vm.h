@@ -153,6 +153,9 @@ int vm_wait_done(struct vm *vm, unsigned int timeout_ms);
 int vm_set_throttle(struct vm *vm, int idx, unsigned int pct);
 unsigned int vm_max_throttle(struct vm *vm);
 
+/* Writes (iterations for compute) of every vCPU of the guest so far. */
+uint64_t vm_loops(const struct vm *vm);
+
 /* First failed vCPU's message, or NULL. */
 const char *vm_failure(struct vm *vm);
 
