@@ -5,12 +5,12 @@
  * flags, pairing with KVM's release when it publishes an entry), mark them
  * collected (release, so KVM reads our flag after we read the entry) and
  * then call KVM_RESET_DIRTY_RINGS, which write-protects those pages again
- * and recycles the entries.  A reaper thread does this every few hundred
- * microseconds while the vCPUs run, so rings never fill; a vCPU whose ring
- * does fill exits with KVM_EXIT_DIRTY_RING_FULL and harvests in its own
- * thread.  Harvested pages go to an accumulated bitmap that collections
- * hand out only after the reset, so a page a caller reads is already
- * protected again.
+ * and recycles the entries.  The shared reaper (dirty_reaper.c) runs that
+ * round every few hundred microseconds while the vCPUs run, at
+ * KVM_EXIT_DIRTY_RING_FULL in the vCPU's thread and at each collection,
+ * and keeps the accumulated bitmap that collections hand out only after
+ * the reset, so a page a caller reads is already protected again.  All of
+ * this file runs with the reaper's lock held.
  *
  * Overflow: a PVM host emulates up to 1024 guest instructions without
  * honouring the ring's soft limit, so a ring can wrap over entries not yet
@@ -21,15 +21,10 @@
  * with KVM so the vCPU never stalls.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "bitmap.h"
-#include "dirty_internal.h"
+#include "dirty_reaper.h"
 #include "log.h"
 
 /*
@@ -48,25 +43,25 @@ struct ring_vcpu {
 };
 
 struct ring_priv {
-	pthread_mutex_t lock;	/* everything below, and KVM_RESET_DIRTY_RINGS */
+	struct dirty_reaper reaper;	/* its lock guards everything below */
 	struct ring_vcpu rv[MIG_MAX_VCPUS];
 	/* KVM slot id -> index in vm->slots[] + 1 (the ids are the VMM's own) */
 	uint8_t slot_of[KVMMIG_MAX_SLOT_ID + 1];
-	unsigned long *acc[MIG_MAX_SLOTS];	/* harvested, not yet collected */
-	uint64_t npages[MIG_MAX_SLOTS];
-	uint64_t vcpu_pages[MIG_MAX_VCPUS];	/* since the last collection */
-	uint64_t vcpu_total[MIG_MAX_VCPUS];	/* since the source opened */
-	bool all_dirty;		/* overflow: report every page once */
-	pthread_t reaper;
-	bool reaper_running;
-	volatile bool reaper_stop;
 };
 
+static inline struct ring_priv *ring_of(struct dirty_reaper *r)
+{
+	dirty_reaper_assert_held(r);
+	return container_of(r, struct ring_priv, reaper);
+}
+
+/* Pairs with KVM's release of the flags after it filled in slot and offset. */
 static inline uint32_t ring_flags_acquire(struct kvm_dirty_gfn *e)
 {
 	return __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
 }
 
+/* Pairs with KVM's reset, which reads the flag and then reuses the entry. */
 static inline void ring_mark_collected(struct kvm_dirty_gfn *e)
 {
 	__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
@@ -85,31 +80,32 @@ static void ring_record(struct ring_priv *p, const struct kvm_dirty_gfn *e)
 	if (e->slot >> 16 || id > KVMMIG_MAX_SLOT_ID || !p->slot_of[id])
 		return;
 	slot = p->slot_of[id] - 1;
-	if (e->offset < p->npages[slot])
-		bitmap_set_bit(p->acc[slot], e->offset);
+	if (e->offset < p->reaper.npages[slot])
+		bitmap_set_bit(p->reaper.acc[slot], e->offset);
 }
 
 /*
  * Entries were lost: report every page at the next collection, and treat
  * the ring as suspect until KVM and we agree on its position again.
  */
-static void ring_overflow(struct dirty_source *ds, unsigned int vcpu, const char *why)
+static void ring_overflow(struct dirty_reaper *r, unsigned int vcpu, const char *why)
 {
-	struct ring_priv *p = ds->priv;
+	struct ring_priv *p = ring_of(r);
 
-	p->all_dirty = true;
+	r->all_dirty = true;
 	if (p->rv[vcpu].suspect)
 		return;
 	p->rv[vcpu].suspect = true;
-	ds->stats.overflows++;
+	r->ds->stats.overflows++;
 	kvmmig_info("dirty ring of vCPU %u overflowed (%s): reporting all memory dirty",
 		    vcpu, why);
 }
 
 /* Harvest one vCPU's ring into the accumulated bitmap; returns entries taken. */
-static uint32_t ring_harvest(struct dirty_source *ds, unsigned int idx)
+static uint32_t ring_harvest(struct dirty_reaper *r, unsigned int idx)
 {
-	struct ring_priv *p = ds->priv;
+	struct dirty_source *ds = r->ds;
+	struct ring_priv *p = ring_of(r);
 	struct kvmmig_vcpu *v = &ds->vm->vcpus[idx];
 	struct ring_vcpu *rv = &p->rv[idx];
 	uint32_t size = ds->vm->ring_entries, mask = size - 1, n = 0;
@@ -130,12 +126,11 @@ static uint32_t ring_harvest(struct dirty_source *ds, unsigned int idx)
 		/* A collected entry here is one of ours that KVM has not reset. */
 		rv->fetch++;
 	}
-	p->vcpu_pages[idx] += n;
-	p->vcpu_total[idx] += n;
+	dirty_reaper_count_locked(r, idx, n);
 	ds->stats.harvested += n;
 	/* KVM never lets a healthy ring fill up: it wrapped over entries. */
 	if (was_empty && n == size)
-		ring_overflow(ds, idx, "harvested full");
+		ring_overflow(r, idx, "harvested full");
 	return n;
 }
 
@@ -147,12 +142,11 @@ static uint32_t ring_harvest(struct dirty_source *ds, unsigned int idx)
  * wrapped the ring, and harvesting resumes there.  If the entry is one of
  * ours, KVM's reset index is elsewhere: ring_find_reset() must locate it.
  */
-static void ring_follow_reset(struct dirty_source *ds, unsigned int idx)
+static void ring_follow_reset(struct dirty_reaper *r, unsigned int idx)
 {
-	struct ring_priv *p = ds->priv;
-	struct ring_vcpu *rv = &p->rv[idx];
-	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
-	uint32_t mask = ds->vm->ring_entries - 1, flags;
+	struct ring_vcpu *rv = &ring_of(r)->rv[idx];
+	struct kvm_dirty_gfn *ring = r->ds->vm->vcpus[idx].ring;
+	uint32_t mask = r->ds->vm->ring_entries - 1, flags;
 
 	while (rv->kvm_reset != rv->fetch && !ring_flags_acquire(&ring[rv->kvm_reset & mask]))
 		rv->kvm_reset++;
@@ -160,21 +154,21 @@ static void ring_follow_reset(struct dirty_source *ds, unsigned int idx)
 		if (rv->suspect) {
 			/* In step with KVM again: what was lost in between is resent. */
 			rv->suspect = false;
-			p->all_dirty = true;
+			r->all_dirty = true;
 		}
 		return;
 	}
 	flags = ring_flags_acquire(&ring[rv->kvm_reset & mask]);
 	if (ring_is_dirty(flags))
 		rv->fetch = rv->kvm_reset;
-	ring_overflow(ds, idx, ring_is_dirty(flags) ? "KVM stopped resetting at an overwritten entry"
+	ring_overflow(r, idx, ring_is_dirty(flags) ? "KVM stopped resetting at an overwritten entry"
 						    : "KVM's reset index is not where expected");
 }
 
-static int ring_reset(struct dirty_source *ds)
+static int ring_reset(struct dirty_reaper *r)
 {
-	struct ring_priv *p = ds->priv;
-	unsigned int i, n = ds->vm->nr_vcpus;
+	struct ring_priv *p = ring_of(r);
+	unsigned int i, n = r->ds->vm->nr_vcpus;
 	bool pending = false;
 	int ret;
 
@@ -182,12 +176,11 @@ static int ring_reset(struct dirty_source *ds)
 		pending |= p->rv[i].fetch != p->rv[i].kvm_reset;
 	if (!pending)
 		return 0;
-	ret = ioctl(ds->vm->fd, KVM_RESET_DIRTY_RINGS, 0);
+	ret = dirty_reaper_reset_rings_locked(r);
 	if (ret < 0)
-		return kvmmig_ioctl_err("KVM_RESET_DIRTY_RINGS", errno);
-	ds->stats.reset += ret;
+		return ret;
 	for (i = 0; i < n; i++)
-		ring_follow_reset(ds, i);
+		ring_follow_reset(r, i);
 	return 0;
 }
 
@@ -201,12 +194,12 @@ static int ring_reset(struct dirty_source *ds)
  * collected entry pending on other rings (after a reap), so the count KVM
  * returns is this ring's.  Returns 1 when R is found (kvm_reset set).
  */
-static int ring_find_reset(struct dirty_source *ds, unsigned int idx)
+static int ring_find_reset(struct dirty_reaper *r, unsigned int idx)
 {
-	struct ring_priv *p = ds->priv;
+	struct ring_priv *p = ring_of(r);
 	struct ring_vcpu *rv = &p->rv[idx];
-	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
-	uint32_t size = ds->vm->ring_entries, mask = size - 1, i;
+	struct kvm_dirty_gfn *ring = r->ds->vm->vcpus[idx].ring;
+	uint32_t size = r->ds->vm->ring_entries, mask = size - 1, i;
 	int cnt;
 
 	for (i = 0; i < size; i++) {
@@ -220,16 +213,16 @@ static int ring_find_reset(struct dirty_source *ds, unsigned int idx)
 		if (ring_is_dirty(old))
 			ring_record(p, e);
 		ring_mark_collected(e);
-		cnt = ioctl(ds->vm->fd, KVM_RESET_DIRTY_RINGS, 0);
+		cnt = dirty_reaper_reset_rings_locked(r);
 		if (cnt < 0)
-			return kvmmig_ioctl_err("KVM_RESET_DIRTY_RINGS", errno);
+			return cnt;
 		if (cnt) {
-			ds->stats.reset += cnt;
 			rv->kvm_reset = x + cnt;
 			/* Whatever lies behind KVM's new position is looked at afresh. */
 			rv->fetch = rv->kvm_reset;
 			return 1;
 		}
+		/* Put back as it was; release as in ring_mark_collected(). */
 		__atomic_store_n(&e->flags, old, __ATOMIC_RELEASE);
 	}
 	return 0;
@@ -242,11 +235,11 @@ static int ring_find_reset(struct dirty_source *ds, unsigned int idx)
  * it), so the run can be flagged collected and reset.  They are entries
  * KVM counts but the ring no longer holds ("phantoms", left by a wrap).
  */
-static void ring_skip_phantoms(struct dirty_source *ds, unsigned int idx)
+static void ring_skip_phantoms(struct dirty_reaper *r, unsigned int idx)
 {
-	struct ring_vcpu *rv = &((struct ring_priv *)ds->priv)->rv[idx];
-	struct kvm_dirty_gfn *ring = ds->vm->vcpus[idx].ring;
-	uint32_t size = ds->vm->ring_entries, mask = size - 1, i, first = 0;
+	struct ring_vcpu *rv = &ring_of(r)->rv[idx];
+	struct kvm_dirty_gfn *ring = r->ds->vm->vcpus[idx].ring;
+	uint32_t size = r->ds->vm->ring_entries, mask = size - 1, i, first = 0;
 
 	for (i = 0; i < size && !first; i++)
 		if (ring_is_dirty(ring_flags_acquire(&ring[(rv->fetch + i) & mask])))
@@ -256,35 +249,14 @@ static void ring_skip_phantoms(struct dirty_source *ds, unsigned int idx)
 	rv->fetch += first;
 }
 
-static int ring_reap_locked(struct dirty_source *ds)
+/* One round: harvest every ring, then have KVM reset what was harvested. */
+static int ring_reap_locked(struct dirty_reaper *r)
 {
-	uint64_t t0 = dirty_now_ns();
 	unsigned int i;
-	int ret;
 
-	for (i = 0; i < ds->vm->nr_vcpus; i++)
-		ring_harvest(ds, i);
-	ds->stats.reaps++;
-	ret = ring_reset(ds);
-	ds->stats.harvest_ns += dirty_now_ns() - t0;
-	return ret;
-}
-
-static void *ring_reaper(void *arg)
-{
-	struct dirty_source *ds = arg;
-	struct ring_priv *p = ds->priv;
-	struct timespec ts = {
-		.tv_nsec = ds->opts.reap_interval_us * 1000L,
-	};
-
-	while (!p->reaper_stop) {
-		nanosleep(&ts, NULL);
-		pthread_mutex_lock(&p->lock);
-		ring_reap_locked(ds);
-		pthread_mutex_unlock(&p->lock);
-	}
-	return NULL;
+	for (i = 0; i < r->ds->vm->nr_vcpus; i++)
+		ring_harvest(r, i);
+	return ring_reset(r);
 }
 
 /*
@@ -295,159 +267,85 @@ static void *ring_reaper(void *arg)
  * move, entries the ring does not hold (after a wrap), so probing for that
  * index and skipping them is safe.
  */
-static int dirty_ring_full(struct dirty_source *ds, unsigned int idx)
+static int ring_full_locked(struct dirty_reaper *r, unsigned int idx)
 {
-	struct ring_priv *p = ds->priv;
-	struct ring_vcpu *rv = &p->rv[idx];
+	struct ring_vcpu *rv = &ring_of(r)->rv[idx];
 	bool stuck;
 	int ret;
 
-	pthread_mutex_lock(&p->lock);
-	ds->stats.ring_full_exits++;
-	ret = ring_reap_locked(ds);
+	ret = dirty_reaper_reap_locked(r);
 	/* A healthy ring always has new entries by its next ring-full exit. */
 	stuck = rv->full_seen && rv->full_fetch == rv->fetch && rv->full_reset == rv->kvm_reset;
 	if (!ret && stuck) {
-		ring_overflow(ds, idx, "KVM counts entries the ring does not hold");
-		ret = ring_find_reset(ds, idx);
+		ring_overflow(r, idx, "KVM counts entries the ring does not hold");
+		ret = ring_find_reset(r, idx);
 		if (ret == 1) {
-			ring_skip_phantoms(ds, idx);
-			ret = ring_reap_locked(ds);
+			ring_skip_phantoms(r, idx);
+			ret = dirty_reaper_reap_locked(r);
 		}
 	}
 	rv->full_seen = true;
 	rv->full_fetch = rv->fetch;
 	rv->full_reset = rv->kvm_reset;
-	pthread_mutex_unlock(&p->lock);
 	return ret;
 }
 
-static int dirty_ring_collect(struct dirty_source *ds, struct dirty_set *out)
+/*
+ * KVM pushes the next entries where the last harvest stopped, whenever
+ * tracking resumes (a migration retried after a failed one): a new source
+ * that started at 0 would miss them until the ring wrapped.  So the ring
+ * positions go back to the VM at close and come from it at start.
+ */
+static void ring_release(struct dirty_reaper *r)
 {
-	struct ring_priv *p = ds->priv;
-	uint64_t added = 0, t0;
-	unsigned int i;
-	int ret;
-
-	pthread_mutex_lock(&p->lock);
-	ret = ring_reap_locked(ds);
-	if (ret)
-		goto out;
-	t0 = dirty_now_ns();
-	for (i = 0; i < ds->vm->nr_slots; i++) {
-		if (p->all_dirty)
-			bitmap_fill(p->acc[i], p->npages[i]);
-		added += bitmap_or_count(out->bitmaps[i], p->acc[i], p->npages[i]);
-		bitmap_zero(p->acc[i], p->npages[i]);
-	}
-	out->all_dirty |= p->all_dirty;
-	p->all_dirty = false;
-	ds->stats.harvest_ns += dirty_now_ns() - t0;
-	for (i = 0; i < ds->vm->nr_vcpus && i < out->nr_vcpus; i++) {
-		out->vcpu_pages[i] += p->vcpu_pages[i];
-		p->vcpu_pages[i] = 0;
-	}
-	ret = added > INT32_MAX ? INT32_MAX : (int)added;
-out:
-	pthread_mutex_unlock(&p->lock);
-	return ret;
-}
-
-/* Fresh counts: reap first, so they are at most a moment old. */
-static int dirty_ring_vcpu_counts(struct dirty_source *ds, uint64_t *counts)
-{
-	struct ring_priv *p = ds->priv;
-	int ret;
-
-	pthread_mutex_lock(&p->lock);
-	ret = ring_reap_locked(ds);
-	memcpy(counts, p->vcpu_total, ds->vm->nr_vcpus * sizeof(*counts));
-	pthread_mutex_unlock(&p->lock);
-	return ret;
-}
-
-static int ring_vm_full_cb(void *opaque, unsigned int vcpu)
-{
-	return dirty_ring_full(opaque, vcpu);
-}
-
-static void dirty_ring_stop(struct dirty_source *ds)
-{
-	struct ring_priv *p = ds->priv;
+	struct ring_priv *p = container_of(r, struct ring_priv, reaper);
+	struct kvmmig_vm *vm = r->ds->vm;
 	unsigned int i;
 
-	if (!p)
-		return;
-	if (p->reaper_running) {
-		p->reaper_stop = true;
-		pthread_join(p->reaper, NULL);
+	for (i = 0; i < vm->nr_vcpus; i++) {
+		vm->vcpus[i].ring_fetch = p->rv[i].fetch;
+		vm->vcpus[i].ring_reset = p->rv[i].kvm_reset;
+		vm->vcpus[i].ring_suspect = p->rv[i].suspect;
 	}
-	/* From here on no vCPU thread enters dirty_ring_full(). */
-	kvmmig_vm_set_ring_full_handler(ds->vm, NULL, NULL);
-	pthread_mutex_lock(&p->lock);
-	ring_reap_locked(ds);
-	pthread_mutex_unlock(&p->lock);
-	/*
-	 * KVM pushes the next entries where this harvest stopped, whenever
-	 * tracking resumes (a migration retried after a failed one): a new
-	 * source that started at 0 would miss them until the ring wrapped.
-	 */
-	for (i = 0; i < ds->vm->nr_vcpus; i++) {
-		ds->vm->vcpus[i].ring_fetch = p->rv[i].fetch;
-		ds->vm->vcpus[i].ring_reset = p->rv[i].kvm_reset;
-		ds->vm->vcpus[i].ring_suspect = p->rv[i].suspect;
-	}
-	for (i = 0; i < MIG_MAX_SLOTS; i++)
-		free(p->acc[i]);
-	pthread_mutex_destroy(&p->lock);
 	free(p);
-	ds->priv = NULL;
 }
+
+static const struct dirty_reaper_ops ring_reaper_ops = {
+	.reap_locked = ring_reap_locked,
+	.ring_full_locked = ring_full_locked,
+	.release = ring_release,
+};
 
 static int dirty_ring_start(struct dirty_source *ds)
 {
+	struct ring_priv *p = calloc(1, sizeof(*p));
 	struct kvmmig_vm *vm = ds->vm;
-	struct ring_priv *p;
 	unsigned int i;
 	int ret;
 
-	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	pthread_mutex_init(&p->lock, NULL);
-	ds->priv = p;
+	/* Before anything can fail: ring_release() hands them back. */
 	for (i = 0; i < vm->nr_vcpus; i++) {
 		p->rv[i].fetch = vm->vcpus[i].ring_fetch;
 		p->rv[i].kvm_reset = vm->vcpus[i].ring_reset;
 		p->rv[i].suspect = vm->vcpus[i].ring_suspect;
 	}
-	for (i = 0; i < vm->nr_slots; i++) {
-		p->npages[i] = vm->slots[i].size / MIG_PAGE_SIZE;
-		p->acc[i] = bitmap_alloc(p->npages[i]);
-		if (!p->acc[i]) {
-			dirty_ring_stop(ds);
-			return -ENOMEM;
-		}
+	for (i = 0; i < vm->nr_slots; i++)
 		p->slot_of[vm->slots[i].id] = i + 1;
-	}
-	kvmmig_vm_set_ring_full_handler(vm, ring_vm_full_cb, ds);
-	if (!ds->opts.no_reaper) {
-		ret = pthread_create(&p->reaper, NULL, ring_reaper, ds);
-		if (ret) {
-			kvmmig_err("cannot start the dirty-ring reaper: %s", strerror(ret));
-			dirty_ring_stop(ds);
-			return -ret;
-		}
-		p->reaper_running = true;
-	}
-	return 0;
+	ret = dirty_reaper_init(&p->reaper, ds, &ring_reaper_ops);
+	if (!ret)
+		ret = dirty_reaper_start(&p->reaper);
+	if (ret)
+		dirty_reaper_close(ds);
+	return ret;
 }
 
 const struct dirty_source_ops dirty_ring_ops = {
 	.name = "ring",
 	.start = dirty_ring_start,
-	.collect = dirty_ring_collect,
-	.vcpu_counts = dirty_ring_vcpu_counts,
-	.ring_full = dirty_ring_full,
-	.stop = dirty_ring_stop,
+	.collect = dirty_reaper_collect,
+	.vcpu_counts = dirty_reaper_vcpu_counts,
+	.ring_full = dirty_reaper_ring_full,
+	.stop = dirty_reaper_close,
 };
