@@ -55,7 +55,8 @@ int dirty_reaper_reap_locked(struct dirty_reaper *r)
 	dirty_reaper_assert_held(r);
 	ret = r->ops->reap_locked(r);
 	st->reaps++;
-	st->harvest_ns += dirty_now_ns() - t0;
+	r->reaped_ns = dirty_now_ns();
+	st->harvest_ns += r->reaped_ns - t0;
 	return ret;
 }
 
@@ -71,16 +72,11 @@ int dirty_reaper_reset_rings_locked(struct dirty_reaper *r)
 	return ret;
 }
 
-/* CLOCK_MONOTONIC (the clock of r->wake) @us from now. */
-static void dirty_reaper_deadline(struct timespec *ts, unsigned int us)
+/* @ns of CLOCK_MONOTONIC (dirty_now_ns(), the clock of r->wake) as a deadline. */
+static void dirty_reaper_deadline(struct timespec *ts, uint64_t ns)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += us / 1000000;
-	ts->tv_nsec += us % 1000000 * 1000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
+	ts->tv_sec = ns / 1000000000ULL;
+	ts->tv_nsec = ns % 1000000000ULL;
 }
 
 /* Sleep until @deadline, or until stopped: returns false if stopped. */
@@ -98,17 +94,25 @@ static bool dirty_reaper_wait_locked(struct dirty_reaper *r, const struct timesp
 	return !r->stop;
 }
 
-/* A full period between the end of one round and the start of the next. */
+/*
+ * A full period between the end of one round and the start of the next.
+ * The deadline comes from the clock read that ended the round: under TCG
+ * with an HPET clocksource every clock read is a costly system call.
+ */
 static void *dirty_reaper_thread(void *arg)
 {
 	struct dirty_reaper *r = arg;
+	uint64_t period = r->ds->opts.reap_interval_us * 1000ULL, next;
 	struct timespec deadline;
 
 	dirty_reaper_lock(r);
+	next = dirty_now_ns() + period;
 	while (!r->stop) {
-		dirty_reaper_deadline(&deadline, r->ds->opts.reap_interval_us);
-		if (dirty_reaper_wait_locked(r, &deadline))
-			dirty_reaper_reap_locked(r);
+		dirty_reaper_deadline(&deadline, next);
+		if (!dirty_reaper_wait_locked(r, &deadline))
+			break;
+		dirty_reaper_reap_locked(r);
+		next = r->reaped_ns + period;
 	}
 	dirty_reaper_unlock(r);
 	return NULL;
