@@ -18,10 +18,4 @@ extern const struct dirty_source_ops dirty_module_ops;
 #define DIRTY_RING_DEFAULT_ENTRIES	65536
 #define DIRTY_REAP_DEFAULT_US		500
 
-/* For dirty_stats.harvest_ns: the one clock (clock.h), by its old name. */
-static inline uint64_t dirty_now_ns(void)
-{
-	return now_ns();
-}
-
 #endif /* KVMMIG_DIRTY_INTERNAL_H */

@@ -49,13 +49,13 @@ void dirty_reaper_assert_held(struct dirty_reaper *r)
 int dirty_reaper_reap_locked(struct dirty_reaper *r)
 {
 	struct dirty_stats *st = &r->ds->stats;
-	uint64_t t0 = dirty_now_ns();
+	uint64_t t0 = now_ns();
 	int ret;
 
 	dirty_reaper_assert_held(r);
 	ret = r->ops->reap_locked(r);
 	st->reaps++;
-	r->reaped_ns = dirty_now_ns();
+	r->reaped_ns = now_ns();
 	st->harvest_ns += r->reaped_ns - t0;
 	return ret;
 }
@@ -72,7 +72,7 @@ int dirty_reaper_reset_rings_locked(struct dirty_reaper *r)
 	return ret;
 }
 
-/* @ns of CLOCK_MONOTONIC (dirty_now_ns(), the clock of r->wake) as a deadline. */
+/* @ns of CLOCK_MONOTONIC (now_ns(), the clock of r->wake) as a deadline. */
 static void dirty_reaper_deadline(struct timespec *ts, uint64_t ns)
 {
 	ts->tv_sec = ns / 1000000000ULL;
@@ -106,7 +106,7 @@ static void *dirty_reaper_thread(void *arg)
 	struct timespec deadline;
 
 	dirty_reaper_lock(r);
-	next = dirty_now_ns() + period;
+	next = now_ns() + period;
 	while (!r->stop) {
 		dirty_reaper_deadline(&deadline, next);
 		if (!dirty_reaper_wait_locked(r, &deadline))
@@ -143,7 +143,7 @@ static int dirty_reaper_vm_full(void *opaque, unsigned int vcpu)
 static int dirty_reaper_merge_locked(struct dirty_reaper *r, struct dirty_set *out)
 {
 	struct dirty_source *ds = r->ds;
-	uint64_t added = 0, t0 = dirty_now_ns();
+	uint64_t added = 0, t0 = now_ns();
 	unsigned int i;
 
 	dirty_reaper_assert_held(r);
@@ -159,7 +159,7 @@ static int dirty_reaper_merge_locked(struct dirty_reaper *r, struct dirty_set *o
 		out->vcpu_pages[i] += r->vcpu_pages[i];
 		r->vcpu_pages[i] = 0;
 	}
-	ds->stats.harvest_ns += dirty_now_ns() - t0;
+	ds->stats.harvest_ns += now_ns() - t0;
 	return added > INT32_MAX ? INT32_MAX : (int)added;
 }
 

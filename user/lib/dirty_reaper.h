@@ -52,7 +52,7 @@ struct dirty_reaper {
 	uint64_t vcpu_pages[MIG_MAX_VCPUS];	/* since the last collection */
 	uint64_t vcpu_total[MIG_MAX_VCPUS];	/* since the source opened */
 	bool all_dirty;				/* entries lost: report every page once */
-	uint64_t reaped_ns;			/* dirty_now_ns() as the last round ended */
+	uint64_t reaped_ns;			/* now_ns() as the last round ended */
 	/*
 	 * The reaper thread is to end.  Under the lock, not atomic: the
 	 * thread sleeps on wake with the lock, so a stop set and signalled
