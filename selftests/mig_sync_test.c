@@ -180,16 +180,11 @@ static bool check_tracked(struct world *w)
 	return true;
 }
 
-static uint64_t bmap_weight_of(const struct world *w)
-{
-	return mig_sync_pending(&w->y);
-}
-
 /* What a sync returned, against what the script saw it do. */
 static bool check_result(struct world *w, const struct mig_sync_result *r, bool ran,
 			 uint64_t collections, uint64_t pending_before)
 {
-	uint64_t pending = bmap_weight_of(w);
+	uint64_t pending = mig_sync_pending(&w->y);
 
 	if (r->ran != ran || w->collections != collections + ran)
 		return fail(w, "sync ran %u, expected %lld (collections %lld)", r->ran, ran,
@@ -225,7 +220,7 @@ static bool timer_due(const struct world *w)
 static bool world_step(struct world *w, enum step step, unsigned int p,
 		       struct mig_sync_result *r)
 {
-	uint64_t collections = w->collections, pending = bmap_weight_of(w);
+	uint64_t collections = w->collections, pending = mig_sync_pending(&w->y);
 	unsigned int slot;
 	uint64_t idx;
 	bool ran;

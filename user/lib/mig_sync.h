@@ -44,7 +44,7 @@ struct mig_sync {
 	struct dirty_set set;		/* what one collection returns */
 	bool bg_pending;		/* iter_bmap and shadow_bmap are in use */
 	uint64_t gen;
-	uint64_t syncs;			/* collections made after the first */
+	uint64_t syncs;			/* syncs run (not init's drain) */
 	double last_sync_t;		/* the caller's clock, seconds */
 };
 
