@@ -199,20 +199,21 @@ void dirty_source_close(struct dirty_source *ds)
 	free(ds);
 }
 
-int dirty_set_alloc(struct kvmmig_vm *vm, struct dirty_set *set)
+int dirty_set_alloc_layout(struct dirty_set *set, unsigned int nr_slots,
+			   const uint64_t *nr_pages, unsigned int nr_vcpus)
 {
 	unsigned int i;
 
 	memset(set, 0, sizeof(*set));
-	set->nr_slots = vm->nr_slots;
-	set->nr_vcpus = vm->nr_vcpus;
+	set->nr_slots = nr_slots;
+	set->nr_vcpus = nr_vcpus;
 	set->nr_pages = calloc(set->nr_slots, sizeof(*set->nr_pages));
 	set->bitmaps = calloc(set->nr_slots, sizeof(*set->bitmaps));
 	set->vcpu_pages = calloc(set->nr_vcpus, sizeof(*set->vcpu_pages));
 	if (!set->nr_pages || !set->bitmaps || !set->vcpu_pages)
 		goto nomem;
 	for (i = 0; i < set->nr_slots; i++) {
-		set->nr_pages[i] = vm->slots[i].size / MIG_PAGE_SIZE;
+		set->nr_pages[i] = nr_pages[i];
 		set->bitmaps[i] = bitmap_alloc(set->nr_pages[i]);
 		if (!set->bitmaps[i])
 			goto nomem;
@@ -222,6 +223,16 @@ nomem:
 	dirty_set_free(set);
 	kvmmig_err("out of memory for dirty bitmaps");
 	return -ENOMEM;
+}
+
+int dirty_set_alloc(struct kvmmig_vm *vm, struct dirty_set *set)
+{
+	uint64_t nr_pages[MIG_MAX_SLOTS];
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_slots; i++)
+		nr_pages[i] = kvmmig_slot_pages(&vm->slots[i]);
+	return dirty_set_alloc_layout(set, vm->nr_slots, nr_pages, vm->nr_vcpus);
 }
 
 void dirty_set_clear(struct dirty_set *set)

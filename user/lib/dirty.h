@@ -131,6 +131,9 @@ const char *dirty_backend_name(enum dirty_backend b);
 int dirty_backend_parse(const char *name);
 
 int dirty_set_alloc(struct kvmmig_vm *vm, struct dirty_set *set);
+/* The same for a layout given as values: @nr_pages[@nr_slots] pages per slot. */
+int dirty_set_alloc_layout(struct dirty_set *set, unsigned int nr_slots,
+			   const uint64_t *nr_pages, unsigned int nr_vcpus);
 void dirty_set_clear(struct dirty_set *set);
 void dirty_set_free(struct dirty_set *set);
 uint64_t dirty_set_count(const struct dirty_set *set);

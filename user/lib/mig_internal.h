@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * What the source side's files (mig_source.c, mig_sender.c, mig_sync.c,
- * mig_handover.c) share: the migration's state and the sync engine's
- * bitmaps.
+ * What the source side's files (mig_source.c, mig_sender.c,
+ * mig_handover.c) share: the migration's state, the sync engine's included.
  */
 #ifndef KVMMIG_MIG_INTERNAL_H
 #define KVMMIG_MIG_INTERNAL_H
@@ -10,34 +9,10 @@
 #include <pthread.h>
 
 #include "migrate.h"
+#include "mig_sync.h"
 #include "mig_throttle.h"
 #include "net.h"
 #include "stream.h"
-
-/*
- * The sync engine.  bmap: pages still to send in this pass.  iter_bmap:
- * pages found dirty by background syncs, merged at the next iteration
- * sync.  shadow_bmap: bmap as it was at the last background sync, so that
- * the iteration sync can drop from iter_bmap the pages sent since (their
- * copy on the wire is already newer than the dirtying).  gen counts merges
- * into bmap; a page is sent at most once per generation.
- */
-struct mig_sync {
-	unsigned int nr_slots;
-	uint64_t npages[MIG_MAX_SLOTS];
-	unsigned long *bmap[MIG_MAX_SLOTS];
-	unsigned long *iter_bmap[MIG_MAX_SLOTS];
-	unsigned long *shadow_bmap[MIG_MAX_SLOTS];
-	struct dirty_set set;		/* what one collection returns */
-	bool bg_pending;		/* iter_bmap holds pages */
-	uint64_t gen;
-	uint64_t syncs;
-	uint64_t dirty_pages;		/* newly dirty pages found, in total */
-	uint64_t period_pages;		/* ... since the last throttle check */
-	uint64_t period_bytes_sent;
-	double last_sync_t;
-	double period_t;
-};
 
 /* Batches in flight: enough to keep every channel busy, not a buffer of RAM. */
 #define MIG_QUEUE_DEPTH		16
@@ -122,6 +97,10 @@ struct mig_src {
 
 	uint64_t bytes_sent, pages_sent, zero_pages;	/* atomics, by senders */
 	double throughput, dirty_rate;			/* bytes/s */
+	uint64_t dirty_pages;		/* found by the syncs after the first pass */
+	/* the dirty rate's period: since the last throttle check */
+	uint64_t period_pages, period_bytes_sent;
+	double period_t;
 	uint64_t tp_bytes;
 	double tp_last;
 	double t_start, t_pause, last_sample, last_rates, progress_interval;
@@ -145,7 +124,8 @@ void mig_stop_senders(struct mig_src *s);
 int mig_queue_drain(struct mig_src *s);
 /*
  * Queue the pages set in @map (slot @slot, @npages bits), clearing each
- * word as it goes, and count them into @sent; runs mig_between_batches()
+ * word before its pages are copied (the sync engine relies on it:
+ * mig_sync.h), and count them into @sent; runs mig_between_batches()
  * every 64 words.
  */
 int mig_queue_pages(struct mig_src *s, unsigned int slot, unsigned long *map, uint64_t npages,
@@ -167,13 +147,5 @@ int mig_send_main(struct mig_src *s, uint32_t type, const void *payload, uint32_
 int mig_handover(struct mig_src *s);
 /* After resuming: tell a destination that got END to discard its copy. */
 void mig_handover_abort(struct mig_src *s);
-
-int mig_sync_init(struct mig_src *s);
-void mig_sync_free(struct mig_sync *sync);
-/* End of a pass (and switchover): collect and merge into bmap. */
-int mig_sync_iteration(struct mig_src *s);
-/* Background and periodic syncs, when their time has come. */
-int mig_sync_timer(struct mig_src *s);
-uint64_t mig_sync_pending(const struct mig_sync *sync);
 
 #endif /* KVMMIG_MIG_INTERNAL_H */

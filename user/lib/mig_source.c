@@ -3,8 +3,9 @@
  * The source side of live migration.  The migration thread (the caller of
  * mig_source_run()) walks `bmap`, the pages still to send in this pass,
  * and queues batches for the sender threads (mig_sender.c).  Between batches the
- * migration thread runs the sync engine (mig_sync.c) and the convergence
- * policies (mig_throttle.c), and decides when the rest fits the downtime
+ * migration thread runs the sync engine (mig_sync.c), turns what its syncs
+ * find into the dirty rate, feeds the convergence policies
+ * (mig_throttle.c), and decides when the rest fits the downtime
  * limit; then it pauses the guest, sends the last pages and the vCPU state
  * and hands the guest over in two phases (mig_handover.c).  A return-path
  * thread reads the destination's answers for the whole migration.  Any
@@ -149,9 +150,46 @@ static void mig_measure(struct mig_src *s)
 	s->tp_last = now;
 }
 
+/*
+ * What a sync found: the dirty rate over the period, and the throttle's
+ * trigger.  0, or the throttle backend's failure.
+ */
+static int mig_on_sync(struct mig_src *s, const struct mig_sync_result *r, double now)
+{
+	uint64_t sent = __atomic_load_n(&s->bytes_sent, __ATOMIC_RELAXED);
+	double dt = now - s->period_t;
+	int ret;
+
+	if (!r->ran)
+		return 0;
+	s->dirty_pages += s->pass > 1 || s->state == MIG_SWITCHOVER ? r->found : 0;
+	s->period_pages += r->found;
+	if (dt < 0.05)
+		return 0;
+	s->dirty_rate = s->period_pages * (double)MIG_PAGE_SIZE / dt;
+	ret = mig_throttle_on_sync(&s->thr, s->period_pages * MIG_PAGE_SIZE,
+				   sent - s->period_bytes_sent);
+	s->period_pages = 0;
+	s->period_bytes_sent = sent;
+	s->period_t = now;
+	return ret;
+}
+
+/* End of a pass, and switchover: everything dirty goes into bmap. */
+static int mig_iteration_sync(struct mig_src *s)
+{
+	struct mig_sync_result r;
+	double now = now_s();
+	int ret;
+
+	ret = mig_sync_iteration(&s->sync, now, &r);
+	return ret ? ret : mig_on_sync(s, &r, now);
+}
+
 /* Called by the pass walk every 64 bitmap words: timers, policies, cancel. */
 int mig_between_batches(struct mig_src *s)
 {
+	struct mig_sync_result r;
 	double now = now_s();
 	int ret;
 
@@ -173,7 +211,9 @@ int mig_between_batches(struct mig_src *s)
 		if (ret)
 			return ret;
 	}
-	ret = mig_sync_timer(s);
+	ret = mig_sync_timer(&s->sync, now, &r);
+	if (!ret)
+		ret = mig_on_sync(s, &r, now);
 	if (ret)
 		return ret;
 	if (now - s->last_sample >= s->progress_interval)
@@ -233,7 +273,7 @@ static int mig_switchover(struct mig_src *s)
 	if (ret)
 		return ret;
 	s->paused = true;
-	ret = mig_sync_iteration(s);
+	ret = mig_iteration_sync(s);
 	if (ret)
 		return ret;
 	ret = mig_pass(s);
@@ -353,6 +393,25 @@ static int mig_throttle_backend_open(struct mig_src *s)
 	return 0;
 }
 
+/* Every page to send; timer syncs only for a policy that reads what they measure. */
+static int mig_sync_setup(struct mig_src *s)
+{
+	uint64_t npages[MIG_MAX_SLOTS];
+	struct mig_sync_config cfg = {
+		.nr_slots = s->vm->nr_slots,
+		.npages = npages,
+		.nr_vcpus = s->vm->nr_vcpus,
+		.mode = mig_throttle_needs_syncs(&s->p) ? s->p.sync_mode : MIG_SYNC_LEGACY,
+		.interval_ms = s->p.sync_interval_ms,
+	};
+	unsigned int i;
+
+	for (i = 0; i < cfg.nr_slots; i++)
+		npages[i] = kvmmig_slot_pages(&s->vm->slots[i]);
+	s->period_t = now_s();
+	return mig_sync_init(&s->sync, s->ds, &cfg, s->period_t);
+}
+
 /*
  * Throttles off, dirty tracking and rate sources gone: the guest as before.
  * What each vCPU was throttled with goes to the report first, while the
@@ -394,7 +453,7 @@ static int mig_source_setup(struct mig_src *s)
 	if (!ret)
 		ret = mig_throttle_backend_open(s);
 	if (!ret)
-		ret = mig_sync_init(s);
+		ret = mig_sync_setup(s);
 	if (ret)
 		return ret;
 	ret = mig_tls_setup(s);
@@ -500,7 +559,7 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 		if (!ret)
 			ret = mig_queue_drain(s);
 		if (!ret)
-			ret = mig_sync_iteration(s);
+			ret = mig_iteration_sync(s);
 		if (ret)
 			break;
 		mig_sample(s, true);
@@ -518,7 +577,7 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 	rep->bytes_sent = s->bytes_sent + s->main.tx_bytes;
 	rep->pages_sent = s->pages_sent;
 	rep->zero_pages = s->zero_pages;
-	rep->dirty_pages = s->sync.dirty_pages;
+	rep->dirty_pages = s->dirty_pages;
 	rep->syncs = s->sync.syncs;
 	rep->ring_overflows = s->ds ? s->ds->stats.overflows : 0;
 	rep->total_s = now_s() - s->t_start;
