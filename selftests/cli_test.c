@@ -86,7 +86,7 @@ FIXTURE_VARIANT_ADD(bad, slots_over) {
 FIXTURE_VARIANT_ADD(bad, workload_unknown) {
 	{ "run", "--workload", "nope" }, "--workload", "'nope'", "incr, random, rate" };
 FIXTURE_VARIANT_ADD(bad, backing_unknown) {
-	{ "run", "--backing", "nope" }, "--backing", "'nope'", "anon, memfd or hugetlb" };
+	{ "run", "--backing", "nope" }, "--backing", "'nope'", "anon, memfd, hugetlb or thp" };
 FIXTURE_VARIANT_ADD(bad, dirty_unknown) {
 	{ "run", "--dirty", "nope" }, "--dirty", "'nope'", "auto, bitmap, bitmap-manual" };
 FIXTURE_VARIANT_ADD(bad, ring_entries_not_pow2) {
