@@ -17,8 +17,10 @@
  * harvested.  Lost entries cannot be recovered, so on any sign of it (a ring
  * harvested full, KVM resetting fewer entries than were harvested, or a gap:
  * a clean entry where the sequence should go on with dirty ones behind it)
- * every slot is reported wholly dirty once, and the ring is re-synchronised
- * with KVM so the vCPU never stalls.
+ * all memory is write-protected again (a lost entry's page would otherwise
+ * stay writable and unlogged for good: ring_reprotect()), every slot is
+ * reported wholly dirty, and the ring is re-synchronised with KVM so the
+ * vCPU never stalls.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -45,6 +47,7 @@ struct ring_vcpu {
 struct ring_priv {
 	struct dirty_reaper reaper;	/* its lock guards everything below */
 	struct ring_vcpu rv[MIG_MAX_VCPUS];
+	bool reprotect;			/* entries were lost: protect all memory again */
 	/* KVM slot id -> index in vm->slots[] + 1 (the ids are the VMM's own) */
 	uint8_t slot_of[KVMMIG_MAX_SLOT_ID + 1];
 };
@@ -93,6 +96,7 @@ static void ring_overflow(struct dirty_reaper *r, unsigned int vcpu, const char 
 	struct ring_priv *p = ring_of(r);
 
 	r->all_dirty = true;
+	p->reprotect = true;
 	if (p->rv[vcpu].suspect)
 		return;
 	p->rv[vcpu].suspect = true;
@@ -249,14 +253,43 @@ static void ring_skip_phantoms(struct dirty_reaper *r, unsigned int idx)
 	rv->fetch += first;
 }
 
+/*
+ * KVM write-protects a page again only when it resets the page's ring
+ * entry.  An entry overwritten before it was harvested is never reset, so
+ * its page would stay writable for good and every later write to it would
+ * go unlogged: reporting all memory dirty once is not enough.  Turning
+ * dirty logging off and on protects every page of every slot again; the
+ * pages reported (all of them) are then read after that, so any write from
+ * here on is logged.
+ */
+static int ring_reprotect(struct dirty_reaper *r)
+{
+	struct ring_priv *p = ring_of(r);
+	int ret;
+
+	ret = kvmmig_vm_set_dirty_logging(r->ds->vm, false);
+	if (!ret)
+		ret = kvmmig_vm_set_dirty_logging(r->ds->vm, true);
+	if (ret)
+		return ret;
+	p->reprotect = false;
+	r->all_dirty = true;
+	return 0;
+}
+
 /* One round: harvest every ring, then have KVM reset what was harvested. */
 static int ring_reap_locked(struct dirty_reaper *r)
 {
+	struct ring_priv *p = ring_of(r);
 	unsigned int i;
+	int ret;
 
 	for (i = 0; i < r->ds->vm->nr_vcpus; i++)
 		ring_harvest(r, i);
-	return ring_reset(r);
+	ret = ring_reset(r);
+	if (!ret && p->reprotect)
+		ret = ring_reprotect(r);
+	return ret;
 }
 
 /*

@@ -50,7 +50,7 @@ static void fd_describe(int fd, char *buf, size_t len)
 	buf[n < 0 ? 0 : n] = '\0';
 }
 
-static int adopt_check_vm_fd(int fd)
+static int check_vm_fd(int fd)
 {
 	char desc[128];
 	int ret;
@@ -74,7 +74,7 @@ static int adopt_check_vm_fd(int fd)
 	return 0;
 }
 
-static int adopt_check_vcpu_fd(unsigned int i, int fd)
+static int check_vcpu_fd(unsigned int i, int fd)
 {
 	char desc[128], what[32];
 	unsigned int id;
@@ -110,7 +110,7 @@ static bool slot_mapped(const struct kvmmig_slot *s)
 	       !mincore((char *)s->hva + s->size - MIG_PAGE_SIZE, MIG_PAGE_SIZE, &vec);
 }
 
-static int adopt_check_slot(const struct kvmmig_slot *slots, unsigned int i)
+static int check_slot(const struct kvmmig_slot *slots, unsigned int i)
 {
 	const struct kvmmig_slot *s = &slots[i], *o;
 	unsigned int j;
@@ -158,7 +158,7 @@ static int adopt_check_slot(const struct kvmmig_slot *slots, unsigned int i)
 	return 0;
 }
 
-static int adopt_check_count(const char *what, unsigned int n, const void *array,
+static int check_count(const char *what, unsigned int n, const void *array,
 			     unsigned int max)
 {
 	if (n && n <= max && array)
@@ -168,7 +168,7 @@ static int adopt_check_count(const char *what, unsigned int n, const void *array
 }
 
 /* Shape, then limits, then what the fds really are. */
-static int adopt_check_args(const struct kvmmig_vm_args *a)
+static int check_args(const struct kvmmig_vm_args *a)
 {
 	const struct kvmmig_vm_ops *ops = a->ops;
 	unsigned int i;
@@ -186,21 +186,21 @@ static int adopt_check_args(const struct kvmmig_vm_args *a)
 			   MIG_MAX_VCPU_STATE);
 		return -EINVAL;
 	}
-	ret = adopt_check_count("vCPU fds", a->nr_vcpus, a->vcpu_fds, MIG_MAX_VCPUS);
+	ret = check_count("vCPU fds", a->nr_vcpus, a->vcpu_fds, MIG_MAX_VCPUS);
 	if (!ret)
-		ret = adopt_check_count("memslots", a->nr_slots, a->slots, MIG_MAX_SLOTS);
+		ret = check_count("memslots", a->nr_slots, a->slots, MIG_MAX_SLOTS);
 	if (!ret)
 		ret = kvmmig_check_ring_entries(a->ring_entries);
 	for (i = 0; !ret && i < a->nr_slots; i++)
-		ret = adopt_check_slot(a->slots, i);
+		ret = check_slot(a->slots, i);
 	if (!ret)
-		ret = adopt_check_vm_fd(a->vm_fd);
+		ret = check_vm_fd(a->vm_fd);
 	for (i = 0; !ret && i < a->nr_vcpus; i++)
-		ret = adopt_check_vcpu_fd(i, a->vcpu_fds[i]);
+		ret = check_vcpu_fd(i, a->vcpu_fds[i]);
 	return ret;
 }
 
-static int adopt_dup(int fd, int *out)
+static int dup_fd(int fd, int *out)
 {
 	*out = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	if (*out < 0)
@@ -225,12 +225,12 @@ static int vcpu_map_check(int fd)
 	return 0;
 }
 
-static int adopt_vcpu(struct kvmmig_vm *vm, unsigned int i, int fd)
+static int wrap_vcpu(struct kvmmig_vm *vm, unsigned int i, int fd)
 {
 	struct kvmmig_vcpu *vcpu = &vm->vcpus[i];
 	int ret;
 
-	ret = adopt_dup(fd, &vcpu->fd);
+	ret = dup_fd(fd, &vcpu->fd);
 	if (!ret)
 		ret = vcpu_map_check(vcpu->fd);
 	if (!ret && vm->ring_entries) {
@@ -277,7 +277,7 @@ static int vcpu_page_backed(int fd, long pgoff)
  * the ring succeeds, so look: the last page of a ring of ring_entries must
  * be there, the page after it must not.
  */
-static int adopt_check_ring(struct kvmmig_vm *vm)
+static int check_ring(struct kvmmig_vm *vm)
 {
 	uint32_t entries = vm->ring_entries;
 	long pages = (long)entries * sizeof(struct kvm_dirty_gfn) / getpagesize();
@@ -306,7 +306,7 @@ int kvmmig_vm_new(const struct kvmmig_vm_args *a, struct kvmmig_vm **out)
 	unsigned int i;
 	int ret;
 
-	ret = adopt_check_args(a);
+	ret = check_args(a);
 	if (ret)
 		return ret;
 	vm = calloc(1, sizeof(*vm));
@@ -324,11 +324,11 @@ int kvmmig_vm_new(const struct kvmmig_vm_args *a, struct kvmmig_vm **out)
 	vm->nr_slots = a->nr_slots;
 	memcpy(vm->slots, a->slots, a->nr_slots * sizeof(*vm->slots));
 	vm->nr_vcpus = a->nr_vcpus;
-	ret = adopt_dup(a->vm_fd, &vm->fd);
+	ret = dup_fd(a->vm_fd, &vm->fd);
 	for (i = 0; !ret && i < a->nr_vcpus; i++)
-		ret = adopt_vcpu(vm, i, a->vcpu_fds[i]);
+		ret = wrap_vcpu(vm, i, a->vcpu_fds[i]);
 	if (!ret)
-		ret = adopt_check_ring(vm);
+		ret = check_ring(vm);
 	if (ret) {
 		kvmmig_vm_free(vm);
 		return ret;
