@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * `kvmmig snapshot`: run a built-in guest and take a background snapshot of
- * it while it runs (Documentation/snapshot.rst), then let it run on; and
- * `kvmmig restore`: make the guest again from a snapshot file, resume it,
- * and check it as `kvmmig receive` does.  SIGINT and SIGTERM cancel either
- * within a tick: a snapshot leaves no file and the guest unprotected.
+ * it while it runs (Documentation/snapshot.rst), then let it run on.
+ * SIGINT and SIGTERM cancel it within a tick: it leaves no file and the
+ * guest unprotected.
  */
 #include <errno.h>
 #include <signal.h>
@@ -20,19 +19,6 @@
 #include "opts.h"
 #include "snapshot.h"
 
-/* The signal that cancels, 0 until one comes (cancel.h: atomic, any thread). */
-static volatile sig_atomic_t snap_cancel;
-
-static void snap_on_signal(int sig)
-{
-	kvmmig_cancel_set(&snap_cancel, sig);
-}
-
-static void snap_catch_signals(void)
-{
-	signal(SIGINT, snap_on_signal);
-	signal(SIGTERM, snap_on_signal);
-}
 
 static void snap_print(const char *path, const struct snap_report *r, bool json)
 {
@@ -79,14 +65,14 @@ static int snap_run(struct snap_env *env)
 
 	if (vm_create(&env->guest.cfg, &vm))
 		return 1;
-	snap_catch_signals();
+	cmd_catch_cancel_signals();
 	ret = vm_start(vm);
-	if (!ret && !kvmmig_sleep_ms(env->warmup_ms, &snap_cancel)) {
+	if (!ret && !kvmmig_sleep_ms(env->warmup_ms, &cmd_cancel_flag)) {
 		fprintf(stderr, "kvmmig: interrupted before the snapshot started\n");
 		ret = -ECANCELED;
 	}
 	if (!ret) {
-		env->o.cancel = &snap_cancel;
+		env->o.cancel = &cmd_cancel_flag;
 		ret = snapshot_save(vm->kv, &env->o, &r);
 		/* The library said why; this says what it means. */
 		if (ret)
@@ -98,7 +84,7 @@ static int snap_run(struct snap_env *env)
 	if (!ret && env->run_seconds && !env->json)
 		printf("guest runs on for %llu s\n", (unsigned long long)env->run_seconds);
 	if (!ret)
-		kvmmig_sleep_ms(env->run_seconds * 1000, &snap_cancel);
+		kvmmig_sleep_ms(env->run_seconds * 1000, &cmd_cancel_flag);
 	if (!ret && vm_failure(vm)) {
 		fprintf(stderr, "kvmmig: the guest failed: %s\n", vm_failure(vm));
 		ret = -EIO;
@@ -198,74 +184,4 @@ int cmd_snapshot(int argc, char **argv)
 	if (guest_opts_check(&env.guest))
 		return 2;
 	return snap_run(&env);
-}
-
-static const struct option restore_options[] = {
-	{ "run-seconds", required_argument, NULL, 'r' },
-	{ "json", no_argument, NULL, 'j' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{ NULL, 0, NULL, 0 },
-};
-
-static void restore_usage(FILE *f)
-{
-	fprintf(f, "usage: kvmmig restore FILE [OPTIONS]\n\n"
-		"Make a built-in guest again from a snapshot, resume it, let it run, then check its\n"
-		"memory as `kvmmig receive` does.  A file that is truncated, corrupted, incomplete\n"
-		"or of another version is refused with what is wrong.\n\n"
-		"  --run-seconds N      how long the guest runs before the check, 0-86400 (default 2)\n"
-		"  --json               JSON events\n\n"
-		"examples:\n"
-		"  kvmmig restore /var/tmp/guest.snap\n"
-		"  kvmmig restore g.snap --run-seconds 10 --json\n");
-}
-
-int cmd_restore(int argc, char **argv)
-{
-	struct guest_check_opts chk = {
-		.run_seconds = 2, .who = "", .where = "after the restore", .cancel = &snap_cancel,
-	};
-	struct kvmmig_vm *kv;
-	struct vm *vm = NULL;
-	int c, ret;
-
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "vh", restore_options, NULL)) != -1) {
-		switch (c) {
-		case 'r':
-			if (parse_uint("--run-seconds", optarg, 0, 86400, &chk.run_seconds))
-				return 2;
-			break;
-		case 'j':
-			chk.json = true;
-			break;
-		case 'v':
-			kvmmig_set_log_level(KVMMIG_LOG_INFO);
-			break;
-		case 'h':
-			restore_usage(stdout);
-			return 0;
-		default:
-			restore_usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1) {
-		fprintf(stderr, "kvmmig restore: expected one snapshot FILE, got %d arguments\n",
-			argc - optind);
-		return 2;
-	}
-	snap_catch_signals();
-	ret = snapshot_load(argv[optind], vm_create_for_stream, vm_release_for_stream, &vm, &kv);
-	if (ret) {
-		/* The library said why. */
-		fprintf(stderr, "kvmmig: %s was not restored\n", argv[optind]);
-		return 1;
-	}
-	ret = kvmmig_vm_resume(kv);
-	if (!ret)
-		ret = guest_run_and_check(vm, &chk);
-	vm_release_for_stream(&vm, kv, !ret);
-	return ret ? 1 : 0;
 }

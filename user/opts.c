@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cancel.h"
 #include "opts.h"
 
 void opt_bad(const char *opt, const char *arg, const char *fmt, ...)
@@ -249,4 +250,17 @@ int guest_opts_check(const struct guest_opts *g)
 		return -1;
 	}
 	return 0;
+}
+
+volatile sig_atomic_t cmd_cancel_flag;
+
+static void cmd_on_cancel_signal(int sig)
+{
+	kvmmig_cancel_set(&cmd_cancel_flag, sig);
+}
+
+void cmd_catch_cancel_signals(void)
+{
+	signal(SIGINT, cmd_on_cancel_signal);
+	signal(SIGTERM, cmd_on_cancel_signal);
 }

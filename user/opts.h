@@ -9,6 +9,7 @@
 #define KVMMIG_OPTS_H
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +31,14 @@ int parse_size(const char *opt, const char *arg, uint64_t min, uint64_t max, uin
 int parse_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *out);
 /* @v as "1M", "24093M" or "4097": the largest unit that divides it. */
 void size_str(char *buf, size_t len, uint64_t v);
+
+/*
+ * The command's cancel flag (cancel.h): 0 until SIGINT or SIGTERM comes,
+ * then the signal's number, once cmd_catch_cancel_signals() installed the
+ * handler.  Library calls take &cmd_cancel_flag as their cancel flag.
+ */
+extern volatile sig_atomic_t cmd_cancel_flag;
+void cmd_catch_cancel_signals(void);
 
 /* The built-in guest: --vcpus, --ram, --slots, --workload, ... */
 struct guest_opts {
