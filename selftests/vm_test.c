@@ -340,52 +340,85 @@ TEST(rate_follows_throttle)
 	vm_destroy(vm);
 }
 
-/* The rate guest cycles over its working set and writes nothing beyond it. */
-TEST(rate_stays_in_wss)
+/*
+ * Run @vm for a while and check from the dirty log that each vCPU wrote
+ * every page of the first @wss of its slice and nothing beyond.
+ */
+static void check_stays_in_wss(struct __test_metadata *_metadata, struct vm *vm,
+			       struct dirty_source *ds, struct dirty_set *set, uint64_t wss)
+{
+	uint64_t per, i, dirty = 0, loops[VM_MAX_VCPUS];
+	unsigned int v;
+
+	ASSERT_GE(dirty_source_collect(ds, set), 0);
+	dirty_set_clear(set);
+	for (v = 0; v < vm->cfg.nr_vcpus; v++)
+		loops[v] = vm->vcpus[v].area->loops;
+	ASSERT_EQ(vm_resume(vm), 0);
+	usleep(300000);
+	ASSERT_EQ(vm_pause(vm), 0);
+	ASSERT_EQ(vm_failure(vm), NULL);
+	ASSERT_GE(dirty_source_collect(ds, set), 0);
+	/* Slot 1 is the workload range: bit i is workload page i. */
+	ASSERT_EQ(vm->slots[1].gpa, vm->shared->mem_gpa);
+	per = vm->shared->mem_pages / vm->cfg.nr_vcpus;
+	for (v = 0; v < vm->cfg.nr_vcpus; v++)
+		/* Wrapped around the set at least once: pages past it were due. */
+		ASSERT_GT(vm->vcpus[v].area->loops - loops[v], 4 * wss);
+	for (i = 0; i < vm->shared->mem_pages; i++) {
+		bool in_wss = i % per < wss;
+		bool is_dirty = bitmap_test_bit(set->bitmaps[1], i);
+
+		ASSERT_TRUE(!is_dirty || in_wss) TH_LOG("page %lu dirtied outside the wss", i);
+		dirty += is_dirty;
+	}
+	ASSERT_EQ(dirty, vm->cfg.nr_vcpus * wss);
+}
+
+static void run_in_wss(struct __test_metadata *_metadata, enum guest_workload workload,
+		       uint64_t wss, uint64_t wss_later)
 {
 	struct vm_config cfg = {
 		.nr_vcpus = 2,
 		.ram_bytes = 4ULL << 20,
 		.nr_slots = 1,
-		.guest.workload = WORKLOAD_RATE,
+		.guest.workload = workload,
 		.guest.pages_per_sec = 5000,
-		.guest.wss_pages = 16,
+		.guest.wss_pages = wss,
 	};
 	struct dirty_options opts = { .backend = DIRTY_BITMAP };
-	uint64_t per, i, dirty = 0;
 	struct dirty_source *ds;
 	struct dirty_set set;
-	unsigned int v;
 	struct vm *vm;
 
 	ASSERT_EQ(dirty_prepare_config(DIRTY_BITMAP, &cfg), DIRTY_BITMAP);
 	ASSERT_EQ(vm_create(&cfg, &vm), 0);
 	ASSERT_EQ(dirty_set_alloc(vm->kv, &set), 0);
 	ASSERT_EQ(dirty_source_open(vm->kv, &opts, &ds), 0);
-	ASSERT_GE(dirty_source_collect(ds, &set), 0);
-	dirty_set_clear(&set);
 	ASSERT_EQ(vm_start(vm), 0);
-	usleep(300000);
-	ASSERT_EQ(vm_stop(vm), 0);
-	ASSERT_EQ(vm_failure(vm), NULL);
-	ASSERT_GE(dirty_source_collect(ds, &set), 0);
-	/* Slot 1 is the workload range: bit i is workload page i. */
-	ASSERT_EQ(vm->slots[1].gpa, vm->shared->mem_gpa);
-	per = vm->shared->mem_pages / cfg.nr_vcpus;
-	for (v = 0; v < cfg.nr_vcpus; v++)
-		/* Wrapped around the set at least once: pages past it were due. */
-		ASSERT_GT(vm->vcpus[v].area->loops, cfg.guest.wss_pages);
-	for (i = 0; i < vm->shared->mem_pages; i++) {
-		bool in_wss = i % per < cfg.guest.wss_pages;
-		bool is_dirty = bitmap_test_bit(set.bitmaps[1], i);
-
-		ASSERT_TRUE(!is_dirty || in_wss) TH_LOG("page %lu dirtied outside the wss", i);
-		dirty += is_dirty;
+	ASSERT_EQ(vm_pause(vm), 0);
+	check_stays_in_wss(_metadata, vm, ds, &set, wss);
+	if (wss_later) {
+		/* Changed while the vCPUs are paused; the guest reads it again. */
+		vm->shared->wss_pages = wss_later;
+		check_stays_in_wss(_metadata, vm, ds, &set, wss_later);
 	}
-	ASSERT_EQ(dirty, cfg.nr_vcpus * cfg.guest.wss_pages);
+	ASSERT_EQ(vm_stop(vm), 0);
 	dirty_source_close(ds);
 	dirty_set_free(&set);
 	vm_destroy(vm);
+}
+
+/* The rate guest cycles over its working set and writes nothing beyond it. */
+TEST(rate_stays_in_wss)
+{
+	run_in_wss(_metadata, WORKLOAD_RATE, 16, 0);
+}
+
+/* So does the random guest, and it follows a working set changed at run time. */
+TEST(random_stays_in_wss)
+{
+	run_in_wss(_metadata, WORKLOAD_RANDOM, 16, 48);
 }
 
 TEST(guest_assert_reaches_host)

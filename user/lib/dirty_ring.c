@@ -20,7 +20,10 @@
  * all memory is write-protected again (a lost entry's page would otherwise
  * stay writable and unlogged for good: ring_reprotect()), every slot is
  * reported wholly dirty, and the ring is re-synchronised with KVM so the
- * vCPU never stalls.
+ * vCPU never stalls.  (On PVM every emulated write pushes an entry whatever
+ * the page's protection, even 64 pages written over and over fill a ring
+ * of 256, so there a lost entry costs nothing later; with hardware paging,
+ * where only a protected page's first write is logged, it would.)
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -56,7 +56,7 @@ struct ucall {
 enum guest_workload {
 	WORKLOAD_IDLE,		/* UCALL_IDLE until stopped; writes only its ucall block */
 	WORKLOAD_INCR,		/* bump byte 0 of every page, pass after pass */
-	WORKLOAD_RANDOM,	/* write the host's iteration into random pages */
+	WORKLOAD_RANDOM,	/* write the host's iteration into random pages of wss_pages */
 	WORKLOAD_RATE,		/* dirty pages_per_sec pages per second over wss_pages */
 	WORKLOAD_COMPUTE,	/* no writes: count loop iterations */
 	WORKLOAD_SEQ,		/* sequential writes over wss_pages */
@@ -76,7 +76,7 @@ struct guest_shared {
 	uint64_t nr_vcpus;
 	uint64_t mem_gpa;
 	uint64_t mem_pages;
-	uint64_t wss_pages;	/* seq/rand/rate: working set per vCPU (0: slice) */
+	uint64_t wss_pages;	/* random/seq/rand/rate: working set per vCPU (0: slice) */
 	uint64_t pages_per_sec;	/* rate: per vCPU */
 	uint64_t tsc_khz;
 	uint64_t sync_every;	/* incr/seq/rand: ucall SYNC every N passes (0: never) */

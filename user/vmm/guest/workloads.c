@@ -72,6 +72,17 @@ static void guest_incr_block(uint8_t *p, uint64_t n)
 		*(volatile uint8_t *)p += 1;
 }
 
+/*
+ * The first wss_pages of the slice (all of it when 0), read again before
+ * every batch so the host can change it while the guest runs.
+ */
+static uint64_t guest_wss(struct slice s)
+{
+	uint64_t wss = *(volatile uint64_t *)&GUEST_SHARED->wss_pages;
+
+	return wss && wss < s.pages ? wss : s.pages;
+}
+
 static void guest_incr(struct guest_vcpu_area *area, struct slice s)
 {
 	uint64_t i, n;
@@ -91,11 +102,12 @@ static void guest_incr(struct guest_vcpu_area *area, struct slice s)
 
 static void guest_random_writes(struct guest_vcpu_area *area, struct slice s)
 {
-	uint64_t rng = area->seed, i;
+	uint64_t rng = area->seed, i, wss;
 
 	for (;;) {
+		wss = guest_wss(s);
 		for (i = 0; i < STOP_CHECK_EVERY; i++) {
-			uint64_t page = guest_random(&rng) % s.pages;
+			uint64_t page = guest_random(&rng) % wss;
 
 			*(volatile uint64_t *)(s.base + page * GUEST_PAGE_SIZE) =
 				GUEST_SHARED->iteration;
@@ -124,7 +136,7 @@ static void guest_rate(struct guest_vcpu_area *area, struct slice s)
 	struct guest_shared *g = GUEST_SHARED;
 	uint64_t interval = g->tsc_khz * 1000 / (g->pages_per_sec ? g->pages_per_sec : 1);
 	uint64_t max_lag = g->tsc_khz * RATE_MAX_LAG_US / 1000;
-	uint64_t wss = g->wss_pages && g->wss_pages < s.pages ? g->wss_pages : s.pages;
+	uint64_t wss = guest_wss(s);
 	uint64_t next = guest_rdtsc(), page = 0, now;
 
 	for (;;) {
@@ -162,10 +174,7 @@ static void guest_compute(struct guest_vcpu_area *area)
 
 static void guest_working_set(struct guest_vcpu_area *area, struct slice s, int random)
 {
-	uint64_t wss = GUEST_SHARED->wss_pages, rng = area->seed, i, page;
-
-	if (!wss || wss > s.pages)
-		wss = s.pages;
+	uint64_t wss = guest_wss(s), rng = area->seed, i, page;
 	for (;;) {
 		for (i = 0; i < wss; i++) {
 			page = random ? guest_random(&rng) % wss : i;
