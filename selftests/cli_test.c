@@ -87,6 +87,9 @@ FIXTURE_VARIANT_ADD(bad, workload_unknown) {
 	{ "run", "--workload", "nope" }, "--workload", "'nope'", "incr, random, rate" };
 FIXTURE_VARIANT_ADD(bad, backing_unknown) {
 	{ "run", "--backing", "nope" }, "--backing", "'nope'", "anon, memfd, hugetlb or thp" };
+FIXTURE_VARIANT_ADD(bad, receive_backing_unknown) {
+	{ "receive", "--backing", "nope", "--listen", "tcp:127.0.0.1:0" }, "--backing", "'nope'",
+	"anon, memfd, hugetlb or thp" };
 FIXTURE_VARIANT_ADD(bad, dirty_unknown) {
 	{ "run", "--dirty", "nope" }, "--dirty", "'nope'", "auto, bitmap, bitmap-manual" };
 FIXTURE_VARIANT_ADD(bad, ring_entries_not_pow2) {

@@ -61,7 +61,7 @@ struct side_opts {
 	const char *role;
 	uint64_t ram, bytes, wss, max_bandwidth, compute_mask, mem_pages;
 	unsigned int vcpus, channels, sync_interval_ms, max_passes, vcpu_dirty_limit;
-	unsigned int warmup_ms, workload, sync, policy, backend;
+	unsigned int warmup_ms, workload, sync, policy, backend, dest_backing;
 	bool half_zero, fresh, probe_compute;
 	const char *to;
 };
@@ -76,7 +76,7 @@ static int side_parse(int argc, char **argv, struct side_opts *o)
 #define K(f) { #f, offsetof(struct side_opts, f), sizeof(((struct side_opts *)0)->f) }
 		K(ram), K(bytes), K(wss), K(max_bandwidth), K(compute_mask), K(mem_pages),
 		K(vcpus), K(channels), K(sync_interval_ms), K(max_passes), K(vcpu_dirty_limit),
-		K(warmup_ms), K(workload), K(sync), K(policy), K(backend),
+		K(warmup_ms), K(workload), K(sync), K(policy), K(backend), K(dest_backing),
 		K(half_zero), K(fresh), K(probe_compute),
 #undef K
 	};
@@ -197,8 +197,10 @@ static int side_dest(const struct side_opts *o)
 		DEST_CHILD_VMM,
 	};
 	struct mig_report rep;
-	int ret = mig_dest_run(&d, &rep);
+	int ret;
 
+	vm_set_stream_backing(o->dest_backing);
+	ret = mig_dest_run(&d, &rep);
 	return ret == -DEST_CHECK_FAILED ? DEST_CHECK_FAILED :
 	       ret == -DEST_NO_PROGRESS ? DEST_NO_PROGRESS :
 	       ret ? DEST_RECEIVE_FAILED : DEST_OK;

@@ -45,6 +45,7 @@
 #include "guest_abi.h"
 #include "perf_side.h"
 #include "perf_util.h"
+#include "vm.h"
 
 #define HALF_ZERO_CHUNK	(2ULL << 20)	/* as migration_perf's idle guest */
 #define MAX_ROUNDS	15
@@ -62,9 +63,10 @@
 
 static const unsigned int channels[NR_CHANNELS] = { 1, 4 };
 
-enum system { SYS_QEMU, SYS_KVMMIG, NR_SYSTEMS };
+/* kvmmig-thp: the destination's guest in transparent huge pages (--backing thp). */
+enum system { SYS_QEMU, SYS_KVMMIG, SYS_KVMMIG_THP, NR_SYSTEMS };
 
-static const char *const sys_names[NR_SYSTEMS] = { "QEMU", "kvmmig" };
+static const char *const sys_names[NR_SYSTEMS] = { "QEMU", "kvmmig", "kvmmig-thp" };
 
 /* One migration's outcome. */
 struct run {
@@ -592,12 +594,13 @@ static void kvmmig_result(const char *line, struct run *r)
 }
 
 /* One kvmmig migration of the idle guest, as migration_perf's idle case runs it. */
-static void kvmmig_migrate_once(struct bench *b, unsigned int nr, struct run *r)
+static void kvmmig_migrate_once(struct bench *b, unsigned int nr, bool thp, struct run *r)
 {
 	char ram[40], workload[24], backend[24], chans[24], line[LINE_MAX_LEN], addr[64];
+	char dest_backing[32];
 	char *src_argv[] = { "migration_perf", "--side", "source", ram, "vcpus=1", workload,
 			     backend, "half_zero=1", chans, NULL };
-	char *dst_argv[] = { "migration_perf", "--side", "dest", NULL };
+	char *dst_argv[] = { "migration_perf", "--side", "dest", dest_backing, NULL };
 	struct perf_side src = { 0 }, dst = { 0 };
 	bool reported = false;
 	int st;
@@ -606,6 +609,8 @@ static void kvmmig_migrate_once(struct bench *b, unsigned int nr, struct run *r)
 	snprintf(workload, sizeof(workload), "workload=%u", WORKLOAD_IDLE);
 	snprintf(backend, sizeof(backend), "backend=%u", DIRTY_AUTO);
 	snprintf(chans, sizeof(chans), "channels=%u", nr);
+	snprintf(dest_backing, sizeof(dest_backing), "dest_backing=%u",
+		 thp ? VM_BACKING_THP : VM_BACKING_ANON);
 	if (kvmmig_spawn(b, &src, src_argv)) {
 		run_fail(r, "cannot start %s: %s", b->sides, strerror(errno));
 		return;
@@ -719,7 +724,7 @@ static void print_run(struct bench *b, enum system s, unsigned int ci, unsigned 
 		snprintf(own, sizeof(own), "%12.0f %10.0f", r->own_total_ms, r->own_downtime_ms);
 	else
 		snprintf(own, sizeof(own), "%12s %10s", "-", "-");
-	printf("%5s %8u  %-7s %9.3f %12.1f %s %12llu\n", label, channels[ci], sys_names[s],
+	printf("%5s %8u  %-10s %9.3f %12.1f %s %12llu\n", label, channels[ci], sys_names[s],
 	       r->total_s, r->downtime_ms, own, (unsigned long long)r->zero_pages);
 	if (!round)
 		return;
@@ -750,7 +755,7 @@ static int run_once(struct bench *b, enum system s, unsigned int ci, unsigned in
 	if (s == SYS_QEMU)
 		qemu_migrate_once(b, channels[ci], r);
 	else
-		kvmmig_migrate_once(b, channels[ci], r);
+		kvmmig_migrate_once(b, channels[ci], s == SYS_KVMMIG_THP, r);
 	if (r->error[0]) {
 		fprintf(stderr, "qemu_perf: round %s, %u channel%s, %s: %s\n", label,
 			channels[ci], channels[ci] > 1 ? "s" : "", sys_names[s], r->error);
@@ -773,7 +778,7 @@ static int run_rounds(struct bench *b)
 {
 	unsigned int round, ci, k;
 
-	printf("round channels  system    total s  downtime ms own total ms  own dt ms   zero pages\n");
+	printf("round channels  system       total s  downtime ms own total ms  own dt ms   zero pages\n");
 	for (k = 0; b->warmup && k < NR_SYSTEMS; k++)
 		if (run_once(b, k, NR_CHANNELS - 1, 0))
 			return -EIO;
@@ -839,13 +844,14 @@ static void print_summary(struct bench *b)
 		for (s = 0; s < NR_SYSTEMS; s++) {
 			t[s] = spread_of(b, s, ci, true);
 			d[s] = spread_of(b, s, ci, false);
-			printf("%8u  %-7s %9.3f (%.3f-%.3f)     %10.1f (%.1f-%.1f)\n", channels[ci],
+			printf("%8u  %-10s %9.3f (%.3f-%.3f)     %10.1f (%.1f-%.1f)\n", channels[ci],
 			       sys_names[s], t[s].median, t[s].min, t[s].max, d[s].median, d[s].min,
 			       d[s].max);
 		}
-		printf("%8u  kvmmig/QEMU %6.2fx                    %8.2fx\n", channels[ci],
-		       t[SYS_KVMMIG].median / t[SYS_QEMU].median,
-		       d[SYS_KVMMIG].median / d[SYS_QEMU].median);
+		for (s = SYS_KVMMIG; s < NR_SYSTEMS; s++)
+			printf("%8u  %s/QEMU %*.2fx                    %8.2fx\n", channels[ci],
+			       sys_names[s], (int)(16 - strlen(sys_names[s])),
+			       t[s].median / t[SYS_QEMU].median, d[s].median / d[SYS_QEMU].median);
 		perf_json_begin(&b->json);
 		perf_json_str(&b->json, "bench", "idle_half_zero_vs_qemu");
 		perf_json_str(&b->json, "qemu_version", b->version);
@@ -868,6 +874,14 @@ static void print_summary(struct bench *b)
 		perf_json_num(&b->json, "kvmmig_downtime_ms_max", d[SYS_KVMMIG].max);
 		perf_json_num(&b->json, "ratio_total", t[SYS_KVMMIG].median / t[SYS_QEMU].median);
 		perf_json_num(&b->json, "ratio_downtime", d[SYS_KVMMIG].median / d[SYS_QEMU].median);
+		perf_json_num(&b->json, "kvmmig_thp_total_s_median", t[SYS_KVMMIG_THP].median);
+		perf_json_num(&b->json, "kvmmig_thp_total_s_min", t[SYS_KVMMIG_THP].min);
+		perf_json_num(&b->json, "kvmmig_thp_total_s_max", t[SYS_KVMMIG_THP].max);
+		perf_json_num(&b->json, "kvmmig_thp_downtime_ms_median", d[SYS_KVMMIG_THP].median);
+		perf_json_num(&b->json, "ratio_total_thp",
+			      t[SYS_KVMMIG_THP].median / t[SYS_QEMU].median);
+		perf_json_num(&b->json, "ratio_downtime_thp",
+			      d[SYS_KVMMIG_THP].median / d[SYS_QEMU].median);
 		perf_json_end(&b->json);
 	}
 }

@@ -518,6 +518,7 @@ static const struct option receive_options[] = {
 	{ "run-seconds", required_argument, NULL, 'r' },
 	{ "io-timeout", required_argument, NULL, 0x111 },
 	{ "hello-timeout", required_argument, NULL, 't' },
+	{ "backing", required_argument, NULL, 'b' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -540,6 +541,7 @@ static void receive_usage(FILE *f)
 		"  --hello-timeout S        a connection without a valid hello within S seconds is\n"
 		"                           ignored; a source whose CONFIG does not follow in S\n"
 		"                           seconds fails (default %d)\n"
+		"  --backing anon|thp|memfd|hugetlb  the received guest's memory (default anon)\n"
 		"  --json                   JSON events\n"
 		"  --tls-creds DIR, --tls-psk FILE  demand TLS on every channel (x509 or PSK)\n"
 		"  --tls-authz DN           accept only the client certificate with this DN\n"
@@ -556,6 +558,7 @@ static void receive_usage(FILE *f)
 
 int cmd_receive(int argc, char **argv)
 {
+	enum vm_backing backing;
 	struct mig_env env;
 	int c, r;
 
@@ -580,6 +583,11 @@ int cmd_receive(int argc, char **argv)
 		case 't':
 			if (parse_uint("--hello-timeout", optarg, 1, 600, &env.hello_timeout_s))
 				return 2;
+			break;
+		case 'b':
+			if (parse_backing(optarg, &backing))
+				return 2;
+			vm_set_stream_backing(backing);
 			break;
 		case 'j':
 			env.json = true;

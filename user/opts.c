@@ -145,7 +145,7 @@ void guest_opts_init(struct guest_opts *g)
 	g->backend = DIRTY_AUTO;
 }
 
-static int parse_backing(const char *arg, enum vm_backing *b)
+int parse_backing(const char *arg, enum vm_backing *b)
 {
 	if (!strcmp(arg, "anon"))
 		*b = VM_BACKING_ANON;

@@ -29,6 +29,8 @@ int size_value(const char *arg, uint64_t *out);
 int parse_size(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *out);
 /* A whole number, decimal or 0x hex, from @min to @max. */
 int parse_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *out);
+/* --backing anon|memfd|hugetlb|thp. */
+int parse_backing(const char *arg, enum vm_backing *b);
 /* @v as "1M", "24093M" or "4097": the largest unit that divides it. */
 void size_str(char *buf, size_t len, uint64_t v);
 

@@ -136,6 +136,12 @@ void vm_set_ring_full_handler(struct vm *vm, vcpu_ring_full_fn fn, void *opaque)
  */
 int vm_create_for_stream(void *vmm_opaque, const struct mig_config *cfg, struct kvmmig_vm **kv);
 void vm_release_for_stream(void *vmm_opaque, struct kvmmig_vm *kv, bool running);
+/*
+ * The backing of the guests vm_create_for_stream() makes from now on
+ * (VM_BACKING_ANON until set): a process-wide choice of the command that
+ * receives, set before the stream starts.
+ */
+void vm_set_stream_backing(enum vm_backing backing);
 
 int vm_start(struct vm *vm);			/* start every vCPU thread */
 int vm_pause(struct vm *vm);			/* all vCPUs out of KVM_RUN */

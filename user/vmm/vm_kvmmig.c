@@ -91,13 +91,21 @@ int vm_kvmmig_wrap(struct vm *vm)
 	return kvmmig_vm_new(&a, &vm->kv);
 }
 
+/* Set before any stream is received, read when one brings its guest. */
+static enum vm_backing stream_backing = VM_BACKING_ANON;
+
+void vm_set_stream_backing(enum vm_backing backing)
+{
+	stream_backing = backing;
+}
+
 int vm_create_for_stream(void *vmm_opaque, const struct mig_config *c, struct kvmmig_vm **kv)
 {
 	struct vm **out = vmm_opaque;
 	struct vm_config vc = {
 		.nr_vcpus = c->nr_vcpus,
 		.nr_slots = c->nr_slots - 1,
-		.backing = VM_BACKING_ANON,
+		.backing = stream_backing,
 	};
 	unsigned int i;
 	int ret;
