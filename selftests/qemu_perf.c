@@ -9,6 +9,8 @@
  * events (source MIGRATION "setup" and STOP to destination RESUME; QEMU's
  * own query-migrate figures, which end when the source has sent, are kept
  * beside them), kvmmig's from its report (start, and pause, to STARTED).
+ * kvmmig runs twice per round: its destination's guest in anonymous
+ * memory, and in transparent huge pages as QEMU's is (kvmmig-thp).
  *
  * QEMU runs with -accel kvm a guest whose firmware only halts
  * (qemu_halt_bios.S, built with the tree): this host's KVM cannot run a
