@@ -12,6 +12,7 @@
  * the connection still works, and no file.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,21 @@ static int snap_recv_data(struct snap_recv *v, const struct snap_net_rec *h)
 	return snap_sink_write(v->sink, v->buf, h->len, h->off);
 }
 
+/*
+ * Nothing may follow COMMIT but the sender's wait for DONE: a sender that
+ * has closed or sent more (its ABORT) gave up, say on a cancel while the
+ * data was still on its way, and reports no snapshot; neither may this.
+ */
+static int snap_recv_sender_here(struct snap_recv *v)
+{
+	struct pollfd pfd = { .fd = v->c.fd, .events = POLLIN | POLLRDHUP };
+
+	if (poll(&pfd, 1, 0) == 0)
+		return 0;
+	kvmmig_err("the sender gave up before the snapshot was committed");
+	return -ECONNRESET;
+}
+
 /* The sender says it is complete: believe it only if the header agrees. */
 static int snap_recv_commit(struct snap_recv *v)
 {
@@ -110,6 +126,8 @@ static int snap_recv_commit(struct snap_recv *v)
 	}
 	if (!ret)
 		ret = snap_sink_sync(v->sink);
+	if (!ret)
+		ret = snap_recv_sender_here(v);
 	if (!ret)
 		ret = snap_sink_commit(v->sink);
 	if (!ret)

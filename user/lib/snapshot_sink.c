@@ -313,8 +313,8 @@ static int snap_tcp_reply(struct snap_tcp_sink *t, uint32_t want, const struct n
 
 /*
  * A send failed: the receiver may have said why before it closed (an
- * ERROR record waiting to be read).  Quiet: without one, the send's own
- * error stands.
+ * ERROR record waiting to be read); without one, the send's own error is
+ * the reason.
  */
 static void snap_tcp_reason(struct snap_tcp_sink *t)
 {
@@ -327,7 +327,7 @@ static void snap_tcp_reason(struct snap_tcp_sink *t)
 	    h.magic != SNAP_NET_MAGIC || h.hcrc != snap_net_crc(&h) ||
 	    h.type != SNAP_NET_ERROR || h.len > SNAP_NET_MAX_MSG ||
 	    recv(t->c.fd, text, h.len, MSG_WAITALL) != (ssize_t)h.len)
-		return;
+		snprintf(text, sizeof(text), "%s", kvmmig_last_error());
 	kvmmig_err("the snapshot receiver %s failed: %s", t->addr, text);
 }
 

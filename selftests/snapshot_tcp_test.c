@@ -1,0 +1,592 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Snapshots sent over TCP to a receiver (user/lib/snapshot_sink.c,
+ * snapshot_recv.c), over loopback with real guests.  The received file
+ * must hold memory exactly as it was at the pause, like a local one, and
+ * restore.  Broken ends: a receiver killed mid-way, a sender killed
+ * mid-way, a receiver that stalls while the snapshot is cancelled (in the
+ * library and by `kvmmig cancel`), and hostile bytes sent to a receiver
+ * each end with a clear error, no complete file, and a sender's guest
+ * running on unprotected.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli_util.h"
+#include "kselftest_harness.h"
+#include "mig_test_util.h"
+#include "net.h"
+#include "snapshot.h"
+#include "snapshot_sink.h"
+
+#define GUEST_RAM		(32ULL << 20)
+#define RECV_WAIT_MS		60000
+#define CANCEL_AFTER_MS		500
+
+static void quiet_log(int level, const char *msg)
+{
+}
+
+static bool file_exists(const char *path)
+{
+	struct stat st;
+
+	return !stat(path, &st);
+}
+
+/* A running guest of @workload on 2 vCPUs in 2 slots. */
+static struct vm *running_guest(enum guest_workload workload)
+{
+	struct vm_config cfg = {
+		.nr_vcpus = 2, .ram_bytes = GUEST_RAM, .nr_slots = 2,
+		.guest.workload = workload, .guest.iteration = 7,
+	};
+	struct vm *vm;
+
+	if (vm_create(&cfg, &vm))
+		return NULL;
+	if (vm_start(vm)) {
+		vm_destroy(vm);
+		return NULL;
+	}
+	return vm;
+}
+
+/* Does the guest make progress within GUEST_PROGRESS_S? */
+static bool guest_moves(struct vm *vm)
+{
+	uint64_t a = guest_loops(vm);
+	unsigned int i;
+
+	for (i = 0; i < GUEST_PROGRESS_S * 20 && guest_loops(vm) == a && !vm_failure(vm); i++)
+		usleep(50000);
+	return guest_loops(vm) != a && !vm_failure(vm);
+}
+
+/* ---- a receiver in a thread of this process ---- */
+
+struct recv_thread {
+	pthread_t thread;
+	struct snap_recv_opts o;
+	struct snap_recv_report r;
+	volatile sig_atomic_t cancel;
+	int ret;
+	int pfd[2];		/* the port, once listening */
+	char addr[64];
+};
+
+static void recv_thread_listening(void *opaque, int port)
+{
+	struct recv_thread *t = opaque;
+
+	if (write(t->pfd[1], &port, sizeof(port)) != sizeof(port))
+		t->cancel = 1;
+}
+
+static void *recv_thread_fn(void *arg)
+{
+	struct recv_thread *t = arg;
+
+	kvmmig_log_quiet(true);
+	t->ret = snapshot_receive(&t->o, &t->r);
+	return NULL;
+}
+
+static int recv_thread_start(struct recv_thread *t, const char *path)
+{
+	int port;
+
+	memset(t, 0, sizeof(*t));
+	t->o = (struct snap_recv_opts){
+		.listen = "tcp:127.0.0.1:0", .path = path, .accept_timeout_ms = RECV_WAIT_MS,
+		.io_timeout_ms = 10000, .cancel = &t->cancel,
+		.listening = recv_thread_listening, .opaque = t,
+	};
+	if (pipe(t->pfd) || pthread_create(&t->thread, NULL, recv_thread_fn, t))
+		return -1;
+	if (read(t->pfd[0], &port, sizeof(port)) != sizeof(port))
+		return -1;
+	snprintf(t->addr, sizeof(t->addr), "tcp:127.0.0.1:%d", port);
+	return 0;
+}
+
+static int recv_thread_join(struct recv_thread *t)
+{
+	pthread_join(t->thread, NULL);
+	close(t->pfd[0]);
+	close(t->pfd[1]);
+	return t->ret;
+}
+
+/* ---- a receiver in a child process, to kill or stop ---- */
+
+struct recv_child {
+	pid_t pid;
+	int errfd;		/* its error, when it ends */
+	char addr[64];
+	char error[256];
+};
+
+static void recv_child_listening(void *opaque, int port)
+{
+	if (write(*(int *)opaque, &port, sizeof(port)) != sizeof(port))
+		_exit(3);
+}
+
+static int recv_child_start(struct recv_child *c, const char *path)
+{
+	int pfd[2], efd[2], port;
+
+	memset(c, 0, sizeof(*c));
+	if (pipe(pfd) || pipe(efd))
+		return -1;
+	fflush(stdout);
+	fflush(stderr);
+	c->pid = fork();
+	if (c->pid < 0)
+		return -1;
+	if (!c->pid) {
+		struct snap_recv_report r;
+		struct snap_recv_opts o = {
+			.listen = "tcp:127.0.0.1:0", .path = path,
+			.accept_timeout_ms = RECV_WAIT_MS, .io_timeout_ms = RECV_WAIT_MS,
+			.listening = recv_child_listening, .opaque = &pfd[1],
+		};
+		int ret;
+
+		kvmmig_log_quiet(true);
+		ret = snapshot_receive(&o, &r);
+		if (ret && write(efd[1], r.error, strlen(r.error)) < 0)
+			_exit(4);
+		_exit(ret ? 1 : 0);
+	}
+	close(pfd[1]);
+	close(efd[1]);
+	c->errfd = efd[0];
+	if (read(pfd[0], &port, sizeof(port)) != sizeof(port))
+		port = -1;
+	close(pfd[0]);
+	snprintf(c->addr, sizeof(c->addr), "tcp:127.0.0.1:%d", port);
+	return port < 0 ? -1 : 0;
+}
+
+/* Its exit status (-1: a signal ended it, -2: still running after @ms, then killed). */
+static int recv_child_wait(struct recv_child *c, int ms)
+{
+	int status = 0, i;
+	ssize_t n;
+
+	for (i = 0; i < ms / 10 && waitpid(c->pid, &status, WNOHANG) == 0; i++)
+		usleep(10000);
+	if (i >= ms / 10) {
+		kill(c->pid, SIGKILL);
+		waitpid(c->pid, &status, 0);
+		status = -2;
+	}
+	n = read(c->errfd, c->error, sizeof(c->error) - 1);
+	c->error[n > 0 ? n : 0] = '\0';
+	close(c->errfd);
+	c->pid = 0;
+	if (status == -2)
+		return -2;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* ---- the fixture ---- */
+
+FIXTURE(tcp) {
+	char dir[64];
+	char path[128];
+	char partial[160];
+	struct vm *vm;
+	struct vm *restored;
+	struct recv_child child;
+};
+
+FIXTURE_SETUP(tcp)
+{
+	snprintf(self->dir, sizeof(self->dir), "/tmp/kvmmig-snaptcp-XXXXXX");
+	ASSERT_NE(mkdtemp(self->dir), NULL);
+	snprintf(self->path, sizeof(self->path), "%s/guest.snap", self->dir);
+	snprintf(self->partial, sizeof(self->partial), "%s.partial", self->path);
+}
+
+FIXTURE_TEARDOWN(tcp)
+{
+	if (self->child.pid > 0) {
+		kill(self->child.pid, SIGKILL);
+		recv_child_wait(&self->child, 1000);
+	}
+	vm_destroy(self->vm);
+	vm_destroy(self->restored);
+	unlink(self->path);
+	unlink(self->partial);
+	rmdir(self->dir);
+}
+
+/* RAM at the pause (a random guest writes 8s from then on instead of 7s). */
+struct at_pause {
+	struct vm *vm;
+	uint8_t *copy[MIG_MAX_SLOTS];
+	pid_t kill_pid;		/* killed at the pause when set */
+	int kill_sig;
+};
+
+static void at_pause(void *opaque, struct kvmmig_vm *kv)
+{
+	struct at_pause *p = opaque;
+	unsigned int i;
+
+	if (p->vm)
+		p->vm->shared->iteration = 8;
+	for (i = 0; p->vm && i < kv->nr_slots; i++) {
+		p->copy[i] = malloc(kv->slots[i].size);
+		if (p->copy[i])
+			memcpy(p->copy[i], kv->slots[i].hva, kv->slots[i].size);
+	}
+	if (p->kill_pid) {
+		kill(p->kill_pid, p->kill_sig);
+		if (p->kill_sig == SIGKILL)
+			waitpid(p->kill_pid, NULL, 0);
+	}
+}
+
+/* Pages of @path that differ from the copy at the pause (-1: unreadable). */
+static long pages_differing(const char *path, struct kvmmig_vm *kv, struct at_pause *p)
+{
+	uint8_t *page = malloc(MIG_PAGE_SIZE);
+	struct mig_config *cfg;
+	struct snap_header h;
+	long bad = 0;
+	unsigned int s;
+	uint64_t i;
+	size_t len;
+	int fd;
+
+	cfg = mig_config_of(kv, &len);
+	fd = open(path, O_RDONLY);
+	if (!cfg || fd < 0 || !page)
+		bad = -1;
+	if (cfg)
+		snap_layout(cfg, &h);
+	for (s = 0; bad >= 0 && s < cfg->nr_slots; s++) {
+		for (i = 0; bad >= 0 && i < cfg->slots[s].size / MIG_PAGE_SIZE; i++) {
+			if (!p->copy[s] || pread(fd, page, MIG_PAGE_SIZE,
+						 snap_page_off(&h, cfg, s, i)) != MIG_PAGE_SIZE)
+				bad = -1;
+			else
+				bad += memcmp(page, p->copy[s] + i * MIG_PAGE_SIZE,
+					      MIG_PAGE_SIZE) != 0;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	free(cfg);
+	free(page);
+	return bad;
+}
+
+static void at_pause_free(struct at_pause *p)
+{
+	unsigned int i;
+
+	for (i = 0; i < MIG_MAX_SLOTS; i++)
+		free(p->copy[i]);
+}
+
+/*
+ * Over TCP with 1 and 4 channels: the received file holds RAM as it was
+ * at the pause, byte for byte, and restores into a guest that runs.
+ */
+static void tcp_exact(struct __test_metadata *_metadata, FIXTURE_DATA(tcp) *self,
+		      unsigned int writers)
+{
+	struct at_pause p = { 0 };
+	struct snap_opts o = { .paused = at_pause, .opaque = &p, .writers = writers };
+	struct snap_report r;
+	struct kvmmig_vm *kv;
+	unsigned int i;
+
+	ASSERT_EQ(recv_child_start(&self->child, self->path), 0);
+	self->vm = running_guest(WORKLOAD_RANDOM);
+	ASSERT_NE(self->vm, NULL);
+	p.vm = self->vm;
+	for (i = 0; i < GUEST_PROGRESS_S * 20 && guest_loops(self->vm) < 20000; i++)
+		usleep(50000);
+	o.path = self->child.addr;
+	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+	ASSERT_EQ(recv_child_wait(&self->child, RECV_WAIT_MS), 0) TH_LOG("%s", self->child.error);
+	ASSERT_FALSE(file_exists(self->partial));
+	ASSERT_EQ(pages_differing(self->path, self->vm->kv, &p), 0);
+	ASSERT_GT(r.pages_walk + r.pages_fault - r.zero_pages, 0ULL);
+	at_pause_free(&p);
+	ASSERT_EQ(snapshot_load(self->path, vm_create_for_stream, vm_release_for_stream,
+				&self->restored, &kv), 0) TH_LOG("%s", kvmmig_last_error());
+	ASSERT_EQ(kvmmig_vm_resume(kv), 0);
+	ASSERT_TRUE(guest_moves(self->restored));
+	/* The source ran on, nothing protected. */
+	ASSERT_TRUE(guest_moves(self->vm));
+}
+
+TEST_F_TIMEOUT(tcp, exact_one_channel, 180)
+{
+	tcp_exact(_metadata, self, 1);
+}
+
+TEST_F_TIMEOUT(tcp, exact_four_channels, 180)
+{
+	tcp_exact(_metadata, self, 4);
+}
+
+/* The receiver dies at the pause: the snapshot fails, the guest runs on unprotected. */
+TEST_F_TIMEOUT(tcp, receiver_killed, 180)
+{
+	struct at_pause p = { .kill_sig = SIGKILL };
+	struct snap_opts o = { .paused = at_pause, .opaque = &p };
+	struct snap_report r;
+	char why[256];
+	int ret;
+
+	ASSERT_EQ(recv_child_start(&self->child, self->path), 0);
+	self->vm = running_guest(WORKLOAD_INCR);
+	ASSERT_NE(self->vm, NULL);
+	p.kill_pid = self->child.pid;
+	o.path = self->child.addr;
+	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
+	ret = snapshot_save(self->vm->kv, &o, &r);
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	self->child.pid = 0;
+	close(self->child.errfd);
+	ASSERT_TRUE(ret == -EPIPE || ret == -ECONNRESET) TH_LOG("%d: %s", ret, r.error);
+	ASSERT_NE(strstr(r.error, "snapshot receiver"), NULL) TH_LOG("%s", r.error);
+	/* A killed receiver cannot clean up; it never made a complete file. */
+	ASSERT_FALSE(file_exists(self->path));
+	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+}
+
+/* The sender dies at its pause: the receiver says so and leaves no file. */
+TEST_F_TIMEOUT(tcp, sender_killed, 180)
+{
+	struct recv_thread t;
+	pid_t pid;
+	int status;
+
+	ASSERT_EQ(recv_thread_start(&t, self->path), 0);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		struct at_pause p = { .kill_pid = getpid(), .kill_sig = SIGKILL };
+		struct snap_opts o = { .path = t.addr, .paused = at_pause, .opaque = &p };
+		struct vm *vm = running_guest(WORKLOAD_INCR);
+		struct snap_report r;
+
+		if (vm)
+			snapshot_save(vm->kv, &o, &r);
+		_exit(1);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	ASSERT_EQ(recv_thread_join(&t), -ECONNRESET) TH_LOG("%s", t.r.error);
+	ASSERT_NE(strstr(t.r.error, "before the snapshot was complete"), NULL)
+		TH_LOG("%s", t.r.error);
+	ASSERT_EQ(t.r.file_size > 0, true);
+	ASSERT_FALSE(file_exists(self->path));
+	ASSERT_FALSE(file_exists(self->partial));
+}
+
+struct canceller {
+	pthread_t thread;
+	volatile sig_atomic_t flag;
+};
+
+static void *cancel_later(void *arg)
+{
+	struct canceller *c = arg;
+
+	usleep(CANCEL_AFTER_MS * 1000);
+	kvmmig_cancel_set(&c->flag, 1);
+	return NULL;
+}
+
+/*
+ * The receiver stops reading at the pause; a cancel ends the blocked
+ * snapshot: an error, the guest unprotected, and once the receiver runs
+ * again it learns of it and removes its file.
+ */
+TEST_F_TIMEOUT(tcp, cancel_while_receiver_stalls, 180)
+{
+	struct at_pause p = { .kill_sig = SIGSTOP };
+	struct canceller c = { 0 };
+	struct snap_opts o = { .paused = at_pause, .opaque = &p, .cancel = &c.flag };
+	struct snap_report r;
+	char why[256];
+	double t0;
+	int ret;
+
+	ASSERT_EQ(recv_child_start(&self->child, self->path), 0);
+	self->vm = running_guest(WORKLOAD_INCR);
+	ASSERT_NE(self->vm, NULL);
+	p.kill_pid = self->child.pid;
+	o.path = self->child.addr;
+	ASSERT_EQ(pthread_create(&c.thread, NULL, cancel_later, &c), 0);
+	t0 = now_s();
+	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
+	ret = snapshot_save(self->vm->kv, &o, &r);
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	pthread_join(c.thread, NULL);
+	ASSERT_EQ(ret, -ECANCELED) TH_LOG("%s", r.error);
+	ASSERT_NE(strstr(r.error, "cancelled"), NULL) TH_LOG("%s", r.error);
+	/* Not its 30 s I/O deadline: the cancel ended it. */
+	ASSERT_LT(now_s() - t0, NET_IO_TIMEOUT_MS / 1000.0 / 2);
+	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+	kill(self->child.pid, SIGCONT);
+	ASSERT_EQ(recv_child_wait(&self->child, RECV_WAIT_MS), 1);
+	ASSERT_TRUE(strstr(self->child.error, "gave up") ||
+		    strstr(self->child.error, "before the snapshot was complete"))
+		TH_LOG("%s", self->child.error);
+	ASSERT_FALSE(file_exists(self->path));
+	ASSERT_FALSE(file_exists(self->partial));
+}
+
+/*
+ * `kvmmig cancel --pid` finds a running `kvmmig snapshot` (whose receiver
+ * is stopped, so it cannot finish) and ends it: exit 1, no file.
+ */
+TEST_F_TIMEOUT(tcp, kvmmig_cancel, 180)
+{
+	const char *args[] = { "snapshot", "--to", self->child.addr, "--ram", "64M",
+			       "--warmup-ms", "0", "--run-seconds", "0", NULL };
+	char pid[16], out[4096], err[4096];
+	const char *cancel[] = { "cancel", "--pid", pid, NULL };
+	struct cli_child snap;
+	int i, st;
+
+	ASSERT_EQ(recv_child_start(&self->child, self->path), 0);
+	ASSERT_EQ(cli_start(&snap, args), 0);
+	/* The receiver has made its file: the snapshot is under way; stop it there. */
+	for (i = 0; i < RECV_WAIT_MS / 10 && !file_exists(self->partial); i++)
+		usleep(10000);
+	ASSERT_TRUE(file_exists(self->partial));
+	kill(self->child.pid, SIGSTOP);
+	snprintf(pid, sizeof(pid), "%d", snap.pid);
+	st = cli_run(cancel, 10000, err, sizeof(err));
+	ASSERT_EQ(st, 0) TH_LOG("kvmmig cancel: %s", err);
+	ASSERT_EQ(cli_wait(&snap, 10000), 0);
+	st = cli_exit_status(&snap);
+	cli_output(snap.err, err, sizeof(err));
+	cli_output(snap.out, out, sizeof(out));
+	cli_end(&snap);
+	ASSERT_EQ(st, 1) TH_LOG("stdout: %s stderr: %s", out, err);
+	ASSERT_NE(strstr(err, "cancelled"), NULL) TH_LOG("%s", err);
+	ASSERT_NE(strstr(err, "the guest runs on, unprotected"), NULL) TH_LOG("%s", err);
+	kill(self->child.pid, SIGCONT);
+	ASSERT_EQ(recv_child_wait(&self->child, RECV_WAIT_MS), 1);
+	ASSERT_FALSE(file_exists(self->path));
+	ASSERT_FALSE(file_exists(self->partial));
+}
+
+/* ---- hostile senders ---- */
+
+FIXTURE(hostile) {
+	char dir[64];
+	char path[128];
+	char partial[160];
+};
+
+FIXTURE_VARIANT(hostile) {
+	uint32_t type;		/* 0: no record, raw bytes */
+	uint64_t open_size;	/* announced by an OPEN first, 0: none */
+	uint64_t off;
+	uint32_t len;
+	int err;
+	const char *what;
+};
+
+FIXTURE_VARIANT_ADD(hostile, garbage) {
+	.type = 0, .err = -EBADMSG, .what = "not a kvmmig snapshot stream" };
+FIXTURE_VARIANT_ADD(hostile, data_first) {
+	.type = SNAP_NET_DATA, .len = 4096, .err = -EBADMSG, .what = "expected OPEN" };
+FIXTURE_VARIANT_ADD(hostile, huge_file) {
+	.type = SNAP_NET_OPEN, .off = 1ULL << 60, .err = -EBADMSG, .what = "announced" };
+FIXTURE_VARIANT_ADD(hostile, odd_file) {
+	.type = SNAP_NET_OPEN, .off = 8193, .err = -EBADMSG, .what = "announced" };
+FIXTURE_VARIANT_ADD(hostile, data_past_end) {
+	.open_size = 1 << 20, .type = SNAP_NET_DATA, .off = (1 << 20) - 4096, .len = 8192,
+	.err = -EBADMSG, .what = "outside the announced file" };
+FIXTURE_VARIANT_ADD(hostile, data_too_long) {
+	.open_size = 1 << 24, .type = SNAP_NET_DATA, .len = SNAP_NET_MAX_DATA + 1,
+	.err = -EMSGSIZE, .what = "at most" };
+FIXTURE_VARIANT_ADD(hostile, commit_without_header) {
+	.open_size = 1 << 20, .type = SNAP_NET_COMMIT, .err = -EBADMSG,
+	.what = "not a kvmmig snapshot" };
+FIXTURE_VARIANT_ADD(hostile, unknown_type) {
+	.open_size = 1 << 20, .type = 99, .err = -EBADMSG, .what = "record type 99" };
+
+FIXTURE_SETUP(hostile)
+{
+	snprintf(self->dir, sizeof(self->dir), "/tmp/kvmmig-snaphost-XXXXXX");
+	ASSERT_NE(mkdtemp(self->dir), NULL);
+	snprintf(self->path, sizeof(self->path), "%s/guest.snap", self->dir);
+	snprintf(self->partial, sizeof(self->partial), "%s.partial", self->path);
+}
+
+FIXTURE_TEARDOWN(hostile)
+{
+	unlink(self->path);
+	unlink(self->partial);
+	rmdir(self->dir);
+}
+
+static int send_rec(int fd, uint32_t type, uint64_t off, uint32_t len)
+{
+	struct snap_net_rec h;
+
+	snap_net_seal(&h, type, off, len);
+	return net_write_all(fd, &h, sizeof(h), NULL);
+}
+
+/* The receiver refuses, says why (to its caller and to the sender) and leaves no file. */
+TEST_F_TIMEOUT(hostile, refused, 60)
+{
+	static uint8_t junk[8192];
+	struct recv_thread t;
+	struct snap_net_rec h;
+	int fd;
+
+	memset(junk, 0x5a, sizeof(junk));
+	ASSERT_EQ(recv_thread_start(&t, self->path), 0);
+	fd = net_connect(t.addr, NULL);
+	ASSERT_GE(fd, 0);
+	if (variant->open_size) {
+		ASSERT_EQ(send_rec(fd, SNAP_NET_OPEN, variant->open_size, 0), 0);
+		ASSERT_EQ(net_read_all(fd, &h, sizeof(h), NULL), 0);
+		ASSERT_EQ(h.type, (uint32_t)SNAP_NET_READY);
+		ASSERT_TRUE(file_exists(self->partial));
+	}
+	if (variant->type) {
+		ASSERT_EQ(send_rec(fd, variant->type, variant->off, variant->len), 0);
+	} else {
+		ASSERT_EQ(net_write_all(fd, junk, sizeof(junk), NULL), 0);
+	}
+	/* What it may read before it refuses; the rest it never reads. */
+	if (variant->len)
+		send(fd, junk, sizeof(junk) < variant->len ? sizeof(junk) : variant->len,
+		     MSG_NOSIGNAL | MSG_DONTWAIT);
+	ASSERT_EQ(recv_thread_join(&t), variant->err) TH_LOG("%s", t.r.error);
+	ASSERT_NE(strstr(t.r.error, variant->what), NULL) TH_LOG("%s", t.r.error);
+	/* The sender is told, in a record it can check. */
+	ASSERT_EQ(net_read_all(fd, &h, sizeof(h), NULL), 0);
+	ASSERT_EQ(snap_net_check(&h, SNAP_NET_MAX_MSG), 0);
+	ASSERT_EQ(h.type, (uint32_t)SNAP_NET_ERROR);
+	close(fd);
+	ASSERT_FALSE(file_exists(self->path));
+	ASSERT_FALSE(file_exists(self->partial));
+}
+
+TEST_HARNESS_MAIN
