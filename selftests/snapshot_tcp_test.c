@@ -2,8 +2,9 @@
 /*
  * Snapshots sent over TCP to a receiver (user/lib/snapshot_sink.c,
  * snapshot_recv.c), over loopback with real guests.  The received file
- * must hold memory exactly as it was at the pause, like a local one, and
- * restore.  Broken ends: a receiver killed mid-way, a sender killed
+ * must hold memory exactly as it was at the pause, like a local one
+ * (plaintext, TLS with a pre-shared key, O_DIRECT), and restore; a wrong
+ * key is refused at the handshake.  Broken ends: a receiver killed mid-way, a sender killed
  * mid-way, a receiver that stalls while the snapshot is cancelled (in the
  * library and by `kvmmig cancel`), and hostile bytes sent to a receiver
  * each end with a clear error, no complete file, and a sender's guest
@@ -137,7 +138,8 @@ static void recv_child_listening(void *opaque, int port)
 		_exit(3);
 }
 
-static int recv_child_start(struct recv_child *c, const char *path, bool direct)
+static int recv_child_start(struct recv_child *c, const char *path, bool direct,
+			    const struct tls_opts *tls)
 {
 	int pfd[2], efd[2], port;
 
@@ -158,6 +160,8 @@ static int recv_child_start(struct recv_child *c, const char *path, bool direct)
 		};
 		int ret;
 
+		if (tls)
+			o.tls = *tls;
 		kvmmig_log_quiet(true);
 		ret = snapshot_receive(&o, &r);
 		if (ret && write(efd[1], r.error, strlen(r.error)) < 0)
@@ -217,6 +221,8 @@ FIXTURE_SETUP(tcp)
 
 FIXTURE_TEARDOWN(tcp)
 {
+	char psk[160];
+
 	if (self->child.pid > 0) {
 		kill(self->child.pid, SIGKILL);
 		recv_child_wait(&self->child, 1000);
@@ -225,6 +231,8 @@ FIXTURE_TEARDOWN(tcp)
 	vm_destroy(self->restored);
 	unlink(self->path);
 	unlink(self->partial);
+	snprintf(psk, sizeof(psk), "%s/keys.psk", self->dir);
+	unlink(psk);
 	rmdir(self->dir);
 }
 
@@ -298,21 +306,50 @@ static void at_pause_free(struct at_pause *p)
 		free(p->copy[i]);
 }
 
+/* How a snapshot checked for exactness is taken. */
+struct exact_case {
+	unsigned int writers;
+	bool direct;		/* the file (local or the receiver's) with O_DIRECT */
+	bool tcp;
+	bool psk;		/* TLS with a pre-shared key */
+};
+
+/* A PSK file both ends read, in @dir. */
+static int write_psk(const char *dir, char *path, size_t len)
+{
+	static const char key[] =
+		"qemu:5d60262c51fad88f6259b34ebf69001e2a873bb5063c83f189b2697c70bffe65\n";
+	int fd;
+
+	snprintf(path, len, "%s/keys.psk", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, key, sizeof(key) - 1) != sizeof(key) - 1)
+		return -1;
+	return close(fd);
+}
+
 /*
- * Over TCP with 1 and 4 channels: the received file holds RAM as it was
- * at the pause, byte for byte, and restores into a guest that runs.
+ * Locally or over TCP (plaintext or TLS): the file holds RAM as it was at
+ * the pause, byte for byte, and restores into a guest that runs.
  */
 static void tcp_exact(struct __test_metadata *_metadata, FIXTURE_DATA(tcp) *self,
-		      unsigned int writers, bool direct, bool tcp)
+		      const struct exact_case *x)
 {
 	struct at_pause p = { 0 };
-	struct snap_opts o = { .paused = at_pause, .opaque = &p, .writers = writers };
+	struct snap_opts o = { .paused = at_pause, .opaque = &p, .writers = x->writers };
+	bool tcp = x->tcp, direct = x->direct;
+	char psk[160];
 	struct snap_report r;
 	struct kvmmig_vm *kv;
 	unsigned int i;
 
+	if (x->psk) {
+		ASSERT_EQ(write_psk(self->dir, psk, sizeof(psk)), 0);
+		o.tls.psk_file = psk;
+	}
 	if (tcp)
-		ASSERT_EQ(recv_child_start(&self->child, self->path, direct), 0);
+		ASSERT_EQ(recv_child_start(&self->child, self->path, direct,
+					   x->psk ? &o.tls : NULL), 0);
 	o.direct = direct && !tcp;
 	self->vm = running_guest(WORKLOAD_RANDOM);
 	ASSERT_NE(self->vm, NULL);
@@ -341,24 +378,65 @@ static void tcp_exact(struct __test_metadata *_metadata, FIXTURE_DATA(tcp) *self
 
 TEST_F_TIMEOUT(tcp, exact_one_channel, 180)
 {
-	tcp_exact(_metadata, self, 1, false, true);
+	tcp_exact(_metadata, self, &(struct exact_case){ .writers = 1, .tcp = true });
 }
 
 TEST_F_TIMEOUT(tcp, exact_four_channels, 180)
 {
-	tcp_exact(_metadata, self, 4, false, true);
+	tcp_exact(_metadata, self, &(struct exact_case){ .writers = 4, .tcp = true });
 }
 
 /* The receiver writes with O_DIRECT (where the filesystem takes it): the same bytes. */
 TEST_F_TIMEOUT(tcp, exact_receiver_direct, 180)
 {
-	tcp_exact(_metadata, self, 4, true, true);
+	tcp_exact(_metadata, self,
+		  &(struct exact_case){ .writers = 4, .direct = true, .tcp = true });
 }
 
 /* A local file with O_DIRECT: bounce-buffered header and tables, the same bytes. */
 TEST_F_TIMEOUT(tcp, exact_local_direct, 180)
 {
-	tcp_exact(_metadata, self, 4, true, false);
+	tcp_exact(_metadata, self, &(struct exact_case){ .writers = 4, .direct = true });
+}
+
+/* Over TLS with a pre-shared key: the same bytes. */
+TEST_F_TIMEOUT(tcp, exact_tls_psk, 180)
+{
+	tcp_exact(_metadata, self, &(struct exact_case){ .writers = 4, .tcp = true, .psk = true });
+}
+
+/* A sender whose key differs is refused at the handshake: no file, the guest unprotected. */
+TEST_F_TIMEOUT(tcp, tls_wrong_key, 180)
+{
+	struct snap_opts o = { 0 };
+	struct tls_opts recv_tls = { 0 };
+	char psk[160], wrong[200], why[256];
+	struct snap_report r;
+	int fd, ret;
+
+	ASSERT_EQ(write_psk(self->dir, psk, sizeof(psk)), 0);
+	snprintf(wrong, sizeof(wrong), "%s/wrong.psk", self->dir);
+	fd = open(wrong, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(write(fd, "qemu:0123456789abcdef0123456789abcdef\n", 38), 38);
+	close(fd);
+	recv_tls.psk_file = psk;
+	o.tls.psk_file = wrong;
+	ASSERT_EQ(recv_child_start(&self->child, self->path, false, &recv_tls), 0);
+	self->vm = running_guest(WORKLOAD_INCR);
+	ASSERT_NE(self->vm, NULL);
+	o.path = self->child.addr;
+	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
+	ret = snapshot_save(self->vm->kv, &o, &r);
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	unlink(wrong);
+	ASSERT_NE(ret, 0);
+	ASSERT_NE(strstr(r.error, "PSK"), NULL) TH_LOG("%s", r.error);
+	ASSERT_EQ(recv_child_wait(&self->child, RECV_WAIT_MS), 1);
+	ASSERT_NE(strstr(self->child.error, "TLS handshake"), NULL) TH_LOG("%s", self->child.error);
+	ASSERT_FALSE(file_exists(self->path));
+	ASSERT_FALSE(file_exists(self->partial));
+	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
 }
 
 /* The receiver dies at the pause: the snapshot fails, the guest runs on unprotected. */
@@ -370,7 +448,7 @@ TEST_F_TIMEOUT(tcp, receiver_killed, 180)
 	char why[256];
 	int ret;
 
-	ASSERT_EQ(recv_child_start(&self->child, self->path, false), 0);
+	ASSERT_EQ(recv_child_start(&self->child, self->path, false, NULL), 0);
 	self->vm = running_guest(WORKLOAD_INCR);
 	ASSERT_NE(self->vm, NULL);
 	p.kill_pid = self->child.pid;
@@ -448,7 +526,7 @@ TEST_F_TIMEOUT(tcp, cancel_while_receiver_stalls, 180)
 	double t0;
 	int ret;
 
-	ASSERT_EQ(recv_child_start(&self->child, self->path, false), 0);
+	ASSERT_EQ(recv_child_start(&self->child, self->path, false, NULL), 0);
 	self->vm = running_guest(WORKLOAD_INCR);
 	ASSERT_NE(self->vm, NULL);
 	p.kill_pid = self->child.pid;
@@ -486,7 +564,7 @@ TEST_F_TIMEOUT(tcp, kvmmig_cancel, 180)
 	struct cli_child snap;
 	int i, st;
 
-	ASSERT_EQ(recv_child_start(&self->child, self->path, false), 0);
+	ASSERT_EQ(recv_child_start(&self->child, self->path, false, NULL), 0);
 	ASSERT_EQ(cli_start(&snap, args), 0);
 	/* The receiver has made its file: the snapshot is under way; stop it there. */
 	for (i = 0; i < RECV_WAIT_MS / 10 && !file_exists(self->partial); i++)

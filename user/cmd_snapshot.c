@@ -16,6 +16,7 @@
 #include "guest_check.h"
 #include "json.h"
 #include "log.h"
+#include "mig_opts.h"
 #include "opts.h"
 #include "snapshot.h"
 
@@ -103,6 +104,7 @@ static const struct option snap_options[] = {
 	{ "channels", required_argument, NULL, 'W' + 0x100 },
 	{ "writers", required_argument, NULL, 'W' + 0x101 },	/* the older name */
 	{ "direct", no_argument, NULL, 'D' + 0x100 },
+	TLS_OPTS_LONG,
 	{ "warmup-ms", required_argument, NULL, 'u' },
 	{ "run-seconds", required_argument, NULL, 'r' },
 	{ "prefault", no_argument, NULL, 'P' },
@@ -126,6 +128,8 @@ static void snap_usage(FILE *f)
 		"  --run-seconds N      let it run on this long afterwards (default 1)\n"
 		"  --prefault           pre-fault RAM even where the kernel need not (older kernels' path)\n"
 		"  --json               one JSON event with the report\n"
+		"TLS for --to tcp: (the receiver takes the same credentials):\n"
+		TLS_OPTS_HELP
 		GUEST_OPTS_HELP "\n"
 		"examples:\n"
 		"  kvmmig snapshot --to /var/tmp/guest.snap --ram 2G --workload random\n"
@@ -144,6 +148,8 @@ int cmd_snapshot(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", snap_options, NULL)) != -1) {
 		r = guest_opts_parse(&env.guest, c, optarg);
+		if (!r)
+			r = tls_opts_parse(&env.o.tls, c, optarg);
 		if (r < 0)
 			return 2;
 		if (r)
@@ -195,7 +201,15 @@ int cmd_snapshot(int argc, char **argv)
 		fprintf(stderr, "kvmmig snapshot: --to FILE is required (where the snapshot goes)\n");
 		return 2;
 	}
-	if (guest_opts_check(&env.guest))
+	if (guest_opts_check(&env.guest) || tls_opts_check(&env.o.tls, "snapshot"))
 		return 2;
+	if (tls_opts_enabled(&env.o.tls) && strncmp(env.o.path, "tcp:", 4)) {
+		fprintf(stderr, "kvmmig snapshot: --tls-* options secure --to tcp:HOST:PORT, not a file\n");
+		return 2;
+	}
+	if (env.o.tls.authz) {
+		fprintf(stderr, "kvmmig snapshot: --tls-authz is the receiver's check: give it to kvmmig snapshot-receive\n");
+		return 2;
+	}
 	return snap_run(&env);
 }

@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "json.h"
 #include "log.h"
+#include "mig_opts.h"
 #include "net.h"
 #include "opts.h"
 #include "snapshot.h"
@@ -64,6 +65,7 @@ static const struct option recv_options[] = {
 	{ "json", no_argument, NULL, 'j' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
+	TLS_OPTS_LONG,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -78,14 +80,22 @@ static void recv_usage(FILE *f)
 		"  --max-size SIZE         refuse snapshots bigger than this (default 16T)\n"
 		"  --accept-timeout S      give up if no sender comes in S seconds, 0-86400 (0: wait)\n"
 		"  --io-timeout MS         give up when the sender stalls this long (default %d)\n"
-		"  --json                  one JSON event with the report\n\n"
+		"  --json                  one JSON event with the report\n"
+		"  --tls-creds DIR, --tls-psk FILE  demand TLS (x509 or PSK), as kvmmig receive does\n"
+		"  --tls-authz DN          accept only the client certificate with this DN\n\n"
 		"examples:\n"
 		"  kvmmig snapshot-receive --listen tcp:0.0.0.0:4500 --to /srv/guest.snap\n"
-		"  kvmmig snapshot --to tcp:backup.example:4500 --ram 1G\n", NET_IO_TIMEOUT_MS);
+		"  kvmmig snapshot --to tcp:backup.example:4500 --ram 1G\n"
+		"  kvmmig snapshot-receive --listen tcp:0.0.0.0:4500 --to g.snap --tls-psk keys.psk\n",
+		NET_IO_TIMEOUT_MS);
 }
 
 static int recv_parse(struct recv_env *env, int c, const char *arg)
 {
+	int r = tls_opts_parse(&env->o.tls, c, arg);
+
+	if (r)
+		return r < 0 ? 2 : 0;
 	switch (c) {
 	case 'l':
 		env->o.listen = arg;
@@ -133,6 +143,12 @@ int cmd_snapshot_receive(int argc, char **argv)
 		opt_bad("snapshot-receive", argv[optind], "an unexpected argument; options only");
 		return 2;
 	}
+	if (env.o.tls.hostname || env.o.tls.psk_user) {
+		fprintf(stderr, "kvmmig snapshot-receive: --tls-hostname and --tls-psk-user are the sender's: a receiver accepts any identity in its --tls-psk file\n");
+		return 2;
+	}
+	if (tls_opts_check(&env.o.tls, "snapshot-receive"))
+		return 2;
 	if (!env.o.listen || !env.o.path) {
 		fprintf(stderr, "kvmmig snapshot-receive: --listen tcp:HOST:PORT and --to FILE are required\n");
 		return 2;

@@ -9,7 +9,8 @@
  * snap_header_check() for that size; then the file is made durable and
  * renamed, and the sender told.  Anything else (a bad record, the sender
  * gone, a deadline, a cancel) ends it with a clear error sent back where
- * the connection still works, and no file.
+ * the connection still works, and no file.  The connection is TLS when
+ * the options ask for it.
  */
 #include <errno.h>
 #include <poll.h>
@@ -29,6 +30,7 @@ struct snap_recv {
 	struct snap_recv_report *r;
 	struct mig_chan c;
 	struct snap_sink *sink;
+	struct tls_creds *creds;	/* NULL: plaintext */
 	uint8_t *buf;			/* SNAP_NET_MAX_DATA, page-aligned for O_DIRECT */
 	uint8_t hdr[SNAP_HEADER_SIZE];	/* the file's first block as it arrived */
 	bool done;
@@ -188,8 +190,14 @@ static int snap_recv_record(struct snap_recv *v)
 static int snap_recv_accept(struct snap_recv *v)
 {
 	const struct snap_recv_opts *o = v->o;
-	int port = 0, lfd, fd;
+	int port = 0, lfd, fd, ret;
 
+	/* Bad credentials fail before anyone waits on a port. */
+	if (tls_opts_enabled(&o->tls)) {
+		ret = tls_creds_load(&o->tls, true, &v->creds);
+		if (ret)
+			return ret;
+	}
 	lfd = net_listen(o->listen, &port);
 	if (lfd < 0)
 		return lfd;
@@ -203,12 +211,12 @@ static int snap_recv_accept(struct snap_recv *v)
 	mig_chan_limit(&v->c, o->io_timeout_ms ? o->io_timeout_ms : NET_IO_TIMEOUT_MS, o->cancel);
 	snprintf(v->c.name, sizeof(v->c.name), "the snapshot sender");
 	v->c.wait.what = v->c.name;
-	return 0;
+	return v->creds ? mig_chan_start_tls(&v->c, v->creds, v->c.name, NULL, NULL) : 0;
 }
 
 int snapshot_receive(const struct snap_recv_opts *o, struct snap_recv_report *r)
 {
-	struct snap_recv v = { .o = o, .r = r };
+	struct snap_recv v = { .o = o, .r = r, .c.fd = -1 };
 	double t0 = 0;
 	int ret;
 
@@ -235,6 +243,7 @@ int snapshot_receive(const struct snap_recv_opts *o, struct snap_recv_report *r)
 	}
 	snap_sink_close(v.sink, NULL);
 	mig_chan_close(&v.c);
+	tls_creds_free(v.creds);
 	free(v.buf);
 	return ret;
 }

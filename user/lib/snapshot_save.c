@@ -409,7 +409,8 @@ static int snap_setup(struct snap_save *s)
 	}
 	return snap_sink_open(&(struct snap_sink_opts){ .path = s->o->path,
 							 .direct = s->o->direct,
-							 .cancel = s->o->cancel },
+							 .cancel = s->o->cancel,
+							 .tls = s->o->tls },
 			      s->h.file_size, &s->sink);
 }
 

@@ -8,7 +8,7 @@
  * which the layout keeps for them); and a TCP connection to
  * snapshot_receive(), one record per write.  Writers share the connection
  * under a mutex: a record is never interleaved with another.  The TCP
- * sink is plaintext (no TLS yet): use it on a trusted network.
+ * connection is TLS when the options ask for it, as a migration's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -261,6 +261,7 @@ static int snap_file_open(const struct snap_sink_opts *o, uint64_t size, struct 
 struct snap_tcp_sink {
 	struct snap_sink k;
 	struct mig_chan c;
+	struct tls_creds *creds;	/* NULL: plaintext */
 	pthread_mutex_t lock;		/* one record at a time on the connection */
 	bool broken;			/* a send failed: the stream is out of step */
 	char addr[128];
@@ -322,7 +323,8 @@ static void snap_tcp_reason(struct snap_tcp_sink *t)
 	char text[SNAP_NET_MAX_MSG + 1] = "";
 	struct snap_net_rec h;
 
-	if (poll(&pfd, 1, SNAP_NET_REASON_MS) != 1 ||
+	/* Under TLS the receiver's record is not plain bytes: its error stands. */
+	if (t->c.tls || poll(&pfd, 1, SNAP_NET_REASON_MS) != 1 ||
 	    recv(t->c.fd, &h, sizeof(h), MSG_WAITALL) != sizeof(h) ||
 	    h.magic != SNAP_NET_MAGIC || h.hcrc != snap_net_crc(&h) ||
 	    h.type != SNAP_NET_ERROR || h.len > SNAP_NET_MAX_MSG ||
@@ -384,7 +386,7 @@ static void snap_tcp_close(struct snap_sink *k, const char *why)
 	char text[SNAP_NET_MAX_MSG + 1];
 
 	/* Best effort, never blocking: a receiver that is gone removes its file anyway. */
-	if (!k->committed && !t->broken && t->c.fd >= 0) {
+	if (!k->committed && !t->broken && t->c.fd >= 0 && !t->c.tls) {
 		struct snap_net_rec h;
 		struct iovec iov[2] = {
 			{ .iov_base = &h, .iov_len = sizeof(h) },
@@ -400,6 +402,7 @@ static void snap_tcp_close(struct snap_sink *k, const char *why)
 				    t->addr, strerror(errno));
 	}
 	mig_chan_close(&t->c);
+	tls_creds_free(t->creds);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -410,6 +413,24 @@ static const struct snap_sink_ops snap_tcp_ops = {
 	.commit = snap_tcp_commit,
 	.close = snap_tcp_close,
 };
+
+/* TLS if asked: the server's name defaults to the HOST of tcp:HOST:PORT, as a migration's. */
+static int snap_tcp_tls(struct snap_tcp_sink *t, const struct snap_sink_opts *o)
+{
+	char host[256], port[16];
+	int ret;
+
+	if (!tls_opts_enabled(&o->tls))
+		return 0;
+	if (o->tls.hostname)
+		snprintf(host, sizeof(host), "%s", o->tls.hostname);
+	else if ((ret = net_parse_addr(o->path, host, sizeof(host), port, sizeof(port))))
+		return ret;
+	ret = tls_creds_load(&o->tls, false, &t->creds);
+	if (!ret)
+		ret = mig_chan_start_tls(&t->c, t->creds, t->addr, host, NULL);
+	return ret;
+}
 
 static int snap_tcp_open(const struct snap_sink_opts *o, uint64_t size, struct snap_sink **out)
 {
@@ -431,8 +452,12 @@ static int snap_tcp_open(const struct snap_sink_opts *o, uint64_t size, struct s
 	}
 	mig_chan_limit(&t->c, o->io_timeout_ms ? o->io_timeout_ms : NET_IO_TIMEOUT_MS, o->cancel);
 	snprintf(t->c.name, sizeof(t->c.name), "the snapshot receiver");
-	ret = snap_tcp_locked(t, SNAP_NET_OPEN, size, NULL, 0, SNAP_NET_READY);
+	ret = snap_tcp_tls(t, o);
+	if (!ret)
+		ret = snap_tcp_locked(t, SNAP_NET_OPEN, size, NULL, 0, SNAP_NET_READY);
 	if (ret) {
+		/* The receiver saw no OPEN, or refused it: nothing to abort. */
+		t->broken = true;
 		snap_tcp_close(&t->k, NULL);
 		return ret;
 	}

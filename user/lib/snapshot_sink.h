@@ -10,7 +10,8 @@
  * byte for byte the one a local snapshot would be.  The receiver treats
  * the stream as hostile: every length is bounded, every offset must lie
  * inside the size the first record announced, and the header must pass
- * snap_header_check() before the file is renamed.
+ * snap_header_check() before the file is renamed.  The connection may be
+ * TLS, with the migration's credentials (Documentation/tls.rst).
  */
 #ifndef KVMMIG_SNAPSHOT_SINK_H
 #define KVMMIG_SNAPSHOT_SINK_H
@@ -19,6 +20,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "tls.h"
 
 #define SNAP_NET_MAGIC		0x524e534bU	/* "KSNR" */
 #define SNAP_NET_MAX_DATA	(1U << 20)	/* bytes of one DATA record */
@@ -54,6 +57,7 @@ struct snap_sink_opts {
 	bool direct;		/* a local file: O_DIRECT where the filesystem allows */
 	int io_timeout_ms;	/* TCP: progress deadline (0: NET_IO_TIMEOUT_MS) */
 	const volatile sig_atomic_t *cancel;	/* TCP waits give up when set */
+	struct tls_opts tls;	/* TCP: the client's credentials (all NULL: plaintext) */
 };
 
 /*
@@ -85,6 +89,7 @@ struct snap_recv_opts {
 	int accept_timeout_ms;		/* -1: wait for the sender for ever */
 	int io_timeout_ms;		/* progress deadline (0: NET_IO_TIMEOUT_MS) */
 	const volatile sig_atomic_t *cancel;
+	struct tls_opts tls;		/* the server's credentials (all NULL: plaintext) */
 	void (*listening)(void *opaque, int port);
 	void *opaque;
 };
