@@ -33,11 +33,11 @@
 #include "log.h"
 #include "perf_util.h"
 #include "snapshot.h"
-#include "test_util.h"
+#include "snapshot_util.h"
 #include "zero.h"
 
-#define GUEST_RAM		(512ULL << 20)
-#define QUICK_RAM		(128ULL << 20)
+#define BENCH_RAM		(512ULL << 20)
+#define BENCH_QUICK_RAM		(128ULL << 20)
 #define ROUNDS			3
 #define HALF_ZERO_CHUNK		(2ULL << 20)
 #define RAW_IO			(1U << 20)
@@ -52,10 +52,6 @@ struct bench {
 	struct perf_json json;
 };
 
-static void quiet(int level, const char *msg)
-{
-}
-
 static uint64_t rnd_state = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
@@ -68,19 +64,7 @@ static uint64_t rnd(void)
 
 static struct vm *bench_guest(uint64_t ram, enum guest_workload workload)
 {
-	struct vm_config cfg = {
-		.nr_vcpus = 1, .ram_bytes = ram, .nr_slots = 1,
-		.guest.workload = workload, .guest.iteration = 7,
-	};
-	struct vm *vm;
-
-	if (vm_create(&cfg, &vm))
-		return NULL;
-	if (vm_start(vm)) {
-		vm_destroy(vm);
-		return NULL;
-	}
-	return vm;
+	return snap_guest(workload, ram, 1, 1);
 }
 
 /*
@@ -379,13 +363,13 @@ static void bench_unpopulated(struct bench *b)
 
 int main(int argc, char **argv)
 {
-	struct bench b = { .dir = "/var/tmp", .ram = GUEST_RAM, .rounds = ROUNDS };
+	struct bench b = { .dir = "/var/tmp", .ram = BENCH_RAM, .rounds = ROUNDS };
 	char dir[200];
 	int i;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
-			b.ram = QUICK_RAM;
+			b.ram = BENCH_QUICK_RAM;
 			b.rounds = 2;
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
 			b.dir = argv[++i];
@@ -405,7 +389,7 @@ int main(int argc, char **argv)
 	}
 	snprintf(b.path, sizeof(b.path), "%s/guest.snap", dir);
 	snprintf(b.raw, sizeof(b.raw), "%s/raw", dir);
-	kvmmig_set_log(quiet, KVMMIG_LOG_ERR);
+	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
 	bench_save(&b);
 	bench_throughput(&b);
 	bench_unpopulated(&b);

@@ -23,50 +23,10 @@
 #include "net.h"
 #include "snapshot.h"
 #include "snapshot_sink.h"
+#include "snapshot_util.h"
 
-#define GUEST_RAM		(32ULL << 20)
 #define RECV_WAIT_MS		60000
 #define CANCEL_AFTER_MS		500
-
-static void quiet_log(int level, const char *msg)
-{
-}
-
-static bool file_exists(const char *path)
-{
-	struct stat st;
-
-	return !stat(path, &st);
-}
-
-/* A running guest of @workload on 2 vCPUs in 2 slots. */
-static struct vm *running_guest(enum guest_workload workload)
-{
-	struct vm_config cfg = {
-		.nr_vcpus = 2, .ram_bytes = GUEST_RAM, .nr_slots = 2,
-		.guest.workload = workload, .guest.iteration = 7,
-	};
-	struct vm *vm;
-
-	if (vm_create(&cfg, &vm))
-		return NULL;
-	if (vm_start(vm)) {
-		vm_destroy(vm);
-		return NULL;
-	}
-	return vm;
-}
-
-/* Does the guest make progress within GUEST_PROGRESS_S? */
-static bool guest_moves(struct vm *vm)
-{
-	uint64_t a = guest_loops(vm);
-	unsigned int i;
-
-	for (i = 0; i < GUEST_PROGRESS_S * 20 && guest_loops(vm) == a && !vm_failure(vm); i++)
-		usleep(50000);
-	return guest_loops(vm) != a && !vm_failure(vm);
-}
 
 /* ---- a receiver in a thread of this process ---- */
 
@@ -202,10 +162,35 @@ static int recv_child_wait(struct recv_child *c, int ms)
 
 /* ---- the fixture ---- */
 
-FIXTURE(tcp) {
+/* A fresh directory for a test's files: guest.snap, its .partial, a key. */
+struct snap_dir {
 	char dir[64];
 	char path[128];
 	char partial[160];
+	char psk[160];
+};
+
+static char *snap_dir_make(struct snap_dir *d)
+{
+	snprintf(d->dir, sizeof(d->dir), "/tmp/kvmmig-snaptcp-XXXXXX");
+	if (!mkdtemp(d->dir))
+		return NULL;
+	snprintf(d->path, sizeof(d->path), "%s/guest.snap", d->dir);
+	snprintf(d->partial, sizeof(d->partial), "%s.partial", d->path);
+	snprintf(d->psk, sizeof(d->psk), "%s/keys.psk", d->dir);
+	return d->dir;
+}
+
+static void snap_dir_remove(struct snap_dir *d)
+{
+	unlink(d->path);
+	unlink(d->partial);
+	unlink(d->psk);
+	rmdir(d->dir);
+}
+
+FIXTURE(tcp) {
+	struct snap_dir d;
 	struct vm *vm;
 	struct vm *restored;
 	struct recv_child child;
@@ -213,54 +198,18 @@ FIXTURE(tcp) {
 
 FIXTURE_SETUP(tcp)
 {
-	snprintf(self->dir, sizeof(self->dir), "/tmp/kvmmig-snaptcp-XXXXXX");
-	ASSERT_NE(mkdtemp(self->dir), NULL);
-	snprintf(self->path, sizeof(self->path), "%s/guest.snap", self->dir);
-	snprintf(self->partial, sizeof(self->partial), "%s.partial", self->path);
+	ASSERT_NE(snap_dir_make(&self->d), NULL);
 }
 
 FIXTURE_TEARDOWN(tcp)
 {
-	char psk[160];
-
 	if (self->child.pid > 0) {
 		kill(self->child.pid, SIGKILL);
 		recv_child_wait(&self->child, 1000);
 	}
 	vm_destroy(self->vm);
 	vm_destroy(self->restored);
-	unlink(self->path);
-	unlink(self->partial);
-	snprintf(psk, sizeof(psk), "%s/keys.psk", self->dir);
-	unlink(psk);
-	rmdir(self->dir);
-}
-
-/* RAM at the pause (a random guest writes 8s from then on instead of 7s). */
-struct at_pause {
-	struct vm *vm;
-	uint8_t *copy[MIG_MAX_SLOTS];
-	pid_t kill_pid;		/* killed at the pause when set */
-	int kill_sig;
-};
-
-static void at_pause(void *opaque, struct kvmmig_vm *kv)
-{
-	struct at_pause *p = opaque;
-	unsigned int i;
-
-	if (p->vm)
-		p->vm->shared->iteration = 8;
-	for (i = 0; p->vm && i < kv->nr_slots; i++) {
-		p->copy[i] = malloc(kv->slots[i].size);
-		if (p->copy[i])
-			memcpy(p->copy[i], kv->slots[i].hva, kv->slots[i].size);
-	}
-	if (p->kill_pid) {
-		kill(p->kill_pid, p->kill_sig);
-		if (p->kill_sig == SIGKILL)
-			waitpid(p->kill_pid, NULL, 0);
-	}
+	snap_dir_remove(&self->d);
 }
 
 /* Pages of @path that differ from the copy at the pause (-1: unreadable). */
@@ -298,14 +247,6 @@ static long pages_differing(const char *path, struct kvmmig_vm *kv, struct at_pa
 	return bad;
 }
 
-static void at_pause_free(struct at_pause *p)
-{
-	unsigned int i;
-
-	for (i = 0; i < MIG_MAX_SLOTS; i++)
-		free(p->copy[i]);
-}
-
 /* How a snapshot checked for exactness is taken. */
 struct exact_case {
 	unsigned int writers;
@@ -314,14 +255,13 @@ struct exact_case {
 	bool psk;		/* TLS with a pre-shared key */
 };
 
-/* A PSK file both ends read, in @dir. */
-static int write_psk(const char *dir, char *path, size_t len)
+/* A PSK file both ends read, at @path. */
+static int write_psk(const char *path)
 {
 	static const char key[] =
 		"qemu:5d60262c51fad88f6259b34ebf69001e2a873bb5063c83f189b2697c70bffe65\n";
 	int fd;
 
-	snprintf(path, len, "%s/keys.psk", dir);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || write(fd, key, sizeof(key) - 1) != sizeof(key) - 1)
 		return -1;
@@ -336,19 +276,18 @@ static void tcp_exact(struct __test_metadata *_metadata, FIXTURE_DATA(tcp) *self
 		      const struct exact_case *x)
 {
 	struct at_pause p = { 0 };
-	struct snap_opts o = { .paused = at_pause, .opaque = &p, .writers = x->writers };
+	struct snap_opts o = { .paused = copy_at_pause, .opaque = &p, .writers = x->writers };
 	bool tcp = x->tcp, direct = x->direct;
-	char psk[160];
 	struct snap_report r;
 	struct kvmmig_vm *kv;
 	unsigned int i;
 
 	if (x->psk) {
-		ASSERT_EQ(write_psk(self->dir, psk, sizeof(psk)), 0);
-		o.tls.psk_file = psk;
+		ASSERT_EQ(write_psk(self->d.psk), 0);
+		o.tls.psk_file = self->d.psk;
 	}
 	if (tcp)
-		ASSERT_EQ(recv_child_start(&self->child, self->path, direct,
+		ASSERT_EQ(recv_child_start(&self->child, self->d.path, direct,
 					   x->psk ? &o.tls : NULL), 0);
 	o.direct = direct && !tcp;
 	self->vm = running_guest(WORKLOAD_RANDOM);
@@ -356,19 +295,19 @@ static void tcp_exact(struct __test_metadata *_metadata, FIXTURE_DATA(tcp) *self
 	p.vm = self->vm;
 	for (i = 0; i < GUEST_PROGRESS_S * 20 && guest_loops(self->vm) < 20000; i++)
 		usleep(50000);
-	o.path = tcp ? self->child.addr : self->path;
+	o.path = tcp ? self->child.addr : self->d.path;
 	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
 	if (tcp) {
 		ASSERT_EQ(recv_child_wait(&self->child, RECV_WAIT_MS), 0)
 			TH_LOG("%s", self->child.error);
 	} else if (direct && !r.direct) {
-		TH_LOG("the filesystem of %s refused O_DIRECT: written buffered", self->dir);
+		TH_LOG("the filesystem of %s refused O_DIRECT: written buffered", self->d.dir);
 	}
-	ASSERT_FALSE(file_exists(self->partial));
-	ASSERT_EQ(pages_differing(self->path, self->vm->kv, &p), 0);
+	ASSERT_FALSE(file_exists(self->d.partial));
+	ASSERT_EQ(pages_differing(self->d.path, self->vm->kv, &p), 0);
 	ASSERT_GT(r.pages_walk + r.pages_fault - r.zero_pages, 0ULL);
 	at_pause_free(&p);
-	ASSERT_EQ(snapshot_load(self->path, vm_create_for_stream, vm_release_for_stream,
+	ASSERT_EQ(snapshot_load(self->d.path, vm_create_for_stream, vm_release_for_stream,
 				&self->restored, &kv), 0) TH_LOG("%s", kvmmig_last_error());
 	ASSERT_EQ(kvmmig_vm_resume(kv), 0);
 	ASSERT_TRUE(guest_moves(self->restored));
@@ -410,19 +349,19 @@ TEST_F_TIMEOUT(tcp, tls_wrong_key, 180)
 {
 	struct snap_opts o = { 0 };
 	struct tls_opts recv_tls = { 0 };
-	char psk[160], wrong[200], why[256];
+	char wrong[200], why[256];
 	struct snap_report r;
 	int fd, ret;
 
-	ASSERT_EQ(write_psk(self->dir, psk, sizeof(psk)), 0);
-	snprintf(wrong, sizeof(wrong), "%s/wrong.psk", self->dir);
+	ASSERT_EQ(write_psk(self->d.psk), 0);
+	snprintf(wrong, sizeof(wrong), "%s/wrong.psk", self->d.dir);
 	fd = open(wrong, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	ASSERT_GE(fd, 0);
 	ASSERT_EQ(write(fd, "qemu:0123456789abcdef0123456789abcdef\n", 38), 38);
 	close(fd);
-	recv_tls.psk_file = psk;
+	recv_tls.psk_file = self->d.psk;
 	o.tls.psk_file = wrong;
-	ASSERT_EQ(recv_child_start(&self->child, self->path, false, &recv_tls), 0);
+	ASSERT_EQ(recv_child_start(&self->child, self->d.path, false, &recv_tls), 0);
 	self->vm = running_guest(WORKLOAD_INCR);
 	ASSERT_NE(self->vm, NULL);
 	o.path = self->child.addr;
@@ -434,34 +373,46 @@ TEST_F_TIMEOUT(tcp, tls_wrong_key, 180)
 	ASSERT_NE(strstr(r.error, "PSK"), NULL) TH_LOG("%s", r.error);
 	ASSERT_EQ(recv_child_wait(&self->child, RECV_WAIT_MS), 1);
 	ASSERT_NE(strstr(self->child.error, "TLS handshake"), NULL) TH_LOG("%s", self->child.error);
-	ASSERT_FALSE(file_exists(self->path));
-	ASSERT_FALSE(file_exists(self->partial));
+	ASSERT_FALSE(file_exists(self->d.path));
+	ASSERT_FALSE(file_exists(self->d.partial));
 	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+}
+
+/* An incr guest whose snapshot (@o) goes to a receiver child sent @sig at the pause. */
+static int guest_and_receiver(FIXTURE_DATA(tcp) *self, struct at_pause *p, struct snap_opts *o,
+			      int sig)
+{
+	if (recv_child_start(&self->child, self->d.path, false, NULL))
+		return -1;
+	self->vm = running_guest(WORKLOAD_INCR);
+	p->kill_pid = self->child.pid;
+	p->kill_sig = sig;
+	o->paused = copy_at_pause;
+	o->opaque = p;
+	o->path = self->child.addr;
+	return self->vm ? 0 : -1;
 }
 
 /* The receiver dies at the pause: the snapshot fails, the guest runs on unprotected. */
 TEST_F_TIMEOUT(tcp, receiver_killed, 180)
 {
-	struct at_pause p = { .kill_sig = SIGKILL };
-	struct snap_opts o = { .paused = at_pause, .opaque = &p };
+	struct at_pause p = { 0 };
+	struct snap_opts o = { 0 };
 	struct snap_report r;
 	char why[256];
 	int ret;
 
-	ASSERT_EQ(recv_child_start(&self->child, self->path, false, NULL), 0);
-	self->vm = running_guest(WORKLOAD_INCR);
-	ASSERT_NE(self->vm, NULL);
-	p.kill_pid = self->child.pid;
-	o.path = self->child.addr;
+	ASSERT_EQ(guest_and_receiver(self, &p, &o, SIGKILL), 0);
 	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
 	ret = snapshot_save(self->vm->kv, &o, &r);
 	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
 	self->child.pid = 0;
 	close(self->child.errfd);
 	ASSERT_TRUE(ret == -EPIPE || ret == -ECONNRESET) TH_LOG("%d: %s", ret, r.error);
+	at_pause_free(&p);
 	ASSERT_NE(strstr(r.error, "snapshot receiver"), NULL) TH_LOG("%s", r.error);
 	/* A killed receiver cannot clean up; it never made a complete file. */
-	ASSERT_FALSE(file_exists(self->path));
+	ASSERT_FALSE(file_exists(self->d.path));
 	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
 }
 
@@ -472,14 +423,14 @@ TEST_F_TIMEOUT(tcp, sender_killed, 180)
 	pid_t pid;
 	int status;
 
-	ASSERT_EQ(recv_thread_start(&t, self->path), 0);
+	ASSERT_EQ(recv_thread_start(&t, self->d.path), 0);
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
 	ASSERT_GE(pid, 0);
 	if (!pid) {
 		struct at_pause p = { .kill_pid = getpid(), .kill_sig = SIGKILL };
-		struct snap_opts o = { .path = t.addr, .paused = at_pause, .opaque = &p };
+		struct snap_opts o = { .path = t.addr, .paused = copy_at_pause, .opaque = &p };
 		struct vm *vm = running_guest(WORKLOAD_INCR);
 		struct snap_report r;
 
@@ -493,8 +444,8 @@ TEST_F_TIMEOUT(tcp, sender_killed, 180)
 	ASSERT_NE(strstr(t.r.error, "before the snapshot was complete"), NULL)
 		TH_LOG("%s", t.r.error);
 	ASSERT_EQ(t.r.file_size > 0, true);
-	ASSERT_FALSE(file_exists(self->path));
-	ASSERT_FALSE(file_exists(self->partial));
+	ASSERT_FALSE(file_exists(self->d.path));
+	ASSERT_FALSE(file_exists(self->d.partial));
 }
 
 struct canceller {
@@ -518,25 +469,22 @@ static void *cancel_later(void *arg)
  */
 TEST_F_TIMEOUT(tcp, cancel_while_receiver_stalls, 180)
 {
-	struct at_pause p = { .kill_sig = SIGSTOP };
 	struct canceller c = { 0 };
-	struct snap_opts o = { .paused = at_pause, .opaque = &p, .cancel = &c.flag };
+	struct snap_opts o = { .cancel = &c.flag };
+	struct at_pause p = { 0 };
 	struct snap_report r;
 	char why[256];
 	double t0;
 	int ret;
 
-	ASSERT_EQ(recv_child_start(&self->child, self->path, false, NULL), 0);
-	self->vm = running_guest(WORKLOAD_INCR);
-	ASSERT_NE(self->vm, NULL);
-	p.kill_pid = self->child.pid;
-	o.path = self->child.addr;
+	ASSERT_EQ(guest_and_receiver(self, &p, &o, SIGSTOP), 0);
 	ASSERT_EQ(pthread_create(&c.thread, NULL, cancel_later, &c), 0);
 	t0 = now_s();
 	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
 	ret = snapshot_save(self->vm->kv, &o, &r);
 	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
 	pthread_join(c.thread, NULL);
+	at_pause_free(&p);
 	ASSERT_EQ(ret, -ECANCELED) TH_LOG("%s", r.error);
 	ASSERT_NE(strstr(r.error, "cancelled"), NULL) TH_LOG("%s", r.error);
 	/* Not its 30 s I/O deadline: the cancel ended it. */
@@ -547,8 +495,8 @@ TEST_F_TIMEOUT(tcp, cancel_while_receiver_stalls, 180)
 	ASSERT_TRUE(strstr(self->child.error, "gave up") ||
 		    strstr(self->child.error, "before the snapshot was complete"))
 		TH_LOG("%s", self->child.error);
-	ASSERT_FALSE(file_exists(self->path));
-	ASSERT_FALSE(file_exists(self->partial));
+	ASSERT_FALSE(file_exists(self->d.path));
+	ASSERT_FALSE(file_exists(self->d.partial));
 }
 
 /*
@@ -564,12 +512,12 @@ TEST_F_TIMEOUT(tcp, kvmmig_cancel, 180)
 	struct cli_child snap;
 	int i, st;
 
-	ASSERT_EQ(recv_child_start(&self->child, self->path, false, NULL), 0);
+	ASSERT_EQ(recv_child_start(&self->child, self->d.path, false, NULL), 0);
 	ASSERT_EQ(cli_start(&snap, args), 0);
 	/* The receiver has made its file: the snapshot is under way; stop it there. */
-	for (i = 0; i < RECV_WAIT_MS / 10 && !file_exists(self->partial); i++)
+	for (i = 0; i < RECV_WAIT_MS / 10 && !file_exists(self->d.partial); i++)
 		usleep(10000);
-	ASSERT_TRUE(file_exists(self->partial));
+	ASSERT_TRUE(file_exists(self->d.partial));
 	kill(self->child.pid, SIGSTOP);
 	snprintf(pid, sizeof(pid), "%d", snap.pid);
 	st = cli_run(cancel, 10000, err, sizeof(err));
@@ -584,16 +532,14 @@ TEST_F_TIMEOUT(tcp, kvmmig_cancel, 180)
 	ASSERT_NE(strstr(err, "the guest runs on, unprotected"), NULL) TH_LOG("%s", err);
 	kill(self->child.pid, SIGCONT);
 	ASSERT_EQ(recv_child_wait(&self->child, RECV_WAIT_MS), 1);
-	ASSERT_FALSE(file_exists(self->path));
-	ASSERT_FALSE(file_exists(self->partial));
+	ASSERT_FALSE(file_exists(self->d.path));
+	ASSERT_FALSE(file_exists(self->d.partial));
 }
 
 /* ---- hostile senders ---- */
 
 FIXTURE(hostile) {
-	char dir[64];
-	char path[128];
-	char partial[160];
+	struct snap_dir d;
 };
 
 FIXTURE_VARIANT(hostile) {
@@ -627,17 +573,12 @@ FIXTURE_VARIANT_ADD(hostile, unknown_type) {
 
 FIXTURE_SETUP(hostile)
 {
-	snprintf(self->dir, sizeof(self->dir), "/tmp/kvmmig-snaphost-XXXXXX");
-	ASSERT_NE(mkdtemp(self->dir), NULL);
-	snprintf(self->path, sizeof(self->path), "%s/guest.snap", self->dir);
-	snprintf(self->partial, sizeof(self->partial), "%s.partial", self->path);
+	ASSERT_NE(snap_dir_make(&self->d), NULL);
 }
 
 FIXTURE_TEARDOWN(hostile)
 {
-	unlink(self->path);
-	unlink(self->partial);
-	rmdir(self->dir);
+	snap_dir_remove(&self->d);
 }
 
 static int send_rec(int fd, uint32_t type, uint64_t off, uint32_t len)
@@ -657,14 +598,14 @@ TEST_F_TIMEOUT(hostile, refused, 60)
 	int fd;
 
 	memset(junk, 0x5a, sizeof(junk));
-	ASSERT_EQ(recv_thread_start(&t, self->path), 0);
+	ASSERT_EQ(recv_thread_start(&t, self->d.path), 0);
 	fd = net_connect(t.addr, NULL);
 	ASSERT_GE(fd, 0);
 	if (variant->open_size) {
 		ASSERT_EQ(send_rec(fd, SNAP_NET_OPEN, variant->open_size, 0), 0);
 		ASSERT_EQ(net_read_all(fd, &h, sizeof(h), NULL), 0);
 		ASSERT_EQ(h.type, (uint32_t)SNAP_NET_READY);
-		ASSERT_TRUE(file_exists(self->partial));
+		ASSERT_TRUE(file_exists(self->d.partial));
 	}
 	if (variant->type) {
 		ASSERT_EQ(send_rec(fd, variant->type, variant->off, variant->len), 0);
@@ -682,8 +623,8 @@ TEST_F_TIMEOUT(hostile, refused, 60)
 	ASSERT_EQ(snap_net_check(&h, SNAP_NET_MAX_MSG), 0);
 	ASSERT_EQ(h.type, (uint32_t)SNAP_NET_ERROR);
 	close(fd);
-	ASSERT_FALSE(file_exists(self->path));
-	ASSERT_FALSE(file_exists(self->partial));
+	ASSERT_FALSE(file_exists(self->d.path));
+	ASSERT_FALSE(file_exists(self->d.partial));
 }
 
 TEST_HARNESS_MAIN
