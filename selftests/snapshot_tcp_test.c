@@ -6,9 +6,10 @@
  * (plaintext, TLS with a pre-shared key, O_DIRECT), and restore; a wrong
  * key is refused at the handshake.  Broken ends: a receiver killed mid-way, a sender killed
  * mid-way, a receiver that stalls while the snapshot is cancelled (in the
- * library and by `kvmmig cancel`), and hostile bytes sent to a receiver
- * each end with a clear error, no complete file, and a sender's guest
- * running on unprotected.
+ * library and by `kvmmig cancel`), hostile bytes sent to a receiver, a
+ * sender that goes quiet and a SIGINT to `kvmmig snapshot-receive` each
+ * end with a clear error, no complete file, and a sender's guest running
+ * on unprotected.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -57,14 +58,14 @@ static void *recv_thread_fn(void *arg)
 	return NULL;
 }
 
-static int recv_thread_start(struct recv_thread *t, const char *path)
+static int recv_thread_start(struct recv_thread *t, const char *path, int io_timeout_ms)
 {
 	int port;
 
 	memset(t, 0, sizeof(*t));
 	t->o = (struct snap_recv_opts){
 		.listen = "tcp:127.0.0.1:0", .path = path, .accept_timeout_ms = RECV_WAIT_MS,
-		.io_timeout_ms = 10000, .cancel = &t->cancel,
+		.io_timeout_ms = io_timeout_ms, .cancel = &t->cancel,
 		.listening = recv_thread_listening, .opaque = t,
 	};
 	if (pipe(t->pfd) || pthread_create(&t->thread, NULL, recv_thread_fn, t))
@@ -423,7 +424,7 @@ TEST_F_TIMEOUT(tcp, sender_killed, 180)
 	pid_t pid;
 	int status;
 
-	ASSERT_EQ(recv_thread_start(&t, self->d.path), 0);
+	ASSERT_EQ(recv_thread_start(&t, self->d.path, 10000), 0);
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
@@ -598,7 +599,7 @@ TEST_F_TIMEOUT(hostile, refused, 60)
 	int fd;
 
 	memset(junk, 0x5a, sizeof(junk));
-	ASSERT_EQ(recv_thread_start(&t, self->d.path), 0);
+	ASSERT_EQ(recv_thread_start(&t, self->d.path, 10000), 0);
 	fd = net_connect(t.addr, NULL);
 	ASSERT_GE(fd, 0);
 	if (variant->open_size) {
@@ -623,6 +624,88 @@ TEST_F_TIMEOUT(hostile, refused, 60)
 	ASSERT_EQ(snap_net_check(&h, SNAP_NET_MAX_MSG), 0);
 	ASSERT_EQ(h.type, (uint32_t)SNAP_NET_ERROR);
 	close(fd);
+	ASSERT_FALSE(file_exists(self->d.path));
+	ASSERT_FALSE(file_exists(self->d.partial));
+}
+
+/* ---- senders that go quiet ---- */
+
+FIXTURE(stall) {
+	struct snap_dir d;
+};
+
+FIXTURE_SETUP(stall)
+{
+	ASSERT_NE(snap_dir_make(&self->d), NULL);
+}
+
+FIXTURE_TEARDOWN(stall)
+{
+	snap_dir_remove(&self->d);
+}
+
+/* A sender that stops after OPEN to the receiver at @addr (its file made): the fd. */
+static int open_and_stall(struct __test_metadata *_metadata, const char *addr)
+{
+	struct snap_net_rec h;
+	int fd = net_connect(addr, NULL);
+
+	if (fd < 0 || send_rec(fd, SNAP_NET_OPEN, 1 << 20, 0) ||
+	    net_read_all(fd, &h, sizeof(h), NULL) || h.type != SNAP_NET_READY) {
+		TH_LOG("no READY from %s", addr);
+		return -1;
+	}
+	return fd;
+}
+
+/* A sender that goes quiet meets the receiver's deadline: no file. */
+TEST_F_TIMEOUT(stall, sender_times_out, 60)
+{
+	struct recv_thread t;
+	int fd;
+
+	ASSERT_EQ(recv_thread_start(&t, self->d.path, 500), 0);
+	fd = open_and_stall(_metadata, t.addr);
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(file_exists(self->d.partial));
+	ASSERT_EQ(recv_thread_join(&t), -ETIMEDOUT) TH_LOG("%s", t.r.error);
+	ASSERT_NE(strstr(t.r.error, "no progress"), NULL) TH_LOG("%s", t.r.error);
+	close(fd);
+	ASSERT_FALSE(file_exists(self->d.path));
+	ASSERT_FALSE(file_exists(self->d.partial));
+}
+
+/*
+ * `kvmmig snapshot-receive` interrupted by SIGINT while its sender is
+ * quiet (its I/O deadline is far away): it ends, saying so, and removes
+ * FILE.partial.
+ */
+TEST_F_TIMEOUT(stall, sigint_ends_receive, 60)
+{
+	const char *args[] = { "snapshot-receive", "--listen", "tcp:127.0.0.1:0", "--to",
+			       self->d.path, "--accept-timeout", "30", NULL };
+	char out[1024], err[1024], addr[64];
+	struct cli_child c;
+	const char *port;
+	int i, fd = -1;
+
+	ASSERT_EQ(cli_start(&c, args), 0);
+	for (i = 0; i < 1000 && !strstr(cli_output(c.out, out, sizeof(out)), "(port "); i++)
+		usleep(10000);
+	port = strstr(out, "(port ");
+	ASSERT_NE(port, NULL) TH_LOG("stdout: %s", out);
+	snprintf(addr, sizeof(addr), "tcp:127.0.0.1:%d", atoi(port + 6));
+	fd = open_and_stall(_metadata, addr);
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(file_exists(self->d.partial));
+	kill(c.pid, SIGINT);
+	ASSERT_EQ(cli_wait(&c, 10000), 0);
+	ASSERT_EQ(cli_exit_status(&c), 1);
+	cli_output(c.err, err, sizeof(err));
+	cli_end(&c);
+	close(fd);
+	ASSERT_NE(strstr(err, "cancelled"), NULL) TH_LOG("%s", err);
+	ASSERT_NE(strstr(err, "was not written"), NULL) TH_LOG("%s", err);
 	ASSERT_FALSE(file_exists(self->d.path));
 	ASSERT_FALSE(file_exists(self->d.partial));
 }
