@@ -562,7 +562,7 @@ FIXTURE_VARIANT_ADD(hostile, odd_file) {
 	.type = SNAP_NET_OPEN, .off = 8193, .err = -EBADMSG, .what = "announced" };
 FIXTURE_VARIANT_ADD(hostile, data_past_end) {
 	.open_size = 1 << 20, .type = SNAP_NET_DATA, .off = (1 << 20) - 4096, .len = 8192,
-	.err = -EBADMSG, .what = "outside the announced file" };
+	.err = -EBADMSG, .what = "inside the announced file of 1048576" };
 FIXTURE_VARIANT_ADD(hostile, data_too_long) {
 	.open_size = 1 << 24, .type = SNAP_NET_DATA, .len = SNAP_NET_MAX_DATA + 1,
 	.err = -EMSGSIZE, .what = "at most" };

@@ -81,7 +81,7 @@ static int snap_recv_data(struct snap_recv *v, const struct snap_net_rec *h)
 	int ret;
 
 	if (!h->len || h->off > v->r->file_size || h->len > v->r->file_size - h->off) {
-		kvmmig_err("snapshot stream: %u bytes at offset %llu, outside the announced file of %llu bytes",
+		kvmmig_err("snapshot stream: %u bytes at offset %llu, expected 1 or more inside the announced file of %llu bytes",
 			   h->len, (unsigned long long)h->off,
 			   (unsigned long long)v->r->file_size);
 		return -EBADMSG;
@@ -182,8 +182,8 @@ static int snap_recv_record(struct snap_recv *v)
 			return snap_recv_abort(v, &h);
 		break;
 	}
-	kvmmig_err("snapshot stream: record type %u from the sender, expected DATA, SYNC, COMMIT or ABORT",
-		   h.type);
+	kvmmig_err("snapshot stream: record type %u with %u bytes from the sender, expected DATA, SYNC, COMMIT or ABORT (with at most %u bytes)",
+		   h.type, h.len, SNAP_NET_MAX_MSG);
 	return -EBADMSG;
 }
 

@@ -314,8 +314,8 @@ static int snap_tcp_reply(struct snap_tcp_sink *t, uint32_t want, const struct n
 
 /*
  * A send failed: the receiver may have said why before it closed (an
- * ERROR record waiting to be read); without one, the send's own error is
- * the reason.
+ * ERROR record waiting to be read, sent in one piece); without one, the
+ * send's own error is the reason.  Never blocks past the poll.
  */
 static void snap_tcp_reason(struct snap_tcp_sink *t)
 {
@@ -325,10 +325,10 @@ static void snap_tcp_reason(struct snap_tcp_sink *t)
 
 	/* Under TLS the receiver's record is not plain bytes: its error stands. */
 	if (t->c.tls || poll(&pfd, 1, SNAP_NET_REASON_MS) != 1 ||
-	    recv(t->c.fd, &h, sizeof(h), MSG_WAITALL) != sizeof(h) ||
+	    recv(t->c.fd, &h, sizeof(h), MSG_DONTWAIT) != sizeof(h) ||
 	    h.magic != SNAP_NET_MAGIC || h.hcrc != snap_net_crc(&h) ||
 	    h.type != SNAP_NET_ERROR || h.len > SNAP_NET_MAX_MSG ||
-	    recv(t->c.fd, text, h.len, MSG_WAITALL) != (ssize_t)h.len)
+	    recv(t->c.fd, text, h.len, MSG_DONTWAIT) != (ssize_t)h.len)
 		snprintf(text, sizeof(text), "%s", kvmmig_last_error());
 	kvmmig_err("the snapshot receiver %s failed: %s", t->addr, text);
 }
