@@ -13,7 +13,7 @@ const struct kvmmig_cmd kvmmig_cmds[] = {
 	{ "cancel", cmd_cancel, "cancel a running migration or snapshot; the guest keeps running" },
 	{ "receive", cmd_receive, "receive a migrating guest, resume it and check its memory" },
 	{ "snapshot", cmd_snapshot, "run a built-in guest and save a background snapshot of it" },
-	{ "snapshot-receive", cmd_snapshot_receive, "receive a snapshot sent over TCP and write its file" },
+	{ "snapshot-receive", cmd_snapshot_receive, "receive a snapshot sent over TCP into a file" },
 	{ "restore", cmd_restore, "make a guest again from a snapshot, resume it, check its memory" },
 	{ "run", cmd_run, "run a built-in guest under dirty tracking, show per-vCPU dirty rates" },
 	{ "stats", cmd_stats, "per-vCPU statistics of every kvmmig.ko session (netlink)" },
