@@ -237,6 +237,12 @@ FIXTURE_VARIANT_ADD(bad, snapshot_writers_zero) {
 	"from 1 to 64" };
 FIXTURE_VARIANT_ADD(bad, snapshot_ram_garbage) {
 	{ "snapshot", "--to", "/tmp/never.snap", "--ram", "lots" }, "--ram", "'lots'", "from 1M to" };
+FIXTURE_VARIANT_ADD(bad, snapshot_channels_over) {
+	{ "snapshot", "--to", "/tmp/never.snap", "--channels", "65" }, "--channels", "'65'",
+	"from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, snapshot_receive_io_timeout_low) {
+	{ "snapshot-receive", "--listen", "tcp:127.0.0.1:0", "--to", "/tmp/never.snap",
+	  "--io-timeout", "5" }, "--io-timeout", "'5'", "from 100 to 3600000" };
 FIXTURE_VARIANT_ADD(bad, restore_run_seconds_over) {
 	{ "restore", "/tmp/never.snap", "--run-seconds", "99999" }, "--run-seconds", "'99999'",
 	"from 0 to 86400" };

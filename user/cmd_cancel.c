@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * `kvmmig cancel`: cancel a running `kvmmig migrate` (or `demo`), like
- * QEMU's migrate_cancel.  It sends the migration SIGINT, which the engine
- * turns into an orderly cancel: the destination is told, throttles and
- * dirty tracking are removed, and the source guest keeps running.  Without
- * --pid it cancels every running migration of this user.
+ * QEMU's migrate_cancel, or a running `kvmmig snapshot`.  It sends the
+ * process SIGINT, which the engine turns into an orderly cancel: for a
+ * migration the destination is told, throttles and dirty tracking are
+ * removed; a snapshot lifts its write protection and leaves no file; the
+ * guest keeps running either way.  Without --pid it cancels every running
+ * migration and snapshot of this user.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,8 +20,11 @@
 #include "commands.h"
 #include "opts.h"
 
-/* Is @pid a `kvmmig migrate` or `kvmmig demo`? */
-static bool is_migration(pid_t pid)
+/*
+ * What @pid runs that a cancel ends: "migration" for `kvmmig migrate` or
+ * `kvmmig demo`, "snapshot" for `kvmmig snapshot`, else NULL.
+ */
+static const char *cancellable(pid_t pid)
 {
 	char path[64], args[256];
 	size_t n, i;
@@ -28,15 +33,17 @@ static bool is_migration(pid_t pid)
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
 	f = fopen(path, "r");
 	if (!f)
-		return false;
+		return NULL;
 	n = fread(args, 1, sizeof(args) - 1, f);
 	fclose(f);
 	args[n] = '\0';
 	/* argv[0] ends in "kvmmig", argv[1] is the subcommand. */
 	i = strlen(args);
 	if (i < 6 || strcmp(args + i - 6, "kvmmig") || i + 1 >= n)
-		return false;
-	return !strcmp(args + i + 1, "migrate") || !strcmp(args + i + 1, "demo");
+		return NULL;
+	if (!strcmp(args + i + 1, "migrate") || !strcmp(args + i + 1, "demo"))
+		return "migration";
+	return strcmp(args + i + 1, "snapshot") ? NULL : "snapshot";
 }
 
 static pid_t parent_of(pid_t pid)
@@ -58,8 +65,10 @@ static pid_t parent_of(pid_t pid)
 
 static int cancel_pid(pid_t pid)
 {
-	if (!is_migration(pid)) {
-		fprintf(stderr, "kvmmig cancel: process %d is not a running kvmmig migrate or demo\n",
+	const char *what = cancellable(pid);
+
+	if (!what) {
+		fprintf(stderr, "kvmmig cancel: process %d is not a running kvmmig migrate, demo or snapshot\n",
 			pid);
 		return -1;
 	}
@@ -68,7 +77,7 @@ static int cancel_pid(pid_t pid)
 			strerror(errno));
 		return -1;
 	}
-	printf("cancelling the migration of process %d\n", pid);
+	printf("cancelling the %s of process %d\n", what, pid);
 	return 0;
 }
 
@@ -94,9 +103,9 @@ int cmd_cancel(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: kvmmig cancel [--pid PID]\n\n"
-			       "Cancel a running live migration; the source guest keeps running.\n\n"
+			       "Cancel a running live migration or snapshot; the guest keeps running.\n\n"
 			       "examples:\n"
-			       "  kvmmig cancel               # every running kvmmig migrate\n"
+			       "  kvmmig cancel               # every running kvmmig migrate and snapshot\n"
 			       "  kvmmig cancel --pid 4242\n");
 			return 0;
 		default:
@@ -117,13 +126,13 @@ int cmd_cancel(int argc, char **argv)
 		pid_t p = atoi(de->d_name);
 
 		/* A demo's destination is its child: cancelling the source is enough. */
-		if (p > 0 && p != getpid() && is_migration(p) && !is_migration(parent_of(p)) &&
+		if (p > 0 && p != getpid() && cancellable(p) && !cancellable(parent_of(p)) &&
 		    !cancel_pid(p))
 			found++;
 	}
 	closedir(d);
 	if (!found) {
-		fprintf(stderr, "kvmmig cancel: no running migration found\n");
+		fprintf(stderr, "kvmmig cancel: no running migration or snapshot found\n");
 		return 1;
 	}
 	return 0;

@@ -16,6 +16,7 @@
 #include "guest_check.h"
 #include "json.h"
 #include "log.h"
+#include "mig_opts.h"
 #include "opts.h"
 #include "snapshot.h"
 
@@ -29,6 +30,8 @@ static void snap_print(const char *path, const struct snap_report *r, bool json)
 		       path, r->pause_ms, r->total_s, (unsigned long long)r->pages_walk,
 		       (unsigned long long)r->pages_fault, (unsigned long long)r->zero_pages,
 		       r->wp_unpopulated ? "no pre-faulting (WP_UNPOPULATED)" : "RAM pre-faulted");
+		if (r->direct)
+			printf("written with O_DIRECT\n");
 		if (r->pages_fault)
 			printf("write-fault service: p50 %llu us, p99 %llu us\n",
 			       (unsigned long long)snap_fault_percentile_us(r, 50),
@@ -45,6 +48,8 @@ static void snap_print(const char *path, const struct snap_report *r, bool json)
 	json_key_u64(&w, "bytes_written", r->bytes_written);
 	json_key(&w, "wp_unpopulated");
 	json_bool(&w, r->wp_unpopulated);
+	json_key(&w, "direct");
+	json_bool(&w, r->direct);
 	json_key_u64(&w, "fault_p50_us", snap_fault_percentile_us(r, 50));
 	json_key_u64(&w, "fault_p99_us", snap_fault_percentile_us(r, 99));
 	json_line_end(&w);
@@ -96,7 +101,10 @@ static int snap_run(struct snap_env *env)
 static const struct option snap_options[] = {
 	GUEST_OPTS_LONG,
 	{ "to", required_argument, NULL, 'o' },
-	{ "writers", required_argument, NULL, 'W' + 0x100 },
+	{ "channels", required_argument, NULL, 'W' + 0x100 },
+	{ "writers", required_argument, NULL, 'W' + 0x101 },	/* the older name */
+	{ "direct", no_argument, NULL, 'D' + 0x100 },
+	TLS_OPTS_LONG,
 	{ "warmup-ms", required_argument, NULL, 'u' },
 	{ "run-seconds", required_argument, NULL, 'r' },
 	{ "prefault", no_argument, NULL, 'P' },
@@ -108,20 +116,25 @@ static const struct option snap_options[] = {
 
 static void snap_usage(FILE *f)
 {
-	fprintf(f, "usage: kvmmig snapshot --to FILE [OPTIONS]\n\n"
+	fprintf(f, "usage: kvmmig snapshot --to FILE|tcp:HOST:PORT [OPTIONS]\n\n"
 		"Run a built-in guest and save a background snapshot of it while it runs: the\n"
 		"guest stops only to save its vCPUs and write-protect its memory; FILE then holds\n"
 		"memory exactly as it was at that instant (Documentation/snapshot.rst).\n\n"
 		"  --to FILE            the snapshot (written as FILE.partial until complete)\n"
-		"  --writers N          writer threads, 1-%u (default 1)\n"
+		"  --to tcp:HOST:PORT   send it to `kvmmig snapshot-receive` there instead\n"
+		"  --channels N         writer threads, 1-%u (default 1; --writers is the same)\n"
+		"  --direct             write FILE with O_DIRECT where the filesystem allows it\n"
 		"  --warmup-ms N        let the guest run this long first (default 1000)\n"
 		"  --run-seconds N      let it run on this long afterwards (default 1)\n"
 		"  --prefault           pre-fault RAM even where the kernel need not (older kernels' path)\n"
 		"  --json               one JSON event with the report\n"
+		"TLS for --to tcp: (the receiver takes the same credentials):\n"
+		TLS_OPTS_HELP
 		GUEST_OPTS_HELP "\n"
 		"examples:\n"
 		"  kvmmig snapshot --to /var/tmp/guest.snap --ram 2G --workload random\n"
-		"  kvmmig snapshot --to g.snap --writers 4 --json\n"
+		"  kvmmig snapshot --to g.snap --channels 4 --json\n"
+		"  kvmmig snapshot --to tcp:backup.example:4500 --ram 1G\n"
 		"  kvmmig restore g.snap\n", SNAP_MAX_WRITERS);
 }
 
@@ -135,6 +148,8 @@ int cmd_snapshot(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", snap_options, NULL)) != -1) {
 		r = guest_opts_parse(&env.guest, c, optarg);
+		if (!r)
+			r = tls_opts_parse(&env.o.tls, c, optarg);
 		if (r < 0)
 			return 2;
 		if (r)
@@ -144,9 +159,14 @@ int cmd_snapshot(int argc, char **argv)
 			env.o.path = optarg;
 			break;
 		case 'W' + 0x100:
-			if (parse_uint("--writers", optarg, 1, SNAP_MAX_WRITERS, &v))
+		case 'W' + 0x101:
+			if (parse_uint(c == 'W' + 0x100 ? "--channels" : "--writers", optarg, 1,
+				       SNAP_MAX_WRITERS, &v))
 				return 2;
 			env.o.writers = v;
+			break;
+		case 'D' + 0x100:
+			env.o.direct = true;
 			break;
 		case 'u':
 			if (parse_uint("--warmup-ms", optarg, 0, 3600000, &env.warmup_ms))
@@ -181,7 +201,15 @@ int cmd_snapshot(int argc, char **argv)
 		fprintf(stderr, "kvmmig snapshot: --to FILE is required (where the snapshot goes)\n");
 		return 2;
 	}
-	if (guest_opts_check(&env.guest))
+	if (guest_opts_check(&env.guest) || tls_opts_check(&env.o.tls, "snapshot"))
 		return 2;
+	if (tls_opts_enabled(&env.o.tls) && strncmp(env.o.path, "tcp:", 4)) {
+		fprintf(stderr, "kvmmig snapshot: --tls-* options secure --to tcp:HOST:PORT, not a file\n");
+		return 2;
+	}
+	if (env.o.tls.authz) {
+		fprintf(stderr, "kvmmig snapshot: --tls-authz is the receiver's check: give it to kvmmig snapshot-receive\n");
+		return 2;
+	}
 	return snap_run(&env);
 }

@@ -24,6 +24,7 @@ int cmd_receive(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_snapshot_receive(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_throttle(int argc, char **argv);
 int cmd_top(int argc, char **argv);

@@ -12,11 +12,16 @@
 static void usage(FILE *f)
 {
 	const struct kvmmig_cmd *c;
+	int width = 0;
 
+	/* One column for the summaries, as wide as the longest name. */
+	for (c = kvmmig_cmds; c->name; c++)
+		if ((int)strlen(c->name) > width)
+			width = strlen(c->name);
 	fprintf(f, "usage: kvmmig COMMAND [OPTIONS]   (kvmmig COMMAND -h for its options)\n\n"
 		   "Make KVM live migration converge for large, busy guests.\n\ncommands:\n");
 	for (c = kvmmig_cmds; c->name; c++)
-		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+		fprintf(f, "  %-*s %s\n", width, c->name, c->summary);
 	fprintf(f, "\nexamples:\n"
 		   "  kvmmig demo                       # busy guest, live per-vCPU dirty rates\n"
 		   "  kvmmig run --workload incr --ram 1G --vcpus 2 --dirty ring --seconds 5\n");

@@ -456,6 +456,11 @@ int mig_chan_write(struct mig_chan *c, const void *buf, size_t len)
 	return mig_chan_writev_all(c, &iov, 1);
 }
 
+int mig_chan_writev(struct mig_chan *c, struct iovec *iov, int iovcnt)
+{
+	return mig_chan_writev_all(c, iov, iovcnt);
+}
+
 int mig_chan_sendv(struct mig_chan *c, uint32_t type, const struct iovec *iov, int iovcnt)
 {
 	struct iovec v[MIG_MAX_BATCH + 4];

@@ -108,6 +108,8 @@ int mig_chan_start_tls(struct mig_chan *c, struct tls_creds *creds, const char *
 /* Bytes through the channel's transport, TLS or not (the hello), bounded by @w. */
 int mig_chan_write(struct mig_chan *c, const void *buf, size_t len);
 int mig_chan_read(struct mig_chan *c, void *buf, size_t len, const struct net_wait *w);
+/* Gathered bytes through the transport (@iov is consumed), bounded by the channel's wait. */
+int mig_chan_writev(struct mig_chan *c, struct iovec *iov, int iovcnt);
 /* End the TLS session if any and close the socket. */
 void mig_chan_close(struct mig_chan *c);
 int mig_chan_send(struct mig_chan *c, uint32_t type, const void *payload, uint32_t len);

@@ -19,6 +19,7 @@
 
 #include "kvmmig_vm.h"
 #include "stream.h"
+#include "tls.h"
 
 #define SNAP_MAGIC		0x31504e53474d4b0aULL	/* "\nKMGSNP1" */
 #define SNAP_VERSION		1
@@ -44,7 +45,9 @@ struct snap_header {
 };
 
 struct snap_opts {
-	const char *path;		/* the file to write (FILE.partial meanwhile) */
+	const char *path;		/* the file to write (FILE.partial meanwhile), or tcp:HOST:PORT */
+	bool direct;			/* O_DIRECT where the filesystem allows it */
+	struct tls_opts tls;		/* tcp: only; all NULL: plaintext */
 	unsigned int writers;		/* walker threads, 1..SNAP_MAX_WRITERS (0: 1) */
 	const volatile sig_atomic_t *cancel;	/* set non-zero to cancel (cancel.h) */
 	/*
@@ -70,6 +73,7 @@ struct snap_report {
 	uint64_t zero_pages;		/* left as holes */
 	uint64_t bytes_written;
 	bool wp_unpopulated;		/* no pre-faulting was needed */
+	bool direct;			/* the file was written with O_DIRECT */
 	/* fault service time, from reading the fault to lifting protection */
 	uint64_t fault_us_hist[24];	/* bucket i: [2^i, 2^(i+1)) us; 0: < 2 us */
 	char error[256];

@@ -111,6 +111,12 @@ int snap_header_check(const void *buf, size_t len, uint64_t file_size,
 		return -EBADMSG;
 	}
 	snap_layout(c, &want);
+	/* Slots may span all of the address space: their pages must still fit a file. */
+	if (want.file_size < want.data_off) {
+		kvmmig_err("snapshot header: %llu bytes of guest RAM cannot fit in a file",
+			   (unsigned long long)c->ram_bytes);
+		return -EBADMSG;
+	}
 	if (h->vcpu_off != want.vcpu_off || h->crc_off != want.crc_off ||
 	    h->data_off != want.data_off || h->file_size != want.file_size) {
 		kvmmig_err("snapshot header: offsets do not match its configuration");

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "snapshot.h"
+#include "snapshot_sink.h"
 #include "uffd.h"
 #include "zero.h"
 
@@ -50,8 +51,7 @@ struct snap_save {
 	struct snap_report *r;
 	struct mig_config *cfg;
 	struct snap_header h;
-	int fd;
-	char tmp[PATH_MAX];
+	struct snap_sink *sink;		/* the file, or a receiver (snapshot_sink.c) */
 	uint8_t *states;		/* nr_vcpus blobs, saved while paused */
 	struct uffd u;
 	unsigned int nr_registered;	/* slots 0.. registered and protected */
@@ -84,23 +84,7 @@ static int snap_failed(struct snap_save *s)
 
 static int snap_pwrite(struct snap_save *s, const void *buf, size_t len, uint64_t off)
 {
-	while (len) {
-		ssize_t n = pwrite(s->fd, buf, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int err = n < 0 ? errno : EIO;
-
-			kvmmig_err("cannot write the snapshot %s at offset %llu: %s", s->tmp,
-				   (unsigned long long)off, strerror(err));
-			return -err;
-		}
-		buf = (const char *)buf + n;
-		len -= n;
-		off += n;
-	}
-	return 0;
+	return snap_sink_write(s->sink, buf, len, off);
 }
 
 /*
@@ -387,16 +371,16 @@ static int snap_finish_file(struct snap_save *s)
 	ret = snap_pwrite(s, table, nblocks * sizeof(*table), s->h.crc_off);
 	if (!ret)
 		ret = snap_pwrite(s, s->states, vlen, s->h.vcpu_off);
-	if (!ret && fsync(s->fd))
-		ret = kvmmig_ioctl_err("fsync of the snapshot", errno);
+	if (!ret)
+		ret = snap_sink_sync(s->sink);
 	s->h.flags |= SNAP_COMPLETE;
 	snap_header_seal(&s->h, s->cfg);
 	memcpy(hdr, &s->h, sizeof(s->h));
 	memcpy(hdr + sizeof(s->h), s->cfg, s->h.config_len);
 	if (!ret)
 		ret = snap_pwrite(s, hdr, sizeof(hdr), 0);
-	if (!ret && fsync(s->fd))
-		ret = kvmmig_ioctl_err("fsync of the snapshot", errno);
+	if (!ret)
+		ret = snap_sink_sync(s->sink);
 	free(table);
 	return ret;
 }
@@ -423,27 +407,11 @@ static int snap_setup(struct snap_save *s)
 		if (!s->claimed[i] || !s->page_crc[i])
 			return -ENOMEM;
 	}
-	if (strlen(s->o->path) + sizeof(".partial") > sizeof(s->tmp)) {
-		kvmmig_err("snapshot path too long: %s", s->o->path);
-		return -ENAMETOOLONG;
-	}
-	snprintf(s->tmp, sizeof(s->tmp), "%s.partial", s->o->path);
-	s->fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (s->fd < 0) {
-		int err = errno;
-
-		kvmmig_err("cannot create %s: %s", s->tmp, strerror(err));
-		return -err;
-	}
-	/* Every page has its place; what is never written stays a hole. */
-	if (ftruncate(s->fd, s->h.file_size)) {
-		int err = errno;
-
-		kvmmig_err("cannot size %s to %llu bytes: %s", s->tmp,
-			   (unsigned long long)s->h.file_size, strerror(err));
-		return -err;
-	}
-	return 0;
+	return snap_sink_open(&(struct snap_sink_opts){ .path = s->o->path,
+							 .direct = s->o->direct,
+							 .cancel = s->o->cancel,
+							 .tls = s->o->tls },
+			      s->h.file_size, &s->sink);
 }
 
 static int snap_run(struct snap_save *s)
@@ -501,7 +469,7 @@ static void snap_cleanup(struct snap_save *s)
 int snapshot_save(struct kvmmig_vm *vm, const struct snap_opts *o, struct snap_report *r)
 {
 	struct snap_save s = {
-		.vm = vm, .o = o, .r = r, .fd = -1, .u = { .fd = -1 },
+		.vm = vm, .o = o, .r = r, .u = { .fd = -1 },
 		.nr_writers = o->writers ? o->writers : 1,
 	};
 	double t0 = now_s();
@@ -526,18 +494,14 @@ int snapshot_save(struct kvmmig_vm *vm, const struct snap_opts *o, struct snap_r
 	if (ret)
 		snap_fail(&s, ret);
 	snap_cleanup(&s);
-	if (s.fd >= 0 && close(s.fd) && !ret) {
-		ret = kvmmig_ioctl_err("close of the snapshot", errno);
-		snap_fail(&s, ret);
+	if (!ret) {
+		ret = snap_sink_commit(s.sink);
+		if (ret)
+			snap_fail(&s, ret);
 	}
-	if (!ret && rename(s.tmp, o->path)) {
-		ret = -errno;
-		kvmmig_err("cannot rename %s to %s: %s", s.tmp, o->path, strerror(errno));
-		snap_fail(&s, ret);
-	}
+	r->direct = snap_sink_direct(s.sink);
 	/* A failed snapshot leaves no file behind, complete-looking or not. */
-	if (ret && s.fd >= 0)
-		unlink(s.tmp);
+	snap_sink_close(s.sink, ret ? r->error : NULL);
 	r->total_s = now_s() - t0;
 	r->bytes_written = (r->pages_walk + r->pages_fault - r->zero_pages) * MIG_PAGE_SIZE;
 	return ret;
