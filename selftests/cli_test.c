@@ -243,6 +243,12 @@ FIXTURE_VARIANT_ADD(bad, snapshot_channels_over) {
 FIXTURE_VARIANT_ADD(bad, snapshot_receive_io_timeout_low) {
 	{ "snapshot-receive", "--listen", "tcp:127.0.0.1:0", "--to", "/tmp/never.snap",
 	  "--io-timeout", "5" }, "--io-timeout", "'5'", "from 100 to 3600000" };
+FIXTURE_VARIANT_ADD(bad, snapshot_increments_over) {
+	{ "snapshot", "--to", "/tmp/never.snap", "--increments", "32" }, "--increments", "'32'",
+	"from 0 to 31" };
+FIXTURE_VARIANT_ADD(bad, snapshot_tracker_unknown) {
+	{ "snapshot", "--to", "/tmp/never.snap", "--tracker", "soft-dirty" }, "--tracker",
+	"'soft-dirty'", "expected dirty or pagemap" };
 FIXTURE_VARIANT_ADD(bad, restore_run_seconds_over) {
 	{ "restore", "/tmp/never.snap", "--run-seconds", "99999" }, "--run-seconds", "'99999'",
 	"from 0 to 86400" };

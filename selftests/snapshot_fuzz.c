@@ -59,7 +59,8 @@ static void header_promises(const void *buf, size_t len, uint64_t file_size,
 		    (const uint8_t *)cfg + h->config_len > (const uint8_t *)buf + len);
 	FUZZ_BUG_ON(h->file_size > file_size);
 	FUZZ_BUG_ON(h->data_off > h->file_size || cfg->ram_bytes > h->file_size - h->data_off);
-	FUZZ_BUG_ON(h->crc_off + snap_nr_blocks(cfg) * sizeof(uint32_t) > h->data_off);
+	FUZZ_BUG_ON(h->crc_off + snap_nr_blocks(cfg) * sizeof(uint32_t) > h->map_off);
+	FUZZ_BUG_ON(h->map_off + snap_map_size(cfg) > h->data_off);
 	FUZZ_BUG_ON(h->vcpu_off + (uint64_t)cfg->nr_vcpus * cfg->vcpu_state_size > h->crc_off);
 }
 
@@ -86,7 +87,7 @@ static void fuzz_header(struct fuzz_in *in, bool sealed)
 	/* Exactly @len valid bytes: ASan sees a read past them. */
 	buf = realloc(buf, len ? len : 1);
 	FUZZ_BUG_ON(!buf);
-	if (!snap_header_check(buf, len, file_size, &cfg))
+	if (!snap_header_check("the fuzzed header", buf, len, file_size, &cfg))
 		header_promises(buf, len, file_size, cfg);
 	free(buf);
 }
@@ -244,6 +245,24 @@ static struct mig_config *built_config(struct fuzz_in *in)
 	return cfg;
 }
 
+/* A full snapshot's presence map: every page of every block, and its checksum. */
+static void built_map(uint8_t *file, struct snap_header *h, const struct mig_config *cfg)
+{
+	uint64_t *map = (uint64_t *)(file + h->map_off), b = 0, first, n;
+	unsigned int s;
+
+	for (s = 0; s < cfg->nr_slots; s++) {
+		uint64_t npages = cfg->slots[s].size / MIG_PAGE_SIZE;
+
+		for (first = 0; first < npages; first += SNAP_BLOCK_PAGES, b++) {
+			n = snap_block_len(npages, first / SNAP_BLOCK_PAGES);
+			map[b] = n == SNAP_BLOCK_PAGES ? ~0ULL : (1ULL << n) - 1;
+		}
+	}
+	h->map_crc = crc32c(0, map, b * sizeof(*map));
+	h->id = 1;
+}
+
 /* Every checksum of @file (laid out as @h says) computed, the header sealed complete. */
 static void built_seal(uint8_t *file, struct snap_header *h, const struct mig_config *cfg)
 {
@@ -265,6 +284,7 @@ static void built_seal(uint8_t *file, struct snap_header *h, const struct mig_co
 		}
 	}
 	h->table_crc = crc32c(0, table, b * sizeof(*table));
+	built_map(file, h, cfg);
 	h->vcpu_crc = crc32c(0, file + h->vcpu_off,
 			     (size_t)cfg->nr_vcpus * cfg->vcpu_state_size);
 	h->flags |= SNAP_COMPLETE;

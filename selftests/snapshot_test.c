@@ -9,6 +9,15 @@
  * corrupted, another version, incomplete, not a snapshot) each end with a
  * clear error, no file left behind, and the source guest running with
  * nothing write-protected (its writes go on).
+ *
+ * Live increments, with each tracker (the dirty source, PAGEMAP_SCAN with
+ * WP_ASYNC): an increment read through its chain equals all of guest RAM
+ * copied at its pause while a random guest writes throughout; an incr
+ * guest saved as a base and two increments restores to the last instant
+ * exactly, passes the one-edge check and runs on; a chain whose base has
+ * another id, is missing, loops back, or whose presence map is corrupted
+ * is refused naming the file and what is wrong; a cancelled increment
+ * ends tracking and the series goes on with a full snapshot.
  */
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -184,10 +193,14 @@ TEST_F_TIMEOUT(snap, full_filesystem, 120)
 	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
 }
 
-/* A file damaged in @how is refused naming @what, and no VM is left made. */
-static int load_damaged(struct __test_metadata *_metadata, const char *path,
-			void (*how)(int fd, struct snap_header *h, struct mig_config *cfg),
-			const char *what)
+/*
+ * @path damaged in @how: loading @load (which is @path or an increment on
+ * it) is refused naming @what, and no VM is left made.
+ */
+static int load_chain_damaged(struct __test_metadata *_metadata, const char *path,
+			      const char *load,
+			      void (*how)(int fd, struct snap_header *h, struct mig_config *cfg),
+			      const char *what)
 {
 	uint8_t hdr[SNAP_HEADER_SIZE];
 	struct vm *vm = NULL;
@@ -202,7 +215,7 @@ static int load_damaged(struct __test_metadata *_metadata, const char *path,
 		return -1000;
 	close(fd);
 	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
-	ret = snapshot_load(path, vm_create_for_stream, vm_release_for_stream, &vm, &kv);
+	ret = snapshot_load(load, vm_create_for_stream, vm_release_for_stream, &vm, &kv);
 	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
 	if (vm)
 		return -1001;	/* refused, yet a VM is left */
@@ -211,6 +224,13 @@ static int load_damaged(struct __test_metadata *_metadata, const char *path,
 		return -1002;
 	}
 	return ret;
+}
+
+static int load_damaged(struct __test_metadata *_metadata, const char *path,
+			void (*how)(int fd, struct snap_header *h, struct mig_config *cfg),
+			const char *what)
+{
+	return load_chain_damaged(_metadata, path, path, how, what);
 }
 
 static void truncate_half(int fd, struct snap_header *h, struct mig_config *cfg)
@@ -234,6 +254,13 @@ static void flip_data_byte(int fd, struct snap_header *h, struct mig_config *cfg
 static void next_version(int fd, struct snap_header *h, struct mig_config *cfg)
 {
 	h->version = SNAP_VERSION + 1;
+	snap_header_seal(h, cfg);
+}
+
+/* A version 1 file (before ids and presence maps) is refused, not misread. */
+static void version_1(int fd, struct snap_header *h, struct mig_config *cfg)
+{
+	h->version = 1;
 	snap_header_seal(h, cfg);
 }
 
@@ -269,6 +296,7 @@ TEST_F_TIMEOUT(snap, bad_files_refused, 180)
 		{ truncate_half, -EBADMSG, "truncated" },
 		{ flip_data_byte, -EBADMSG, "do not match their checksum" },
 		{ next_version, -EPROTONOSUPPORT, "format version" },
+		{ version_1, -EPROTONOSUPPORT, "format version 1: this build reads version 2" },
 		{ not_complete, -EBADMSG, "incomplete" },
 		{ flip_header_byte, -EBADMSG, "checksum mismatch" },
 		{ bad_offsets, -EBADMSG, "offsets" },
@@ -293,6 +321,405 @@ TEST_F_TIMEOUT(snap, bad_files_refused, 180)
 			TH_LOG("case %u", i);
 	}
 	unlink(copy);
+}
+
+/* ---- live increments ---- */
+
+/*
+ * At each pause of a series: a random guest writes @iteration from then on
+ * (the VMM's own write, reported to the dirty tracker), and, if asked, all
+ * of RAM is copied aside.
+ */
+struct series_pause {
+	struct vm *vm;
+	struct snap_series *series;
+	uint64_t iteration;
+	bool copy_ram;
+	uint8_t *copy[MIG_MAX_SLOTS];
+};
+
+static void series_at_pause(void *opaque, struct kvmmig_vm *kv)
+{
+	struct series_pause *p = opaque;
+	unsigned int i;
+
+	if (p->iteration) {
+		p->vm->shared->iteration = p->iteration;
+		snap_series_mark_dirty(p->series, GUEST_SHARED_GPA, sizeof(*p->vm->shared));
+	}
+	for (i = 0; p->copy_ram && i < kv->nr_slots; i++) {
+		free(p->copy[i]);
+		p->copy[i] = malloc(kv->slots[i].size);
+		if (p->copy[i])
+			memcpy(p->copy[i], kv->slots[i].hva, kv->slots[i].size);
+	}
+}
+
+static void series_pause_free(struct series_pause *p)
+{
+	unsigned int i;
+
+	for (i = 0; i < MIG_MAX_SLOTS; i++)
+		free(p->copy[i]);
+}
+
+/* Pages of @c that differ from @copy, read block by block through the chain. */
+static uint64_t chain_differs(struct snap_chain *c, uint8_t *const *copy, uint64_t *total)
+{
+	const struct mig_config *cfg = snap_chain_config(c);
+	uint8_t *buf = malloc(SNAP_BLOCK_PAGES * MIG_PAGE_SIZE);
+	uint64_t b, i, bad = 0;
+	unsigned int s;
+	int n;
+
+	for (s = 0; buf && s < cfg->nr_slots; s++)
+		for (b = 0; b * SNAP_BLOCK_PAGES < cfg->slots[s].size / MIG_PAGE_SIZE; b++) {
+			n = snap_chain_read_block(c, s, b, buf, NULL);
+			if (n <= 0 || !copy[s])
+				return UINT64_MAX;
+			for (i = 0; i < (uint64_t)n; i++, (*total)++)
+				bad += memcmp(buf + i * MIG_PAGE_SIZE,
+					      copy[s] + (b * SNAP_BLOCK_PAGES + i) * MIG_PAGE_SIZE,
+					      MIG_PAGE_SIZE) != 0;
+		}
+	free(buf);
+	return buf ? bad : UINT64_MAX;
+}
+
+/* Pages of the guest's memory that differ from @copy. */
+static uint64_t memory_differs(struct kvmmig_vm *kv, uint8_t *const *copy)
+{
+	uint64_t i, bad = 0;
+	unsigned int s;
+
+	for (s = 0; s < kv->nr_slots; s++)
+		for (i = 0; copy[s] && i < kvmmig_slot_pages(&kv->slots[s]); i++)
+			bad += memcmp((uint8_t *)kv->slots[s].hva + i * MIG_PAGE_SIZE,
+				      copy[s] + i * MIG_PAGE_SIZE, MIG_PAGE_SIZE) != 0;
+	return bad;
+}
+
+FIXTURE(chain) {
+	char dir[64];
+	char path[128];
+	char incr1[160];
+	char incr2[160];
+	struct vm *vm;
+	struct vm *restored;
+	struct snap_series *series;
+};
+
+FIXTURE_VARIANT(chain) {
+	enum snap_tracker tracker;
+};
+
+FIXTURE_VARIANT_ADD(chain, dirty) { .tracker = SNAP_TRACK_DIRTY };
+FIXTURE_VARIANT_ADD(chain, pagemap) { .tracker = SNAP_TRACK_PAGEMAP };
+
+FIXTURE_SETUP(chain)
+{
+	snprintf(self->dir, sizeof(self->dir), "/tmp/kvmmig-chain-XXXXXX");
+	ASSERT_NE(mkdtemp(self->dir), NULL);
+	snprintf(self->path, sizeof(self->path), "%s/guest.snap", self->dir);
+	snprintf(self->incr1, sizeof(self->incr1), "%s.1", self->path);
+	snprintf(self->incr2, sizeof(self->incr2), "%s.2", self->path);
+}
+
+FIXTURE_TEARDOWN(chain)
+{
+	char cmd[160];
+
+	snap_series_free(self->series);
+	vm_destroy(self->vm);
+	vm_destroy(self->restored);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", self->dir);
+	if (system(cmd))
+		TH_LOG("cannot remove %s", self->dir);
+}
+
+/*
+ * A running guest of @workload made for @tracker's series (the dirty
+ * tracker needs the VM's dirty source), the series in self->series.
+ */
+static int chain_guest(struct __test_metadata *_metadata, FIXTURE_DATA(chain) *self,
+		       const FIXTURE_VARIANT(chain) *variant, enum guest_workload workload,
+		       uint64_t wss_pages)
+{
+	struct vm_config cfg = {
+		.nr_vcpus = 2, .ram_bytes = GUEST_RAM, .nr_slots = 2,
+		.guest.workload = workload, .guest.iteration = 7, .guest.wss_pages = wss_pages,
+	};
+	struct dirty_options dopts = { .backend = DIRTY_AUTO };
+	int backend = dirty_prepare_config(DIRTY_AUTO, &cfg);
+
+	if (backend < 0 || vm_create(&cfg, &self->vm))
+		return -1;
+	if (vm_start(self->vm))
+		return -1;
+	dopts.backend = backend;
+	if (snap_series_new(self->vm->kv, variant->tracker, &dopts, &self->series))
+		return -1;
+	if (snap_series_tracker(self->series) != variant->tracker)
+		return 1;
+	return 0;
+}
+
+#define CHAIN_GUEST(workload, wss_pages)					\
+	do {									\
+		int __r = chain_guest(_metadata, self, variant, workload, wss_pages); \
+		ASSERT_GE(__r, 0) TH_LOG("%s", kvmmig_last_error());		\
+		if (__r)							\
+			SKIP(return, "%s", snap_series_fallback(self->series));	\
+		ASSERT_TRUE(guest_moves(self->vm));				\
+	} while (0)
+
+/*
+ * An increment through its chain (base and two increments) equals RAM at
+ * its pause, every byte, a random guest writing @wss_pages per vCPU (0:
+ * its whole slice) throughout.
+ */
+static void incr_exact(struct __test_metadata *_metadata, FIXTURE_DATA(chain) *self,
+		       const FIXTURE_VARIANT(chain) *variant, uint64_t wss_pages)
+{
+	struct series_pause p = { 0 };
+	struct snap_opts o = {
+		.path = self->path, .paused = series_at_pause, .opaque = &p,
+	};
+	struct snap_chain *c;
+	struct snap_report r;
+	uint64_t bad, total = 0, i;
+
+	CHAIN_GUEST(WORKLOAD_RANDOM, wss_pages);
+	p.vm = self->vm;
+	p.series = o.series = self->series;
+	for (i = 0; i < GUEST_PROGRESS_S * 20 && guest_loops(self->vm) < 20000; i++)
+		usleep(50000);
+	/* 8s from the base on, 9s from the first increment on, 10s from the second. */
+	p.iteration = 8;
+	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+	ASSERT_FALSE(r.incremental);
+	ASSERT_TRUE(guest_moves(self->vm));
+	p.iteration = 9;
+	o.path = self->incr1;
+	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+	/*
+	 * At once: many pages the guest wrote during the first increment's
+	 * walk are not written again before the second's pause, so only the
+	 * tracking during a walk (faults, with the pagemap tracker) has them.
+	 */
+	p.iteration = 10;
+	p.copy_ram = true;
+	o.path = self->incr2;
+	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+	TH_LOG("increment (%s): %llu of %llu pages, %llu by faults, paused %.1f ms + %.1f ms",
+	       r.tracker, (unsigned long long)r.pages_saved, (unsigned long long)r.pages_total,
+	       (unsigned long long)r.pages_fault, r.pause_ms, r.handover_ms);
+	ASSERT_TRUE(r.incremental);
+	ASSERT_STREQ(r.tracker, snap_tracker_name(variant->tracker));
+	/* The GDT, code and page tables are not written: not in the increment. */
+	ASSERT_LT(r.pages_saved, r.pages_total);
+	ASSERT_EQ(snap_chain_open(self->incr2, &c), 0) TH_LOG("%s", kvmmig_last_error());
+	ASSERT_EQ(snap_chain_depth(c), 3U);
+	ASSERT_STREQ(snap_chain_path(c, 1), self->incr1);
+	ASSERT_STREQ(snap_chain_path(c, 2), self->path);
+	bad = chain_differs(c, p.copy, &total);
+	snap_chain_close(c);
+	ASSERT_EQ(bad, 0ULL) TH_LOG("%llu of %llu pages differ from RAM at the increment's pause",
+				     (unsigned long long)bad, (unsigned long long)total);
+	ASSERT_EQ(total, r.pages_total);
+	/* The guest writes on, nothing protected, while the series still tracks. */
+	ASSERT_TRUE(guest_moves(self->vm));
+	snap_series_free(self->series);
+	self->series = NULL;
+	ASSERT_TRUE(guest_moves(self->vm));
+	series_pause_free(&p);
+}
+
+/* Pages all over RAM: more runs than SNAP_MAX_RUNS, whole slots registered. */
+TEST_F_TIMEOUT(chain, incr_point_in_time_exact, 180)
+{
+	incr_exact(_metadata, self, variant, 0);
+}
+
+/* A small working set: only the increment's runs are registered (lent). */
+TEST_F_TIMEOUT(chain, incr_point_in_time_exact_few_runs, 180)
+{
+	incr_exact(_metadata, self, variant, 32);
+}
+
+/* Base and two increments of an incr guest: restored exactly, it checks and runs on. */
+TEST_F_TIMEOUT(chain, restore_last_instant, 180)
+{
+	struct series_pause p = { 0 };
+	struct snap_opts o = { .path = self->path, .paused = series_at_pause, .opaque = &p };
+	const char *files[] = { self->path, self->incr1, self->incr2 };
+	struct snap_report r;
+	struct kvmmig_vm *kv;
+	uint64_t edges = 0, bad;
+	unsigned int i;
+	char why[256];
+
+	CHAIN_GUEST(WORKLOAD_INCR, 0);
+	o.series = self->series;
+	p.vm = self->vm;
+	p.series = self->series;
+	for (i = 0; i < 3; i++) {
+		ASSERT_TRUE(guest_moves(self->vm));
+		p.copy_ram = i == 2;
+		o.path = files[i];
+		ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+		ASSERT_EQ(r.incremental, i > 0);
+	}
+	snap_series_free(self->series);
+	self->series = NULL;
+	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+	vm_destroy(self->vm);
+	self->vm = NULL;
+	ASSERT_EQ(snapshot_load(self->incr2, vm_create_for_stream, vm_release_for_stream,
+				&self->restored, &kv), 0) TH_LOG("%s", kvmmig_last_error());
+	bad = memory_differs(kv, p.copy);
+	ASSERT_EQ(bad, 0ULL) TH_LOG("%llu pages differ from RAM at the last pause",
+				     (unsigned long long)bad);
+	ASSERT_EQ(kvmmig_vm_resume(kv), 0);
+	ASSERT_TRUE(guest_moves(self->restored));
+	ASSERT_EQ(vm_pause(self->restored), 0);
+	ASSERT_EQ(workload_check_incr(self->restored, &edges), 0) TH_LOG("%s", kvmmig_last_error());
+	ASSERT_EQ(vm_resume(self->restored), 0);
+	ASSERT_TRUE(guest_moves(self->restored));
+	series_pause_free(&p);
+}
+
+static void cancel_at_pause(void *opaque, struct kvmmig_vm *kv)
+{
+	kvmmig_cancel_set(opaque, 1);
+}
+
+/*
+ * An increment cancelled at its pause leaves no file, ends tracking (the
+ * guest runs unprotected, dirty logging off) and the next snapshot of the
+ * series is full, the one after an increment on it again.
+ */
+TEST_F_TIMEOUT(chain, cancel_restarts_series, 180)
+{
+	volatile sig_atomic_t cancel = 0;
+	struct snap_opts o = { .path = self->path };
+	struct snap_report r;
+	struct kvmmig_vm *kv;
+	char why[256];
+
+	CHAIN_GUEST(WORKLOAD_INCR, 0);
+	o.series = self->series;
+	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+	o.path = self->incr1;
+	o.paused = cancel_at_pause;
+	o.opaque = (void *)&cancel;
+	o.cancel = &cancel;
+	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), -ECANCELED);
+	ASSERT_NE(strstr(r.error, "cancelled"), NULL) TH_LOG("%s", r.error);
+	ASSERT_FALSE(file_exists(self->incr1));
+	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+	kvmmig_cancel_set(&cancel, 0);
+	o.paused = NULL;
+	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+	ASSERT_FALSE(r.incremental);
+	ASSERT_EQ(r.pages_saved, r.pages_total);
+	o.path = self->incr2;
+	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+	ASSERT_TRUE(r.incremental);
+	ASSERT_STREQ(r.base_path, self->incr1);
+	snap_series_free(self->series);
+	self->series = NULL;
+	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+	ASSERT_EQ(snapshot_load(self->incr2, vm_create_for_stream, vm_release_for_stream,
+				&self->restored, &kv), 0) TH_LOG("%s", kvmmig_last_error());
+}
+
+static uint64_t incr_id;	/* the increment's id, for other_id() and loop_back() */
+
+static void other_id(int fd, struct snap_header *h, struct mig_config *cfg)
+{
+	h->id ^= 1;
+	snap_header_seal(h, cfg);
+}
+
+static void loop_back(int fd, struct snap_header *h, struct mig_config *cfg)
+{
+	h->flags |= SNAP_INCREMENTAL;
+	h->base_id = incr_id;
+	snprintf(h->base_name, sizeof(h->base_name), "guest.snap.1");
+	snap_header_seal(h, cfg);
+}
+
+static void climb_out(int fd, struct snap_header *h, struct mig_config *cfg)
+{
+	snprintf(h->base_name, sizeof(h->base_name), "../guest.snap");
+	snap_header_seal(h, cfg);
+}
+
+static void flip_map_bit(int fd, struct snap_header *h, struct mig_config *cfg)
+{
+	uint8_t b = 0;
+
+	if (pread(fd, &b, 1, h->map_off + 3) != 1)
+		h->magic = 0;
+	b ^= 0x10;
+	if (pwrite(fd, &b, 1, h->map_off + 3) != 1)
+		h->magic = 0;
+}
+
+static void no_change(int fd, struct snap_header *h, struct mig_config *cfg)
+{
+}
+
+/* A broken chain is refused naming the file and what is wrong with it. */
+TEST_F_TIMEOUT(chain, bad_chains_refused, 180)
+{
+	struct snap_opts o = { .path = self->path };
+	struct snap_report r;
+	struct kvmmig_vm *kv;
+	char cmd[512], why[256];
+	struct {
+		const char *damaged;
+		void (*how)(int fd, struct snap_header *h, struct mig_config *cfg);
+		const char *sh;		/* run first in the directory */
+		int err;
+		const char *what;
+	} cases[] = {
+		{ self->path, other_id, "", -EBADMSG, "is not the base of" },
+		{ self->path, loop_back, "", -ELOOP, "chain loops" },
+		{ self->incr1, climb_out, "", -EBADMSG, "expected a file name in the same directory" },
+		{ self->incr1, flip_map_bit, "", -EBADMSG, "presence map is corrupted" },
+		{ self->incr1, no_change, "rm guest.snap", -ENOENT, "the base of" },
+	};
+	unsigned int i;
+
+	CHAIN_GUEST(WORKLOAD_INCR, 0);
+	o.series = self->series;
+	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+	o.path = self->incr1;
+	ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+	incr_id = r.id;
+	snap_series_free(self->series);
+	self->series = NULL;
+	ASSERT_EQ(source_intact(self->vm, why, sizeof(why)), 0) TH_LOG("%s", why);
+	snprintf(cmd, sizeof(cmd), "cd %s && cp --sparse=always guest.snap base.orig && cp --sparse=always guest.snap.1 incr.orig",
+		 self->dir);
+	ASSERT_EQ(system(cmd), 0);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "cd %s && %s", self->dir, cases[i].sh[0] ? cases[i].sh : "true");
+		ASSERT_EQ(system(cmd), 0);
+		ASSERT_EQ(load_chain_damaged(_metadata, cases[i].damaged, self->incr1, cases[i].how,
+					     cases[i].what), cases[i].err)
+			TH_LOG("case %u: %s", i, kvmmig_last_error());
+		/* The message names the file. */
+		ASSERT_NE(strstr(kvmmig_last_error(), self->dir), NULL) TH_LOG("%s", kvmmig_last_error());
+		snprintf(cmd, sizeof(cmd), "cd %s && cp --sparse=always base.orig guest.snap && cp --sparse=always incr.orig guest.snap.1",
+			 self->dir);
+		ASSERT_EQ(system(cmd), 0);
+	}
+	/* Intact again, the chain loads. */
+	ASSERT_EQ(snapshot_load(self->incr1, vm_create_for_stream, vm_release_for_stream,
+				&self->restored, &kv), 0) TH_LOG("%s", kvmmig_last_error());
 }
 
 TEST_HARNESS_MAIN

@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * `kvmmig snapshot`: run a built-in guest and take a background snapshot of
- * it while it runs (Documentation/snapshot.rst), then let it run on.
- * SIGINT and SIGTERM cancel it within a tick: it leaves no file and the
- * guest unprotected.
+ * it while it runs (Documentation/snapshot.rst), then let it run on.  With
+ * --increments N it goes on with N live increments, --interval-ms apart,
+ * each holding the pages written since the one before (FILE.1 on FILE,
+ * FILE.2 on FILE.1, ...): the built-in guest lives only inside this
+ * process, so a series is taken in one command.  SIGINT and SIGTERM cancel
+ * it within a tick: the snapshot under way leaves no file and the guest
+ * runs on unprotected.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +37,14 @@ static void snap_print(const char *path, const struct snap_report *r, bool json)
 		       r->wp_unpopulated ? "no pre-faulting (WP_UNPOPULATED)" : "RAM pre-faulted");
 		if (r->direct)
 			printf("written with O_DIRECT\n");
+		if (r->incremental)
+			printf("increment on %s: %llu of %llu pages, %llu bytes written, tracker %s\n",
+			       r->base_path, (unsigned long long)r->pages_saved,
+			       (unsigned long long)r->pages_total,
+			       (unsigned long long)r->bytes_written, r->tracker);
+		if (r->handover_ms)
+			printf("tracker handover (WP_ASYNC on): guest paused %.1f ms more\n",
+			       r->handover_ms);
 		if (r->pages_fault)
 			printf("write-fault service: p50 %llu us, p99 %llu us\n",
 			       (unsigned long long)snap_fault_percentile_us(r, 50),
@@ -40,7 +53,16 @@ static void snap_print(const char *path, const struct snap_report *r, bool json)
 	}
 	json_event_begin(&w, stdout, "snapshot");
 	json_key_str(&w, "file", path);
+	json_key(&w, "incremental");
+	json_bool(&w, r->incremental);
+	if (r->incremental)
+		json_key_str(&w, "base", r->base_path);
+	if (r->tracker)
+		json_key_str(&w, "tracker", r->tracker);
+	json_key_u64(&w, "pages_total", r->pages_total);
+	json_key_u64(&w, "pages_saved", r->pages_saved);
 	json_key_double(&w, "pause_ms", r->pause_ms, 3);
+	json_key_double(&w, "handover_ms", r->handover_ms, 3);
 	json_key_double(&w, "total_s", r->total_s, 3);
 	json_key_u64(&w, "pages_walk", r->pages_walk);
 	json_key_u64(&w, "pages_fault", r->pages_fault);
@@ -59,15 +81,75 @@ struct snap_env {
 	struct guest_opts guest;
 	struct snap_opts o;
 	uint64_t warmup_ms, run_seconds;
+	uint64_t increments, interval_ms;
+	int tracker;
 	bool json;
 };
 
+/* FILE, then FILE.1, FILE.2, ... */
+static int snap_one(struct snap_env *env, struct vm *vm, unsigned int i)
+{
+	char path[PATH_MAX];
+	struct snap_report r;
+	struct snap_opts o = env->o;
+	int ret;
+
+	if (i && !kvmmig_sleep_ms(env->interval_ms, &cmd_cancel_flag)) {
+		fprintf(stderr, "kvmmig: interrupted before increment %u\n", i);
+		return -ECANCELED;
+	}
+	snprintf(path, sizeof(path), i ? "%s.%u" : "%s", env->o.path, i);
+	o.path = path;
+	ret = snapshot_save(vm->kv, &o, &r);
+	/* The library said why; this says what it means. */
+	if (ret)
+		fprintf(stderr, "kvmmig: %s was not taken; the guest runs on, unprotected, and no file was left for it\n",
+			path);
+	else
+		snap_print(path, &r, env->json);
+	return ret;
+}
+
+/* The snapshot, or the series of a full one and its increments. */
+static int snap_take(struct snap_env *env, struct vm *vm)
+{
+	struct dirty_options dopts = {
+		.backend = env->guest.backend, .reap_interval_us = env->guest.reap_us,
+	};
+	unsigned int i;
+	int ret = 0;
+
+	env->o.cancel = &cmd_cancel_flag;
+	if (env->increments) {
+		ret = snap_series_new(vm->kv, env->tracker, &dopts, &env->o.series);
+		if (ret)
+			return ret;
+		if (snap_series_fallback(env->o.series))
+			fprintf(stderr, "kvmmig: no pagemap tracker: %s\n",
+				snap_series_fallback(env->o.series));
+	}
+	for (i = 0; !ret && i <= env->increments; i++)
+		ret = snap_one(env, vm, i);
+	snap_series_free(env->o.series);
+	env->o.series = NULL;
+	return ret;
+}
+
 static int snap_run(struct snap_env *env)
 {
-	struct snap_report r;
 	struct vm *vm;
 	int ret;
 
+	/*
+	 * A series' dirty tracker needs the VM made for its dirty source (the
+	 * pagemap tracker too, where it falls back to it).
+	 */
+	if (env->increments) {
+		ret = dirty_prepare_config(env->guest.backend, &env->guest.cfg);
+		if (ret < 0)
+			return 1;
+		env->guest.backend = ret;
+	}
 	if (vm_create(&env->guest.cfg, &vm))
 		return 1;
 	cmd_catch_cancel_signals();
@@ -76,15 +158,8 @@ static int snap_run(struct snap_env *env)
 		fprintf(stderr, "kvmmig: interrupted before the snapshot started\n");
 		ret = -ECANCELED;
 	}
-	if (!ret) {
-		env->o.cancel = &cmd_cancel_flag;
-		ret = snapshot_save(vm->kv, &env->o, &r);
-		/* The library said why; this says what it means. */
-		if (ret)
-			fprintf(stderr, "kvmmig: no snapshot was taken; the guest runs on, unprotected, and no file was left\n");
-		else
-			snap_print(env->o.path, &r, env->json);
-	}
+	if (!ret)
+		ret = snap_take(env, vm);
 	/* The guest runs on after its snapshot, as it would in production. */
 	if (!ret && env->run_seconds && !env->json)
 		printf("guest runs on for %llu s\n", (unsigned long long)env->run_seconds);
@@ -108,6 +183,9 @@ static const struct option snap_options[] = {
 	{ "warmup-ms", required_argument, NULL, 'u' },
 	{ "run-seconds", required_argument, NULL, 'r' },
 	{ "prefault", no_argument, NULL, 'P' },
+	{ "increments", required_argument, NULL, 'I' + 0x100 },
+	{ "interval-ms", required_argument, NULL, 'i' + 0x100 },
+	{ "tracker", required_argument, NULL, 'T' + 0x100 },
 	{ "json", no_argument, NULL, 'j' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -127,6 +205,12 @@ static void snap_usage(FILE *f)
 		"  --warmup-ms N        let the guest run this long first (default 1000)\n"
 		"  --run-seconds N      let it run on this long afterwards (default 1)\n"
 		"  --prefault           pre-fault RAM even where the kernel need not (older kernels' path)\n"
+		"  --increments N       then N live increments, FILE.1 on FILE, FILE.2 on FILE.1, ...\n"
+		"                       (0-%u, default 0), each with the pages written since the last\n"
+		"  --interval-ms N      between two snapshots of a series (default 1000)\n"
+		"  --tracker T          how a series finds written pages: dirty (the VM's dirty\n"
+		"                       source, see --dirty) or pagemap (PAGEMAP_SCAN with\n"
+		"                       UFFD_FEATURE_WP_ASYNC, Linux 6.7; else dirty) (default dirty)\n"
 		"  --json               one JSON event with the report\n"
 		"TLS for --to tcp: (the receiver takes the same credentials):\n"
 		TLS_OPTS_HELP
@@ -135,12 +219,13 @@ static void snap_usage(FILE *f)
 		"  kvmmig snapshot --to /var/tmp/guest.snap --ram 2G --workload random\n"
 		"  kvmmig snapshot --to g.snap --channels 4 --json\n"
 		"  kvmmig snapshot --to tcp:backup.example:4500 --ram 1G\n"
-		"  kvmmig restore g.snap\n", SNAP_MAX_WRITERS);
+		"  kvmmig snapshot --to g.snap --increments 2 --interval-ms 500 --tracker pagemap\n"
+		"  kvmmig restore g.snap.2\n", SNAP_MAX_WRITERS, SNAP_CHAIN_MAX - 1);
 }
 
 int cmd_snapshot(int argc, char **argv)
 {
-	struct snap_env env = { .warmup_ms = 1000, .run_seconds = 1 };
+	struct snap_env env = { .warmup_ms = 1000, .run_seconds = 1, .interval_ms = 1000 };
 	uint64_t v;
 	int c, r;
 
@@ -179,6 +264,21 @@ int cmd_snapshot(int argc, char **argv)
 		case 'P':
 			env.o.prefault = true;
 			break;
+		case 'I' + 0x100:
+			if (parse_uint("--increments", optarg, 0, SNAP_CHAIN_MAX - 1, &env.increments))
+				return 2;
+			break;
+		case 'i' + 0x100:
+			if (parse_uint("--interval-ms", optarg, 0, 3600000, &env.interval_ms))
+				return 2;
+			break;
+		case 'T' + 0x100:
+			env.tracker = snap_tracker_parse(optarg);
+			if (env.tracker < 0) {
+				opt_bad("--tracker", optarg, "expected dirty or pagemap");
+				return 2;
+			}
+			break;
 		case 'j':
 			env.json = true;
 			break;
@@ -205,6 +305,10 @@ int cmd_snapshot(int argc, char **argv)
 		return 2;
 	if (tls_opts_enabled(&env.o.tls) && strncmp(env.o.path, "tcp:", 4)) {
 		fprintf(stderr, "kvmmig snapshot: --tls-* options secure --to tcp:HOST:PORT, not a file\n");
+		return 2;
+	}
+	if (env.increments && !strncmp(env.o.path, "tcp:", 4)) {
+		fprintf(stderr, "kvmmig snapshot: --increments writes files (an increment names its base by file name), not --to tcp:\n");
 		return 2;
 	}
 	if (env.o.tls.authz) {

@@ -119,7 +119,7 @@ static int snap_recv_commit(struct snap_recv *v)
 	const struct mig_config *cfg;
 	int ret;
 
-	ret = snap_header_check(v->hdr, sizeof(v->hdr), v->r->file_size, &cfg);
+	ret = snap_header_check(v->o->path, v->hdr, sizeof(v->hdr), v->r->file_size, &cfg);
 	if (!ret && sh->file_size != v->r->file_size) {
 		kvmmig_err("snapshot stream: the header says %llu bytes, the stream announced %llu",
 			   (unsigned long long)sh->file_size,

@@ -14,15 +14,30 @@
  * protection lifted, by its claimer alone; that wakes any vCPU waiting on
  * it.  The fault thread never waits for the walkers: it writes its pages
  * with its own pwrite().
+ *
+ * In a series (snapshot_track.c) an increment saves only the pages its
+ * tracker reports written since the previous snapshot's pause, the `want`
+ * bitmaps, and marks them present in the file's map.  With the pagemap
+ * tracker the walk is also how writes are seen until the WP_ASYNC context
+ * takes over: every page stays protected until the guest writes it (the
+ * claimer of a page sets `saved`, the fault thread `written`, each then
+ * looks at the other's bit, so one of them lifts the protection), and at
+ * the end a second short pause hands over to WP_ASYNC.  An increment of at
+ * most SNAP_MAX_RUNS runs of pages registers just those runs, so that no
+ * step walks the page tables of all of RAM.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,8 +48,8 @@
 #include "csum.h"
 #include "log.h"
 #include "migrate.h"
-#include "snapshot.h"
 #include "snapshot_sink.h"
+#include "snapshot_track.h"
 #include "uffd.h"
 #include "zero.h"
 
@@ -57,6 +72,12 @@ struct snap_save {
 	unsigned int nr_registered;	/* slots 0.. registered and protected */
 	unsigned long *claimed[MIG_MAX_SLOTS];	/* atomic: saved or being saved */
 	uint32_t *page_crc[MIG_MAX_SLOTS];
+	struct snap_series *series;	/* NULL: a lone snapshot */
+	bool incremental;		/* save only want[] */
+	unsigned long *want[MIG_MAX_SLOTS];	/* increment: the pages to save */
+	bool keep_wp;			/* pagemap tracker: see the comment above */
+	bool by_runs;			/* registered over want's runs only */
+	unsigned long *saved[MIG_MAX_SLOTS];	/* keep_wp: in the file (atomic) */
 	pthread_t fault_thread;
 	bool fault_started;
 	unsigned int nr_writers;	/* walkers, the caller's thread the first */
@@ -64,7 +85,9 @@ struct snap_save {
 	pthread_t walkers[SNAP_MAX_WRITERS];
 	uint64_t walk_next;		/* atomic: the next chunk to walk */
 	uint64_t chunk_start[MIG_MAX_SLOTS + 1];	/* first chunk of each slot */
+	bool walk_done;			/* every page saved and released */
 	bool stop;			/* atomic: the fault thread ends */
+	int stop_fd;			/* eventfd: ... now */
 	int error;			/* atomic: the first failure */
 };
 
@@ -162,11 +185,24 @@ static int snap_serve_fault(struct snap_save *s, const struct uffd_fault *f)
 	if (slot < 0)
 		return uffd_wake(&s->u, page, MIG_PAGE_SIZE);
 	bit = 1UL << (idx % BITS_PER_LONG);
+	if (s->keep_wp)
+		snap_track_record(s->series, slot, idx);
+	/* Not in this increment: only watched for the next one. */
+	if (s->incremental && !bitmap_test_bit(s->want[slot], idx))
+		return uffd_protect(&s->u, page, MIG_PAGE_SIZE, false);
 	old = __atomic_fetch_or(&s->claimed[slot][idx / BITS_PER_LONG], bit, __ATOMIC_ACQ_REL);
+	if (old & bit && s->keep_wp) {
+		/* Pairs with snap_release_run(): one of us sees the other's bit. */
+		if (__atomic_load_n(&s->saved[slot][idx / BITS_PER_LONG], __ATOMIC_SEQ_CST) & bit)
+			return uffd_protect(&s->u, page, MIG_PAGE_SIZE, false);
+		return 0;
+	}
 	if (old & bit)
 		/* Its claimer lifts the protection, which wakes this writer; be sure. */
 		return uffd_wake(&s->u, page, MIG_PAGE_SIZE);
 	ret = snap_save_pages(s, slot, idx, 1, &zero);
+	if (!ret && s->keep_wp)
+		__atomic_fetch_or(&s->saved[slot][idx / BITS_PER_LONG], bit, __ATOMIC_SEQ_CST);
 	if (!ret)
 		ret = uffd_protect(&s->u, page, MIG_PAGE_SIZE, false);
 	if (ret)
@@ -175,6 +211,24 @@ static int snap_serve_fault(struct snap_save *s, const struct uffd_fault *f)
 	__atomic_add_fetch(&s->r->zero_pages, zero, __ATOMIC_RELAXED);
 	snap_count_latency(s, now_s() - t0);
 	return 0;
+}
+
+/*
+ * A fault queued (1), the tick over (0) or -errno.  The stop eventfd ends
+ * the wait at once: the end of a walk (and the pagemap tracker's handover,
+ * with the guest paused) does not wait out a tick.
+ */
+static int snap_fault_wait(struct snap_save *s)
+{
+	struct pollfd p[2] = {
+		{ .fd = s->u.fd, .events = POLLIN },
+		{ .fd = s->stop_fd, .events = POLLIN },
+	};
+	int n = poll(p, 2, SNAP_FAULT_TICK_MS);
+
+	if (n < 0 && errno != EINTR)
+		return kvmmig_ioctl_err("poll on the userfaultfd", errno);
+	return n > 0 && p[0].revents ? 1 : 0;
 }
 
 static void *snap_fault_thread(void *arg)
@@ -186,7 +240,7 @@ static void *snap_fault_thread(void *arg)
 	/* Its failure is reported once, by the walker's thread. */
 	kvmmig_log_quiet(true);
 	while (!ret && !__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
-		n = uffd_wait(&s->u, SNAP_FAULT_TICK_MS, NULL);
+		n = snap_fault_wait(s);
 		if (n > 0)
 			n = uffd_read_faults(&s->u, f, UFFD_MAX_BATCH);
 		for (i = 0; n > 0 && i < n && !ret; i++)
@@ -199,31 +253,76 @@ static void *snap_fault_thread(void *arg)
 	return NULL;
 }
 
+/* The lowest run of set bits of *@bits, [*@a, *@b), taken out of it; its mask. */
+static unsigned long snap_take_run(unsigned long *bits, unsigned int *a, unsigned int *b)
+{
+	unsigned long run;
+
+	*a = __builtin_ctzl(*bits);
+	*b = *a;
+	while (*b < BITS_PER_LONG && *bits & (1UL << *b))
+		(*b)++;
+	run = (*b < BITS_PER_LONG ? (1UL << *b) - 1 : ~0UL) & ~((1UL << *a) - 1);
+	*bits &= ~run;
+	return run;
+}
+
+/* Protect or un-protect the pages of @bits in bitmap word @w of @slot, run by run. */
+static int snap_protect_word(struct snap_save *s, unsigned int slot, uint64_t w,
+			     unsigned long bits, bool protect)
+{
+	uint8_t *base = (uint8_t *)s->vm->slots[slot].hva + w * BITS_PER_LONG * MIG_PAGE_SIZE;
+	unsigned int a, b;
+	int ret = 0;
+
+	while (bits && !ret) {
+		snap_take_run(&bits, &a, &b);
+		ret = uffd_protect(&s->u, base + a * MIG_PAGE_SIZE, (uint64_t)(b - a) * MIG_PAGE_SIZE,
+				   protect);
+	}
+	return ret;
+}
+
 /*
- * Claim, save and unprotect the pages of bitmap word @w of @slot that the
- * fault thread has not taken.
+ * Saved pages @run of word @w: unprotected, or with keep_wp only those the
+ * guest is waiting to write (the fault thread left them to us).
+ */
+static int snap_release_run(struct snap_save *s, unsigned int slot, uint64_t w,
+			    unsigned long run)
+{
+	if (s->keep_wp) {
+		/* Pairs with snap_serve_fault(): one of us sees the other's bit. */
+		__atomic_fetch_or(&s->saved[slot][w], run, __ATOMIC_SEQ_CST);
+		run &= __atomic_load_n(&s->series->written[slot][w], __ATOMIC_SEQ_CST);
+	}
+	return snap_protect_word(s, slot, w, run, false);
+}
+
+/*
+ * Claim, save and release the pages of bitmap word @w of @slot (those the
+ * increment wants) that the fault thread has not taken.
  */
 static int snap_walk_word(struct snap_save *s, unsigned int slot, uint64_t w, uint64_t *zero,
 			  uint64_t *walked)
 {
 	uint64_t npages = kvmmig_slot_pages(&s->vm->slots[slot]);
 	uint64_t first = w * BITS_PER_LONG, left = npages - first;
-	uint8_t *base = s->vm->slots[slot].hva;
 	unsigned long mask = left >= BITS_PER_LONG ? ~0UL : (1UL << left) - 1;
-	unsigned long mine = mask & ~__atomic_fetch_or(&s->claimed[slot][w], mask,
-						       __ATOMIC_ACQ_REL);
+	unsigned long mine;
 	int ret = 0;
 
+	if (s->incremental)
+		mask &= s->want[slot][w];
+	if (!mask)
+		return 0;
+	mine = mask & ~__atomic_fetch_or(&s->claimed[slot][w], mask, __ATOMIC_ACQ_REL);
 	while (mine && !ret) {
-		unsigned int a = __builtin_ctzl(mine), b = a;
+		unsigned int a, b;
+		unsigned long run = snap_take_run(&mine, &a, &b);
 
-		while (b < BITS_PER_LONG && mine & (1UL << b))
-			b++;
-		mine &= b < BITS_PER_LONG ? ~((1UL << b) - 1) : 0;
 		ret = snap_save_pages(s, slot, first + a, b - a, zero);
 		if (!ret)
-			ret = uffd_protect(&s->u, base + (first + a) * MIG_PAGE_SIZE,
-					   (uint64_t)(b - a) * MIG_PAGE_SIZE, false);
+			ret = snap_release_run(s, slot, w, run);
 		*walked += b - a;
 	}
 	return ret;
@@ -274,6 +373,58 @@ static void *snap_walker_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * Protect what the walk will save: every page, or only an increment's
+ * (when its tracker needs no faults to see writes).
+ */
+static int snap_protect_slot(struct snap_save *s, unsigned int slot)
+{
+	struct kvmmig_slot *sl = &s->vm->slots[slot];
+	uint64_t w;
+	int ret = 0;
+
+	if (!s->incremental || s->keep_wp)
+		return uffd_protect(&s->u, sl->hva, sl->size, true);
+	for (w = 0; w < BITMAP_WORDS(kvmmig_slot_pages(sl)) && !ret; w++)
+		ret = snap_protect_word(s, slot, w, s->want[slot][w], true);
+	return ret;
+}
+
+/*
+ * Register and protect (@on) or unregister each run of the increment's
+ * pages (with the pagemap tracker, the runs its context lent).
+ */
+static int snap_register_runs(struct snap_save *s, bool on)
+{
+	uint64_t a, b;
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; i < s->vm->nr_slots && !ret; i++) {
+		const struct kvmmig_slot *sl = &s->vm->slots[i];
+
+		for (b = 0; snap_next_run(s->want[i], kvmmig_slot_pages(sl), b, &a, &b);) {
+			uint8_t *p = (uint8_t *)sl->hva + a * MIG_PAGE_SIZE;
+			size_t len = (b - a) * MIG_PAGE_SIZE;
+
+			if (!on) {
+				if (!s->walk_done && !s->keep_wp)
+					uffd_protect(&s->u, p, len, false);
+				uffd_unregister(&s->u, p, len);
+				continue;
+			}
+			ret = uffd_register(&s->u, p, len, UFFD_WP);
+			if (!ret && !s->r->wp_unpopulated && madvise(p, len, MADV_POPULATE_READ))
+				ret = kvmmig_ioctl_err("madvise(MADV_POPULATE_READ)", errno);
+			if (!ret)
+				ret = uffd_protect(&s->u, p, len, true);
+			if (ret)
+				break;
+		}
+	}
+	return ret;
+}
+
 /* While paused: register and protect every slot, pre-faulting if the kernel needs it. */
 static int snap_protect(struct snap_save *s)
 {
@@ -282,6 +433,8 @@ static int snap_protect(struct snap_save *s)
 	if (ret)
 		return ret;
 	s->r->wp_unpopulated = uffd_wp_unpopulated(&s->u) && !s->o->prefault;
+	if (s->by_runs)
+		return snap_register_runs(s, true);
 	for (; s->nr_registered < s->vm->nr_slots; s->nr_registered++) {
 		struct kvmmig_slot *sl = &s->vm->slots[s->nr_registered];
 
@@ -294,7 +447,7 @@ static int snap_protect(struct snap_save *s)
 			uffd_unregister(&s->u, sl->hva, sl->size);
 			return ret;
 		}
-		ret = uffd_protect(&s->u, sl->hva, sl->size, true);
+		ret = snap_protect_slot(s, s->nr_registered);
 		if (ret) {
 			uffd_unregister(&s->u, sl->hva, sl->size);
 			return ret;
@@ -303,15 +456,25 @@ static int snap_protect(struct snap_save *s)
 	return 0;
 }
 
-/* Protection off everywhere it may still be, registrations and the fd gone. */
+/*
+ * Protection off everywhere it may still be, registrations and the fd gone.
+ * A walk that ended well lifted every protection it set, and the pagemap
+ * tracker runs only where unregistering lifts what is left (Linux 6.2 and
+ * later; WP_ASYNC is 6.7): then the whole-slot un-protect, which rewrites
+ * every page table of RAM, is skipped.
+ */
 static void snap_unprotect_all(struct snap_save *s)
 {
 	unsigned int i;
 
+	if (s->by_runs && s->u.fd >= 0)
+		snap_register_runs(s, false);
+
 	for (i = 0; i < s->nr_registered; i++) {
 		struct kvmmig_slot *sl = &s->vm->slots[i];
 
-		uffd_protect(&s->u, sl->hva, sl->size, false);
+		if (!s->walk_done && !s->keep_wp)
+			uffd_protect(&s->u, sl->hva, sl->size, false);
 		uffd_unregister(&s->u, sl->hva, sl->size);
 	}
 	s->nr_registered = 0;
@@ -335,6 +498,15 @@ static int snap_pause(struct snap_save *s)
 	/* Before protection: the caller may still write guest memory. */
 	if (!ret && s->o->paused)
 		s->o->paused(s->o->opaque, s->vm);
+	/* Written since the last pause, and tracked from this one on. */
+	if (!ret && s->incremental)
+		ret = snap_track_collect(s->series, s->want);
+	if (!ret && s->series)
+		ret = snap_track_restart(s->series, s->incremental ? s->want : NULL);
+	/* Few runs: register those, not all of RAM (whose page tables that would walk). */
+	s->by_runs = snap_track_lent(s->series) ||
+		     (!ret && s->incremental && !s->keep_wp &&
+		      snap_count_runs(s->vm, s->want, SNAP_MAX_RUNS) <= SNAP_MAX_RUNS);
 	if (!ret)
 		ret = snap_protect(s);
 	if (ret)
@@ -344,31 +516,48 @@ static int snap_pause(struct snap_save *s)
 	return ret ? ret : rret;
 }
 
-/* Block checksums, vCPU states and, last, the header that says "complete". */
-static int snap_finish_file(struct snap_save *s)
+/* Block checksums and presence map: a block's word of `want`, all of it in a full one. */
+static void snap_fill_tables(struct snap_save *s, uint32_t *table, uint64_t *map)
 {
-	uint64_t nblocks = snap_nr_blocks(s->cfg), b = 0, first;
-	uint32_t *table = calloc(nblocks ? nblocks : 1, sizeof(*table));
-	size_t vlen = (size_t)s->vm->nr_vcpus * s->vm->ops.state_size;
-	uint8_t hdr[SNAP_HEADER_SIZE] = { 0 };
+	uint64_t b = 0, i, n, present;
 	unsigned int slot;
-	int ret;
 
-	if (!table)
-		return -ENOMEM;
 	for (slot = 0; slot < s->cfg->nr_slots; slot++) {
 		uint64_t npages = s->cfg->slots[slot].size / MIG_PAGE_SIZE;
 
-		for (first = 0; first < npages; first += SNAP_BLOCK_PAGES, b++) {
-			uint64_t n = npages - first < SNAP_BLOCK_PAGES ? npages - first :
-									 SNAP_BLOCK_PAGES;
-
-			table[b] = crc32c(0, &s->page_crc[slot][first], n * sizeof(uint32_t));
+		for (i = 0; i * SNAP_BLOCK_PAGES < npages; i++, b++) {
+			n = snap_block_len(npages, i);
+			present = n == SNAP_BLOCK_PAGES ? ~0ULL : (1ULL << n) - 1;
+			if (s->incremental)
+				present &= s->want[slot][i];
+			map[b] = present;
+			table[b] = snap_block_crc(&s->page_crc[slot][i * SNAP_BLOCK_PAGES], present);
 		}
 	}
+}
+
+/* Block checksums, presence map, vCPU states and, last, the header that says "complete". */
+static int snap_finish_file(struct snap_save *s)
+{
+	uint64_t nblocks = snap_nr_blocks(s->cfg);
+	uint32_t *table = calloc(nblocks ? nblocks : 1, sizeof(*table));
+	uint64_t *map = calloc(nblocks ? nblocks : 1, sizeof(*map));
+	size_t vlen = (size_t)s->vm->nr_vcpus * s->vm->ops.state_size;
+	uint8_t hdr[SNAP_HEADER_SIZE] = { 0 };
+	int ret;
+
+	if (!table || !map) {
+		free(table);
+		free(map);
+		return -ENOMEM;
+	}
+	snap_fill_tables(s, table, map);
 	s->h.table_crc = crc32c(0, table, nblocks * sizeof(*table));
+	s->h.map_crc = crc32c(0, map, nblocks * sizeof(*map));
 	s->h.vcpu_crc = crc32c(0, s->states, vlen);
 	ret = snap_pwrite(s, table, nblocks * sizeof(*table), s->h.crc_off);
+	if (!ret)
+		ret = snap_pwrite(s, map, nblocks * sizeof(*map), s->h.map_off);
 	if (!ret)
 		ret = snap_pwrite(s, s->states, vlen, s->h.vcpu_off);
 	if (!ret)
@@ -382,6 +571,71 @@ static int snap_finish_file(struct snap_save *s)
 	if (!ret)
 		ret = snap_sink_sync(s->sink);
 	free(table);
+	free(map);
+	return ret;
+}
+
+/*
+ * An increment names its base: by file name when both are in one
+ * directory, else by absolute path (snap_check_base() in snapshot_file.c).
+ */
+static int snap_name_base(struct snap_save *s)
+{
+	char base[PATH_MAX], dir[PATH_MAX], copy[PATH_MAX];
+	const char *name;
+	size_t dlen;
+
+	snprintf(copy, sizeof(copy), "%s", s->o->path);
+	if (!realpath(s->series->last_path, base) || !realpath(dirname(copy), dir)) {
+		int err = errno;
+
+		kvmmig_err("cannot resolve the base %s of %s: %s", s->series->last_path,
+			   s->o->path, strerror(err));
+		return -err;
+	}
+	dlen = strlen(dir);
+	name = base + dlen + (dlen > 1);
+	if (strncmp(base, dir, dlen) || base[dlen] != '/' || strchr(name, '/'))
+		name = base;
+	if (strlen(name) >= sizeof(s->h.base_name)) {
+		kvmmig_err("the base %s of %s: a path of at most %d bytes expected", name,
+			   s->o->path, SNAP_BASE_NAME_MAX - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(s->h.base_name, name);
+	s->h.base_id = s->series->last_id;
+	s->h.flags |= SNAP_INCREMENTAL;
+	s->r->incremental = true;
+	snprintf(s->r->base_path, sizeof(s->r->base_path), "%.*s",
+		 (int)sizeof(s->r->base_path) - 1, s->series->last_path);
+	return 0;
+}
+
+/* The file's id, increments' base, and the bitmaps a series needs. */
+static int snap_setup_series(struct snap_save *s)
+{
+	unsigned int i;
+	int ret = 0;
+
+	while (!s->h.id)
+		if (getrandom(&s->h.id, sizeof(s->h.id), 0) != sizeof(s->h.id))
+			return kvmmig_ioctl_err("getrandom for the snapshot id", errno);
+	s->r->id = s->h.id;
+	if (!s->series)
+		return 0;
+	s->r->tracker = snap_tracker_name(snap_series_tracker(s->series));
+	s->incremental = snap_track_has_base(s->series);
+	s->keep_wp = snap_track_keeps_wp(s->series);
+	if (s->incremental)
+		ret = snap_name_base(s);
+	for (i = 0; !ret && i < s->vm->nr_slots; i++) {
+		uint64_t npages = kvmmig_slot_pages(&s->vm->slots[i]);
+
+		if (s->incremental && !(s->want[i] = bitmap_alloc(npages)))
+			ret = -ENOMEM;
+		if (s->keep_wp && !(s->saved[i] = bitmap_alloc(npages)))
+			ret = -ENOMEM;
+	}
 	return ret;
 }
 
@@ -389,6 +643,7 @@ static int snap_setup(struct snap_save *s)
 {
 	size_t len;
 	unsigned int i;
+	int ret;
 
 	s->cfg = mig_config_of(s->vm, &len);
 	s->states = calloc(s->vm->nr_vcpus, s->vm->ops.state_size);
@@ -406,7 +661,11 @@ static int snap_setup(struct snap_save *s)
 		s->page_crc[i] = calloc(npages, sizeof(uint32_t));
 		if (!s->claimed[i] || !s->page_crc[i])
 			return -ENOMEM;
+		s->r->pages_total += npages;
 	}
+	ret = snap_setup_series(s);
+	if (ret)
+		return ret;
 	return snap_sink_open(&(struct snap_sink_opts){ .path = s->o->path,
 							 .direct = s->o->direct,
 							 .cancel = s->o->cancel,
@@ -424,6 +683,9 @@ static int snap_run(struct snap_save *s)
 		ret = snap_pause(s);
 	if (ret)
 		return ret;
+	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stop_fd < 0)
+		return kvmmig_ioctl_err("eventfd for the snapshot's fault thread", errno);
 	ret = -pthread_create(&s->fault_thread, NULL, snap_fault_thread, s);
 	if (ret) {
 		kvmmig_err("cannot start the snapshot's fault thread: %s", strerror(-ret));
@@ -450,17 +712,54 @@ static int snap_run(struct snap_save *s)
 	return ret ? ret : snap_failed(s);
 }
 
+static void snap_stop_faults(struct snap_save *s)
+{
+	uint64_t one = 1;
+
+	__atomic_store_n(&s->stop, true, __ATOMIC_RELEASE);
+	if (s->fault_started && write(s->stop_fd, &one, sizeof(one)) != sizeof(one))
+		kvmmig_info("cannot wake the snapshot's fault thread: it stops within %d ms",
+			    SNAP_FAULT_TICK_MS);
+	if (s->fault_started)
+		pthread_join(s->fault_thread, NULL);
+	s->fault_started = false;
+}
+
+/*
+ * Pagemap tracker, after the walk: pages the guest has not written since
+ * the pause are still protected by the walk's context.  With the guest
+ * paused (the fault thread serves it until it is out), that context goes,
+ * which lifts all of it, and the WP_ASYNC one protects everything again.
+ */
+static int snap_handover(struct snap_save *s)
+{
+	double t0 = now_s();
+	int ret, rret;
+
+	ret = kvmmig_vm_pause(s->vm);
+	if (ret)
+		return ret;
+	snap_stop_faults(s);
+	ret = snap_failed(s);
+	snap_unprotect_all(s);
+	if (!ret)
+		ret = snap_track_handover(s->series, s->want);
+	rret = kvmmig_vm_resume(s->vm);
+	s->r->handover_ms = (now_s() - t0) * 1000.0;
+	return ret ? ret : rret;
+}
+
 static void snap_cleanup(struct snap_save *s)
 {
 	unsigned int i;
 
-	__atomic_store_n(&s->stop, true, __ATOMIC_RELEASE);
-	if (s->fault_started)
-		pthread_join(s->fault_thread, NULL);
+	snap_stop_faults(s);
 	snap_unprotect_all(s);
 	for (i = 0; i < MIG_MAX_SLOTS; i++) {
 		free(s->claimed[i]);
 		free(s->page_crc[i]);
+		free(s->want[i]);
+		free(s->saved[i]);
 	}
 	free(s->states);
 	free(s->cfg);
@@ -469,7 +768,8 @@ static void snap_cleanup(struct snap_save *s)
 int snapshot_save(struct kvmmig_vm *vm, const struct snap_opts *o, struct snap_report *r)
 {
 	struct snap_save s = {
-		.vm = vm, .o = o, .r = r, .u = { .fd = -1 },
+		.vm = vm, .o = o, .r = r, .u = { .fd = -1 }, .series = o->series,
+		.stop_fd = -1,
 		.nr_writers = o->writers ? o->writers : 1,
 	};
 	double t0 = now_s();
@@ -482,18 +782,20 @@ int snapshot_save(struct kvmmig_vm *vm, const struct snap_opts *o, struct snap_r
 		return -EINVAL;
 	}
 	ret = snap_run(&s);
+	if (!ret && s.keep_wp)
+		ret = snap_handover(&s);
 	/* The walk saved everything: no page is protected any more, stop the faults. */
-	__atomic_store_n(&s.stop, true, __ATOMIC_RELEASE);
-	if (s.fault_started)
-		pthread_join(s.fault_thread, NULL);
-	s.fault_started = false;
+	snap_stop_faults(&s);
 	if (!ret)
 		ret = snap_failed(&s);
+	s.walk_done = !ret;
 	if (!ret)
 		ret = snap_finish_file(&s);
 	if (ret)
 		snap_fail(&s, ret);
 	snap_cleanup(&s);
+	if (s.stop_fd >= 0)
+		close(s.stop_fd);
 	if (!ret) {
 		ret = snap_sink_commit(s.sink);
 		if (ret)
@@ -502,8 +804,15 @@ int snapshot_save(struct kvmmig_vm *vm, const struct snap_opts *o, struct snap_r
 	r->direct = snap_sink_direct(s.sink);
 	/* A failed snapshot leaves no file behind, complete-looking or not. */
 	snap_sink_close(s.sink, ret ? r->error : NULL);
+	if (o->series && ret)
+		snap_track_stop(o->series);
+	if (o->series && !ret) {
+		snprintf(o->series->last_path, sizeof(o->series->last_path), "%s", o->path);
+		o->series->last_id = s.h.id;
+	}
 	r->total_s = now_s() - t0;
-	r->bytes_written = (r->pages_walk + r->pages_fault - r->zero_pages) * MIG_PAGE_SIZE;
+	r->pages_saved = r->pages_walk + r->pages_fault;
+	r->bytes_written = (r->pages_saved - r->zero_pages) * MIG_PAGE_SIZE;
 	return ret;
 }
 

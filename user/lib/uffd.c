@@ -23,6 +23,9 @@
 #ifndef UFFD_FEATURE_WP_UNPOPULATED
 #define UFFD_FEATURE_WP_UNPOPULATED	(1 << 13)	/* Linux 6.4; Debian 12's headers are 6.1 */
 #endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC		(1 << 15)	/* Linux 6.7 */
+#endif
 
 static uint64_t uffd_page(void)
 {
@@ -34,8 +37,12 @@ static int uffd_features_of(unsigned int modes, __u64 *features)
 	*features = UFFD_FEATURE_THREAD_ID;
 	if (modes & UFFD_WP)
 		*features |= UFFD_FEATURE_PAGEFAULT_FLAG_WP;
-	if (!modes || modes & ~(UFFD_MISSING | UFFD_WP)) {
-		kvmmig_err("userfaultfd modes 0x%x: expected UFFD_MISSING, UFFD_WP or both", modes);
+	if (modes & UFFD_WP_ASYNC)
+		*features |= UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
+	if (!modes || modes & ~(UFFD_MISSING | UFFD_WP | UFFD_WP_ASYNC) ||
+	    (modes & UFFD_WP_ASYNC && modes != (UFFD_WP | UFFD_WP_ASYNC))) {
+		kvmmig_err("userfaultfd modes 0x%x: expected UFFD_MISSING, UFFD_WP, both, or UFFD_WP with UFFD_WP_ASYNC",
+			   modes);
 		return -EINVAL;
 	}
 	return 0;
@@ -84,12 +91,14 @@ int uffd_open(struct uffd *u, unsigned int modes)
 	if (ret)
 		return ret;
 	/* Write-protect without pre-faulting where the kernel can (6.4 and later). */
-	if (modes & UFFD_WP && !uffd_api(u, features | UFFD_FEATURE_WP_UNPOPULATED))
+	if (modes & UFFD_WP && !(modes & UFFD_WP_ASYNC) &&
+	    !uffd_api(u, features | UFFD_FEATURE_WP_UNPOPULATED))
 		return 0;
 	ret = uffd_api(u, features);
 	if (ret == -EINVAL) {
 		kvmmig_err("UFFDIO_API with features 0x%llx failed: this kernel has no %s",
 			   (unsigned long long)features,
+			   modes & UFFD_WP_ASYNC ? "UFFD_FEATURE_WP_ASYNC (Linux 6.7)" :
 			   modes & UFFD_WP ? "userfaultfd write-protect" : "userfaultfd for anonymous memory");
 		return -EOPNOTSUPP;
 	}

@@ -31,6 +31,13 @@ struct uffd {
 enum uffd_mode {
 	UFFD_MISSING = 1 << 0,		/* fault on pages never populated */
 	UFFD_WP = 1 << 1,		/* fault on writes to protected pages */
+	/*
+	 * uffd_open() only, with UFFD_WP: no faults at all, the kernel lifts
+	 * protection itself at a write (UFFD_FEATURE_WP_ASYNC, Linux 6.7), for
+	 * PAGEMAP_SCAN to report the pages written.  A feature of the whole
+	 * context: it cannot serve a snapshot's copy-before-write too.
+	 */
+	UFFD_WP_ASYNC = 1 << 2,
 };
 
 /* A fault as the handler needs it. */
