@@ -252,6 +252,11 @@ FIXTURE_VARIANT_ADD(bad, snapshot_tracker_unknown) {
 FIXTURE_VARIANT_ADD(bad, restore_run_seconds_over) {
 	{ "restore", "/tmp/never.snap", "--run-seconds", "99999" }, "--run-seconds", "'99999'",
 	"from 0 to 86400" };
+FIXTURE_VARIANT_ADD(bad, restore_readers_zero) {
+	{ "restore", "/tmp/never.snap", "--lazy", "--readers", "0" }, "--readers", "'0'",
+	"from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, restore_readers_over) {
+	{ "restore", "/tmp/never.snap", "--readers", "65" }, "--readers", "'65'", "from 1 to 64" };
 FIXTURE_VARIANT_ADD(bad, cancel_pid_overflow) {
 	{ "cancel", "--pid", "99999999999999999999" }, "--pid", "'99999999999999999999'",
 	"from 1 to 1073741824" };
@@ -351,6 +356,34 @@ TEST(snapshot_and_restore_say_what_is_missing)
 	ASSERT_EQ(cli_run(junk, REFUSE_MS, err, sizeof(err)), 1) TH_LOG("stderr: %s", err);
 	EXPECT_NE(strstr(err, "is not a kvmmig snapshot"), NULL) TH_LOG("stderr: %s", err);
 	EXPECT_NE(strstr(err, "/proc/self/status was not restored"), NULL) TH_LOG("stderr: %s", err);
+}
+
+/* `kvmmig restore --lazy --readers 2 --json` of a real snapshot: running, loaded, verified. */
+TEST(restore_lazy_reports)
+{
+	char dir[] = "/tmp/kvmmig-cli-XXXXXX", path[64], out[8192], err[4096];
+	const char *snap[] = { "snapshot", "--to", path, "--ram", "32M", "--workload", "incr",
+			       "--run-seconds", "0", NULL };
+	const char *lazy[] = { "restore", path, "--lazy", "--readers", "2", "--run-seconds", "1",
+			       "--json", NULL };
+	struct cli_child c;
+
+	ASSERT_NE(mkdtemp(dir), NULL);
+	snprintf(path, sizeof(path), "%s/g.snap", dir);
+	ASSERT_EQ(cli_run(snap, 60000, err, sizeof(err)), 0) TH_LOG("stderr: %s", err);
+	ASSERT_EQ(cli_start(&c, lazy), 0);
+	ASSERT_EQ(cli_wait(&c, 60000), 0);
+	cli_output(c.out, out, sizeof(out));
+	cli_output(c.err, err, sizeof(err));
+	EXPECT_EQ(cli_exit_status(&c), 0) TH_LOG("stderr: %s", err);
+	EXPECT_NE(strstr(out, "\"event\":\"restored\""), NULL) TH_LOG("stdout: %s", out);
+	EXPECT_NE(strstr(out, "\"mode\":\"lazy\""), NULL) TH_LOG("stdout: %s", out);
+	EXPECT_NE(strstr(out, "\"readers\":2"), NULL) TH_LOG("stdout: %s", out);
+	EXPECT_NE(strstr(out, "\"fault_p99_us\":"), NULL) TH_LOG("stdout: %s", out);
+	EXPECT_NE(strstr(out, "\"event\":\"verified\""), NULL) TH_LOG("stdout: %s", out);
+	cli_end(&c);
+	unlink(path);
+	rmdir(dir);
 }
 
 TEST_HARNESS_MAIN

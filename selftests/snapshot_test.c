@@ -4,7 +4,10 @@
  * guests, with one writer and four, with and without WP_UNPOPULATED.  Point-in-time exactness: at the pause the test copies all of
  * guest RAM aside, and while the guest goes on writing the saved file
  * must equal that copy byte for byte.  Restore: an incr guest saved and
- * restored passes QEMU migration-test's one-edge check and keeps running.
+ * restored passes QEMU migration-test's one-edge check and keeps running,
+ * restored lazily too (on demand alone first, then wholly), and restored
+ * eagerly by four readers equals the file; a lazy restore that meets a
+ * corrupted block fails naming it, in the background or on demand.
  * Failures: a cancel, a full filesystem and bad files (truncated,
  * corrupted, another version, incomplete, not a snapshot) each end with a
  * clear error, no file left behind, and the source guest running with
@@ -14,7 +17,8 @@
  * WP_ASYNC): an increment read through its chain equals all of guest RAM
  * copied at its pause while a random guest writes throughout; an incr
  * guest saved as a base and two increments restores to the last instant
- * exactly, passes the one-edge check and runs on; a chain whose base has
+ * exactly, passes the one-edge check and runs on, and lazily restored
+ * passes it too; a chain whose base has
  * another id, is missing, loops back, or whose presence map is corrupted
  * is refused naming the file and what is wrong; a cancelled increment
  * ends tracking and the series goes on with a full snapshot.
@@ -589,6 +593,47 @@ TEST_F_TIMEOUT(chain, restore_last_instant, 180)
 	series_pause_free(&p);
 }
 
+/*
+ * Base and two increments of an incr guest restored lazily: every block
+ * comes from the newest file that has it, on demand or in the background;
+ * the guest checks and runs on.
+ */
+TEST_F_TIMEOUT(chain, lazy_restore_last_instant, 180)
+{
+	struct snap_opts o = { .path = self->path };
+	const char *files[] = { self->path, self->incr1, self->incr2 };
+	struct snap_restore_opts ro = { .readers = 2 };
+	struct snap_lazy_report lr;
+	struct snap_report r;
+	struct snap_lazy *z;
+	struct kvmmig_vm *kv;
+	uint64_t edges = 0;
+	unsigned int i;
+
+	CHAIN_GUEST(WORKLOAD_INCR, 0);
+	o.series = self->series;
+	for (i = 0; i < 3; i++) {
+		ASSERT_TRUE(guest_moves(self->vm));
+		o.path = files[i];
+		ASSERT_EQ(snapshot_save(self->vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+		ASSERT_EQ(r.incremental, i > 0);
+	}
+	snap_series_free(self->series);
+	self->series = NULL;
+	vm_destroy(self->vm);
+	self->vm = NULL;
+	ASSERT_EQ(snapshot_lazy_start(self->incr2, vm_create_for_stream, vm_release_for_stream,
+				      &self->restored, &ro, &z, &kv), 0)
+		TH_LOG("%s", kvmmig_last_error());
+	ASSERT_EQ(snapshot_lazy_finish(z, 60000, &lr), 0) TH_LOG("%s", kvmmig_last_error());
+	ASSERT_GT(lr.fill.pages_demand + lr.fill.pages_background, 0ULL);
+	ASSERT_TRUE(guest_moves(self->restored));
+	ASSERT_EQ(vm_pause(self->restored), 0);
+	ASSERT_EQ(workload_check_incr(self->restored, &edges), 0) TH_LOG("%s", kvmmig_last_error());
+	ASSERT_EQ(vm_resume(self->restored), 0);
+	ASSERT_TRUE(guest_moves(self->restored));
+}
+
 static void cancel_at_pause(void *opaque, struct kvmmig_vm *kv)
 {
 	kvmmig_cancel_set(opaque, 1);
@@ -720,6 +765,248 @@ TEST_F_TIMEOUT(chain, bad_chains_refused, 180)
 	/* Intact again, the chain loads. */
 	ASSERT_EQ(snapshot_load(self->incr1, vm_create_for_stream, vm_release_for_stream,
 				&self->restored, &kv), 0) TH_LOG("%s", kvmmig_last_error());
+}
+
+/*
+ * Restores from one incr guest's snapshot: lazy (the guest runs at once,
+ * its pages come on demand, readers load the rest) and eager with four
+ * reader threads.
+ */
+FIXTURE(restore) {
+	char dir[64];
+	char path[128];
+	struct vm *restored;
+};
+
+FIXTURE_SETUP(restore)
+{
+	struct snap_opts o = { .path = self->path };
+	struct snap_report r;
+	struct vm *vm;
+
+	snprintf(self->dir, sizeof(self->dir), "/tmp/kvmmig-snap-XXXXXX");
+	ASSERT_NE(mkdtemp(self->dir), NULL);
+	snprintf(self->path, sizeof(self->path), "%s/guest.snap", self->dir);
+	vm = running_guest(WORKLOAD_INCR);
+	ASSERT_NE(vm, NULL);
+	ASSERT_TRUE(guest_moves(vm));
+	ASSERT_EQ(snapshot_save(vm->kv, &o, &r), 0) TH_LOG("%s", r.error);
+	vm_destroy(vm);
+}
+
+FIXTURE_TEARDOWN(restore)
+{
+	vm_destroy(self->restored);
+	unlink(self->path);
+	rmdir(self->dir);
+}
+
+/* The incr check passes, and the guest runs on. */
+static void check_incr(struct __test_metadata *_metadata, struct vm *vm)
+{
+	uint64_t edges = 0;
+
+	ASSERT_TRUE(guest_moves(vm));
+	ASSERT_EQ(vm_pause(vm), 0);
+	ASSERT_EQ(workload_check_incr(vm, &edges), 0) TH_LOG("%s", kvmmig_last_error());
+	ASSERT_EQ(vm_resume(vm), 0);
+	ASSERT_TRUE(guest_moves(vm));
+}
+
+/*
+ * The guest runs on pages it faults in alone first (no background reading
+ * until finish), then everything is loaded and the memory is unregistered.
+ */
+static void lazy_incr(struct __test_metadata *_metadata, FIXTURE_DATA(restore) *self,
+		      unsigned int readers, bool no_hint)
+{
+	struct snap_restore_opts o = { .readers = readers, .no_hint = no_hint,
+				       .demand_only = true };
+	struct snap_lazy_report r;
+	struct page_fill_stats st;
+	struct snap_lazy *z;
+	struct kvmmig_vm *kv;
+	uint64_t total = 0;
+	unsigned int i;
+
+	ASSERT_EQ(snapshot_lazy_start(self->path, vm_create_for_stream, vm_release_for_stream,
+				      &self->restored, &o, &z, &kv), 0)
+		TH_LOG("%s", kvmmig_last_error());
+	ASSERT_EQ(kv, self->restored->kv);
+	ASSERT_EQ(uffd_missing_flag(kv->slots[1].hva), 1);
+	/*
+	 * Running on demand alone: it faulted, and each page asked for came
+	 * with its block, placed by the fault thread (nothing else places),
+	 * which may be serving one request right now.
+	 */
+	ASSERT_TRUE(guest_moves(self->restored));
+	snapshot_lazy_stats(z, &st);
+	for (i = 0; i < kv->nr_slots; i++)
+		total += kvmmig_slot_pages(&kv->slots[i]);
+	ASSERT_GT(st.pages_demand, 0ULL);
+	ASSERT_LE(st.pages_demand, st.requests);
+	ASSERT_LE(st.requests, st.pages_demand + 1);
+	ASSERT_EQ(st.dropped, 0ULL);
+	ASSERT_EQ(snapshot_lazy_finish(z, 60000, &r), 0) TH_LOG("%s", kvmmig_last_error());
+	TH_LOG("running after %.1f ms, loaded after %.2f s; %llu faults, %llu demand, %llu background pages, p50 %llu us, p99 %llu us, blocked %.1f ms",
+	       r.running_ms, r.loaded_s, (unsigned long long)r.fill.faults,
+	       (unsigned long long)r.fill.pages_demand,
+	       (unsigned long long)r.fill.pages_background,
+	       (unsigned long long)lat_hist_percentile_us(r.fill.fault_us_hist, 50),
+	       (unsigned long long)lat_hist_percentile_us(r.fill.fault_us_hist, 99),
+	       r.fill.blocktime_ns / 1e6);
+	ASSERT_EQ(r.fill.pages_demand + r.fill.pages_background, total);
+	ASSERT_GE(r.fill.faults, st.faults);
+	/* Nothing registered any more. */
+	for (i = 0; i < kv->nr_slots; i++)
+		ASSERT_EQ(uffd_missing_flag(kv->slots[i].hva), 0);
+	ASSERT_GT(lat_hist_count(r.fill.fault_us_hist), 0ULL);
+	check_incr(_metadata, self->restored);
+}
+
+TEST_F_TIMEOUT(restore, lazy_incr, 120)
+{
+	lazy_incr(_metadata, self, 1, false);
+}
+
+TEST_F_TIMEOUT(restore, lazy_incr_four_readers_no_hint, 120)
+{
+	lazy_incr(_metadata, self, 4, true);
+}
+
+/* Flip one byte in page @page of @slot. */
+static int corrupt_page(const char *path, unsigned int slot, uint64_t page)
+{
+	uint8_t hdr[SNAP_HEADER_SIZE], b;
+	struct snap_header *h = (struct snap_header *)hdr;
+	struct mig_config *cfg = (struct mig_config *)(hdr + sizeof(*h));
+	int fd = open(path, O_RDWR), ret = -1;
+	uint64_t off;
+
+	if (fd < 0)
+		return -1;
+	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
+		goto out;
+	off = snap_page_off(h, cfg, slot, page) + 100;
+	if (pread(fd, &b, 1, off) != 1)
+		goto out;
+	b ^= 0x40;
+	if (pwrite(fd, &b, 1, off) == 1)
+		ret = 0;
+out:
+	close(fd);
+	return ret;
+}
+
+/*
+ * A lazy restore that meets a corrupted block, found by a background
+ * reader (slot 1's page 7) or by the guest's first faults (all of slot 0,
+ * where its code and page tables are): it fails naming the pages, the
+ * guest is stopped and released, and nothing is left.
+ */
+static void lazy_bad_block(struct __test_metadata *_metadata, FIXTURE_DATA(restore) *self,
+			   bool on_demand)
+{
+	struct snap_restore_opts o = { .readers = 2, .demand_only = on_demand };
+	struct page_fill_stats st = { 0 };
+	struct snap_lazy_report r;
+	struct snap_lazy *z;
+	struct kvmmig_vm *kv;
+	unsigned int i;
+	uint64_t p;
+
+	if (on_demand) {
+		for (p = 0; p < 64; p++)
+			ASSERT_EQ(corrupt_page(self->path, 0, p * 64), 0);
+	} else {
+		ASSERT_EQ(corrupt_page(self->path, 1, 7), 0);
+	}
+	ASSERT_EQ(snapshot_lazy_start(self->path, vm_create_for_stream, vm_release_for_stream,
+				      &self->restored, &o, &z, &kv), 0)
+		TH_LOG("%s", kvmmig_last_error());
+	/*
+	 * The guest asks for its first pages at once (and gets nothing: do
+	 * not touch its memory here, this thread would wait for ever too).
+	 */
+	for (i = 0; on_demand && i < GUEST_PROGRESS_S * 20; i++) {
+		snapshot_lazy_stats(z, &st);
+		if (st.requests)
+			break;
+		usleep(50000);
+	}
+	if (on_demand)
+		ASSERT_GT(st.requests, 0ULL);
+	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
+	ASSERT_EQ(snapshot_lazy_finish(z, 60000, &r), -EBADMSG);
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	ASSERT_NE(strstr(kvmmig_last_error(), "do not match their checksum"), NULL)
+		TH_LOG("%s", kvmmig_last_error());
+	ASSERT_NE(strstr(kvmmig_last_error(), on_demand ? "slot 0, pages" : "slot 1, pages 0-63"),
+		  NULL) TH_LOG("%s", kvmmig_last_error());
+	ASSERT_EQ(self->restored, NULL);	/* released */
+}
+
+TEST_F_TIMEOUT(restore, lazy_bad_block_in_background, 120)
+{
+	lazy_bad_block(_metadata, self, false);
+}
+
+TEST_F_TIMEOUT(restore, lazy_bad_block_on_demand, 120)
+{
+	lazy_bad_block(_metadata, self, true);
+}
+
+/* Four readers load exactly the file: every page as saved (holes as zeros). */
+TEST_F_TIMEOUT(restore, eager_four_readers_equal_file, 120)
+{
+	struct snap_restore_opts o = { .readers = 4 };
+	uint8_t hdr[SNAP_HEADER_SIZE], *page = malloc(MIG_PAGE_SIZE);
+	struct snap_header *h = (struct snap_header *)hdr;
+	struct mig_config *cfg = (struct mig_config *)(hdr + sizeof(*h));
+	struct kvmmig_vm *kv;
+	uint64_t i, bad = 0, data = 0;
+	unsigned int s;
+	int fd;
+
+	ASSERT_NE(page, NULL);
+	ASSERT_EQ(snapshot_load_with(self->path, vm_create_for_stream, vm_release_for_stream,
+				     &self->restored, &o, &kv), 0) TH_LOG("%s", kvmmig_last_error());
+	fd = open(self->path, O_RDONLY);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	/* Not resumed: memory is exactly what the restore wrote. */
+	for (s = 0; s < kv->nr_slots; s++) {
+		for (i = 0; i < kvmmig_slot_pages(&kv->slots[s]); i++) {
+			ASSERT_EQ(pread(fd, page, MIG_PAGE_SIZE, snap_page_off(h, cfg, s, i)),
+				  (ssize_t)MIG_PAGE_SIZE);
+			bad += memcmp(page, (uint8_t *)kv->slots[s].hva + i * MIG_PAGE_SIZE,
+				      MIG_PAGE_SIZE) != 0;
+			data += page[0] || memcmp(page, page + 1, MIG_PAGE_SIZE - 1);
+		}
+	}
+	close(fd);
+	ASSERT_EQ(bad, 0ULL);
+	ASSERT_GT(data, 0ULL);		/* the file is not all holes */
+	ASSERT_EQ(kvmmig_vm_resume(kv), 0);
+	check_incr(_metadata, self->restored);
+	free(page);
+}
+
+/* More readers than allowed: refused by name, no VM made. */
+TEST_F(restore, readers_out_of_range)
+{
+	struct snap_restore_opts o = { .readers = SNAP_MAX_READERS + 1 };
+	struct snap_lazy *z;
+	struct kvmmig_vm *kv;
+
+	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
+	ASSERT_EQ(snapshot_load_with(self->path, vm_create_for_stream, vm_release_for_stream,
+				     &self->restored, &o, &kv), -EINVAL);
+	ASSERT_EQ(snapshot_lazy_start(self->path, vm_create_for_stream, vm_release_for_stream,
+				      &self->restored, &o, &z, &kv), -EINVAL);
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	ASSERT_NE(strstr(kvmmig_last_error(), "expected 1 to 64"), NULL);
+	ASSERT_EQ(self->restored, NULL);
 }
 
 TEST_HARNESS_MAIN

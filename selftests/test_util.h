@@ -7,6 +7,9 @@
 #define KVMMIG_TEST_UTIL_H
 
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 #include <linux/kvm.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
@@ -51,6 +54,34 @@ static inline void workload_slot_page(struct vm *vm, uint64_t i, unsigned int *s
 			break;
 	*slot = s;
 	*off = (gpa - vm->slots[s].gpa) / GUEST_PAGE_SIZE;
+}
+
+/*
+ * Is @addr in a mapping whose VmFlags say "um" (registered for userfaultfd
+ * MISSING faults)?  1 or 0; -1 when smaps cannot tell.
+ */
+static inline int uffd_missing_flag(void *addr)
+{
+	char line[512];
+	uintptr_t a = (uintptr_t)addr, lo, hi;
+	bool in = false;
+	int found = -1;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = a >= lo && a < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			found = strstr(line, " um") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
 }
 
 #endif /* KVMMIG_TEST_UTIL_H */

@@ -24,6 +24,7 @@
 
 #include "dirty.h"
 #include "kvmmig_vm.h"
+#include "page_fill.h"
 #include "stream.h"
 #include "tls.h"
 
@@ -37,6 +38,7 @@
 #define SNAP_MAX_WRITERS	64
 #define SNAP_BASE_NAME_MAX	256			/* with its NUL */
 #define SNAP_CHAIN_MAX		32			/* files in a chain, the full one too */
+#define SNAP_MAX_READERS	64
 
 /* At offset 0; the guest configuration (struct mig_config) follows it. */
 struct snap_header {
@@ -207,6 +209,58 @@ int snap_chain_read_block(struct snap_chain *c, unsigned int slot, uint64_t bloc
 			  uint64_t *zero_mask);
 /* The newest file's vCPU states (nr_vcpus x vcpu_state_size bytes), checked. */
 int snap_chain_read_states(struct snap_chain *c, void *states);
+/* How a restore reads the file. */
+struct snap_restore_opts {
+	unsigned int readers;		/* reader threads, 1..SNAP_MAX_READERS (0: 1) */
+	/* lazy: background readers do not jump to the block after a fault's (seed 003) */
+	bool no_hint;
+	unsigned int fault_timeout_ms;	/* lazy: a faulting page's deadline (0: page_fill's) */
+	/*
+	 * lazy: no background reading before snapshot_lazy_finish(): until
+	 * then only what the guest touches is read (tests see every fault).
+	 */
+	bool demand_only;
+	const volatile sig_atomic_t *cancel;	/* set non-zero to cancel (cancel.h) */
+};
+
+/* snapshot_load() with @o's readers (NULL: one). */
+int snapshot_load_with(const char *path,
+		       int (*create_vm)(void *vmm_opaque, const struct mig_config *cfg,
+					struct kvmmig_vm **vm),
+		       void (*release_vm)(void *vmm_opaque, struct kvmmig_vm *vm, bool running),
+		       void *vmm_opaque, const struct snap_restore_opts *o, struct kvmmig_vm **out);
+
+/*
+ * Lazy restore (snapshot_lazy.c): the VM is made and its vCPU states
+ * loaded, its memory registered for demand fill (page_fill.h), and it is
+ * resumed at once; a page the guest touches is read with its whole
+ * checksum block, checked and placed, while o->readers background threads
+ * place the rest in order.  snapshot_lazy_start() returns with the guest
+ * running (or -errno, the VM released); snapshot_lazy_finish() waits until
+ * every page is placed and unregisters.  If a block turns out bad (or the
+ * fill fails, times out or is cancelled), the guest can only stall on the
+ * pages it lacks: finish pauses it, releases the VM with @release_vm and
+ * returns the error naming the block.
+ */
+struct snap_lazy;
+
+struct snap_lazy_report {
+	double running_ms;		/* from opening the file to the guest resumed */
+	double loaded_s;		/* from opening the file to every page placed */
+	struct page_fill_stats fill;
+};
+
+int snapshot_lazy_start(const char *path,
+			int (*create_vm)(void *vmm_opaque, const struct mig_config *cfg,
+					 struct kvmmig_vm **vm),
+			void (*release_vm)(void *vmm_opaque, struct kvmmig_vm *vm, bool running),
+			void *vmm_opaque, const struct snap_restore_opts *o,
+			struct snap_lazy **lazy, struct kvmmig_vm **out);
+/* The demand fill's counters so far. */
+void snapshot_lazy_stats(struct snap_lazy *z, struct page_fill_stats *st);
+/* Wait up to @timeout_ms for the whole file; @r filled either way. Frees @z. */
+int snapshot_lazy_finish(struct snap_lazy *z, unsigned int timeout_ms,
+			 struct snap_lazy_report *r);
 
 /* The fault-latency percentile @p (0-100) of @r, in microseconds (an upper bound). */
 uint64_t snap_fault_percentile_us(const struct snap_report *r, double p);

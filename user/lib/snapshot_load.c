@@ -15,33 +15,39 @@
 
 #include "log.h"
 #include "snapshot.h"
+#include "snapshot_read.h"
+
+int snap_load_block(struct snap_chain *c, struct kvmmig_vm *vm, uint8_t *buf, unsigned int slot,
+		    uint64_t block)
+{
+	uint8_t *dst = (uint8_t *)vm->slots[slot].hva + block * SNAP_BLOCK_PAGES * MIG_PAGE_SIZE;
+	bool zeroed = vm->slots[slot].zeroed;
+	uint64_t zero = 0;
+	int i, n;
+
+	n = snap_chain_read_block(c, slot, block, buf, zeroed ? &zero : NULL);
+	/* A zero page in fresh memory needs no write (and no memory). */
+	for (i = 0; i < n; i++)
+		if (!(zero >> i & 1))
+			memcpy(dst + i * MIG_PAGE_SIZE, buf + i * MIG_PAGE_SIZE, MIG_PAGE_SIZE);
+	return n < 0 ? n : 0;
+}
 
 /* Every block of every slot into the guest. */
 static int snap_load_memory(struct snap_chain *c, struct kvmmig_vm *vm, uint8_t *buf)
 {
 	const struct mig_config *cfg = snap_chain_config(c);
-	uint64_t b, zero, i;
 	unsigned int slot;
-	int n = 0;
+	uint64_t b;
+	int ret = 0;
 
-	for (slot = 0; n >= 0 && slot < cfg->nr_slots; slot++) {
-		uint64_t npages = cfg->slots[slot].size / MIG_PAGE_SIZE;
-		uint8_t *dst = vm->slots[slot].hva;
-		bool zeroed = vm->slots[slot].zeroed;
-
-		for (b = 0; n >= 0 && b * SNAP_BLOCK_PAGES < npages; b++) {
-			n = snap_chain_read_block(c, slot, b, buf, zeroed ? &zero : NULL);
-			/* A zero page in fresh memory needs no write (and no memory). */
-			for (i = 0; n > 0 && i < (uint64_t)n; i++)
-				if (!zeroed || !(zero >> i & 1))
-					memcpy(dst + (b * SNAP_BLOCK_PAGES + i) * MIG_PAGE_SIZE,
-					       buf + i * MIG_PAGE_SIZE, MIG_PAGE_SIZE);
-		}
-	}
-	return n < 0 ? n : 0;
+	for (slot = 0; !ret && slot < cfg->nr_slots; slot++)
+		for (b = 0; !ret && b * SNAP_BLOCK_PAGES < cfg->slots[slot].size / MIG_PAGE_SIZE; b++)
+			ret = snap_load_block(c, vm, buf, slot, b);
+	return ret;
 }
 
-static int snap_load_vcpus(struct snap_chain *c, struct kvmmig_vm *vm)
+int snap_load_vcpus(struct snap_chain *c, struct kvmmig_vm *vm)
 {
 	const struct mig_config *cfg = snap_chain_config(c);
 	uint8_t *states = malloc((size_t)cfg->nr_vcpus * cfg->vcpu_state_size);
@@ -57,27 +63,39 @@ static int snap_load_vcpus(struct snap_chain *c, struct kvmmig_vm *vm)
 	return ret;
 }
 
-int snapshot_load(const char *path,
-		  int (*create_vm)(void *vmm_opaque, const struct mig_config *cfg,
-				   struct kvmmig_vm **vm),
-		  void (*release_vm)(void *vmm_opaque, struct kvmmig_vm *vm, bool running),
-		  void *vmm_opaque, struct kvmmig_vm **out)
+int snap_make_vm(struct snap_chain *c,
+		 int (*create_vm)(void *vmm_opaque, const struct mig_config *cfg,
+				  struct kvmmig_vm **vm),
+		 void *vmm_opaque, struct kvmmig_vm **vm)
 {
+	int ret = create_vm(vmm_opaque, snap_chain_config(c), vm);
+
+	if (ret > 0)
+		ret = -EIO;
+	if (!ret)
+		ret = kvmmig_vm_check_config(*vm, snap_chain_config(c));
+	return ret;
+}
+
+int snapshot_load_with(const char *path,
+		       int (*create_vm)(void *vmm_opaque, const struct mig_config *cfg,
+					struct kvmmig_vm **vm),
+		       void (*release_vm)(void *vmm_opaque, struct kvmmig_vm *vm, bool running),
+		       void *vmm_opaque, const struct snap_restore_opts *o, struct kvmmig_vm **out)
+{
+	unsigned int readers = o && o->readers ? o->readers : 1;
 	uint8_t *buf = malloc(SNAP_BLOCK_PAGES * MIG_PAGE_SIZE);
 	struct snap_chain *c = NULL;
 	struct kvmmig_vm *vm = NULL;
-	int ret;
+	int ret = buf ? snap_check_readers(readers) : -ENOMEM;
 
-	ret = buf ? snap_chain_open(path, &c) : -ENOMEM;
-	if (!ret) {
-		ret = create_vm(vmm_opaque, snap_chain_config(c), &vm);
-		if (ret > 0)
-			ret = -EIO;
-	}
 	if (!ret)
-		ret = kvmmig_vm_check_config(vm, snap_chain_config(c));
+		ret = snap_chain_open(path, &c);
 	if (!ret)
-		ret = snap_load_memory(c, vm, buf);
+		ret = snap_make_vm(c, create_vm, vmm_opaque, &vm);
+	if (!ret)
+		ret = readers > 1 ? snap_load_parallel(c, vm, readers, o->cancel) :
+				    snap_load_memory(c, vm, buf);
 	if (!ret)
 		ret = snap_load_vcpus(c, vm);
 	if (ret && vm)
@@ -87,4 +105,13 @@ int snapshot_load(const char *path,
 	snap_chain_close(c);
 	free(buf);
 	return ret;
+}
+
+int snapshot_load(const char *path,
+		  int (*create_vm)(void *vmm_opaque, const struct mig_config *cfg,
+				   struct kvmmig_vm **vm),
+		  void (*release_vm)(void *vmm_opaque, struct kvmmig_vm *vm, bool running),
+		  void *vmm_opaque, struct kvmmig_vm **out)
+{
+	return snapshot_load_with(path, create_vm, release_vm, vmm_opaque, NULL, out);
 }
