@@ -12,8 +12,9 @@
  * reached.  A page is written to the file straight from guest memory,
  * which protection keeps as it was at the pause, and only then is its
  * protection lifted, by its claimer alone; that wakes any vCPU waiting on
- * it.  The fault thread never waits for the walkers: it writes its pages
- * with its own pwrite().
+ * it.  The fault thread never waits for the walkers, nor makes a vCPU wait
+ * for the file: it copies the page aside, lifts the protection, then
+ * writes the copy with its own pwrite().
  *
  * In a series (snapshot_track.c) an increment saves only the pages its
  * tracker reports written since the previous snapshot's pause, the `want`
@@ -172,8 +173,28 @@ static void snap_count_latency(struct snap_save *s, double seconds)
 	__atomic_add_fetch(&s->r->fault_us_hist[b], 1, __ATOMIC_RELAXED);
 }
 
-/* A guest write to a protected page: save it first if nobody has. */
-static int snap_serve_fault(struct snap_save *s, const struct uffd_fault *f)
+/*
+ * Write the copy @buf of page @idx of @slot taken before the guest could
+ * change it (its checksum, or a hole if it is zero).
+ */
+static int snap_save_copy(struct snap_save *s, unsigned int slot, uint64_t idx,
+			  const void *buf, uint64_t *zero)
+{
+	s->page_crc[slot][idx] = crc32c(0, buf, MIG_PAGE_SIZE);
+	if (buffer_is_zero(buf, MIG_PAGE_SIZE)) {
+		(*zero)++;
+		return 0;
+	}
+	return snap_pwrite(s, buf, MIG_PAGE_SIZE, snap_page_off(&s->h, s->cfg, slot, idx));
+}
+
+/*
+ * A guest write to a protected page: save it first if nobody has.  The
+ * page is copied to @copy (page-aligned, for O_DIRECT) and its protection
+ * lifted before the copy is written, so the waiting vCPU pays for a
+ * memcpy and an ioctl, never for the file or the receiver's link.
+ */
+static int snap_serve_fault(struct snap_save *s, const struct uffd_fault *f, uint8_t *copy)
 {
 	void *page = (void *)(uintptr_t)f->addr;
 	unsigned long bit, old;
@@ -200,16 +221,19 @@ static int snap_serve_fault(struct snap_save *s, const struct uffd_fault *f)
 	if (old & bit)
 		/* Its claimer lifts the protection, which wakes this writer; be sure. */
 		return uffd_wake(&s->u, page, MIG_PAGE_SIZE);
-	ret = snap_save_pages(s, slot, idx, 1, &zero);
-	if (!ret && s->keep_wp)
+	memcpy(copy, page, MIG_PAGE_SIZE);
+	if (s->keep_wp)
 		__atomic_fetch_or(&s->saved[slot][idx / BITS_PER_LONG], bit, __ATOMIC_SEQ_CST);
-	if (!ret)
-		ret = uffd_protect(&s->u, page, MIG_PAGE_SIZE, false);
+	ret = uffd_protect(&s->u, page, MIG_PAGE_SIZE, false);
+	if (ret)
+		return ret;
+	snap_count_latency(s, now_s() - t0);
+	/* A failure here fails the whole snapshot: nothing half-saved is kept. */
+	ret = snap_save_copy(s, slot, idx, copy, &zero);
 	if (ret)
 		return ret;
 	__atomic_add_fetch(&s->r->pages_fault, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->r->zero_pages, zero, __ATOMIC_RELAXED);
-	snap_count_latency(s, now_s() - t0);
 	return 0;
 }
 
@@ -233,6 +257,7 @@ static int snap_fault_wait(struct snap_save *s)
 
 static void *snap_fault_thread(void *arg)
 {
+	uint8_t copy[MIG_PAGE_SIZE] __attribute__((aligned(MIG_PAGE_SIZE)));
 	struct uffd_fault f[UFFD_MAX_BATCH];
 	struct snap_save *s = arg;
 	int n, i, ret = 0;
@@ -244,7 +269,7 @@ static void *snap_fault_thread(void *arg)
 		if (n > 0)
 			n = uffd_read_faults(&s->u, f, UFFD_MAX_BATCH);
 		for (i = 0; n > 0 && i < n && !ret; i++)
-			ret = snap_serve_fault(s, &f[i]);
+			ret = snap_serve_fault(s, &f[i], copy);
 		if (n < 0)
 			ret = n;
 	}

@@ -7,8 +7,9 @@
  * through an aligned bounce buffer padded with zeros to a 4 KiB boundary,
  * which the layout keeps for them); and a TCP connection to
  * snapshot_receive(), one record per write.  Writers share the connection
- * under a mutex: a record is never interleaved with another, and so, unlike
- * with a file, the fault thread's page waits behind the walkers' records.
+ * under a mutex: a record is never interleaved with another.  The fault
+ * thread's page may wait behind the walkers' records, but its vCPU does
+ * not: snapshot_save.c lifts the protection from a copy first.
  * The TCP connection is TLS when the options ask for it, as a migration's.
  */
 #include <errno.h>
