@@ -39,6 +39,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +61,7 @@
 
 #define SNAP_FAULT_TICK_MS	100
 #define SNAP_WALK_CHUNK	16	/* bitmap words a walker takes at a time: 4 MiB */
+#define SNAP_WALK_NICE		10	/* the walkers' priority: below the guest's */
 
 struct snap_save {
 	struct kvmmig_vm *vm;
@@ -81,8 +83,8 @@ struct snap_save {
 	unsigned long *saved[MIG_MAX_SLOTS];	/* keep_wp: in the file (atomic) */
 	pthread_t fault_thread;
 	bool fault_started;
-	unsigned int nr_writers;	/* walkers, the caller's thread the first */
-	unsigned int nr_walkers;	/* walkers[1..] started */
+	unsigned int nr_writers;	/* walker threads to start */
+	unsigned int nr_walkers;	/* walkers[0..] started */
 	pthread_t walkers[SNAP_MAX_WRITERS];
 	uint64_t walk_next;		/* atomic: the next chunk to walk */
 	uint64_t chunk_start[MIG_MAX_SLOTS + 1];	/* first chunk of each slot */
@@ -262,7 +264,7 @@ static void *snap_fault_thread(void *arg)
 	struct snap_save *s = arg;
 	int n, i, ret = 0;
 
-	/* Its failure is reported once, by the walker's thread. */
+	/* Its failure is said once, by the caller's thread (snap_run(), snapshot_save()). */
 	kvmmig_log_quiet(true);
 	while (!ret && !__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
 		n = snap_fault_wait(s);
@@ -385,12 +387,21 @@ static int snap_walk(struct snap_save *s)
 	return ret;
 }
 
+/*
+ * A walker.  The walk is background work: its threads run at nice
+ * SNAP_WALK_NICE, below the guest's vCPUs and the fault thread, so that on
+ * a busy host the guest and a vCPU waiting on a page get the CPU first
+ * (the caller's thread only waits, so that no thread of the caller's is
+ * left at a lower priority, which it could not undo without privilege).
+ */
 static void *snap_walker_thread(void *arg)
 {
 	struct snap_save *s = arg;
 	int ret;
 
-	/* Its failure is reported once, by the first walker's thread. */
+	if (setpriority(PRIO_PROCESS, gettid(), SNAP_WALK_NICE))
+		kvmmig_info("snapshot writer keeps its priority: setpriority: %s", strerror(errno));
+	/* Its failure is said once, by the caller's thread (snap_run()). */
 	kvmmig_log_quiet(true);
 	ret = snap_walk(s);
 	if (ret && ret != snap_failed(s))
@@ -721,20 +732,24 @@ static int snap_run(struct snap_save *s)
 		s->chunk_start[i + 1] = s->chunk_start[i] +
 			(BITMAP_WORDS(kvmmig_slot_pages(&s->vm->slots[i])) + SNAP_WALK_CHUNK - 1) /
 			SNAP_WALK_CHUNK;
-	for (i = 1; !ret && i < s->nr_writers; i++) {
+	for (i = 0; !ret && i < s->nr_writers; i++) {
 		ret = -pthread_create(&s->walkers[i], NULL, snap_walker_thread, s);
 		if (ret)
 			kvmmig_err("cannot start snapshot writer %u: %s", i, strerror(-ret));
 		else
-			s->nr_walkers = i;
+			s->nr_walkers = i + 1;
 	}
-	if (!ret)
-		ret = snap_walk(s);
 	if (ret)
 		snap_fail(s, ret);
-	for (i = 1; i <= s->nr_walkers; i++)
+	for (i = 0; i < s->nr_walkers; i++)
 		pthread_join(s->walkers[i], NULL);
-	return ret ? ret : snap_failed(s);
+	if (ret)
+		return ret;
+	ret = snap_failed(s);
+	if (ret)
+		/* A walker's or the fault thread's, kept quiet there: said once, here. */
+		kvmmig_err("%s", s->r->error);
+	return ret;
 }
 
 static void snap_stop_faults(struct snap_save *s)
@@ -811,8 +826,11 @@ int snapshot_save(struct kvmmig_vm *vm, const struct snap_opts *o, struct snap_r
 		ret = snap_handover(&s);
 	/* The walk saved everything: no page is protected any more, stop the faults. */
 	snap_stop_faults(&s);
-	if (!ret)
+	if (!ret) {
 		ret = snap_failed(&s);
+		if (ret)
+			kvmmig_err("%s", r->error);
+	}
 	s.walk_done = !ret;
 	if (!ret)
 		ret = snap_finish_file(&s);
