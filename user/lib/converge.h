@@ -103,4 +103,36 @@ double converge_eta(const struct converge *c, uint64_t remaining, double bandwid
 		    double rate);
 const char *converge_verdict_name(enum converge_verdict v);
 
+/*
+ * Whether a backend should move a vCPU's limit from @cur to @want: set,
+ * lifted or tightened at once; raised only by more than 5%, so that the
+ * noise of the rates does not rewrite a limit every tick (a limit kept a
+ * little stronger still converges).
+ */
+static inline bool converge_limit_changed(uint64_t cur, uint64_t want)
+{
+	if (!cur || !want || want < cur)
+		return want != cur;
+	return want > cur + cur / 20;
+}
+
+/*
+ * A backend with CPU throttles only: a vCPU throttled by @pct percent runs
+ * (100 - pct)% of the time and dirties about that share of its demand.
+ */
+static inline double converge_demand_under_cpu(double rate, unsigned int pct)
+{
+	return pct < 100 ? rate * 100 / (100 - pct) : rate;
+}
+
+/* The CPU throttle that runs a vCPU limit / demand of the time (0: none, at most 99). */
+static inline unsigned int converge_cpu_pct(double demand, uint64_t limit)
+{
+	double run = demand > 0 ? limit / demand : 1;
+
+	if (!limit || run >= 1)
+		return 0;
+	return run <= 0.01 ? 99 : (unsigned int)(100 - run * 100 + 0.5);
+}
+
 #endif /* KVMMIG_CONVERGE_H */

@@ -337,14 +337,14 @@ static int converge_bucket_set(struct mig_throttle *t, unsigned int vcpu, uint64
 static void converge_vcpu_of(const struct mig_throttle *t, unsigned int i,
 			     struct converge_vcpu *v)
 {
-	uint64_t limit = t->cv.limit[i];
+	uint64_t limit = t->limit[i];
 
 	v->can_limit = true;
 	if (t->bucket) {
 		v->rate = t->rate[i];
 		v->held = limit && t->rate[i] >= 0.9 * limit;
 	} else {
-		v->rate = t->rate[i] * 100 / (100 - t->pct[i]);
+		v->rate = converge_demand_under_cpu(t->rate[i], t->pct[i]);
 		v->held = false;
 	}
 }
@@ -370,23 +370,25 @@ static int converge_adjust(struct mig_throttle *t, double now)
 		.bandwidth = t->bandwidth,
 		.vcpu = v,
 	};
-	uint64_t before[MIG_MAX_VCPUS];
 	struct converge_out out;
 	unsigned int i;
 	int ret = 0;
 
 	for (i = 0; i < t->vm->nr_vcpus; i++)
 		converge_vcpu_of(t, i, &v[i]);
-	memcpy(before, t->cv.limit, sizeof(before));
 	converge_tick(&t->cv, &in, &out);
 	converge_say(t, &out);
 	for (i = 0; !ret && i < t->vm->nr_vcpus; i++) {
 		uint64_t l = out.limit[i];
 
+		if (!converge_limit_changed(t->limit[i], l))
+			continue;
 		if (t->bucket)
-			ret = l == before[i] ? 0 : converge_bucket_set(t, i, l);
+			ret = converge_bucket_set(t, i, l);
 		else
-			ret = throttle_set(t, i, l ? pct_for_target(0, v[i].rate, l) : 0);
+			ret = throttle_set(t, i, converge_cpu_pct(v[i].rate, l));
+		if (!ret)
+			t->limit[i] = l;
 	}
 	return ret;
 }
@@ -455,7 +457,7 @@ int mig_throttle_off(struct mig_throttle *t)
 	int ret = t->vm ? throttle_apply(t, -1, 0) : 0;
 
 	memset(t->pct, 0, sizeof(t->pct));
-	memset(t->cv.limit, 0, sizeof(t->cv.limit));
+	memset(t->limit, 0, sizeof(t->limit));
 	t->active = false;
 	return ret;
 }

@@ -43,6 +43,7 @@ struct mig_throttle {
 	uint64_t slept_ns0[MIG_MAX_VCPUS];	/* the module's sleep count at the start */
 	/* converge: the controller, its clock origin and the latest backlog */
 	struct converge cv;
+	uint64_t limit[MIG_MAX_VCPUS];	/* bytes/s in force, 0: none */
 	double cv_t0;
 	uint64_t backlog;
 	double bandwidth;
