@@ -14,8 +14,10 @@
  * lifts whatever a failed lift left.  Output: a live line on a terminal,
  * --json events, and a final report (Documentation/converge.rst).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,24 +182,49 @@ static int cv_attach(struct cv_run *r)
 	return 0;
 }
 
-/* Without the module: the VMM's vCPUs as the BPF programs see them. */
+/*
+ * Without the module, the vCPUs are the VMM's anon_inode:kvm-vcpu:N fds:
+ * a vCPU halted since before BPF attached shows in no BPF map.
+ */
+static int cv_count_vcpus(struct cv_run *r)
+{
+	char dir[64], path[PATH_MAX], link[64];
+	struct dirent *de;
+	unsigned int n;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", r->env->pid);
+	d = opendir(dir);
+	if (!d) {
+		kvmmig_err("cannot read %s: %s (is %d a running VMM, and are we root?)", dir,
+			   strerror(errno), r->env->pid);
+		return -ESRCH;
+	}
+	while ((de = readdir(d))) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0)
+			continue;
+		link[len] = 0;
+		if (sscanf(link, "anon_inode:kvm-vcpu:%u", &n) == 1 && n < CONVERGE_MAX_VCPUS &&
+		    n + 1 > r->nr_vcpus)
+			r->nr_vcpus = n + 1;
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Without the module: the VMM's vCPUs' rates as the BPF programs see them. */
 static int cv_open_bpf(struct cv_run *r)
 {
 	struct bpf_rates_opts bo = { .pid = r->env->pid, .pin_dir = "" };
-	size_t i;
 	int ret;
 
-	ret = bpf_rates_open(&bo, &r->br);
-	if (ret)
-		return ret;
-	ret = bpf_rates_update(r->br);
-	for (i = 0; !ret && i < bpf_rates_count(r->br); i++) {
-		const struct bpf_rates_vcpu *v = bpf_rates_get(r->br, i);
-
-		if (v->pid == (uint32_t)r->env->pid && v->vcpu < CONVERGE_MAX_VCPUS &&
-		    v->vcpu + 1 > r->nr_vcpus)
-			r->nr_vcpus = v->vcpu + 1;
-	}
+	ret = cv_count_vcpus(r);
+	if (!ret)
+		ret = bpf_rates_open(&bo, &r->br);
 	return ret;
 }
 
