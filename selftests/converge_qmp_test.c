@@ -187,6 +187,7 @@ FIXTURE(qemu) {
 FIXTURE_SETUP(qemu)
 {
 	char incoming[64], bios[PATH_MAX], path[PATH_MAX];
+	struct qmp *dst_qmp = NULL;
 	struct stat st;
 	int port;
 
@@ -207,6 +208,9 @@ FIXTURE_SETUP(qemu)
 	if (qemu_qmp(&self->src, 0, &self->qmp) == -ECHILD)
 		SKIP(return, QEMU " -accel kvm exited at once: %s", kvmmig_last_error());
 	ASSERT_NE(self->qmp, NULL) TH_LOG("%s", kvmmig_last_error());
+	/* The destination answers on QMP once it listens for the migration. */
+	ASSERT_EQ(qemu_qmp(&self->dst, 0, &dst_qmp), 0) TH_LOG("%s", kvmmig_last_error());
+	qmp_close(dst_qmp);
 	/* Slow enough to be followed for a while, still short. */
 	ASSERT_EQ(qmp_execute(self->qmp, "migrate-set-parameters", "{\"max-bandwidth\":33554432}",
 			      QMP_MS, NULL), 0);

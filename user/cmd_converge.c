@@ -67,6 +67,8 @@ struct cv_run {
 	struct qmp_migration mig;
 	double t0, last_t, converged_t;
 	double backlog;			/* without QMP: the modelled backlog */
+	uint64_t sync_count;		/* QEMU's dirty-sync-count, and when it moved */
+	double sync_t;
 	unsigned int changes;
 };
 
@@ -475,7 +477,18 @@ static int cv_migration(struct cv_run *r, double dt, uint64_t *remaining, double
 	if (strcmp(status, r->mig.status) && r->env->json)
 		cv_event_status(r, now_s() - r->t0);
 	*over = qmp_migration_ended(&r->mig);
-	*remaining = r->mig.remaining;
+	if (r->mig.dirty_sync_count != r->sync_count) {
+		r->sync_count = r->mig.dirty_sync_count;
+		r->sync_t = now_s();
+	}
+	/*
+	 * ram.remaining is this pass's; what the guest dirtied since QEMU's
+	 * latest sync comes on top (at its rate, at most the guest).
+	 */
+	for (i = 0; i < r->nr_vcpus; i++)
+		dirty += r->rate[i];
+	dirty = r->mig.remaining + dirty * (now_s() - r->sync_t);
+	*remaining = dirty < r->mig.total ? dirty : r->mig.total;
 	*bw = r->env->bandwidth ? r->env->bandwidth : r->mig.mbps * 1e6 / 8;
 	/* No migration yet, or not past its setup: nothing to decide on. */
 	if (strcmp(r->mig.status, "active") && strcmp(r->mig.status, "pre-switchover") &&
