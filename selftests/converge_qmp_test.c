@@ -101,13 +101,13 @@ static void qemu_stop(struct qemu *q)
 }
 
 /* QMP once QEMU listens; -ECHILD if it exited. */
-static int qemu_qmp(struct qemu *q, int mon, struct qmp **out)
+static int qemu_qmp(struct qemu *q, int mon, struct qmp *out)
 {
 	double deadline = now_s() + START_MS / 1000.0;
 	int ret;
 
 	for (;;) {
-		ret = qmp_open(q->qmp[mon], QMP_MS, NULL, out);
+		ret = qmp_connect(out, q->qmp[mon], QMP_MS);
 		if (!ret || now_s() > deadline)
 			return ret;
 		if (waitpid(q->pid, NULL, WNOHANG) == q->pid) {
@@ -124,7 +124,7 @@ static int wait_ended(struct qmp *qmp, int ms, struct qmp_migration *m)
 	double deadline = now_s() + ms / 1000.0;
 	int ret;
 
-	while (!(ret = qmp_query_migrate(qmp, QMP_MS, m)) && !qmp_migration_ended(m)) {
+	while (!(ret = qmp_query_migrate(qmp, m, QMP_MS)) && !qmp_migration_ended(m)) {
 		if (now_s() > deadline)
 			return -ETIMEDOUT;
 		usleep(50000);
@@ -179,7 +179,7 @@ TEST(no_vm_at_pid)
 
 FIXTURE(qemu) {
 	struct qemu src, dst;
-	struct qmp *qmp;
+	struct qmp qmp;
 	char uri[64];
 	char out[65536];
 };
@@ -187,9 +187,9 @@ FIXTURE(qemu) {
 FIXTURE_SETUP(qemu)
 {
 	char incoming[64], bios[PATH_MAX], path[PATH_MAX];
-	struct qmp *dst_qmp = NULL;
+	struct qmp dst_qmp;
 	struct stat st;
-	int port;
+	int port, ret;
 
 	if (stat("/dev/kvm", &st))
 		SKIP(return, "no /dev/kvm: QEMU runs with -accel kvm");
@@ -205,49 +205,64 @@ FIXTURE_SETUP(qemu)
 	snprintf(self->uri, sizeof(self->uri), "tcp:127.0.0.1:%d", port);
 	if (qemu_start(&self->dst, "dst", incoming) || qemu_start(&self->src, "src", NULL))
 		SKIP(return, "cannot start " QEMU " (apt-get install qemu-system-x86)");
-	if (qemu_qmp(&self->src, 0, &self->qmp) == -ECHILD)
-		SKIP(return, QEMU " -accel kvm exited at once: %s", kvmmig_last_error());
-	ASSERT_NE(self->qmp, NULL) TH_LOG("%s", kvmmig_last_error());
+	self->qmp.fd = -1;
+	ret = qemu_qmp(&self->src, 0, &self->qmp);
+	if (ret == -ECHILD)
+		SKIP(return, QEMU " -accel kvm exited at once");
+	ASSERT_EQ(ret, 0) TH_LOG("%s", kvmmig_last_error());
 	/* The destination answers on QMP once it listens for the migration. */
 	ASSERT_EQ(qemu_qmp(&self->dst, 0, &dst_qmp), 0) TH_LOG("%s", kvmmig_last_error());
-	qmp_close(dst_qmp);
+	qmp_close(&dst_qmp);
 	/* Slow enough to be followed for a while, still short. */
-	ASSERT_EQ(qmp_execute(self->qmp, "migrate-set-parameters", "{\"max-bandwidth\":33554432}",
-			      QMP_MS, NULL), 0);
+	ASSERT_EQ(qmp_command(&self->qmp, NULL, 0, QMP_MS,
+			      "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":33554432}}"),
+		  0);
 }
 
 FIXTURE_TEARDOWN(qemu)
 {
-	qmp_close(self->qmp);
+	qmp_close(&self->qmp);
 	qemu_stop(&self->src);
 	qemu_stop(&self->dst);
 }
 
 static int start_migration(struct __test_metadata *_metadata, FIXTURE_DATA(qemu) *self)
 {
-	char args[128];
-
-	snprintf(args, sizeof(args), "{\"uri\":\"%s\"}", self->uri);
-	return qmp_execute(self->qmp, "migrate", args, QMP_MS, NULL);
+	return qmp_command(&self->qmp, NULL, 0, QMP_MS,
+			   "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}", self->uri);
 }
 
 TEST_F(qemu, client_follows_a_migration)
 {
+	char reply[QMP_LINE_MAX], s[32];
 	struct qmp_migration m;
+	uint64_t v;
 	int64_t dl;
 
-	EXPECT_NE(qmp_version(self->qmp)[0], '0');
-	ASSERT_EQ(qmp_query_migrate(self->qmp, QMP_MS, &m), 0);
+	EXPECT_GE(self->qmp.major, 7U);
+	ASSERT_EQ(qmp_query_migrate(&self->qmp, &m, QMP_MS), 0);
 	EXPECT_STREQ(m.status, "none");
 	EXPECT_FALSE(qmp_migration_ended(&m));
-	ASSERT_EQ(qmp_migrate_parameter(self->qmp, "downtime-limit", QMP_MS, &dl), 0);
+	ASSERT_EQ(qmp_migrate_parameter(&self->qmp, "downtime-limit", &dl, QMP_MS), 0);
 	EXPECT_EQ(dl, 300);
+	/* Values anywhere in an answer: nested, by type. */
+	ASSERT_EQ(qmp_command(&self->qmp, reply, sizeof(reply), QMP_MS,
+			      "{\"execute\":\"query-migrate-parameters\"}"), 0);
+	ASSERT_EQ(qmp_get_u64(reply, "max-bandwidth", &v), 0);
+	EXPECT_EQ(v, 33554432ULL);
+	EXPECT_EQ(qmp_get_str(reply, "max-bandwidth", s, sizeof(s)), -ENOENT);
+	ASSERT_EQ(qmp_command(&self->qmp, reply, sizeof(reply), QMP_MS,
+			      "{\"execute\":\"query-status\"}"), 0);
+	ASSERT_EQ(qmp_get_str(reply, "status", s, sizeof(s)), 0);
+	EXPECT_STREQ(s, "running");
+	EXPECT_EQ(qmp_get_u64("not json", "x", &v), -EPROTO);
 	/* A QMP error is an error with QEMU's words. */
-	EXPECT_EQ(qmp_execute(self->qmp, "no-such-command", NULL, QMP_MS, NULL), -EIO);
+	EXPECT_EQ(qmp_command(&self->qmp, NULL, 0, QMP_MS, "{\"execute\":\"no-such-command\"}"),
+		  -EIO);
 	EXPECT_NE(strstr(kvmmig_last_error(), "CommandNotFound"), NULL)
 		TH_LOG("%s", kvmmig_last_error());
 	ASSERT_EQ(start_migration(_metadata, self), 0);
-	ASSERT_EQ(wait_ended(self->qmp, MIGRATE_MS, &m), 0);
+	ASSERT_EQ(wait_ended(&self->qmp, MIGRATE_MS, &m), 0);
 	EXPECT_STREQ(m.status, "completed") TH_LOG("%s", m.error);
 	EXPECT_TRUE(m.has_ram);
 	EXPECT_GE(m.total, 64ULL << 20);
@@ -272,7 +287,7 @@ TEST_F(qemu, converge_ends_with_the_migration)
 	EXPECT_NE(strstr(cli_output(c.err, err, sizeof(err)), "cannot throttle"), NULL)
 		TH_LOG("%s", err);
 	ASSERT_EQ(start_migration(_metadata, self), 0);
-	ASSERT_EQ(wait_ended(self->qmp, MIGRATE_MS, &m), 0);
+	ASSERT_EQ(wait_ended(&self->qmp, MIGRATE_MS, &m), 0);
 	ASSERT_EQ(cli_wait(&c, START_MS), 0) {
 		cli_end(&c);
 		TH_LOG("converge still running after the migration ended");

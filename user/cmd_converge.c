@@ -52,7 +52,8 @@ struct cv_run {
 	struct cv_env *env;
 	struct kmod_session *ks;	/* NULL: BPF rates, no throttle */
 	struct bpf_rates *br;
-	struct qmp *qmp;
+	struct qmp qmp;
+	bool has_qmp;
 	bool bucket;			/* the module's dirty limit, else its CPU throttle */
 	unsigned int nr_vcpus;
 	uint64_t guest_bytes;
@@ -367,7 +368,7 @@ static void cv_live(const struct cv_run *r, double t, uint64_t remaining, double
 		n += !!r->limit[i];
 	}
 	printf("\r%6.1f s %-10s left %8.1f MiB  bw %7.1f MiB/s  dirty %7.1f MiB/s  limited %u/%u  %-10s\033[K",
-	       t, r->qmp ? r->mig.status : "-", remaining / MIB, bw / MIB, total / MIB, n,
+	       t, r->has_qmp ? r->mig.status : "-", remaining / MIB, bw / MIB, total / MIB, n,
 	       r->nr_vcpus, converge_verdict_name(r->out.verdict));
 	fflush(stdout);
 }
@@ -460,7 +461,7 @@ static int cv_migration(struct cv_run *r, double dt, uint64_t *remaining, double
 	int ret;
 
 	*over = false;
-	if (!r->qmp) {
+	if (!r->has_qmp) {
 		for (i = 0; i < r->nr_vcpus; i++)
 			dirty += r->rate[i];
 		r->backlog += (dirty - r->env->bandwidth) * dt;
@@ -471,7 +472,7 @@ static int cv_migration(struct cv_run *r, double dt, uint64_t *remaining, double
 		return 0;
 	}
 	memcpy(status, r->mig.status, sizeof(status));
-	ret = qmp_query_migrate(r->qmp, CV_QMP_MS, &r->mig);
+	ret = qmp_query_migrate(&r->qmp, &r->mig, CV_QMP_MS);
 	if (ret)
 		return ret;
 	if (strcmp(status, r->mig.status) && r->env->json)
@@ -566,12 +567,17 @@ static int cv_setup(struct cv_run *r)
 		return -ESRCH;
 	}
 	if (env->qmp_path) {
-		ret = qmp_open(env->qmp_path, CV_QMP_MS, &cmd_cancel_flag, &r->qmp);
-		if (!ret && !env->downtime_ms && !qmp_migrate_parameter(r->qmp, "downtime-limit",
-									CV_QMP_MS, &dl))
-			env->downtime_ms = dl;
+		ret = qmp_connect(&r->qmp, env->qmp_path, CV_QMP_MS);
+		if (ret == -ECONNREFUSED || ret == -ENOENT)
+			kvmmig_err("cannot connect to QMP socket %s: %s (is QEMU running with -qmp unix:%s,server=on,wait=off?)",
+				   env->qmp_path, strerror(-ret), env->qmp_path);
 		if (ret)
 			return ret;
+		r->has_qmp = true;
+		r->qmp.cancel = &cmd_cancel_flag;
+		if (!env->downtime_ms && !qmp_migrate_parameter(&r->qmp, "downtime-limit", &dl,
+								CV_QMP_MS))
+			env->downtime_ms = dl;
 	}
 	if (!env->downtime_ms)
 		env->downtime_ms = 300;
@@ -631,8 +637,12 @@ int cmd_converge(int argc, char **argv)
 			     "module-cpu-throttle");
 		json_key_u64(&w, "downtime_limit_ms", env.downtime_ms);
 		json_key_u64(&w, "converge_within_s", env.within_s);
-		if (r.qmp)
-			json_key_str(&w, "qemu", qmp_version(r.qmp));
+		if (r.has_qmp) {
+			char v[48];
+
+			snprintf(v, sizeof(v), "%u.%u.%u", r.qmp.major, r.qmp.minor, r.qmp.micro);
+			json_key_str(&w, "qemu", v);
+		}
 		json_line_end(&w);
 	}
 	if (!ret)
@@ -646,7 +656,8 @@ int cmd_converge(int argc, char **argv)
 		cv_report(&r, end, now_s() - r.t0);
 	if (ret)
 		fprintf(stderr, "kvmmig converge: %s; every limit lifted\n", kvmmig_last_error());
-	qmp_close(r.qmp);
+	if (r.has_qmp)
+		qmp_close(&r.qmp);
 	kmod_close(r.ks);
 	bpf_rates_close(r.br);
 	if (ret)
