@@ -273,7 +273,10 @@ static int cv_read_rates(struct cv_run *r, struct converge_vcpu *v)
 	return 0;
 }
 
-/* One vCPU's limit through the module; nothing to do without it. */
+/*
+ * One vCPU's limit through the module (a CPU throttle follows the demand
+ * under a kept limit too); nothing to do without the module.
+ */
 static int cv_apply(struct cv_run *r, unsigned int i, uint64_t limit, double demand)
 {
 	struct kvmmig_throttle th = { .vcpu = i };
@@ -282,12 +285,14 @@ static int cv_apply(struct cv_run *r, unsigned int i, uint64_t limit, double dem
 	if (!r->ks)
 		return 0;
 	if (r->bucket) {
+		if (limit == r->limit[i])
+			return 0;
 		th.set = KVMMIG_THROTTLE_DIRTY_LIMIT;
 		th.dirty_limit = limit ? (limit / 4096 ? limit / 4096 : 1) : 0;
 	} else {
 		th.set = KVMMIG_THROTTLE_CPU;
 		th.cpu_throttle = converge_cpu_pct(demand, limit);
-		if (th.cpu_throttle == r->pct[i] && (limit != 0) == (r->limit[i] != 0))
+		if (th.cpu_throttle == r->pct[i])
 			return 0;
 	}
 	ret = kmod_set_throttle(r->ks, &th);
@@ -498,6 +503,30 @@ static int cv_migration(struct cv_run *r, double dt, uint64_t *remaining, double
 	return 0;
 }
 
+/* The controller's limits, each moved only as converge_limit_changed() says. */
+static int cv_apply_all(struct cv_run *r, bool *changed)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < r->nr_vcpus; i++) {
+		uint64_t l = r->out.limit[i];
+
+		if (!converge_limit_changed(r->limit[i], l))
+			l = r->limit[i];
+		ret = cv_apply(r, i, l, r->cv.demand[i]);
+		if (ret)
+			return ret;
+		if (l == r->limit[i])
+			continue;
+		r->limit[i] = l;
+		if (l && (!r->strongest[i] || l < r->strongest[i]))
+			r->strongest[i] = l;
+		*changed = true;
+	}
+	return 0;
+}
+
 static int cv_tick(struct cv_run *r, bool *over)
 {
 	struct converge_vcpu v[CONVERGE_MAX_VCPUS];
@@ -521,17 +550,7 @@ static int cv_tick(struct cv_run *r, bool *over)
 	converge_tick(&r->cv, &in, &r->out);
 	if (r->converged_t < 0 && bw > 0 && in.remaining <= bw * r->env->downtime_ms / 1000.0)
 		r->converged_t = in.t;
-	for (i = 0; !ret && i < r->nr_vcpus; i++) {
-		if (!converge_limit_changed(r->limit[i], r->out.limit[i]))
-			continue;
-		ret = cv_apply(r, i, r->out.limit[i], r->cv.demand[i]);
-		if (ret)
-			break;
-		r->limit[i] = r->out.limit[i];
-		if (r->limit[i] && (!r->strongest[i] || r->limit[i] < r->strongest[i]))
-			r->strongest[i] = r->limit[i];
-		changed = true;
-	}
+	ret = cv_apply_all(r, &changed);
 	cv_say_change(r, in.t, changed);
 	if (r->env->live)
 		cv_live(r, in.t, in.remaining, bw);

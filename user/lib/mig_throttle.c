@@ -382,9 +382,10 @@ static int converge_adjust(struct mig_throttle *t, double now)
 		uint64_t l = out.limit[i];
 
 		if (!converge_limit_changed(t->limit[i], l))
-			continue;
+			l = t->limit[i];
+		/* A CPU throttle follows the demand under a kept limit too. */
 		if (t->bucket)
-			ret = converge_bucket_set(t, i, l);
+			ret = l == t->limit[i] ? 0 : converge_bucket_set(t, i, l);
 		else
 			ret = throttle_set(t, i, converge_cpu_pct(v[i].rate, l));
 		if (!ret)
