@@ -7,7 +7,8 @@
  * selftests/qemu_halt_bios.S, source and -incoming destination on
  * loopback) the QMP client (user/lib/qmp.c) reads the migration's status
  * to completion, and `kvmmig converge --qmp` follows that migration and
- * ends with it, or ends on SIGINT with its report.  The tests with the
+ * ends with it, or ends on SIGINT with its report; and a deadline that
+ * cannot be met is said, with its reason.  The tests with the
  * module, which set limits on QEMU's vCPUs, run inside the Debian kernels
  * (selftests/vm/).  Every wait has a deadline; no timing is asserted.
  */
@@ -175,6 +176,52 @@ TEST(no_vm_at_pid)
 	st = cli_run(args, CLI_MS, err, sizeof(err));
 	EXPECT_EQ(st, 1) TH_LOG("%s", err);
 	EXPECT_NE(strstr(err, "no vCPU"), NULL) TH_LOG("%s", err);
+}
+
+/*
+ * A deadline that cannot be met is said, with its reason: a built-in guest
+ * (`kvmmig run`) dirtying far faster than a 4 MiB/s link, its 64 MiB to be
+ * sent within 3 s.  Without the module the rates come from BPF.
+ */
+TEST(infeasible_deadline_is_said)
+{
+	const char *guest[] = { "run", "--vcpus", "1", "--ram", "64M", "--workload", "seq",
+				"--dirty", "ring", "--seconds", "120", NULL };
+	char pid[16], out[65536], err[4096];
+	const char *args[] = { "converge", "--pid", pid, "--bandwidth", "4M",
+			       "--converge-within", "3", "--json", NULL };
+	struct cli_child g, c;
+	struct stat st;
+
+	if (stat("/dev/kvm", &st))
+		SKIP(return, "no /dev/kvm");
+	if (!access("/dev/kvmmig", F_OK))
+		SKIP(return, "kvmmig.ko is loaded: this test is for a host without it");
+	ASSERT_EQ(cli_start(&g, guest), 0);
+	/* Its first interval's line: the guest and its vCPU exist. */
+	ASSERT_TRUE(cli_wait_output(&g, "\n", START_MS, out, sizeof(out))) {
+		cli_end(&g);
+		TH_LOG("the guest did not start: %s", cli_output(g.err, err, sizeof(err)));
+	}
+	snprintf(pid, sizeof(pid), "%d", g.pid);
+	ASSERT_EQ(cli_start(&c, args), 0);
+	if (!cli_wait_output(&c, "\"verdict\":\"infeasible\"", START_MS, out, sizeof(out))) {
+		cli_output(c.err, err, sizeof(err));
+		cli_end(&c);
+		cli_end(&g);
+		/* Only a BPF object that would not load is a missing capability. */
+		if (strstr(err, "dirtyrate BPF object"))
+			SKIP(return, "no BPF rates here: %.900s", err);
+		ASSERT_TRUE(false) TH_LOG("no infeasible verdict: %s %s", out, err);
+	}
+	EXPECT_NE(strstr(out, "\"why\":\"even with every dirtying vCPU limited"), NULL)
+		TH_LOG("%s", out);
+	EXPECT_NE(strstr(out, "the deadline leaves"), NULL) TH_LOG("%s", out);
+	kill(c.pid, SIGINT);
+	EXPECT_EQ(cli_wait(&c, START_MS), 0);
+	EXPECT_EQ(cli_exit_status(&c), 0);
+	cli_end(&c);
+	cli_end(&g);
 }
 
 FIXTURE(qemu) {
