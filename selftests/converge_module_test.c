@@ -120,7 +120,9 @@ TEST_F_TIMEOUT(cm, limits_the_dirtying_vcpu_and_lifts_on_sigint, 300)
 	snprintf(pid, sizeof(pid), "%d", self->guest.pid);
 	ASSERT_EQ(cli_start(&self->cv, args), 0);
 	cv_pid = self->cv.pid;
-	ASSERT_TRUE(wait_output(&self->cv, "\"limit\":", LIMIT_MS, self->out, sizeof(self->out)));
+	ASSERT_TRUE(wait_output(&self->cv, "\"limit\":", LIMIT_MS, self->out, sizeof(self->out)))
+		TH_LOG("no limits event: %s; stderr: %s", self->out,
+		       cli_output(self->cv.err, self->err, sizeof(self->err)));
 	ASSERT_NE(strstr(self->out, "\"throttle\":\"module-dirty-limit\""), NULL)
 		TH_LOG("%s", self->out);
 	/* The first limit may land a tick after the event line: look until it does. */
@@ -135,6 +137,8 @@ TEST_F_TIMEOUT(cm, limits_the_dirtying_vcpu_and_lifts_on_sigint, 300)
 		} while (now_s() < deadline);
 	}
 	ASSERT_NE(w.session, 0U) TH_LOG("converge holds no session on the guest");
+	TH_LOG("dirty limits in the module: vCPU 0 %llu pages/s, vCPU 1 %llu pages/s",
+	       (unsigned long long)w.limit[0], (unsigned long long)w.limit[1]);
 	EXPECT_NE(w.limit[0], 0ULL) TH_LOG("no dirty limit on the dirtying vCPU");
 	EXPECT_EQ(w.limit[1], 0ULL) TH_LOG("the computing vCPU was limited");
 
