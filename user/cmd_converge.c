@@ -633,11 +633,31 @@ static int cv_loop(struct cv_run *r, const char **end)
 	return ret;
 }
 
+static void cv_event_start(const struct cv_run *r)
+{
+	struct json_writer w;
+	char v[48];
+
+	json_event_begin(&w, stdout, "start");
+	json_key_u64(&w, "pid", r->env->pid);
+	json_key_u64(&w, "vcpus", r->nr_vcpus);
+	json_key_str(&w, "throttle", !r->ks ? "none" : r->bucket ? "module-dirty-limit" :
+		     "module-cpu-throttle");
+	json_key_u64(&w, "downtime_limit_ms", r->env->downtime_ms);
+	json_key_u64(&w, "converge_within_s", r->env->within_s);
+	if (r->has_qmp) {
+		snprintf(v, sizeof(v), "%u.%u.%u", r->qmp.major, r->qmp.minor, r->qmp.micro);
+		json_key_str(&w, "qemu", v);
+	}
+	json_line_end(&w);
+}
+
 int cmd_converge(int argc, char **argv)
 {
 	struct cv_env env = { 0 };
 	struct cv_run r = { .env = &env, .converged_t = -1 };
 	const char *end = "failed";
+	char why[256] = "";
 	int ret, lift;
 
 	ret = converge_parse(argc, argv, &env);
@@ -646,26 +666,12 @@ int cmd_converge(int argc, char **argv)
 	env.live = !env.json && isatty(STDOUT_FILENO);
 	cmd_catch_cancel_signals();
 	ret = cv_setup(&r);
-	if (!ret && env.json) {
-		struct json_writer w;
-
-		json_event_begin(&w, stdout, "start");
-		json_key_u64(&w, "pid", env.pid);
-		json_key_u64(&w, "vcpus", r.nr_vcpus);
-		json_key_str(&w, "throttle", !r.ks ? "none" : r.bucket ? "module-dirty-limit" :
-			     "module-cpu-throttle");
-		json_key_u64(&w, "downtime_limit_ms", env.downtime_ms);
-		json_key_u64(&w, "converge_within_s", env.within_s);
-		if (r.has_qmp) {
-			char v[48];
-
-			snprintf(v, sizeof(v), "%u.%u.%u", r.qmp.major, r.qmp.minor, r.qmp.micro);
-			json_key_str(&w, "qemu", v);
-		}
-		json_line_end(&w);
-	}
+	if (!ret && env.json)
+		cv_event_start(&r);
 	if (!ret)
 		ret = cv_loop(&r, &end);
+	if (ret)
+		snprintf(why, sizeof(why), "%s", kvmmig_last_error());
 	/* Whatever happened, nothing of ours stays in force. */
 	lift = cv_lift_all(&r);
 	if (lift)
@@ -674,7 +680,8 @@ int cmd_converge(int argc, char **argv)
 	if (r.t0 > 0)
 		cv_report(&r, end, now_s() - r.t0);
 	if (ret)
-		fprintf(stderr, "kvmmig converge: %s; every limit lifted\n", kvmmig_last_error());
+		fprintf(stderr, "kvmmig converge: %s%s\n", why,
+			r.ks && !lift ? "; every limit lifted" : "");
 	if (r.has_qmp)
 		qmp_close(&r.qmp);
 	kmod_close(r.ks);
