@@ -5,7 +5,8 @@
  * module, reads its per-vCPU dirty rates through BPF and says it cannot
  * throttle), follows the migration over QMP when --qmp is given (status,
  * ram remaining, bandwidth, dirty-sync-count) or else models the backlog
- * against the --bandwidth the user gives, and every tick asks the
+ * against the --bandwidth the user gives (from the guest's size, which only
+ * the module knows, else from 0), and every tick asks the
  * controller of converge.h for per-vCPU dirty limits, which it sets
  * through the module (its dirty limit, or the CPU throttle of running
  * fraction limit / demand where the module keeps no dirty limit for this
@@ -472,6 +473,8 @@ static int cv_migration(struct cv_run *r, double dt, uint64_t *remaining, double
 		r->backlog += (dirty - r->env->bandwidth) * dt;
 		if (r->backlog < 0)
 			r->backlog = 0;
+		if (r->guest_bytes && r->backlog > r->guest_bytes)
+			r->backlog = r->guest_bytes;
 		*remaining = r->backlog;
 		*bw = r->env->bandwidth;
 		return 0;
