@@ -27,6 +27,7 @@ struct script {
 	struct converge_vcpu v[CONVERGE_MAX_VCPUS];
 	struct converge_tick in;
 	struct converge_out out;
+	unsigned int ticks;
 };
 
 static void script_init(struct script *s, unsigned int nr, double deadline)
@@ -45,11 +46,18 @@ static void script_init(struct script *s, unsigned int nr, double deadline)
 	s->in.bandwidth = BW;
 }
 
+/*
+ * A vCPU counts as dirtying after CONVERGE_BUSY_PERIODS periods in a row:
+ * a script's first tick is played that many times, so that its rates count.
+ */
 static void script_tick(struct script *s, double t, double remaining)
 {
+	unsigned int i, n = s->ticks++ ? 1 : CONVERGE_BUSY_PERIODS;
+
 	s->in.t = t;
 	s->in.remaining = remaining;
-	converge_tick(&s->c, &s->in, &s->out);
+	for (i = 0; i < n; i++)
+		converge_tick(&s->c, &s->in, &s->out);
 }
 
 /* Total the guest dirties under the limits of the last tick. */
@@ -100,6 +108,29 @@ TEST(slow_writer_runs_free)
 	ASSERT_EQ(s.out.limit[0], 0ULL);
 	ASSERT_EQ(s.out.limit[1], 0ULL);
 	ASSERT_GT(s.out.eta_s, 0);
+}
+
+/* A vCPU busy in one period only (a computing vCPU starting) is not limited. */
+TEST(one_busy_period_is_not_dirtying)
+{
+	struct script s;
+
+	script_init(&s, 2, 0);
+	s.v[0].rate = 300 * MIB;
+	s.v[1].rate = 0;
+	script_tick(&s, 0, 3000 * MIB);
+	ASSERT_NE(s.out.limit[0], 0ULL);
+	s.v[1].rate = 50 * MIB;
+	script_tick(&s, 0.5, 3000 * MIB);
+	EXPECT_EQ(s.out.limit[1], 0ULL);
+	s.v[1].rate = 0;
+	script_tick(&s, 1, 3000 * MIB);
+	EXPECT_EQ(s.out.limit[1], 0ULL);
+	/* Busy twice in a row: it dirties, and gets its share of the limit. */
+	s.v[1].rate = 50 * MIB;
+	script_tick(&s, 1.5, 3000 * MIB);
+	script_tick(&s, 2, 3000 * MIB);
+	EXPECT_NE(s.out.limit[1], 0ULL);
 }
 
 /* Idle vCPUs and those the backend cannot limit keep running free. */

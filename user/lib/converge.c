@@ -67,22 +67,30 @@ double converge_eta(const struct converge *c, uint64_t remaining, double bandwid
 	return excess / (bandwidth - rate);
 }
 
-/* A held vCPU dirtied at its limit: it wants at least what it wanted before. */
+/*
+ * A held vCPU dirtied at its limit: it wants at least what it wanted
+ * before.  A vCPU counts as dirtying after CONVERGE_BUSY_PERIODS periods in
+ * a row at idle_rate or more: one busy period (a computing vCPU starting)
+ * is no reason to limit it.
+ */
 static void converge_update_demand(struct converge *c, const struct converge_vcpu *v)
 {
 	unsigned int i;
 
 	for (i = 0; i < c->p.nr_vcpus; i++) {
-		if (v[i].held && c->limit[i] && c->demand[i] > v[i].rate)
-			continue;
-		c->demand[i] = v[i].rate;
+		if (!v[i].held || !c->limit[i] || c->demand[i] <= v[i].rate)
+			c->demand[i] = v[i].rate;
+		if (c->demand[i] < c->p.idle_rate)
+			c->busy[i] = 0;
+		else if (c->busy[i] < CONVERGE_BUSY_PERIODS)
+			c->busy[i]++;
 	}
 }
 
 static bool converge_limitable(const struct converge *c, const struct converge_vcpu *v,
 			       unsigned int i)
 {
-	return v[i].can_limit && c->demand[i] >= c->p.idle_rate;
+	return v[i].can_limit && c->busy[i] >= CONVERGE_BUSY_PERIODS;
 }
 
 /*

@@ -18,7 +18,8 @@
  * The backlog shrinks at (bandwidth - dirty rate), so a total dirty rate of
  * A brings it from remaining to G in H seconds.  A is shared out by
  * water-filling: vCPUs that cannot be limited and vCPUs below idle_rate
- * keep their rate, the limitable dirtying vCPUs get one limit L with
+ * (or above it in one period only, as a computing vCPU may be at its
+ * start) keep their rate, the limitable dirtying vCPUs get one limit L with
  * sum(min(demand_i, L)) = A; a vCPU whose demand is below L gets no limit.
  * Raising any limit would make the total exceed A.  When A is below the
  * floor (every limitable dirtying vCPU at min_limit), the verdict is
@@ -39,6 +40,7 @@
 #define CONVERGE_IDLE_RATE		(1 << 20)	/* bytes/s: below, not dirtying */
 #define CONVERGE_MIN_LIMIT		(1 << 20)	/* bytes/s: the strongest limit */
 #define CONVERGE_LIMIT_STEP		4096		/* limits are whole pages/s */
+#define CONVERGE_BUSY_PERIODS		2		/* dirtying this many periods in a row */
 
 struct converge_params {
 	unsigned int nr_vcpus;
@@ -86,6 +88,7 @@ struct converge {
 	struct converge_params p;
 	double demand[CONVERGE_MAX_VCPUS];
 	uint64_t limit[CONVERGE_MAX_VCPUS];
+	unsigned int busy[CONVERGE_MAX_VCPUS];	/* periods in a row at idle_rate or more */
 };
 
 /* 0, or -EINVAL (said) for a bad parameter. */
