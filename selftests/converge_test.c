@@ -146,7 +146,7 @@ TEST(only_dirtying_vcpus_are_limited)
 		s.v[0].rate = 200 * MIB;
 		s.v[1].rate = 0;
 		s.v[2].rate = 30 * MIB;
-		s.v[3].rate = 0.5 * MIB;	/* below the idle rate */
+		s.v[3].rate = 3.5 * MIB;	/* below the idle rate */
 		s.v[4].rate = 150 * MIB;
 		script_tick(&s, t, 2000 * MIB);
 		ASSERT_EQ(s.out.verdict, (enum converge_verdict)CONVERGE_LIMITED);
