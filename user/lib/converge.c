@@ -188,13 +188,18 @@ static void converge_decide(struct converge *c, const struct converge_tick *in,
 	unsigned int i;
 
 	for (i = 0; i < c->p.nr_vcpus; i++) {
-		out->demand += c->demand[i];
+		double d = c->demand[i];
+
+		out->demand += d;
 		if (!converge_limitable(c, in->vcpu, i))
-			fixed += c->demand[i];
+			fixed += d;
+		/* One that started dirtying a period ago could be limited next. */
+		if (in->vcpu[i].can_limit && d >= c->p.idle_rate)
+			floor += d < c->p.min_limit ? d : c->p.min_limit;
 		else
-			floor += c->demand[i] < c->p.min_limit ? c->demand[i] : c->p.min_limit;
+			floor += d;
 	}
-	out->floor = fixed + floor;
+	out->floor = floor;
 	if (left <= 0)
 		out->allowed = excess > 0 ? -1 : in->bandwidth;
 	else
