@@ -258,6 +258,8 @@ FIXTURE_VARIANT_ADD(bad, restore_readers_zero) {
 	"from 1 to 64" };
 FIXTURE_VARIANT_ADD(bad, restore_readers_over) {
 	{ "restore", "/tmp/never.snap", "--readers", "65" }, "--readers", "'65'", "from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, run_reap_us_small) {
+	{ "run", "--reap-us", "50" }, "--reap-us", "'50'", "from 100 to 1000000" };
 FIXTURE_VARIANT_ADD(bad, converge_pid_zero) {
 	{ "converge", "--pid", "0", "--bandwidth", "1M" }, "--pid", "'0'", "from 1 to 2147483647" };
 FIXTURE_VARIANT_ADD(bad, converge_bandwidth_tiny) {
