@@ -28,7 +28,7 @@ CFLAGS_COMMON	:= -std=gnu11 -g -O2 $(WARN) -D_GNU_SOURCE \
 # Guest code runs in the guest from the same binary, at the addresses the host
 # linked it at: no PIE.  libkvmmig is static for the same reason.
 LDFLAGS_COMMON	:= -no-pie -pthread
-LIBS		:= -lmnl -lbpf -lelf -lz $(shell pkg-config --libs gnutls)
+LIBS		:= -lmnl -lbpf -lelf -lz -ljson-c $(shell pkg-config --libs gnutls)
 
 .PHONY: all deps module module-clean check demo bench fuzz clean vmcheck vmdemo
 all:

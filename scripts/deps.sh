@@ -16,6 +16,7 @@ pkgs=(
 	qemu-system-x86 busybox-static cpio
 	iproute2 kmod
 	libgnutls28-dev gnutls-bin
+	libjson-c-dev
 )
 
 missing=()

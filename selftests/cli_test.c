@@ -150,7 +150,8 @@ FIXTURE_VARIANT_ADD(bad, sync_interval_small) {
 	{ "migrate", TO, "--sync-interval", "99" }, "--sync-interval", "'99'",
 	"from 100 to 600000" };
 FIXTURE_VARIANT_ADD(bad, policy_unknown) {
-	{ "migrate", TO, "--policy", "x" }, "--policy", "'x'", "auto-converge, dirty-limit" };
+	{ "migrate", TO, "--policy", "x" }, "--policy", "'x'",
+	"auto-converge, dirty-limit, rate-driven or converge" };
 FIXTURE_VARIANT_ADD(bad, throttle_initial_zero) {
 	{ "migrate", TO, "--cpu-throttle-initial", "0" }, "--cpu-throttle-initial", "'0'",
 	"from 1 to 99" };
@@ -257,6 +258,21 @@ FIXTURE_VARIANT_ADD(bad, restore_readers_zero) {
 	"from 1 to 64" };
 FIXTURE_VARIANT_ADD(bad, restore_readers_over) {
 	{ "restore", "/tmp/never.snap", "--readers", "65" }, "--readers", "'65'", "from 1 to 64" };
+FIXTURE_VARIANT_ADD(bad, run_reap_us_small) {
+	{ "run", "--reap-us", "50" }, "--reap-us", "'50'", "from 100 to 1000000" };
+FIXTURE_VARIANT_ADD(bad, converge_pid_zero) {
+	{ "converge", "--pid", "0", "--bandwidth", "1M" }, "--pid", "'0'", "from 1 to 2147483647" };
+FIXTURE_VARIANT_ADD(bad, converge_bandwidth_tiny) {
+	{ "converge", "--pid", "1", "--bandwidth", "10" }, "--bandwidth", "'10'", "from 1K" };
+FIXTURE_VARIANT_ADD(bad, converge_within_zero) {
+	{ "converge", "--pid", "1", "--bandwidth", "1M", "--converge-within", "0" },
+	"--converge-within", "'0'", "from 1 to 86400" };
+FIXTURE_VARIANT_ADD(bad, converge_downtime_zero) {
+	{ "converge", "--pid", "1", "--bandwidth", "1M", "--downtime-limit", "0" },
+	"--downtime-limit", "'0'", "from 1 to 2000000" };
+FIXTURE_VARIANT_ADD(bad, migrate_converge_within_over) {
+	{ "migrate", TO, "--policy", "converge", "--converge-within", "86401" },
+	"--converge-within", "'86401'", "from 1 to 86400" };
 FIXTURE_VARIANT_ADD(bad, cancel_pid_overflow) {
 	{ "cancel", "--pid", "99999999999999999999" }, "--pid", "'99999999999999999999'",
 	"from 1 to 1073741824" };

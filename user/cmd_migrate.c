@@ -386,6 +386,11 @@ static int mig_env_check(const struct mig_env *env, int argc, char **argv)
 			argv[0], argv[optind], argv[0]);
 		return -1;
 	}
+	if (env->src.params.converge_within_s && env->src.params.policy != MIG_POLICY_CONVERGE) {
+		fprintf(stderr, "kvmmig %s: --converge-within is the converge policy's deadline: add --policy converge\n",
+			argv[0]);
+		return -1;
+	}
 	return guest_opts_check(&env->guest);
 }
 

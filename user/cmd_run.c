@@ -214,6 +214,7 @@ static const struct option run_options[] = {
 	GUEST_OPTS_LONG,
 	{ "seconds", required_argument, NULL, 's' },
 	{ "interval-ms", required_argument, NULL, 'i' },
+	{ "reap-us", required_argument, NULL, 'r' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -227,6 +228,8 @@ static void run_usage(const char *name, FILE *f)
 		GUEST_OPTS_HELP
 		"  --seconds N          how long to run (default 5)\n"
 		"  --interval-ms N      collection interval (default 1000)\n"
+		"  --reap-us N          ring: how often the reaper harvests and resets the rings,\n"
+		"                       100-1000000 us (default 500; a QEMU-like VMM: 1000000)\n"
 		"  --json               one JSON record per interval\n"
 		"  -v, --verbose        say which backends were chosen and why\n\n"
 		"examples:\n"
@@ -256,6 +259,11 @@ static int run_main(int argc, char **argv, struct run_env *env)
 			if (parse_uint("--interval-ms", optarg, 10, 60000, &v))
 				return 2;
 			env->interval_ms = v;
+			break;
+		case 'r':
+			if (parse_uint("--reap-us", optarg, 100, 1000000, &v))
+				return 2;
+			env->guest.reap_us = v;
 			break;
 		case 'j':
 			env->json = true;

@@ -8,6 +8,7 @@
 
 const struct kvmmig_cmd kvmmig_cmds[] = {
 	{ "attach", cmd_attach, "open a kvmmig.ko session on a running VMM's VM (--pid) and watch it" },
+	{ "converge", cmd_converge, "make another VMM's migration converge: per-vCPU dirty limits via kvmmig.ko" },
 	{ "demo", cmd_demo, "live-migrate a busy built-in guest over loopback and report" },
 	{ "migrate", cmd_migrate, "run a built-in guest and live-migrate it to a destination" },
 	{ "cancel", cmd_cancel, "cancel a running migration or snapshot; the guest keeps running" },

@@ -18,6 +18,7 @@ extern const struct kvmmig_cmd kvmmig_cmds[];
 
 int cmd_attach(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
+int cmd_converge(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_receive(int argc, char **argv);

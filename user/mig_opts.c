@@ -72,7 +72,7 @@ int mig_opts_parse(struct mig_params *p, int c, const char *arg)
 	case 0x106:
 		r = mig_policy_parse(arg);
 		if (r < 0) {
-			opt_bad("--policy", arg, "expected none, auto-converge, dirty-limit or rate-driven");
+			opt_bad("--policy", arg, "expected none, auto-converge, dirty-limit, rate-driven or converge");
 			return -1;
 		}
 		p->policy = r;
@@ -118,6 +118,11 @@ int mig_opts_parse(struct mig_params *p, int c, const char *arg)
 		if (parse_uint("--io-timeout", arg, 1, 3600, &v))
 			return -1;
 		p->io_timeout_ms = v * 1000;
+		return 1;
+	case 0x112:
+		if (parse_uint("--converge-within", arg, 1, 86400, &v))
+			return -1;
+		p->converge_within_s = v;
 		return 1;
 	}
 	return 0;

@@ -29,7 +29,8 @@
 	{ "max-passes", required_argument, NULL, 0x10e },			\
 	{ "x-rate-source", required_argument, NULL, 0x10f },			\
 	{ "connect-timeout", required_argument, NULL, 0x110 },			\
-	{ "io-timeout", required_argument, NULL, 0x111 }
+	{ "io-timeout", required_argument, NULL, 0x111 },			\
+	{ "converge-within", required_argument, NULL, 0x112 }
 
 #define MIG_OPTS_HELP								\
 	"  --downtime-limit MS        longest pause at switchover, 1-2000000 (default 300)\n" \
@@ -40,7 +41,10 @@
 	"  --sync MODE                legacy (default), background or periodic\n" \
 	"  --sync-interval MS         background/periodic sync interval, 100-600000\n" \
 	"                             (default 5000)\n"				\
-	"  --policy P                 none (default), auto-converge, dirty-limit, rate-driven\n" \
+	"  --policy P                 none (default), auto-converge, dirty-limit, rate-driven,\n" \
+	"                             converge (per-vCPU limits just enough: converge.rst)\n" \
+	"  --converge-within S        converge: switch over within S seconds, 1-86400\n" \
+	"                             (default: no deadline)\n"			\
 	"  --cpu-throttle-initial N   auto-converge first step, percent, 1-99 (default 20)\n" \
 	"  --cpu-throttle-increment N auto-converge step, percent, 1-99 (default 10)\n" \
 	"  --max-cpu-throttle N       highest throttle, percent, 1-99 (default 99)\n" \

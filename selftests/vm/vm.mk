@@ -13,11 +13,12 @@ VMCHECK_ENABLED	:= 1
 
 # The programs that need the module, BPF function tracing or a KVM that
 # runs guests on (emulated) SVM rather than the host's PVM: the module tests,
-# the module fuzzer, the BPF tests (which SKIP those parts on the host) and
-# dirty_log_test.  The migration tests exercise user space only, and
-# vm_test's 16 GiB guest does not fit the machine.
+# the module fuzzer, the BPF tests (which SKIP those parts on the host),
+# dirty_log_test and kvmmig converge with the module.  The migration tests
+# exercise user space only, and vm_test's 16 GiB guest does not fit the
+# machine.
 VM_TEST_PROGS	?= $(addprefix $(O)/selftests/,kvmmig_module_test kvmmig_fuzz_test \
-			bpf_rates_test dirty_log_test)
+			bpf_rates_test dirty_log_test converge_module_test)
 
 VM_KERNELS	?= 6.1 6.12
 # Extra files for the guest, relative or absolute paths: by default the

@@ -101,6 +101,7 @@ struct mig_src {
 	/* the dirty rate's period: since the last throttle check */
 	uint64_t period_pages, period_bytes_sent;
 	double period_t;
+	double t_iter_sync;		/* the latest iteration sync */
 	uint64_t tp_bytes;
 	double tp_last;
 	double t_start, t_pause, last_sample, last_rates, progress_interval;

@@ -36,7 +36,7 @@ static const char *const sync_names[NR_MIG_SYNC_MODES] = {
 	"legacy", "background", "periodic",
 };
 static const char *const policy_names[NR_MIG_POLICIES] = {
-	"none", "auto-converge", "dirty-limit", "rate-driven",
+	"none", "auto-converge", "dirty-limit", "rate-driven", "converge",
 };
 static const char *const rate_source_names[NR_MIG_RATE_SOURCES] = {
 	"dirty", "bpf",

@@ -183,7 +183,33 @@ static int mig_iteration_sync(struct mig_src *s)
 	int ret;
 
 	ret = mig_sync_iteration(&s->sync, now, &r);
+	s->t_iter_sync = now;
 	return ret ? ret : mig_on_sync(s, &r, now);
+}
+
+/* The measured throughput, at most max-bandwidth; 0 before a measurement. */
+static double mig_bandwidth(const struct mig_src *s)
+{
+	if (s->p.max_bandwidth && s->throughput > s->p.max_bandwidth)
+		return s->p.max_bandwidth;
+	return s->throughput;
+}
+
+/*
+ * What is still to send: this pass's pages, and what the guest dirtied
+ * since the latest iteration sync at its latest rate (an upper bound: a
+ * page written twice counts twice), at most the whole guest.
+ */
+static uint64_t mig_backlog(const struct mig_src *s, double now)
+{
+	double bytes = mig_sync_pending(&s->sync) * (double)MIG_PAGE_SIZE +
+		       mig_throttle_rate(&s->thr) * (now - s->t_iter_sync);
+	double guest = 0;
+	unsigned int i;
+
+	for (i = 0; i < s->vm->nr_slots; i++)
+		guest += s->vm->slots[i].size;
+	return bytes < guest ? bytes : guest;
 }
 
 /* Called by the pass walk every 64 bitmap words: timers, policies, cancel. */
@@ -206,6 +232,7 @@ int mig_between_batches(struct mig_src *s)
 						 s->vm->nr_vcpus);
 		else
 			ret = dirty_source_vcpu_counts(s->ds, pages);
+		mig_throttle_backlog(&s->thr, mig_backlog(s, now), mig_bandwidth(s));
 		if (!ret)
 			ret = mig_throttle_on_rates(&s->thr, pages, now, s->throughput);
 		if (ret)
@@ -409,6 +436,7 @@ static int mig_sync_setup(struct mig_src *s)
 	for (i = 0; i < cfg.nr_slots; i++)
 		npages[i] = kvmmig_slot_pages(&s->vm->slots[i]);
 	s->period_t = now_s();
+	s->t_iter_sync = s->period_t;
 	return mig_sync_init(&s->sync, s->ds, &cfg, s->period_t);
 }
 

@@ -13,7 +13,11 @@
  * dirty-limit needs no controller: the module's token bucket holds each
  * vCPU at the limit page by page, as QEMU's dirty-limit holds it through
  * KVM's dirty ring (all vCPUs get the limit when the trigger fires; one
- * that dirties less never waits).
+ * that dirties less never waits).  Converge asks converge.c for per-vCPU
+ * limits at every rate period and applies them as they come: through the
+ * module's bucket exactly, else as the CPU throttle whose running fraction
+ * is limit / demand, the demand being the measured rate scaled back by the
+ * fraction the vCPU ran.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +67,8 @@ int mig_throttle_use_module(struct mig_throttle *t, struct kmod_session *ks)
 {
 	t->ks = ks;
 	t->ready = true;
-	t->bucket = ks && t->p->policy == MIG_POLICY_DIRTY_LIMIT &&
+	t->bucket = ks && (t->p->policy == MIG_POLICY_DIRTY_LIMIT ||
+			   t->p->policy == MIG_POLICY_CONVERGE) &&
 		    !t->p->dirty_limit_cpu_throttle && module_has_dirty_limit(ks);
 	return ks ? module_slept_ns(t, t->slept_ns0) : 0;
 }
@@ -92,7 +97,8 @@ bool mig_throttle_needs_syncs(const struct mig_params *p)
 
 bool mig_throttle_needs_rates(const struct mig_params *p)
 {
-	return p->policy == MIG_POLICY_DIRTY_LIMIT || p->policy == MIG_POLICY_RATE_DRIVEN;
+	return p->policy == MIG_POLICY_DIRTY_LIMIT || p->policy == MIG_POLICY_RATE_DRIVEN ||
+	       p->policy == MIG_POLICY_CONVERGE;
 }
 
 /*
@@ -273,6 +279,121 @@ static int rate_driven_adjust(struct mig_throttle *t, double throughput)
 	return 0;
 }
 
+void mig_throttle_backlog(struct mig_throttle *t, uint64_t remaining, double bandwidth)
+{
+	t->backlog = remaining;
+	t->bandwidth = bandwidth;
+}
+
+double mig_throttle_rate(const struct mig_throttle *t)
+{
+	double sum = 0;
+	unsigned int i;
+
+	for (i = 0; i < t->vm->nr_vcpus; i++)
+		sum += t->rate[i];
+	return sum;
+}
+
+static int converge_start(struct mig_throttle *t, double now)
+{
+	struct converge_params cp = {
+		.nr_vcpus = t->vm->nr_vcpus,
+		.downtime_s = t->p->downtime_limit_ms / 1000.0,
+		.deadline_s = t->p->converge_within_s,
+	};
+
+	t->cv_t0 = now;
+	t->verdict = CONVERGE_WAIT;
+	return converge_init(&t->cv, &cp);
+}
+
+/* One vCPU's dirty limit in the module's bucket (0 lifts it), bytes/s. */
+static int converge_bucket_set(struct mig_throttle *t, unsigned int vcpu, uint64_t limit)
+{
+	struct mig_vcpu_throttle *a = &t->applied[vcpu];
+	struct kvmmig_throttle th = {
+		.vcpu = vcpu,
+		.set = KVMMIG_THROTTLE_DIRTY_LIMIT,
+		.dirty_limit = limit / MIG_PAGE_SIZE,
+	};
+	int ret;
+
+	if (limit && !th.dirty_limit)
+		th.dirty_limit = 1;
+	ret = kmod_set_throttle(t->ks, &th);
+	if (ret)
+		return ret;
+	t->changes++;
+	if (limit) {
+		a->mech = MIG_THROTTLE_MODULE_DIRTY_LIMIT;
+		if (!a->dirty_limit || limit < a->dirty_limit)
+			a->dirty_limit = limit;
+	}
+	return 0;
+}
+
+/* What the controller sees of a vCPU: under a CPU throttle, its demand. */
+static void converge_vcpu_of(const struct mig_throttle *t, unsigned int i,
+			     struct converge_vcpu *v)
+{
+	uint64_t limit = t->limit[i];
+
+	v->can_limit = true;
+	if (t->bucket) {
+		v->rate = t->rate[i];
+		v->held = limit && t->rate[i] >= 0.9 * limit;
+	} else {
+		v->rate = converge_demand_under_cpu(t->rate[i], t->pct[i]);
+		v->held = false;
+	}
+}
+
+static void converge_say(struct mig_throttle *t, const struct converge_out *out)
+{
+	if (out->verdict == t->verdict)
+		return;
+	t->verdict = out->verdict;
+	if (out->verdict == CONVERGE_INFEASIBLE)
+		kvmmig_info("converge: %s", out->why);
+	else
+		kvmmig_info("converge: %s, %u vCPUs limited", converge_verdict_name(out->verdict),
+			    out->nr_limited);
+}
+
+static int converge_adjust(struct mig_throttle *t, double now)
+{
+	struct converge_vcpu v[MIG_MAX_VCPUS];
+	struct converge_tick in = {
+		.t = now - t->cv_t0,
+		.remaining = t->backlog,
+		.bandwidth = t->bandwidth,
+		.vcpu = v,
+	};
+	struct converge_out out;
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; i < t->vm->nr_vcpus; i++)
+		converge_vcpu_of(t, i, &v[i]);
+	converge_tick(&t->cv, &in, &out);
+	converge_say(t, &out);
+	for (i = 0; !ret && i < t->vm->nr_vcpus; i++) {
+		uint64_t l = out.limit[i];
+
+		if (!converge_limit_changed(t->limit[i], l))
+			l = t->limit[i];
+		/* A CPU throttle follows the demand under a kept limit too. */
+		if (t->bucket)
+			ret = l == t->limit[i] ? 0 : converge_bucket_set(t, i, l);
+		else
+			ret = throttle_set(t, i, converge_cpu_pct(v[i].rate, l));
+		if (!ret)
+			t->limit[i] = l;
+	}
+	return ret;
+}
+
 int mig_throttle_on_rates(struct mig_throttle *t, const uint64_t *pages, double now,
 			  double throughput)
 {
@@ -288,6 +409,10 @@ int mig_throttle_on_rates(struct mig_throttle *t, const uint64_t *pages, double 
 			ret = dirty_limit_adjust(t);
 		else if (t->p->policy == MIG_POLICY_RATE_DRIVEN)
 			ret = rate_driven_adjust(t, throughput);
+		else if (t->p->policy == MIG_POLICY_CONVERGE)
+			ret = converge_adjust(t, now);
+	} else if (t->p->policy == MIG_POLICY_CONVERGE) {
+		ret = converge_start(t, now);
 	}
 	memcpy(t->last_pages, pages, t->vm->nr_vcpus * sizeof(*pages));
 	t->last_t = now;
@@ -333,6 +458,7 @@ int mig_throttle_off(struct mig_throttle *t)
 	int ret = t->vm ? throttle_apply(t, -1, 0) : 0;
 
 	memset(t->pct, 0, sizeof(t->pct));
+	memset(t->limit, 0, sizeof(t->limit));
 	t->active = false;
 	return ret;
 }

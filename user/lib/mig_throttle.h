@@ -2,21 +2,25 @@
 /*
  * Convergence policies of the migration engine: auto-converge (QEMU's
  * trigger and its cpu-throttle-* parameters), dirty-limit (a per-vCPU
- * cap in MB/s, applied only to vCPUs that exceed it) and rate-driven (a
+ * cap in MB/s, applied only to vCPUs that exceed it), rate-driven (a
  * controller on continuous per-vCPU rates that keeps the guest's total
- * dirty rate under half the measured link throughput).  They throttle
- * through a backend: kvmmig.ko when it is loaded (the vCPU sleeps in its
- * own thread before guest entry, in the kernel, whatever VMM runs it),
- * else the VMM's own set_throttle op (kvmmig_vm_set_throttle()).  Through
- * the module, dirty-limit sets the module's exact per-vCPU dirty limit (a
- * token bucket); otherwise every policy sets per-vCPU CPU-throttle
- * percentages.
+ * dirty rate under half the measured link throughput) and converge (the
+ * controller of converge.h: per-vCPU dirty limits on the vCPUs that dirty,
+ * just enough for the backlog to fit the downtime, by --converge-within
+ * when given).  They throttle through a backend: kvmmig.ko when it is
+ * loaded (the vCPU sleeps in its own thread before guest entry, in the
+ * kernel, whatever VMM runs it), else the VMM's own set_throttle op
+ * (kvmmig_vm_set_throttle()).  Through the module, dirty-limit and
+ * converge set the module's exact per-vCPU dirty limit (a token bucket);
+ * otherwise every policy sets per-vCPU CPU-throttle percentages
+ * (converge: the running fraction limit / demand).
  * A throttle counts as applied only once the backend took it: a failure
  * is returned to the caller and leaves nothing recorded.
  */
 #ifndef KVMMIG_MIG_THROTTLE_H
 #define KVMMIG_MIG_THROTTLE_H
 
+#include "converge.h"
 #include "migrate.h"
 
 struct kmod_session;
@@ -37,6 +41,13 @@ struct mig_throttle {
 	/* What was applied, for the report */
 	struct mig_vcpu_throttle applied[MIG_MAX_VCPUS];
 	uint64_t slept_ns0[MIG_MAX_VCPUS];	/* the module's sleep count at the start */
+	/* converge: the controller, its clock origin and the latest backlog */
+	struct converge cv;
+	uint64_t limit[MIG_MAX_VCPUS];	/* bytes/s in force, 0: none */
+	double cv_t0;
+	uint64_t backlog;
+	double bandwidth;
+	enum converge_verdict verdict;
 };
 
 void mig_throttle_init(struct mig_throttle *t, struct kvmmig_vm *vm, const struct mig_params *p);
@@ -56,6 +67,13 @@ int mig_throttle_on_sync(struct mig_throttle *t, uint64_t bytes_dirty_period,
 /* Per-vCPU controllers, with cumulative per-vCPU dirty pages at time @now (s). */
 int mig_throttle_on_rates(struct mig_throttle *t, const uint64_t *pages, double now,
 			  double throughput);
+/*
+ * converge: bytes still to send and the bandwidth (bytes/s, at most
+ * max-bandwidth; 0 unknown), read at the next mig_throttle_on_rates().
+ */
+void mig_throttle_backlog(struct mig_throttle *t, uint64_t remaining, double bandwidth);
+/* Total dirty rate of the latest period, bytes/s. */
+double mig_throttle_rate(const struct mig_throttle *t);
 /* Highest CPU throttle in force on any vCPU. */
 unsigned int mig_throttle_max(const struct mig_throttle *t);
 /*

@@ -2,7 +2,7 @@
 /*
  * libkvmmig's live migration: precopy over TCP with multifd page channels,
  * a sync engine (legacy, background, periodic) and convergence policies
- * (auto-converge, dirty-limit, rate-driven).  Parameter names and defaults
+ * (auto-converge, dirty-limit, rate-driven, converge).  Parameter names and defaults
  * follow QEMU's migration parameters.  The source side is
  * mig_source_run(), the destination side mig_dest_run(); both report
  * progress through a callback and fill a struct mig_report.
@@ -32,6 +32,7 @@ enum mig_policy {
 	MIG_POLICY_AUTO_CONVERGE,	/* CPU throttle for all vCPUs, QEMU semantics */
 	MIG_POLICY_DIRTY_LIMIT,		/* per-vCPU dirty-rate cap, only on dirtying vCPUs */
 	MIG_POLICY_RATE_DRIVEN,		/* continuous per-vCPU rates, no syncs needed */
+	MIG_POLICY_CONVERGE,		/* per-vCPU dirty limits just enough (converge.h) */
 	NR_MIG_POLICIES,
 };
 
@@ -58,6 +59,7 @@ struct mig_params {
 	uint64_t vcpu_dirty_limit;		/* vcpu-dirty-limit, MB/s, 1 */
 	unsigned int dirty_limit_period_ms;	/* x-vcpu-dirty-limit-period, 1000 */
 	unsigned int max_passes;		/* give up after this many, 0 = never */
+	unsigned int converge_within_s;		/* converge: the deadline, 0 = none */
 	enum mig_rate_source rate_source;	/* x-rate-source, dirty */
 	enum dirty_backend dirty_backend;
 	bool dirty_clear_on_send;		/* bitmap-manual re-protects each chunk

@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/kcmp.h>
 
 #include "log.h"
 #include "module_client.h"
@@ -172,6 +173,15 @@ int kmod_get_throttle(struct kmod_session *ks, uint32_t vcpu, struct kvmmig_thro
 
 /* ---- a running VMM's VM fd ---- */
 
+/*
+ * A VMM may hold duplicates of its VM fd (libkvmmig's kvmmig_vm keeps its
+ * own): two fds are one VM when they are the same open file.
+ */
+static bool kmod_same_file(pid_t pid, int fd1, int fd2)
+{
+	return syscall(SYS_kcmp, pid, pid, KCMP_FILE, fd1, fd2) == 0;
+}
+
 static int kmod_find_vm_fdnum(pid_t pid)
 {
 	char dir[64], path[320], link[64];
@@ -193,6 +203,8 @@ static int kmod_find_vm_fdnum(pid_t pid)
 			continue;
 		link[n] = 0;
 		if (!strcmp(link, "anon_inode:kvm-vm")) {
+			if (found >= 0 && kmod_same_file(pid, found, atoi(de->d_name)))
+				continue;
 			if (found >= 0) {
 				found = -EEXIST;	/* several VMs: ambiguous */
 				break;
