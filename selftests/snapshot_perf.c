@@ -17,6 +17,11 @@
  *     second before (goal: 0.5x during, 1.0x after).
  *  4. Untouched memory: pause and total time with UFFD_FEATURE_WP_UNPOPULATED
  *     against pre-faulting it (the older kernels' path).
+ *  5. Live increments: a guest writing a small working set, snapshotted
+ *     whole (a series' base) and then again 300 ms later as an increment,
+ *     with each tracker (the VM's dirty source; PAGEMAP_SCAN with
+ *     UFFD_FEATURE_WP_ASYNC where the kernel has them), against the plain
+ *     uffd-wp full snapshot of the same guest without a series.
  *
  * The table is printed for people; --json FILE writes the same rows.
  *
@@ -30,6 +35,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "dirty.h"
 #include "log.h"
 #include "perf_util.h"
 #include "snapshot.h"
@@ -361,6 +367,139 @@ static void bench_unpopulated(struct bench *b)
 	}
 }
 
+/* ---- 5: live increments, per tracker ---- */
+
+#define INC_WSS_PAGES		256	/* per vCPU: 1 MiB */
+#define INC_INTERVAL_MS		300
+#define INC_CASES		(1 + 2 * NR_SNAP_TRACKERS)
+
+/* A guest writing its working set, made for a series' dirty source; NULL on failure. */
+static struct vm *inc_guest(struct bench *b, struct dirty_options *dopts)
+{
+	struct vm_config cfg = {
+		.nr_vcpus = 2, .ram_bytes = b->ram, .nr_slots = 1,
+		.guest.workload = WORKLOAD_RAND, .guest.wss_pages = INC_WSS_PAGES,
+	};
+	int backend = dirty_prepare_config(DIRTY_AUTO, &cfg);
+	struct vm *vm;
+
+	if (backend < 0 || vm_create(&cfg, &vm))
+		return NULL;
+	if (vm_start(vm)) {
+		vm_destroy(vm);
+		return NULL;
+	}
+	dopts->backend = backend;
+	return vm;
+}
+
+/*
+ * Case 0: a full snapshot without a series (plain uffd-wp).  Case 1 + 2t:
+ * tracker t's base (full, tracking starts at its pause), 2 + 2t: its
+ * increment INC_INTERVAL_MS later.  Seconds into v[case], pauses into p.
+ */
+static int inc_round(struct bench *b, unsigned int tracker, double *v, double *p,
+		     const char **fallback)
+{
+	struct dirty_options dopts = { 0 };
+	struct snap_series *series = NULL;
+	struct snap_opts o = { .path = b->path };
+	struct snap_report r;
+	char inc[280];
+	struct vm *vm = inc_guest(b, &dopts);
+	int ret = -1;
+
+	if (!vm)
+		return -1;
+	usleep(INC_INTERVAL_MS * 1000);
+	if (tracker == NR_SNAP_TRACKERS) {
+		if (snap_once(b, vm, &o, &r) >= 0) {
+			v[0] = r.total_s;
+			p[0] = r.pause_ms;
+			ret = 0;
+		}
+		goto out;
+	}
+	if (snap_series_new(vm->kv, tracker, &dopts, &series)) {
+		fprintf(stderr, "snapshot_perf: no %s series: %s\n", snap_tracker_name(tracker),
+			kvmmig_last_error());
+		goto out;
+	}
+	if (snap_series_tracker(series) != tracker) {
+		*fallback = snap_series_fallback(series);
+		goto out;
+	}
+	o.series = series;
+	if (snap_once(b, vm, &o, &r) < 0)
+		goto out;
+	v[1 + 2 * tracker] = r.total_s;
+	p[1 + 2 * tracker] = r.pause_ms + r.handover_ms;
+	usleep(INC_INTERVAL_MS * 1000);
+	snprintf(inc, sizeof(inc), "%s.1", b->path);
+	o.path = inc;
+	if (snap_once(b, vm, &o, &r) >= 0 && r.incremental) {
+		v[2 + 2 * tracker] = r.total_s;
+		p[2 + 2 * tracker] = r.pause_ms + r.handover_ms;
+		ret = 0;
+	}
+	unlink(inc);
+out:
+	snap_series_free(series);
+	vm_destroy(vm);
+	unlink(b->path);
+	return ret;
+}
+
+static void bench_increments(struct bench *b)
+{
+	double v[INC_CASES][PERF_MAX_ROUNDS], p[INC_CASES][PERF_MAX_ROUNDS];
+	double tv[INC_CASES], tp[INC_CASES];
+	const char *fallback[NR_SNAP_TRACKERS] = { NULL };
+	unsigned int n[INC_CASES] = { 0 }, round, k, t, c;
+	char what[80];
+
+	for (round = 0; round < b->rounds; round++) {
+		for (k = 0; k <= NR_SNAP_TRACKERS; k++) {
+			/* The plain snapshot and the trackers take turns going first. */
+			t = (k + round) % (NR_SNAP_TRACKERS + 1);
+			if (t < NR_SNAP_TRACKERS && fallback[t])
+				continue;
+			if (inc_round(b, t, tv, tp, &fallback[t < NR_SNAP_TRACKERS ? t : 0]))
+				continue;
+			for (c = 0; c < INC_CASES; c++) {
+				if (t == NR_SNAP_TRACKERS ? c != 0 : c != 1 + 2 * t && c != 2 + 2 * t)
+					continue;
+				v[c][n[c]] = tv[c];
+				p[c][n[c]++] = tp[c];
+			}
+		}
+	}
+	printf("5. live increments: a %llu MiB guest writing %u KiB per vCPU, %u ms apart\n",
+	       (unsigned long long)(b->ram >> 20), INC_WSS_PAGES * 4, INC_INTERVAL_MS);
+	if (!n[0])
+		return;
+	print_row(b, "increments", "full, plain uffd-wp", perf_range(v[0], n[0]), "s", 0);
+	print_row(b, "increments", "  its pause", perf_range(p[0], n[0]), "ms", 0);
+	for (t = 0; t < NR_SNAP_TRACKERS; t++) {
+		if (fallback[t]) {
+			printf("  %s tracker: not on this kernel (%s)\n", snap_tracker_name(t),
+			       fallback[t]);
+			continue;
+		}
+		for (c = 1 + 2 * t; c <= 2 + 2 * t; c++) {
+			if (!n[c])
+				continue;
+			snprintf(what, sizeof(what), "%s, %s tracker", c % 2 ? "base" : "increment",
+				 snap_tracker_name(t));
+			print_row(b, "increments", what, perf_range(v[c], n[c]), "s",
+				  perf_range(v[0], n[0]).median);
+			snprintf(what, sizeof(what), "  its pauses");
+			print_row(b, "increments", what, perf_range(p[c], n[c]), "ms",
+				  perf_range(p[0], n[0]).median);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct bench b = { .dir = "/var/tmp", .ram = BENCH_RAM, .rounds = ROUNDS };
@@ -393,6 +532,7 @@ int main(int argc, char **argv)
 	bench_save(&b);
 	bench_throughput(&b);
 	bench_unpopulated(&b);
+	bench_increments(&b);
 	unlink(b.path);
 	unlink(b.raw);
 	rmdir(dir);
