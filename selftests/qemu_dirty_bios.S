@@ -9,9 +9,10 @@
  * from its APIC ID, waits for the test's parameters in the control page
  * and then writes one 32-bit word per page over its own range of pages,
  * pass after pass, each pass the pass number, paced by the TSC: one write
- * every `period` ticks, and writes missed while the vCPU did not run (a
- * throttle's sleep) are dropped, not caught up, so a throttle shows in the
- * rate.  Before each write it checks that the page holds what the previous
+ * every `period` ticks, each done only if the vCPU runs within `slack`
+ * ticks of its time, so writes missed while the vCPU did not run (a
+ * throttle's sleep) are dropped, not caught up, and a throttle shows in
+ * the rate.  Before each write it checks that the page holds what the previous
  * pass wrote, so after a migration the destination guest finds any page
  * that came over stale or wrong within one pass.  Its count of writes,
  * pass and errors are in its status page (layout: qemu_guest.h).  No
@@ -115,18 +116,18 @@ pace:
 	subl	QG_ST_NEXT_LO(%esi), %eax
 	sbbl	QG_ST_NEXT_HI(%esi), %edx	/* edx:eax = late = now - next */
 	js	pace
-	/* Late by a whole period or more: drop the missed writes. */
-	subl	QG_CTL + QG_CTL_PERIOD_LO, %eax
-	sbbl	QG_CTL + QG_CTL_PERIOD_HI, %edx
-	js	on_time
-	rdtsc
-	movl	%eax, QG_ST_NEXT_LO(%esi)
-	movl	%edx, QG_ST_NEXT_HI(%esi)
-on_time:
-	movl	QG_CTL + QG_CTL_PERIOD_LO, %eax
-	addl	%eax, QG_ST_NEXT_LO(%esi)
-	movl	QG_CTL + QG_CTL_PERIOD_HI, %eax
-	adcl	%eax, QG_ST_NEXT_HI(%esi)
+	/*
+	 * The write due at `next` is done only if the vCPU runs within the
+	 * slack after it: one missed while the vCPU slept (a throttle) is
+	 * dropped, not caught up, so the rate shows the time it ran.
+	 */
+	movl	QG_CTL + QG_CTL_PERIOD_LO, %ecx
+	addl	%ecx, QG_ST_NEXT_LO(%esi)
+	movl	QG_CTL + QG_CTL_PERIOD_HI, %ecx
+	adcl	%ecx, QG_ST_NEXT_HI(%esi)
+	subl	QG_CTL + QG_CTL_SLACK_LO, %eax
+	sbbl	QG_CTL + QG_CTL_SLACK_HI, %edx
+	jns	pace
 
 	/* The page must hold what the previous pass wrote (0 before pass 1). */
 	movl	(%edi), %eax

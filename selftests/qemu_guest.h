@@ -23,6 +23,8 @@
 #define QG_CTL_BASE		0x08	/* GPA of vCPU 0's pages; vCPU n's follow */
 #define QG_CTL_PERIOD_LO	0x0c	/* TSC ticks from one write to the next, */
 #define QG_CTL_PERIOD_HI	0x10	/* 0: as fast as the vCPU can; read per write */
+#define QG_CTL_SLACK_LO		0x14	/* a write more than this late is dropped, */
+#define QG_CTL_SLACK_HI		0x18	/* in TSC ticks; read per write */
 #define QG_MAGIC		0x47514d4b	/* "KMQG" */
 
 /* Status page of vCPU n (its APIC ID) at QG_STATUS + n * QG_PAGE_SIZE. */
@@ -49,6 +51,8 @@ struct qg_ctl {
 	uint32_t base;
 	uint32_t period_lo;
 	uint32_t period_hi;
+	uint32_t slack_lo;
+	uint32_t slack_hi;
 };
 
 struct qg_status {
@@ -64,7 +68,7 @@ struct qg_status {
 	uint32_t next_hi;
 };
 
-_Static_assert(__builtin_offsetof(struct qg_ctl, period_hi) == QG_CTL_PERIOD_HI, "qg_ctl");
+_Static_assert(__builtin_offsetof(struct qg_ctl, slack_hi) == QG_CTL_SLACK_HI, "qg_ctl");
 _Static_assert(__builtin_offsetof(struct qg_status, bad_wanted) == QG_ST_BAD_WANTED, "qg_status");
 _Static_assert(__builtin_offsetof(struct qg_status, next_hi) == QG_ST_NEXT_HI, "qg_status");
 #endif

@@ -38,6 +38,8 @@
 #define QG_MAX_SAMPLES		(20 * 60 * 1000 / QG_SAMPLE_MS)	/* 20 minutes */
 #define QG_START_MS		60000	/* QEMU listens on QMP and every vCPU writes */
 #define QG_QMP_MS		30000	/* a QMP command is answered */
+/* A paced write is dropped when the vCPU runs this late (see qg_set_rate). */
+#define QG_SLACK_US		1000
 
 struct qg_opts {
 	unsigned int nr_vcpus;
@@ -45,6 +47,7 @@ struct qg_opts {
 	unsigned int ring_entries;	/* 0: the dirty bitmap */
 	unsigned int pages;		/* each vCPU's working set */
 	double rate;			/* pages per second per vCPU; 0: flat out */
+	bool catch_up;			/* do writes missed while a vCPU did not run */
 	bool incoming;			/* a migration destination: -incoming defer */
 };
 
@@ -91,13 +94,21 @@ static inline double qg_tsc_hz(void)
 	return (c1 - c0) * 1e9 / (t1 - t0);
 }
 
-/* Pace every vCPU to @rate pages per second (0: as fast as it can). */
+/*
+ * Pace every vCPU to @rate pages per second (0: as fast as it can), a
+ * write dropped when the vCPU runs more than QG_SLACK_US after its time,
+ * or done late (catching up) with o.catch_up.
+ */
 static inline void qg_set_rate(struct qemu_guest *g, double rate)
 {
 	uint64_t period = rate > 0 ? (uint64_t)(g->tsc_hz / rate) : 0;
+	uint64_t slack = rate > 0 && !g->o.catch_up ?
+			 (uint64_t)(g->tsc_hz * QG_SLACK_US / 1e6) : INT64_MAX;
 	volatile struct qg_ctl *c = qg_ctl(g);
 
-	/* The guest reads the halves apart: a period moves by < 2^32 here. */
+	/* The guest reads the halves apart: values move by < 2^32 here. */
+	c->slack_hi = slack >> 32;
+	c->slack_lo = (uint32_t)slack;
 	c->period_hi = period >> 32;
 	c->period_lo = (uint32_t)period;
 }
@@ -183,10 +194,29 @@ out:
 	return c;
 }
 
+/* Wait (at most a second) until the sampler has a sample from @t or later. */
+static inline void qg_wait_sampled(struct qemu_guest *g, double t)
+{
+	double deadline = now_s() + 1, last;
+
+	do {
+		pthread_mutex_lock(&g->lock);
+		last = g->nr_samples ? g->samples[g->nr_samples - 1].t : 0;
+		pthread_mutex_unlock(&g->lock);
+		if (last >= t)
+			return;
+		usleep(QG_SAMPLE_MS * 1000 / 2);
+	} while (now_s() < deadline);
+}
+
 /* vCPU @vcpu's own rate, pages per second, from @t0 to @t1; -1 if not sampled. */
 static inline double qg_rate(struct qemu_guest *g, unsigned int vcpu, double t0, double t1)
 {
-	double c0 = qg_count_at(g, vcpu, t0), c1 = qg_count_at(g, vcpu, t1);
+	double c0, c1;
+
+	qg_wait_sampled(g, t1);
+	c0 = qg_count_at(g, vcpu, t0);
+	c1 = qg_count_at(g, vcpu, t1);
 
 	if (c0 < 0 || c1 < 0 || t1 <= t0)
 		return -1;
@@ -211,7 +241,7 @@ static void __attribute__((noreturn)) qg_exec(struct qemu_guest *g, const char *
 	snprintf(accel, sizeof(accel), "kvm,dirty-ring-size=%u", g->o.ring_entries);
 	snprintf(smp, sizeof(smp), "%u", g->o.nr_vcpus);
 	snprintf(size, sizeof(size), "%uM", g->o.ram_mib);
-	snprintf(mem, sizeof(mem), "memory-backend-file,id=m,size=%uM,mem-path=/dev/fd/%d,share=on",
+	snprintf(mem, sizeof(mem), "memory-backend-file,id=m,size=%uM,mem-path=/proc/self/fd/%d,share=on",
 		 g->o.ram_mib, g->mem_fd);
 	snprintf(qmp, sizeof(qmp), "unix:%s,abstract=on,server=on,wait=off", g->sock + 1);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(g->log_fd, 1) < 0 || dup2(g->log_fd, 2) < 0 ||
@@ -239,7 +269,10 @@ static inline int qg_connect(struct qemu_guest *g, char *why, size_t len)
 		if (!r)
 			return 0;
 		if (r != -ECONNREFUSED && r != -ENOENT) {
-			snprintf(why, len, "QMP: %s", kvmmig_last_error());
+			/* QEMU listens before it builds the machine: it may be failing. */
+			usleep(500000);
+			snprintf(why, len, "QMP: %s; QEMU: %s", kvmmig_last_error(),
+				 qg_log(g, log, sizeof(log)));
 			return r;
 		}
 		usleep(20000);
