@@ -38,7 +38,7 @@
 #define QG_MAX_SAMPLES		(20 * 60 * 1000 / QG_SAMPLE_MS)	/* 20 minutes */
 #define QG_START_MS		60000	/* QEMU listens on QMP and every vCPU writes */
 #define QG_QMP_MS		30000	/* a QMP command is answered */
-/* A paced write is dropped when the vCPU runs this late (see qg_set_rate). */
+/* A slack that drops what a throttle's 10 ms sleep misses (see qg_set_rate). */
 #define QG_SLACK_US		1000
 
 struct qg_opts {
@@ -47,7 +47,7 @@ struct qg_opts {
 	unsigned int ring_entries;	/* 0: the dirty bitmap */
 	unsigned int pages;		/* each vCPU's working set */
 	double rate;			/* pages per second per vCPU; 0: flat out */
-	bool catch_up;			/* do writes missed while a vCPU did not run */
+	double slack_us;		/* a write this late is dropped; 0: never */
 	bool incoming;			/* a migration destination: -incoming defer */
 };
 
@@ -95,15 +95,15 @@ static inline double qg_tsc_hz(void)
 }
 
 /*
- * Pace every vCPU to @rate pages per second (0: as fast as it can), a
- * write dropped when the vCPU runs more than QG_SLACK_US after its time,
- * or done late (catching up) with o.catch_up.
+ * Pace every vCPU to @rate pages per second (0: as fast as it can), each
+ * write dropped when the vCPU runs more than o.slack_us after its time
+ * (o.slack_us 0: done however late, catching up).
  */
 static inline void qg_set_rate(struct qemu_guest *g, double rate)
 {
 	uint64_t period = rate > 0 ? (uint64_t)(g->tsc_hz / rate) : 0;
-	uint64_t slack = rate > 0 && !g->o.catch_up ?
-			 (uint64_t)(g->tsc_hz * QG_SLACK_US / 1e6) : INT64_MAX;
+	uint64_t slack = rate > 0 && g->o.slack_us > 0 ?
+			 (uint64_t)(g->tsc_hz * g->o.slack_us / 1e6) : INT64_MAX;
 	volatile struct qg_ctl *c = qg_ctl(g);
 
 	/* The guest reads the halves apart: values move by < 2^32 here. */
