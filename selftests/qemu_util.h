@@ -48,7 +48,8 @@ struct qg_opts {
 	unsigned int pages;		/* each vCPU's working set */
 	double rate;			/* pages per second per vCPU; 0: flat out */
 	double slack_us;		/* a write this late is dropped; 0: never */
-	bool incoming;			/* a migration destination: -incoming defer */
+	bool incoming;			/* a migration destination: -incoming defer, */
+					/* paused once it has come (-S) */
 };
 
 struct qg_sample {
@@ -160,6 +161,14 @@ static void *qg_sampler(void *arg)
 	return NULL;
 }
 
+/* Record the guest's counts from now on (a destination, once it runs). */
+static inline int qg_sample(struct qemu_guest *g)
+{
+	if (!g->sampling)
+		g->sampling = !pthread_create(&g->sampler, NULL, qg_sampler, g);
+	return g->sampling ? 0 : -EAGAIN;
+}
+
 /*
  * vCPU @vcpu's count of writes at time @t (now_s()), interpolated between
  * the samples around it; -1 when @t is outside what was sampled.
@@ -233,7 +242,7 @@ static void __attribute__((noreturn)) qg_exec(struct qemu_guest *g, const char *
 		"-machine", "pc,memory-backend=m", "-accel", accel, "-smp", smp,
 		"-m", size, "-bios", bios, "-object", mem, "-qmp", qmp,
 		"-serial", "none", "-monitor", "none",
-		g->o.incoming ? "-incoming" : NULL, "defer", NULL,
+		g->o.incoming ? "-incoming" : NULL, "defer", "-S", NULL,
 	};
 	int null = open("/dev/null", O_RDONLY);
 
@@ -367,8 +376,7 @@ static inline int qg_start(struct qemu_guest *g, const struct qg_opts *o, char *
 	r = qg_wait_running(g, why, len);
 	if (r)
 		return r;
-	g->sampling = !pthread_create(&g->sampler, NULL, qg_sampler, g);
-	if (!g->sampling) {
+	if (qg_sample(g)) {
 		snprintf(why, len, "sampler thread: %s", strerror(errno));
 		return -EAGAIN;
 	}

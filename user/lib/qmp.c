@@ -291,3 +291,30 @@ int qmp_get_str(const char *line, const char *key, char *out, size_t size)
 	out[n] = '\0';
 	return 0;
 }
+
+int qmp_query_migrate(struct qmp *q, struct qmp_migration *m, int timeout_ms)
+{
+	char *line = malloc(QMP_LINE_MAX);
+	int r;
+
+	if (!line)
+		return -ENOMEM;
+	memset(m, 0, sizeof(*m));
+	r = qmp_command(q, line, QMP_LINE_MAX, timeout_ms, "{\"execute\":\"query-migrate\"}");
+	if (!r) {
+		/* Before any migration the answer is an empty object. */
+		if (qmp_get_str(line, "status", m->status, sizeof(m->status)))
+			snprintf(m->status, sizeof(m->status), "none");
+		qmp_get_u64(line, "total-time", &m->total_time_ms);
+		qmp_get_u64(line, "expected-downtime", &m->expected_downtime_ms);
+		qmp_get_u64(line, "downtime", &m->downtime_ms);
+		qmp_get_u64(line, "transferred", &m->transferred);
+		qmp_get_u64(line, "remaining", &m->remaining);
+		qmp_get_u64(line, "total", &m->total);
+		qmp_get_u64(line, "dirty-sync-count", &m->dirty_sync_count);
+		qmp_get_u64(line, "dirty-pages-rate", &m->dirty_pages_rate);
+		qmp_get_double(line, "mbps", &m->mbps);
+	}
+	free(line);
+	return r;
+}

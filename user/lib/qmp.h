@@ -49,6 +49,21 @@ int qmp_read_line(struct qmp *q, char *line, size_t size, int timeout_ms);
 /* Wait for event @name (events before it go to on_event); its line into @line. */
 int qmp_wait_event(struct qmp *q, const char *name, char *line, size_t size, int timeout_ms);
 
+/* The source's view of a migration, from query-migrate (0 when absent). */
+struct qmp_migration {
+	char status[24];		/* "setup", "active", "completed", "failed"... */
+	uint64_t total_time_ms;
+	uint64_t expected_downtime_ms;	/* while active */
+	uint64_t downtime_ms;		/* once completed */
+	uint64_t transferred, remaining, total;	/* RAM bytes */
+	uint64_t dirty_sync_count;	/* passes over the dirty bitmap so far */
+	uint64_t dirty_pages_rate;	/* pages per second, as QEMU measured it */
+	double mbps;			/* the bandwidth QEMU measured */
+};
+
+/* query-migrate into @m. */
+int qmp_query_migrate(struct qmp *q, struct qmp_migration *m, int timeout_ms);
+
 /*
  * The value of the first member called @key anywhere in @line: a number
  * (0, or -ENOENT when there is none that is a number) or a string (copied
