@@ -39,8 +39,12 @@
 #define QG_ST_NEXT_LO		0x20	/* the guest's own: TSC of the next write */
 #define QG_ST_NEXT_HI		0x24
 
-/* The lowest GPA the test may give as QG_CTL_BASE: past every status page. */
-#define QG_FIRST_FREE		(QG_STATUS + QG_MAX_VCPUS * QG_PAGE_SIZE)
+/*
+ * Where the vCPUs' pages start (QG_CTL_BASE): 1 MiB, past the status pages
+ * and the legacy VGA and BIOS window (0xA0000-0xFFFFF), where writes do not
+ * reach RAM.
+ */
+#define QG_RANGES		0x100000
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>

@@ -328,7 +328,7 @@ static inline int qg_start(struct qemu_guest *g, const struct qg_opts *o, char *
 	g->mem_fd = g->log_fd = g->qmp.fd = -1;
 	pthread_mutex_init(&g->lock, NULL);
 	if (o->nr_vcpus < 1 || o->nr_vcpus > QG_MAX_VCPUS ||
-	    QG_FIRST_FREE + (size_t)o->nr_vcpus * o->pages * QG_PAGE_SIZE > ram) {
+	    QG_RANGES + (size_t)o->nr_vcpus * o->pages * QG_PAGE_SIZE > ram) {
 		snprintf(why, len, "%u vCPUs of %u pages do not fit %u MiB", o->nr_vcpus,
 			 o->pages, o->ram_mib);
 		return -EINVAL;
@@ -355,7 +355,7 @@ static inline int qg_start(struct qemu_guest *g, const struct qg_opts *o, char *
 	if (!o->incoming) {
 		c = qg_ctl(g);
 		c->pages = o->pages;
-		c->base = QG_FIRST_FREE;
+		c->base = QG_RANGES;
 		qg_set_rate(g, o->rate);
 		__atomic_store_n(&c->magic, QG_MAGIC, __ATOMIC_RELEASE);
 	}
