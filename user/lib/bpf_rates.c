@@ -663,6 +663,11 @@ int bpf_rates_update(struct bpf_rates *br)
 	return 0;
 }
 
+uint64_t bpf_rates_interval_end_ns(const struct bpf_rates *br)
+{
+	return br->now_ns;
+}
+
 double bpf_rates_interval(const struct bpf_rates *br)
 {
 	return (br->now_ns - br->prev_ns) / 1e9;
