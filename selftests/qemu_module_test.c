@@ -6,10 +6,12 @@
  * run on it as an operator would.  `kvmmig top --once --json` and `kvmmig
  * attach --pid` + `kvmmig stats` must see each vCPU's dirty rate within
  * 10% of the guest's own count over the same interval; `kvmmig throttle
- * --dirty-limit X` must bring the guest's own rate to X +-10%,
- * `--cpu-throttle 50` must halve it (+-15%) and `--off` restore it (+-10%);
- * a throttled QEMU killed with SIGKILL must die within a second and its
- * session go.  Each test runs with QEMU's dirty ring and again with its
+ * --dirty-limit X` must bring the guest's own rate to X +-10% and `--off`
+ * restore it (+-10%), `--cpu-throttle 50` must halve it (+-15%); a
+ * throttled QEMU killed with SIGKILL must die within a second and its
+ * session go; QEMU's own migration of a guest that does not converge must
+ * complete under a kvmmig dirty limit, and the destination guest's memory
+ * check pass.  Each test runs with QEMU's dirty ring and again with its
  * dirty bitmap (QEMU's default).  QEMU logs dirty pages only while
  * something asks it to, so each measurement runs inside a window of QEMU's
  * own dirty-rate calculation (calc-dirty-rate in the mode of the variant);
@@ -58,6 +60,8 @@
 FIXTURE(qm) {
 	bool ready;
 	bool started;			/* qg_start() was called: qg_stop() */
+	bool dst_started;		/* likewise for dst */
+	struct qemu_guest dst;		/* a migration's destination */
 	struct qemu_guest g;
 	struct cli_child attach;
 	uint32_t session;
@@ -93,6 +97,8 @@ FIXTURE_TEARDOWN(qm)
 	cli_end(&self->attach);
 	if (self->started)
 		qg_stop(&self->g);
+	if (self->dst_started)
+		qg_stop(&self->dst);
 }
 
 /*
@@ -538,7 +544,7 @@ TEST_F_TIMEOUT(qm, qemu_migration_converges_under_dirty_limit, 300)
 		.nr_vcpus = NR_VCPUS, .ram_mib = MIG_RAM_MIB,
 		.ring_entries = variant->ring_entries,
 	};
-	struct qemu_guest dst;
+	struct qemu_guest *dst = &self->dst;
 	struct qmp_migration m;
 	volatile struct qg_status *st;
 	volatile uint32_t *spoilt;
@@ -553,16 +559,16 @@ TEST_F_TIMEOUT(qm, qemu_migration_converges_under_dirty_limit, 300)
 	self->started = true;
 	ASSERT_EQ(0, qg_start(&self->g, &o, err, sizeof(err))) TH_LOG("%s", err);
 	o.incoming = true;
-	ASSERT_EQ(0, qg_start(&dst, &o, err, sizeof(err))) TH_LOG("%s", err);
+	self->dst_started = true;
+	ASSERT_EQ(0, qg_start(dst, &o, err, sizeof(err))) TH_LOG("%s", err);
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", 20000 + getpid() % 20000);
-	if (qmp_command(&dst.qmp, NULL, 0, QG_QMP_MS,
+	if (qmp_command(&dst->qmp, NULL, 0, QG_QMP_MS,
 			"{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"%s\"}}", uri) ||
 	    qmp_command(&self->g.qmp, NULL, 0, QG_QMP_MS,
 			"{\"execute\":\"migrate-set-parameters\",\"arguments\":"
 			"{\"max-bandwidth\":524288,\"downtime-limit\":300}}") ||
 	    qmp_command(&self->g.qmp, NULL, 0, QG_QMP_MS,
 			"{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}", uri)) {
-		qg_stop(&dst);
 		ASSERT_TRUE(0) TH_LOG("%s", kvmmig_last_error());
 	}
 	/* Pass after pass over the dirty pages, it does not end. */
@@ -582,31 +588,28 @@ TEST_F_TIMEOUT(qm, qemu_migration_converges_under_dirty_limit, 300)
 	EXPECT_STREQ("completed", m.status);
 	EXPECT_EQ(NULL, qg_check_errors(&self->g, err, sizeof(err))) TH_LOG("source: %s", err);
 	EXPECT_GT(m.dirty_sync_count, syncs);
-	if (strcmp(m.status, "completed")) {
-		qg_stop(&dst);
+	if (strcmp(m.status, "completed"))
 		return;
-	}
 	/* Spoil the first page vCPU 0 writes after the one it was at. */
-	st = qg_status(&dst, 0);
+	st = qg_status(dst, 0);
 	pass0 = st->pass;
-	pass1 = qg_status(&dst, 1)->pass;
-	spoilt = (volatile uint32_t *)(dst.mem + QG_RANGES +
+	pass1 = qg_status(dst, 1)->pass;
+	spoilt = (volatile uint32_t *)(dst->mem + QG_RANGES +
 				       (size_t)(st->writes % MIG_PAGES) * QG_PAGE_SIZE);
 	*spoilt += 1000;
 	/* Flat out: no dirty logging here, a pass takes moments. */
-	qg_set_rate(&dst, 0);
-	ASSERT_EQ(0, qmp_command(&dst.qmp, NULL, 0, QG_QMP_MS, "{\"execute\":\"cont\"}"))
+	qg_set_rate(dst, 0);
+	ASSERT_EQ(0, qmp_command(&dst->qmp, NULL, 0, QG_QMP_MS, "{\"execute\":\"cont\"}"))
 		TH_LOG("%s", kvmmig_last_error());
-	for (k = 0; k < 600 && (st->pass < pass0 + 2 || qg_status(&dst, 1)->pass < pass1 + 2); k++)
+	for (k = 0; k < 600 && (st->pass < pass0 + 2 || qg_status(dst, 1)->pass < pass1 + 2); k++)
 		usleep(100000);
 	TH_LOG("destination: vCPU 0 at pass %u (from %u), %u errors; vCPU 1 %u errors", st->pass,
-	       pass0, st->errors, qg_status(&dst, 1)->errors);
+	       pass0, st->errors, qg_status(dst, 1)->errors);
 	EXPECT_GE(st->pass, pass0 + 2);
 	EXPECT_EQ(1U, st->errors);
-	EXPECT_EQ((uint32_t)((volatile uint8_t *)spoilt - dst.mem), st->bad_gpa);
-	EXPECT_EQ(0U, qg_status(&dst, 1)->errors)
-		TH_LOG("%s", qg_check_errors(&dst, err, sizeof(err)) ?: "");
-	qg_stop(&dst);
+	EXPECT_EQ((uint32_t)((volatile uint8_t *)spoilt - dst->mem), st->bad_gpa);
+	EXPECT_EQ(0U, qg_status(dst, 1)->errors)
+		TH_LOG("%s", qg_check_errors(dst, err, sizeof(err)) ?: "");
 }
 
 TEST_HARNESS_MAIN
