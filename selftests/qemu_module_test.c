@@ -510,8 +510,9 @@ TEST_F_TIMEOUT(qm, sigkill_while_throttled, 300)
 }
 
 /*
- * Poll the source's query-migrate until it has completed (@until_completed)
- * or made @syncs passes over its dirty pages, or for @secs at most.
+ * Poll query-migrate until the migration has completed (@until_completed)
+ * or the source made @syncs passes over its dirty pages, or for @secs at
+ * most.  A destination answers with its own status.
  */
 static void follow_migration(struct __test_metadata *_metadata, struct qemu_guest *src,
 			     struct qmp_migration *m, double secs, bool until_completed,
@@ -590,6 +591,9 @@ TEST_F_TIMEOUT(qm, qemu_migration_converges_under_dirty_limit, 300)
 	EXPECT_GT(m.dirty_sync_count, syncs);
 	if (strcmp(m.status, "completed"))
 		return;
+	/* The source is done when it has sent all; the destination when it has loaded all. */
+	follow_migration(_metadata, dst, &m, 60, true, 0);
+	ASSERT_STREQ("completed", m.status) TH_LOG("the destination did not finish loading");
 	/* Spoil the first page vCPU 0 writes after the one it was at. */
 	st = qg_status(dst, 0);
 	pass0 = st->pass;
