@@ -9,9 +9,8 @@
  * --dirty-limit X` must bring the guest's own rate to X +-10% and `--off`
  * restore it (+-10%), `--cpu-throttle 50` must halve it (+-15%); a
  * throttled QEMU killed with SIGKILL must die within a second and its
- * session go; QEMU's own migration of a guest that does not converge must
- * complete under a kvmmig dirty limit, and the destination guest's memory
- * check pass.  Each test runs with QEMU's dirty ring and again with its
+ * session go (QEMU's own migration beside kvmmig: qemu_migration_test).
+ * Each test runs with QEMU's dirty ring and again with its
  * dirty bitmap (QEMU's default).  QEMU logs dirty pages only while
  * something asks it to, so each measurement runs inside a window of QEMU's
  * own dirty-rate calculation (calc-dirty-rate in the mode of the variant);
@@ -32,6 +31,7 @@
 #include "kselftest_harness.h"
 #include "log.h"
 #include "module_client.h"
+#include "qemu_kvmmig.h"
 #include "qemu_util.h"
 
 #define NR_VCPUS	2
@@ -46,25 +46,14 @@
 #define RATE		100.0
 /* The dirty-limit test's slack: a backlog of 0.2 s, far more than a limited write waits. */
 #define LIMIT_SLACK_US	200000.0
-/*
- * The migrated guest: little RAM, since QEMU's zero-page scan is slow under
- * TCG, and 512 KiB a vCPU, written again every 1.3 s.
- */
-#define MIG_RAM_MIB	32
-#define MIG_PAGES	128
 #define WINDOW_S	60		/* QEMU's dirty logging for one measurement (its most) */
 #define MIN_RATE	20.0		/* a guest rate worth measuring */
-#define CMD_MS		60000		/* a kvmmig command that ends by itself */
-#define OUT_MAX		65536
 
 FIXTURE(qm) {
 	bool ready;
 	bool started;			/* qg_start() was called: qg_stop() */
-	bool dst_started;		/* likewise for dst */
-	struct qemu_guest dst;		/* a migration's destination */
 	struct qemu_guest g;
-	struct cli_child attach;
-	uint32_t session;
+	struct qk_attach attach;
 	double window_end;
 };
 
@@ -81,8 +70,7 @@ FIXTURE_SETUP(qm)
 {
 	const char *why = "";
 
-	self->attach.pid = 0;
-	self->attach.pidfd = self->attach.out = self->attach.err = -1;
+	qk_attach_init(&self->attach);
 	if (!kmod_present(&why))
 		SKIP(return, "%s: these tests run inside the Debian kernels (make vmcheck)", why);
 	self->ready = true;
@@ -90,15 +78,9 @@ FIXTURE_SETUP(qm)
 
 FIXTURE_TEARDOWN(qm)
 {
-	if (self->attach.pid > 0) {
-		kill(self->attach.pid, SIGTERM);
-		cli_wait(&self->attach, 5000);
-	}
-	cli_end(&self->attach);
+	qk_attach_end(&self->attach);
 	if (self->started)
 		qg_stop(&self->g);
-	if (self->dst_started)
-		qg_stop(&self->dst);
 }
 
 /*
@@ -126,50 +108,6 @@ static void start_qemu(struct __test_metadata *_metadata, FIXTURE_DATA(qm) *self
 
 /* The 6.1 harness runs the test body after a SKIP in setup. */
 #define NEED_READY() do { if (!self->ready) return; } while (0)
-
-/*
- * Wait until the running command @c has written a whole line containing
- * @needle; the line into @line, the moment it was seen into @t.
- */
-static int cli_wait_line(struct cli_child *c, const char *needle, char *line, size_t size,
-			 int ms, double *t)
-{
-	double deadline = now_s() + ms / 1000.0;
-	char *buf = malloc(OUT_MAX);
-	const char *p, *b, *e;
-	int r = -ETIMEDOUT;
-
-	if (!buf)
-		return -ENOMEM;
-	do {
-		bool ended = cli_wait(c, 0) == 0;
-
-		cli_output(c->out, buf, OUT_MAX);
-		p = strstr(buf, needle);
-		e = p ? strchr(p, '\n') : NULL;
-		if (e) {
-			for (b = p; b > buf && b[-1] != '\n'; b--)
-				;
-			snprintf(line, size, "%.*s", (int)(e - b), b);
-			*t = now_s();
-			r = 0;
-			break;
-		}
-		if (ended) {
-			r = -ECHILD;
-			break;
-		}
-		usleep(5000);
-	} while (now_s() < deadline);
-	free(buf);
-	return r;
-}
-
-/* What a failed command said, for the log. */
-static const char *cli_said(struct cli_child *c, char *buf, size_t len)
-{
-	return c->err >= 0 ? cli_output(c->err, buf, len) : "";
-}
 
 /*
  * QEMU logs dirty pages for WINDOW_S seconds from now: a calc-dirty-rate
@@ -235,43 +173,6 @@ static void guest_rates(struct qemu_guest *g, double secs, double *rates)
 		rates[k] = qg_rate(g, k, t1 - secs, t1);
 }
 
-/* `kvmmig ARGS...` to its end, successfully. */
-static void kvmmig_ok(struct __test_metadata *_metadata, const char *const *args)
-{
-	char err[2048];
-
-	ASSERT_EQ(0, cli_run(args, CMD_MS, err, sizeof(err))) TH_LOG("kvmmig %s: %s", args[0], err);
-}
-
-/* `kvmmig attach --pid QEMU` held open; its session id into self->session. */
-static void attach_qemu(struct __test_metadata *_metadata, FIXTURE_DATA(qm) *self)
-{
-	char pid[16], line[512], err[1024];
-	const char *args[] = { "attach", "--pid", pid, "--json", NULL };
-	uint64_t id = 0;
-	double t;
-
-	snprintf(pid, sizeof(pid), "%d", self->g.pid);
-	ASSERT_EQ(0, cli_start(&self->attach, args));
-	ASSERT_EQ(0, cli_wait_line(&self->attach, "\"session\"", line, sizeof(line), CMD_MS, &t))
-		TH_LOG("kvmmig attach: %s", cli_said(&self->attach, err, sizeof(err)));
-	ASSERT_EQ(0, qmp_get_u64(line, "session", &id));
-	ASSERT_NE(0ULL, id);
-	self->session = id;
-	TH_LOG("attached: %s", line);
-}
-
-/* `kvmmig throttle --session S ARGS...` (up to four arguments). */
-static void throttle(struct __test_metadata *_metadata, FIXTURE_DATA(qm) *self,
-		     const char *a, const char *b, const char *c, const char *d)
-{
-	char session[16];
-	const char *args[] = { "throttle", "--session", session, a, b, c, d, NULL };
-
-	snprintf(session, sizeof(session), "%u", self->session);
-	kvmmig_ok(_metadata, args);
-}
-
 struct vcpu_stats {
 	double t;		/* when they were read (the command's middle) */
 	bool seen;
@@ -282,21 +183,21 @@ struct vcpu_stats {
 static void read_stats(struct __test_metadata *_metadata, FIXTURE_DATA(qm) *self,
 		       struct vcpu_stats *st)
 {
-	char session[16], err[1024], *out = malloc(OUT_MAX), *line;
+	char session[16], err[1024], *out = malloc(QK_OUT_MAX), *line;
 	const char *args[] = { "stats", "--session", session, "--json", NULL };
 	struct cli_child c;
 	double t0, t1;
 	uint64_t id;
 
 	ASSERT_NE(NULL, out);
-	snprintf(session, sizeof(session), "%u", self->session);
+	snprintf(session, sizeof(session), "%u", self->attach.session);
 	memset(st, 0, NR_VCPUS * sizeof(*st));
 	t0 = now_s();
 	ASSERT_EQ(0, cli_start(&c, args));
-	ASSERT_EQ(0, cli_wait(&c, CMD_MS));
+	ASSERT_EQ(0, cli_wait(&c, QK_CMD_MS));
 	t1 = now_s();
 	ASSERT_EQ(0, cli_exit_status(&c)) TH_LOG("kvmmig stats: %s", cli_said(&c, err, sizeof(err)));
-	cli_output(c.out, out, OUT_MAX);
+	cli_output(c.out, out, QK_OUT_MAX);
 	cli_end(&c);
 	for (line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
 		if (qmp_get_u64(line, "vcpu_id", &id) || id >= self->g.o.nr_vcpus)
@@ -332,9 +233,9 @@ TEST_F_TIMEOUT(qm, top_sees_guest_rate, 300)
 	log_window(_metadata, self, variant);
 	snprintf(pid, sizeof(pid), "%d", self->g.pid);
 	ASSERT_EQ(0, cli_start(&c, args));
-	ASSERT_EQ(0, cli_wait_line(&c, "\"vms\"", line, sizeof(line), CMD_MS, &t))
+	ASSERT_EQ(0, cli_wait_line(&c, "\"vms\"", line, sizeof(line), QK_CMD_MS, &t))
 		TH_LOG("kvmmig top: %s", cli_said(&c, err, sizeof(err)));
-	ASSERT_EQ(0, cli_wait(&c, CMD_MS));
+	ASSERT_EQ(0, cli_wait(&c, QK_CMD_MS));
 	ASSERT_EQ(0, cli_exit_status(&c)) TH_LOG("kvmmig top: %s", cli_said(&c, err, sizeof(err)));
 	cli_end(&c);
 	inside_window(_metadata, self);
@@ -370,7 +271,7 @@ TEST_F_TIMEOUT(qm, stats_see_guest_rate, 300)
 
 	NEED_READY();
 	start_qemu(_metadata, self, variant, NR_VCPUS, 0);
-	attach_qemu(_metadata, self);
+	qk_attach(_metadata, &self->attach, self->g.pid);
 	log_window(_metadata, self, variant);
 	/* The module's rate window (1 s) wholly inside the logging. */
 	usleep(1500000);
@@ -406,7 +307,7 @@ TEST_F_TIMEOUT(qm, dirty_limit_then_off, 300)
 
 	NEED_READY();
 	start_qemu(_metadata, self, variant, 1, LIMIT_SLACK_US);
-	attach_qemu(_metadata, self);
+	qk_attach(_metadata, &self->attach, self->g.pid);
 	log_window(_metadata, self, variant);
 	guest_rates(&self->g, 4, r0);
 	for (k = 0; k < self->g.o.nr_vcpus; k++)
@@ -414,10 +315,10 @@ TEST_F_TIMEOUT(qm, dirty_limit_then_off, 300)
 	limit = (long)limit;
 	ASSERT_GT(limit, MIN_RATE / 2);
 	snprintf(arg, sizeof(arg), "%.0fpages/s", limit);
-	throttle(_metadata, self, "--dirty-limit", arg, NULL, NULL);
+	qk_throttle(_metadata, &self->attach, "--dirty-limit", arg, NULL, NULL);
 	usleep(2000000);
 	guest_rates(&self->g, 5, r1);
-	throttle(_metadata, self, "--off", NULL, NULL, NULL);
+	qk_throttle(_metadata, &self->attach, "--off", NULL, NULL, NULL);
 	usleep(1000000);
 	guest_rates(&self->g, 5, r2);
 	inside_window(_metadata, self);
@@ -444,11 +345,11 @@ TEST_F_TIMEOUT(qm, cpu_throttle_then_off, 300)
 
 	NEED_READY();
 	start_qemu(_metadata, self, variant, 1, QG_SLACK_US);
-	attach_qemu(_metadata, self);
+	qk_attach(_metadata, &self->attach, self->g.pid);
 	log_window(_metadata, self, variant);
 	for (i = 0; i < 5; i++) {
 		if (i) {
-			throttle(_metadata, self, i % 2 ? "--cpu-throttle" : "--off",
+			qk_throttle(_metadata, &self->attach, i % 2 ? "--cpu-throttle" : "--off",
 				 i % 2 ? "50" : NULL, NULL, NULL);
 			usleep(500000);
 		}
@@ -482,9 +383,9 @@ TEST_F_TIMEOUT(qm, sigkill_while_throttled, 300)
 
 	NEED_READY();
 	start_qemu(_metadata, self, variant, NR_VCPUS, 0);
-	attach_qemu(_metadata, self);
+	qk_attach(_metadata, &self->attach, self->g.pid);
 	log_window(_metadata, self, variant);
-	throttle(_metadata, self, "--cpu-throttle", "90", "--dirty-limit", "20pages/s");
+	qk_throttle(_metadata, &self->attach, "--cpu-throttle", "90", "--dirty-limit", "20pages/s");
 	usleep(2000000);
 	read_stats(_metadata, self, st);
 	for (k = 0; k < NR_VCPUS; k++)
@@ -498,122 +399,15 @@ TEST_F_TIMEOUT(qm, sigkill_while_throttled, 300)
 	ASSERT_TRUE(WIFSIGNALED(self->g.status));
 	EXPECT_LT(dt, 1.0);
 	/* attach learns the VM is gone at its next stats, and ends. */
-	ASSERT_EQ(0, cli_wait(&self->attach, 10000)) TH_LOG("kvmmig attach still runs");
-	EXPECT_EQ(0, cli_exit_status(&self->attach))
-		TH_LOG("kvmmig attach: %s", cli_said(&self->attach, err, sizeof(err)));
+	ASSERT_EQ(0, cli_wait(&self->attach.cmd, 10000)) TH_LOG("kvmmig attach still runs");
+	EXPECT_EQ(0, cli_exit_status(&self->attach.cmd))
+		TH_LOG("kvmmig attach: %s", cli_said(&self->attach.cmd, err, sizeof(err)));
 	ASSERT_EQ(0, cli_start(&c, args));
-	ASSERT_EQ(0, cli_wait(&c, CMD_MS));
+	ASSERT_EQ(0, cli_wait(&c, QK_CMD_MS));
 	cli_output(c.out, err, sizeof(err));
 	cli_end(&c);
-	snprintf(line, sizeof(line), "\"session\":%u,", self->session);
+	snprintf(line, sizeof(line), "\"session\":%u,", self->attach.session);
 	EXPECT_EQ(NULL, strstr(err, line)) TH_LOG("the session is still listed: %s", err);
-}
-
-/*
- * Poll query-migrate until the migration has completed (@until_completed)
- * or the source made @syncs passes over its dirty pages, or for @secs at
- * most.  A destination answers with its own status.
- */
-static void follow_migration(struct __test_metadata *_metadata, struct qemu_guest *src,
-			     struct qmp_migration *m, double secs, bool until_completed,
-			     uint64_t syncs)
-{
-	double deadline = now_s() + secs;
-
-	do {
-		ASSERT_EQ(0, qmp_query_migrate(&src->qmp, m, QG_QMP_MS))
-			TH_LOG("%s", kvmmig_last_error());
-		ASSERT_STRNE("failed", m->status);
-		if (!strcmp(m->status, "completed") || (!until_completed && m->dirty_sync_count >= syncs))
-			return;
-		usleep(200000);
-	} while (now_s() < deadline);
-}
-
-/*
- * QEMU's own live migration of the dirtying guest to a second QEMU on
- * loopback, at a bandwidth (512 KiB/s) below the guest's dirtying
- * (2 x 100 pages/s, 800 KiB/s) over 512 KiB a vCPU, which it writes again
- * every 1.3 s: pass after pass it does not converge; a kvmmig dirty limit
- * of 5 pages/s per vCPU makes it.  The destination starts paused; one page
- * is spoiled there before it runs, and its guest must find that page and
- * no other in one pass over its memory.
- */
-TEST_F_TIMEOUT(qm, qemu_migration_converges_under_dirty_limit, 300)
-{
-	struct qg_opts o = {
-		.nr_vcpus = NR_VCPUS, .ram_mib = MIG_RAM_MIB,
-		.ring_entries = variant->ring_entries,
-	};
-	struct qemu_guest *dst = &self->dst;
-	struct qmp_migration m;
-	volatile struct qg_status *st;
-	volatile uint32_t *spoilt;
-	char err[1024], uri[64];
-	uint32_t pass0, pass1, k, syncs;
-	double t0;
-
-	NEED_READY();
-	o.pages = MIG_PAGES;
-	o.rate = RATE;
-	o.incoming = false;
-	self->started = true;
-	ASSERT_EQ(0, qg_start(&self->g, &o, err, sizeof(err))) TH_LOG("%s", err);
-	o.incoming = true;
-	self->dst_started = true;
-	ASSERT_EQ(0, qg_start(dst, &o, err, sizeof(err))) TH_LOG("%s", err);
-	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", 20000 + getpid() % 20000);
-	if (qmp_command(&dst->qmp, NULL, 0, QG_QMP_MS,
-			"{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"%s\"}}", uri) ||
-	    qmp_command(&self->g.qmp, NULL, 0, QG_QMP_MS,
-			"{\"execute\":\"migrate-set-parameters\",\"arguments\":"
-			"{\"max-bandwidth\":524288,\"downtime-limit\":300}}") ||
-	    qmp_command(&self->g.qmp, NULL, 0, QG_QMP_MS,
-			"{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}", uri)) {
-		ASSERT_TRUE(0) TH_LOG("%s", kvmmig_last_error());
-	}
-	/* Pass after pass over the dirty pages, it does not end. */
-	follow_migration(_metadata, &self->g, &m, 90, false, 5);
-	TH_LOG("%s after %llu dirty syncs: %llu bytes remaining, %.1f Mb/s", m.status,
-	       (unsigned long long)m.dirty_sync_count, (unsigned long long)m.remaining, m.mbps);
-	ASSERT_STREQ("active", m.status);
-	ASSERT_GE(m.dirty_sync_count, 5ULL);
-	syncs = m.dirty_sync_count;
-	attach_qemu(_metadata, self);
-	throttle(_metadata, self, "--dirty-limit", "5pages/s", NULL, NULL);
-	t0 = now_s();
-	follow_migration(_metadata, &self->g, &m, 120, true, 0);
-	TH_LOG("%s %.1f s after the dirty limit: %llu ms total, %llu ms downtime, %llu dirty syncs",
-	       m.status, now_s() - t0, (unsigned long long)m.total_time_ms,
-	       (unsigned long long)m.downtime_ms, (unsigned long long)m.dirty_sync_count);
-	EXPECT_STREQ("completed", m.status);
-	EXPECT_EQ(NULL, qg_check_errors(&self->g, err, sizeof(err))) TH_LOG("source: %s", err);
-	EXPECT_GT(m.dirty_sync_count, syncs);
-	if (strcmp(m.status, "completed"))
-		return;
-	/* The source is done when it has sent all; the destination when it has loaded all. */
-	follow_migration(_metadata, dst, &m, 60, true, 0);
-	ASSERT_STREQ("completed", m.status) TH_LOG("the destination did not finish loading");
-	/* Spoil the first page vCPU 0 writes after the one it was at. */
-	st = qg_status(dst, 0);
-	pass0 = st->pass;
-	pass1 = qg_status(dst, 1)->pass;
-	spoilt = (volatile uint32_t *)(dst->mem + QG_RANGES +
-				       (size_t)(st->writes % MIG_PAGES) * QG_PAGE_SIZE);
-	*spoilt += 1000;
-	/* Flat out: no dirty logging here, a pass takes moments. */
-	qg_set_rate(dst, 0);
-	ASSERT_EQ(0, qmp_command(&dst->qmp, NULL, 0, QG_QMP_MS, "{\"execute\":\"cont\"}"))
-		TH_LOG("%s", kvmmig_last_error());
-	for (k = 0; k < 600 && (st->pass < pass0 + 2 || qg_status(dst, 1)->pass < pass1 + 2); k++)
-		usleep(100000);
-	TH_LOG("destination: vCPU 0 at pass %u (from %u), %u errors; vCPU 1 %u errors", st->pass,
-	       pass0, st->errors, qg_status(dst, 1)->errors);
-	EXPECT_GE(st->pass, pass0 + 2);
-	EXPECT_EQ(1U, st->errors);
-	EXPECT_EQ((uint32_t)((volatile uint8_t *)spoilt - dst->mem), st->bad_gpa);
-	EXPECT_EQ(0U, qg_status(dst, 1)->errors)
-		TH_LOG("%s", qg_check_errors(dst, err, sizeof(err)) ?: "");
 }
 
 TEST_HARNESS_MAIN

@@ -18,13 +18,13 @@ VMCHECK_ENABLED	:= 1
 # tests exercise user space only, and vm_test's 16 GiB guest does not fit the
 # machine.
 VM_TEST_PROGS	?= $(addprefix $(O)/selftests/,kvmmig_module_test kvmmig_fuzz_test \
-			bpf_rates_test dirty_log_test qemu_module_test)
+			bpf_rates_test dirty_log_test qemu_module_test qemu_migration_test)
 
 VM_KERNELS	?= 6.1 6.12
 # Extra files for the guest, relative or absolute paths: by default the
 # kvmmig command (tests find it next to their folder), the tools tests may
 # call as on the host (busybox provides the rest), and Debian's QEMU for
-# qemu_module_test: the binary (its libraries come with it), the one
+# the qemu_*_test programs: the binary (its libraries come with it), the one
 # firmware file it loads for `-accel kvm -bios`, and the test's guest image.
 VM_QEMU_FILES	:= /usr/bin/qemu-system-x86_64 /usr/share/qemu/kvmvapic.bin $(QEMU_BIOS)
 VM_EXTRA_FILES	?= $(KVMMIG) $(wildcard /usr/sbin/bpftool /usr/sbin/ip /usr/sbin/tc) \
