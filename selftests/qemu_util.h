@@ -39,7 +39,7 @@
 #define QG_START_MS		60000	/* QEMU listens on QMP and every vCPU writes */
 #define QG_QMP_MS		30000	/* a QMP command is answered */
 /* A slack that drops what a throttle's 10 ms sleep misses (see qg_set_rate). */
-#define QG_SLACK_US		250
+#define QG_SLACK_US		500
 
 struct qg_opts {
 	unsigned int nr_vcpus;
