@@ -10,8 +10,9 @@ TEST_SRCS	:= $(wildcard selftests/*_test.c)
 PERF_SRCS	:= $(wildcard selftests/*_perf.c)
 TEST_PROGS	:= $(patsubst selftests/%.c,$(O)/selftests/%,$(TEST_SRCS))
 PERF_PROGS	:= $(patsubst selftests/%.c,$(O)/selftests/%,$(PERF_SRCS))
-# qemu_perf's guest firmware, next to the program that loads it.
-QEMU_BIOS	:= $(O)/selftests/qemu_halt_bios.bin
+# QEMU guest firmware (selftests/*_bios.S), next to the programs that load
+# it: qemu_perf's halting guest, qemu_module_test's dirtying one.
+QEMU_BIOS	:= $(patsubst selftests/%.S,$(O)/selftests/%.bin,$(wildcard selftests/*_bios.S))
 TEST_CFLAGS	:= $(VMM_CFLAGS) -I$(KSFT_DIR) -Iselftests
 
 all: $(TEST_PROGS) $(PERF_PROGS) $(QEMU_BIOS)
@@ -24,10 +25,10 @@ $(O)/selftests/%: selftests/%.c $(wildcard selftests/*.h) $(LIBVMM) $(LIBKVMMIG)
 	$(quiet) CCLD $@
 	$(Q)$(CC) $(TEST_CFLAGS) $(LDFLAGS_COMMON) -o $@ $< $(LIBVMM) $(LIBKVMMIG) $(LIBS)
 
-$(QEMU_BIOS): selftests/qemu_halt_bios.S
+$(O)/selftests/%_bios.bin: selftests/%_bios.S selftests/qemu_guest.h
 	@mkdir -p $(dir $@)
 	$(quiet) AS $@
-	$(Q)$(CC) -c -o $(@:.bin=.o) $<
+	$(Q)$(CC) -Iselftests -c -o $(@:.bin=.o) $<
 	$(Q)objcopy -O binary -j .text $(@:.bin=.o) $@
 
 # Host tests first, then (when selftests/vm/vm.mk provides it) the module

@@ -355,6 +355,7 @@ static void top_print_json(const struct top_env *env, const struct bpf_rates *br
 	json_line_begin(&w, stdout);
 	json_key_i64(&w, "time", time(NULL));
 	json_key_double(&w, "interval", bpf_rates_interval(br), 3);
+	json_key_u64(&w, "interval_end_ns", bpf_rates_interval_end_ns(br));
 	top_json_sources(&w, br);
 	json_key(&w, "vms");
 	json_array_begin(&w);

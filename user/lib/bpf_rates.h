@@ -84,12 +84,14 @@ unsigned int bpf_rates_stale_pins(const struct bpf_rates *br);
 
 /*
  * Read the maps.  Rates cover the time since the previous update (since
- * attach for the first).  Entries of processes that have exited are
+ * bpf_rates_open() returned, for the first).  Entries of processes that have exited are
  * dropped from the maps.
  */
 int bpf_rates_update(struct bpf_rates *br);
 /* Seconds covered by the last update. */
 double bpf_rates_interval(const struct bpf_rates *br);
+/* When that interval ended: CLOCK_MONOTONIC, ns (now_ns() of clock.h). */
+uint64_t bpf_rates_interval_end_ns(const struct bpf_rates *br);
 
 /* vCPUs known at the last update, sorted by (pid, vm_fd, vcpu). */
 size_t bpf_rates_count(const struct bpf_rates *br);
