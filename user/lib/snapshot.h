@@ -108,7 +108,6 @@ struct snap_opts {
 	const char *path;		/* the file to write (FILE.partial meanwhile), or tcp:HOST:PORT */
 	bool direct;			/* O_DIRECT where the filesystem allows it */
 	struct tls_opts tls;		/* tcp: only; all NULL: plaintext */
-	/* the file to write (FILE.partial meanwhile) */
 	/*
 	 * A series (NULL: a lone full snapshot): the snapshot is an increment
 	 * on the series' previous one when there is one.
