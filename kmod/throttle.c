@@ -3,7 +3,8 @@
  * Throttles that need no help from the VMM.  The kvm_exit probe decides:
  * a dirty limit is a token bucket kept as a theoretical arrival time (each
  * dirtied page costs 1/limit seconds, an idle vCPU banks at most
- * KVMMIG_BURST_NS), and a CPU throttle owes pct/(100-pct) x 10 ms of sleep
+ * KVMMIG_BURST_NS; pages are counted by account.c's ring or bitmap probe,
+ * so it works with and without a dirty ring), and a CPU throttle owes pct/(100-pct) x 10 ms of sleep
  * per 10 ms of guest run, as QEMU's.  A debt is paid by a task_work queued
  * on the vCPU's thread, which KVM runs before the next guest entry (or on
  * the way back to userspace): it sleeps there, interruptibly, so a signal
@@ -41,9 +42,14 @@ int kvmmig_throttle_check(struct kvmmig_session *s, const struct kvmmig_throttle
 		return 0;
 
 	lockdep_assert_held(&s->lock);
-	if ((t->dirty_limit || t->ring_quota) && !s->kvm->dirty_ring_size)
+	/* A quota is a ring soft limit: nothing to lower without a ring. */
+	if (t->ring_quota && !s->kvm->dirty_ring_size)
 		return -EOPNOTSUPP;
-	if (t->dirty_limit && !kvmmig_probe_attached(KVMMIG_PROBE_PUSH))
+	if (t->dirty_limit && !kvmmig_probe_attached(s->kvm->dirty_ring_size ?
+						     KVMMIG_PROBE_PUSH :
+						     KVMMIG_PROBE_MARK_DIRTY))
+		return -EOPNOTSUPP;
+	if (t->dirty_limit && !kvmmig_probe_attached(KVMMIG_PROBE_EXIT))
 		return -EOPNOTSUPP;
 	if (t->cpu_throttle && !kvmmig_probe_attached(KVMMIG_PROBE_EXIT))
 		return -EOPNOTSUPP;
