@@ -139,6 +139,7 @@ int kvmmig_for_each_session(int (*fn)(struct kvmmig_session *s, void *arg),
 /* vm_release.c */
 int kvmmig_release_probes_register(void);
 void kvmmig_release_probes_unregister(void);
+bool kvmmig_release_probes_attached(void);
 
 /* harvest.c */
 long kvmmig_harvest(struct kvmmig_session *s, struct kvmmig_harvest __user *uh);

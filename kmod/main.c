@@ -45,6 +45,8 @@ static long kvmmig_check_extension(unsigned long ext)
 	case KVMMIG_CAP_BITMAP_DIRTY:
 		return kvmmig_probe_attached(KVMMIG_PROBE_EXIT) &&
 		       kvmmig_probe_attached(KVMMIG_PROBE_MARK_DIRTY);
+	case KVMMIG_CAP_PROMPT_RELEASE:
+		return kvmmig_release_probes_attached();
 	case KVMMIG_CAP_RING_FULL_COUNT:
 		return kvmmig_probe_attached(KVMMIG_PROBE_RING_EXIT);
 	case KVMMIG_CAP_NETLINK:

@@ -93,6 +93,17 @@ int kvmmig_release_probes_register(void)
 	return 0;
 }
 
+/* Whether every release is watched (KVMMIG_CAP_PROMPT_RELEASE). */
+bool kvmmig_release_probes_attached(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(kvmmig_release_probes); i++)
+		if (!kvmmig_release_on[i])
+			return false;
+	return true;
+}
+
 /* No handler runs, or will run, once this returns. */
 void kvmmig_release_probes_unregister(void)
 {

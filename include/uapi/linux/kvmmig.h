@@ -37,6 +37,8 @@
 #define KVMMIG_CAP_MAX_SESSIONS		11	/* answers the session limit */
 /* dirty counts and dirty limits for VMs without a dirty ring (bitmap mode) */
 #define KVMMIG_CAP_BITMAP_DIRTY		12
+/* a VM its VMM let go is released before the VMM's close() returns */
+#define KVMMIG_CAP_PROMPT_RELEASE	13
 
 /* ioctls on /dev/kvmmig */
 #define KVMMIG_GET_API_VERSION		_IO(KVMMIG_IO, 0x00)
