@@ -137,7 +137,7 @@ int kvmmig_for_each_session(int (*fn)(struct kvmmig_session *s, void *arg),
 			    u32 start, void *arg);
 
 /* vm_release.c */
-int kvmmig_release_probes_register(void);
+void kvmmig_release_probes_register(void);
 void kvmmig_release_probes_unregister(void);
 bool kvmmig_release_probes_attached(void);
 

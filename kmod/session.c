@@ -4,11 +4,11 @@
  * VM until the fd is closed, KVMMIG_DETACH is called or every other user of
  * the VM has let go ("VM gone": noticed when the last other reference goes,
  * by the release probes of vm_release.c, else by the next ioctl or window).
- * Attached sessions sit in an RCU hash table
- * keyed by struct kvm, where the tracepoint probes find them; open sessions
- * sit in an IDR by id, where netlink finds them.  Lock order: kvmmig_lock,
- * then a session's lock.  A session's memory lives until its fd is closed
- * and every throttle sleep it queued has run (kref).
+ * Attached sessions sit in an RCU hash table keyed by struct kvm, where the
+ * probes find them; open sessions sit in an IDR by id, where netlink finds
+ * them.  Lock order: kvmmig_lock, then a session's lock.  A session's
+ * memory lives until its fd is closed and every throttle sleep and "VM
+ * gone" check it queued has run (kref).
  */
 #include <linux/anon_inodes.h>
 #include <linux/file.h>

@@ -4,8 +4,8 @@
  * a dirty limit is a token bucket kept as a theoretical arrival time (each
  * dirtied page costs 1/limit seconds, an idle vCPU banks at most
  * KVMMIG_BURST_NS; pages are counted by account.c's ring or bitmap probe,
- * so it works with and without a dirty ring), and a CPU throttle owes pct/(100-pct) x 10 ms of sleep
- * per 10 ms of guest run, as QEMU's.  A debt is paid by a task_work queued
+ * so it works with and without a dirty ring), and a CPU throttle owes
+ * pct/(100-pct) x 10 ms of sleep per 10 ms of guest run, as QEMU's.  A debt is paid by a task_work queued
  * on the vCPU's thread, which KVM runs before the next guest entry (or on
  * the way back to userspace): it sleeps there, interruptibly, so a signal
  * or a kill ends the sleep at once.  The probe runs after the last

@@ -78,7 +78,8 @@ static struct kretprobe kvmmig_release_probes[] = {
 
 static bool kvmmig_release_on[ARRAY_SIZE(kvmmig_release_probes)];
 
-int kvmmig_release_probes_register(void)
+/* Each probe on its own: one that fails only costs promptness. */
+void kvmmig_release_probes_register(void)
 {
 	unsigned int i;
 	int r;
@@ -90,7 +91,6 @@ int kvmmig_release_probes_register(void)
 				kvmmig_release_probes[i].kp.symbol_name, r);
 		kvmmig_release_on[i] = !r;
 	}
-	return 0;
 }
 
 /* Whether every release is watched (KVMMIG_CAP_PROMPT_RELEASE). */
