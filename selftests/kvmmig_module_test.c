@@ -1245,11 +1245,16 @@ TEST_F_TIMEOUT(mode, counts_match_guest_writes, 300)
 }
 
 /*
- * A dirty limit of an eighth of vCPU 0's free rate holds its rate, as the
- * guest counts its writes and as the module counts pages, at the limit
- * +-10%; vCPU 1 is never slowed.  A vCPU the host starves stays below any
- * limit: the lower bound applies when the throttle held it (it slept most
- * of the window), as in throttle_dirty_limit_ratio.
+ * A dirty limit of an eighth of vCPU 0's free rate holds the rate the
+ * module measures at the limit +-10%, and the guest's own count of its
+ * writes agrees with the module's (+-10%; the module also counts the
+ * guest's counter and stack pages, which the guest does not, and they
+ * count against the limit too); vCPU 1 is never slowed.  A vCPU the host
+ * starves stays below any limit: the lower bound applies when the throttle
+ * held it.  Held at an eighth of its free rate, a vCPU the host lets run
+ * sleeps 7/8 of the time; one that slept less than 3/4 lost CPU time to
+ * the host (seen on a 2-core machine at a load average of 14).  A throttle
+ * that overslept would sleep more, and still fail the lower bound.
  */
 TEST_F_TIMEOUT(mode, dirty_limit_holds_rate, 300)
 {
@@ -1279,10 +1284,10 @@ TEST_F_TIMEOUT(mode, dirty_limit_holds_rate, 300)
 	       guest_rate / t.dirty_limit, module_rate, module_rate / t.dirty_limit, slept_ms,
 	       secs * 1000);
 	ASSERT_EQ(t.dirty_limit, b.st[0].dirty_limit);
-	ASSERT_LE(guest_rate, (1 + MODE_TOLERANCE) * t.dirty_limit);
 	ASSERT_LE(module_rate, (1 + MODE_TOLERANCE) * t.dirty_limit);
-	if (slept_ms >= 0.5 * secs * 1000) {
-		ASSERT_GE(guest_rate, (1 - MODE_TOLERANCE) * t.dirty_limit);
+	ASSERT_LE(guest_rate, (1 + MODE_TOLERANCE) * t.dirty_limit);
+	ASSERT_GE(guest_rate, (1 - MODE_TOLERANCE) * module_rate);
+	if (slept_ms >= 0.75 * secs * 1000) {
 		ASSERT_GE(module_rate, (1 - MODE_TOLERANCE) * t.dirty_limit);
 	} else {
 		TH_LOG("vCPU 0 slept little: the host starved it below its limit");
