@@ -192,12 +192,20 @@ static void kvmmig_owed_pay(struct kvmmig_vcpu *v, u64 slept)
 	} while (!atomic64_try_cmpxchg(&v->owed_ns, &owed, left));
 }
 
-/* The dirty limit gets the same credit for a sleep longer than asked. */
+/*
+ * The dirty limit gets the same credit for a sleep longer than asked, kept
+ * until used (kvmmig_dirty_debt()), at most one max sleep in all.
+ */
 static void kvmmig_overslept(struct kvmmig_vcpu *v, u64 want, u64 slept)
 {
-	if (slept > want)
-		atomic64_add(min_t(u64, slept - want, kvmmig_max_sleep_ns()),
-			     &v->overslept_ns);
+	s64 credit;
+
+	if (slept <= want)
+		return;
+	credit = atomic64_add_return(min_t(u64, slept - want, kvmmig_max_sleep_ns()),
+				     &v->overslept_ns);
+	if (credit > kvmmig_max_sleep_ns())
+		atomic64_set(&v->overslept_ns, kvmmig_max_sleep_ns());
 }
 
 /* task_work: runs in the vCPU's thread, in process context, may sleep. */
@@ -276,17 +284,27 @@ static u64 kvmmig_cpu_debt(struct kvmmig_vcpu *v, u64 ran)
 static u64 kvmmig_dirty_debt(struct kvmmig_vcpu *v, u64 now)
 {
 	u64 npp = READ_ONCE(v->ns_per_page), pages, dirty, floor;
+	s64 credit;
 
 	if (!npp)
 		return 0;
 	dirty = READ_ONCE(v->dirty_pages);
 	pages = dirty - v->tb_pages;
 	v->tb_pages = dirty;
-	/* An idle vCPU banks at most the burst, plus what it overslept. */
-	floor = now - KVMMIG_BURST_NS - atomic64_xchg(&v->overslept_ns, 0);
+	/*
+	 * An idle vCPU banks at most the burst, plus what it overslept: a
+	 * late wake-up (a loaded host) must not cost the vCPU its rate.  That
+	 * credit lasts until the bucket is back within the burst, not just to
+	 * the next exit: one page costs one exit, and a credit dropped there
+	 * would be lost whole.
+	 */
+	credit = atomic64_read(&v->overslept_ns);
+	floor = now - KVMMIG_BURST_NS - credit;
 	if ((s64)(v->tat_ns - floor) < 0)
 		v->tat_ns = floor;
 	v->tat_ns += pages * npp;
+	if (credit && (s64)(v->tat_ns - (now - KVMMIG_BURST_NS)) >= 0)
+		atomic64_sub(credit, &v->overslept_ns);
 	if (v->tat_ns <= now + KVMMIG_MIN_SLEEP_NS)
 		return 0;
 	WRITE_ONCE(v->limited, v->limited + 1);
