@@ -3,11 +3,15 @@
  * Per-vCPU accounting on KVM's tracepoints: time in guest mode between
  * kvm_entry and kvm_exit (both exported), pages dirtied from
  * kvm_dirty_ring_push and ring-full exits from kvm_dirty_ring_exit (neither
- * exported: found by name when kvm.ko's tracepoints are announced).  The
- * probes run in the vCPU's own thread, take no lock and allocate nothing;
- * kvm_exit also drives the throttle.  The session tick turns counters into
- * rates over a window; KVMMIG_VCPU_STATS reads them.
+ * exported: found by name when kvm.ko's tracepoints are announced).  VMs
+ * without a dirty ring have no dirty tracepoint: their pages are counted by
+ * a kprobe on mark_page_dirty_in_slot() and given to the vCPU running on
+ * this CPU (kvm_get_running_vcpu()).  The probes run in the vCPU's own
+ * thread, take no lock and allocate nothing; kvm_exit also drives the
+ * throttle.  The session tick turns counters into rates over a window;
+ * KVMMIG_VCPU_STATS reads them.
  */
+#include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/notifier.h>
 #include <linux/slab.h>
@@ -89,6 +93,50 @@ static void kvmmig_probe_ring_exit(void *data, struct kvm_vcpu *vcpu)
 	rcu_read_unlock();
 }
 
+/*
+ * Bitmap mode: count a page the first time KVM marks it since the VMM last
+ * collected the log (KVM_GET_DIRTY_LOG or KVM_CLEAR_DIRTY_LOG cleared its
+ * bit and write-protected it again), as the ring counts one push per page
+ * per reset.  Ring VMs reach mark_page_dirty_in_slot() too, and are counted
+ * by the push tracepoint only.  The probe runs before the function, with
+ * preemption disabled, in the thread that runs the vCPU: the counter keeps
+ * its single writer.  Session teardown: as for the tracepoint probes, the
+ * session is found under RCU and detach waits with synchronize_rcu().
+ */
+static int kvmmig_probe_mark_dirty(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct kvm *kvm = (struct kvm *)kvmmig_probe_arg(regs, 0);
+	const struct kvm_memory_slot *ms = (const void *)kvmmig_probe_arg(regs, 1);
+	gfn_t gfn = kvmmig_probe_arg(regs, 2);
+	struct kvm_vcpu *vcpu;
+	struct kvmmig_vcpu *v;
+	unsigned long *bitmap;
+
+	if (!kvmmig_sessions_attached() || !ms || READ_ONCE(kvm->dirty_ring_size) ||
+	    !(ms->flags & KVM_MEM_LOG_DIRTY_PAGES))
+		return 0;
+	bitmap = READ_ONCE(ms->dirty_bitmap);
+	if (!bitmap || gfn - ms->base_gfn >= ms->npages ||
+	    test_bit_le(gfn - ms->base_gfn, bitmap))
+		return 0;
+	vcpu = kvm_get_running_vcpu();
+	if (!vcpu || vcpu->kvm != kvm)
+		return 0;
+	rcu_read_lock();
+	v = kvmmig_vcpu_find(vcpu);
+	if (v)
+		WRITE_ONCE(v->dirty_pages, v->dirty_pages + 1);
+	rcu_read_unlock();
+	return 0;
+}
+
+static struct kprobe kvmmig_mark_kp = {
+	.symbol_name	= KVMMIG_MARK_DIRTY_SYMBOL,
+	.pre_handler	= kvmmig_probe_mark_dirty,
+};
+
+static bool kvmmig_mark_kp_on;
+
 struct kvmmig_probe {
 	const char *name;
 	void *func;
@@ -104,6 +152,8 @@ static struct kvmmig_probe kvmmig_probes[KVMMIG_NR_PROBES] = {
 
 bool kvmmig_probe_attached(int which)
 {
+	if (which == KVMMIG_PROBE_MARK_DIRTY)
+		return kvmmig_mark_kp_on;
 	return READ_ONCE(kvmmig_probes[which].tp) != NULL;
 }
 
@@ -174,6 +224,12 @@ int kvmmig_probes_register(void)
 		goto err_exit;
 	if (!kvmmig_probe_attached(KVMMIG_PROBE_PUSH))
 		pr_warn("kvmmig: kvm_dirty_ring_push not found: no dirty counts or dirty limit\n");
+	/* Optional: without it, VMs without a ring get no dirty counts. */
+	r = register_kprobe(&kvmmig_mark_kp);
+	if (r)
+		pr_warn("kvmmig: cannot probe %s (%d): no dirty counts or dirty limit without a dirty ring\n",
+			KVMMIG_MARK_DIRTY_SYMBOL, r);
+	kvmmig_mark_kp_on = !r;
 	return 0;
 
 err_exit:
@@ -186,6 +242,10 @@ err_entry:
 
 void kvmmig_probes_unregister(void)
 {
+	/* Waits for running handlers (synchronize_rcu()). */
+	if (kvmmig_mark_kp_on)
+		unregister_kprobe(&kvmmig_mark_kp);
+	kvmmig_mark_kp_on = false;
 	/* Replays MODULE_STATE_GOING: detaches the ring probes. */
 	unregister_tracepoint_module_notifier(&kvmmig_tp_nb);
 	kvmmig_probe_detach(&kvmmig_probes[KVMMIG_PROBE_EXIT]);

@@ -52,4 +52,32 @@
 #define KVMMIG_RING_SOFT_FULL_NUDGE	KVM_REQ_EVENT
 #endif
 
+/*
+ * Bitmap-mode dirtying has no tracepoint: every page KVM makes writable in
+ * a logging memslot, and every write KVM does itself, goes through the
+ * exported mark_page_dirty_in_slot(kvm, memslot, gfn), called as a real
+ * function from the x86 MMU (make_spte, fast_page_fault) in both kernels.
+ * A kprobe on its entry (ftrace-based with KPROBES_ON_FTRACE, which both
+ * Debian kernels have; 6.1 has no fprobe) sees its arguments in registers.
+ * 6.1 drops a mark made without a running vCPU (with a WARN); 6.12 sets
+ * the bit anyway when the architecture allows it: such marks belong to no
+ * vCPU and are not counted on either kernel.
+ */
+#define KVMMIG_MARK_DIRTY_SYMBOL	"mark_page_dirty_in_slot"
+#define kvmmig_probe_arg(regs, n)	regs_get_kernel_argument(regs, n)
+
+/*
+ * Where the last reference on a VM but the session's is dropped: the VM
+ * file's release calls the exported kvm_put_kvm(), and so do device,
+ * debugfs and (6.12) guest_memfd files; the vCPU, vCPU-stats and VM-stats
+ * files' release functions have kvm_put_kvm() inlined (checked in the
+ * Debian 6.1 and 6.12 kvm.ko), so they are probed themselves.  The first
+ * takes the VM, the others (inode, file) with the vCPU or the VM as the
+ * file's private_data.
+ */
+#define KVMMIG_PUT_KVM_SYMBOL		"kvm_put_kvm"
+#define KVMMIG_VCPU_RELEASE_SYMBOL	"kvm_vcpu_release"
+#define KVMMIG_VCPU_STATS_RELEASE_SYMBOL "kvm_vcpu_stats_release"
+#define KVMMIG_VM_STATS_RELEASE_SYMBOL	"kvm_vm_stats_release"
+
 #endif /* KVMMIG_COMPAT_H */

@@ -99,7 +99,7 @@ struct kvmmig_throttle_cfg {
 };
 
 struct kvmmig_session {
-	struct kref ref;		/* the file, queued throttle sleeps */
+	struct kref ref;		/* the file, queued sleeps and gone checks */
 	struct mutex lock;		/* ioctls, netlink, tick, detach */
 	u32 id;
 	enum kvmmig_state state;
@@ -115,6 +115,9 @@ struct kvmmig_session {
 	struct delayed_work tick;
 	u64 window_ns;
 	struct kvmmig_harvest_scratch *scratch;	/* HARVEST's buffers, under lock */
+	/* "VM gone" noticed by a release probe: detach in the releasing task */
+	struct callback_head gone_twork;
+	unsigned long gone_pending;	/* bit 0: gone_twork queued */
 };
 
 /* main.c */
@@ -128,8 +131,15 @@ struct kvmmig_session *kvmmig_session_find(u32 id);
 void kvmmig_session_put(struct kvmmig_session *s);
 int kvmmig_session_lock(struct kvmmig_session *s);
 struct kvmmig_vcpu *kvmmig_vcpu_find(struct kvm_vcpu *vcpu);
+bool kvmmig_sessions_attached(void);
+void kvmmig_vm_put_seen(struct kvm *kvm);
 int kvmmig_for_each_session(int (*fn)(struct kvmmig_session *s, void *arg),
 			    u32 start, void *arg);
+
+/* vm_release.c */
+void kvmmig_release_probes_register(void);
+void kvmmig_release_probes_unregister(void);
+bool kvmmig_release_probes_attached(void);
 
 /* harvest.c */
 long kvmmig_harvest(struct kvmmig_session *s, struct kvmmig_harvest __user *uh);
@@ -149,6 +159,7 @@ enum {
 	KVMMIG_PROBE_PUSH,
 	KVMMIG_PROBE_RING_EXIT,
 	KVMMIG_NR_PROBES,
+	KVMMIG_PROBE_MARK_DIRTY = KVMMIG_NR_PROBES,	/* the bitmap kprobe */
 };
 
 /* throttle.c */

@@ -2,10 +2,10 @@
 /*
  * kvmmig.ko: live-migration helpers for stock KVM.  This file holds the
  * module parameters, the /dev/kvmmig misc device (API version,
- * CHECK_EXTENSION, ATTACH) and module init/exit.  Open session fds and
- * queued throttle sleeps hold module references, so the module cannot be
- * unloaded while any exists; on unload the probes are unregistered and
- * synchronised before the code goes away.
+ * CHECK_EXTENSION, ATTACH) and module init/exit.  Open session fds,
+ * queued throttle sleeps and queued "VM gone" checks hold module
+ * references, so the module cannot be unloaded while any exists; on unload
+ * the probes are unregistered and synchronised before the code goes away.
  */
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
@@ -42,6 +42,11 @@ static long kvmmig_check_extension(unsigned long ext)
 		       kvmmig_probe_attached(KVMMIG_PROBE_PUSH);
 	case KVMMIG_CAP_DIRTY_COUNT:
 		return kvmmig_probe_attached(KVMMIG_PROBE_PUSH);
+	case KVMMIG_CAP_BITMAP_DIRTY:
+		return kvmmig_probe_attached(KVMMIG_PROBE_EXIT) &&
+		       kvmmig_probe_attached(KVMMIG_PROBE_MARK_DIRTY);
+	case KVMMIG_CAP_PROMPT_RELEASE:
+		return kvmmig_release_probes_attached();
 	case KVMMIG_CAP_RING_FULL_COUNT:
 		return kvmmig_probe_attached(KVMMIG_PROBE_RING_EXIT);
 	case KVMMIG_CAP_NETLINK:
@@ -116,20 +121,23 @@ static int __init kvmmig_init(void)
 	r = kvmmig_probes_register();
 	if (r)
 		return r;
+	kvmmig_release_probes_register();
 	r = kvmmig_nl_register();
 	if (r)
 		goto err_probes;
 	r = misc_register(&kvmmig_dev);
 	if (r)
 		goto err_nl;
-	pr_info("kvmmig: version " KVMMIG_VERSION ", API %d, dirty counts %s\n",
+	pr_info("kvmmig: version " KVMMIG_VERSION ", API %d, dirty counts %s, without a ring %s\n",
 		KVMMIG_API_VERSION,
-		kvmmig_probe_attached(KVMMIG_PROBE_PUSH) ? "on" : "off");
+		kvmmig_probe_attached(KVMMIG_PROBE_PUSH) ? "on" : "off",
+		kvmmig_probe_attached(KVMMIG_PROBE_MARK_DIRTY) ? "on" : "off");
 	return 0;
 
 err_nl:
 	kvmmig_nl_unregister();
 err_probes:
+	kvmmig_release_probes_unregister();
 	kvmmig_probes_unregister();
 	return r;
 }
@@ -138,6 +146,7 @@ static void __exit kvmmig_exit(void)
 {
 	misc_deregister(&kvmmig_dev);
 	kvmmig_nl_unregister();
+	kvmmig_release_probes_unregister();
 	kvmmig_probes_unregister();
 }
 

@@ -2,11 +2,13 @@
 /*
  * Sessions: ATTACH binds a session fd to a VM, holding a reference on the
  * VM until the fd is closed, KVMMIG_DETACH is called or every other user of
- * the VM has let go ("VM gone").  Attached sessions sit in an RCU hash table
- * keyed by struct kvm, where the tracepoint probes find them; open sessions
- * sit in an IDR by id, where netlink finds them.  Lock order: kvmmig_lock,
- * then a session's lock.  A session's memory lives until its fd is closed
- * and every throttle sleep it queued has run (kref).
+ * the VM has let go ("VM gone": noticed when the last other reference goes,
+ * by the release probes of vm_release.c, else by the next ioctl or window).
+ * Attached sessions sit in an RCU hash table keyed by struct kvm, where the
+ * probes find them; open sessions sit in an IDR by id, where netlink finds
+ * them.  Lock order: kvmmig_lock, then a session's lock.  A session's
+ * memory lives until its fd is closed and every throttle sleep and "VM
+ * gone" check it queued has run (kref).
  */
 #include <linux/anon_inodes.h>
 #include <linux/file.h>
@@ -15,6 +17,7 @@
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
+#include <linux/task_work.h>
 #include <linux/uaccess.h>
 
 #include "kvmmig.h"
@@ -41,6 +44,12 @@ static void kvmmig_session_free(struct kref *ref)
 void kvmmig_session_put(struct kvmmig_session *s)
 {
 	kref_put(&s->ref, kvmmig_session_free);
+}
+
+/* Whether any session is attached: the probes' first, lock-free test. */
+bool kvmmig_sessions_attached(void)
+{
+	return atomic_read(&kvmmig_nr_attached);
 }
 
 /* Called from the probes, inside an RCU read-side critical section. */
@@ -125,7 +134,7 @@ static void kvmmig_session_detach(struct kvmmig_session *s,
 	synchronize_rcu();
 	kvmmig_throttle_restore(s);
 	kvm = s->kvm;
-	s->kvm = NULL;
+	WRITE_ONCE(s->kvm, NULL);
 	mutex_unlock(&s->lock);
 
 	wake_up_all(&s->wq);
@@ -162,6 +171,65 @@ int kvmmig_session_lock(struct kvmmig_session *s)
 static unsigned long kvmmig_tick_period(void)
 {
 	return msecs_to_jiffies(kvmmig_window_ms);
+}
+
+/* task_work: "VM gone" in the task that dropped the last other reference. */
+static void kvmmig_session_gone_work(struct callback_head *cb)
+{
+	struct kvmmig_session *s = container_of(cb, struct kvmmig_session, gone_twork);
+	bool gone;
+
+	clear_bit_unlock(0, &s->gone_pending);
+	mutex_lock(&s->lock);
+	gone = s->state == KVMMIG_STATE_ATTACHED && kvmmig_vm_gone(s);
+	mutex_unlock(&s->lock);
+	if (gone)
+		kvmmig_session_detach(s, KVMMIG_STATE_VM_GONE);
+	kvmmig_session_put(s);
+	module_put(THIS_MODULE);
+}
+
+/*
+ * Detach @s, whose VM only the session holds now, before the current task
+ * returns to userspace: the VMM that closed its VM must find it destroyed
+ * when it creates the next one (KVM names the VM's debugfs folder after
+ * the VMM's pid and the VM fd's number, which the next VM reuses).  Called
+ * in atomic context from a release probe, under RCU with @s in the table,
+ * so the session's file still holds a reference on it.  A kernel thread
+ * (a delayed fput) never returns to userspace: the tick runs at once.
+ */
+static void kvmmig_session_gone_soon(struct kvmmig_session *s)
+{
+	if (test_and_set_bit_lock(0, &s->gone_pending))
+		return;
+	if (!(current->flags & PF_KTHREAD) && try_module_get(THIS_MODULE)) {
+		kref_get(&s->ref);
+		init_task_work(&s->gone_twork, kvmmig_session_gone_work);
+		if (!task_work_add(current, &s->gone_twork, TWA_RESUME))
+			return;
+		/* Past exit_task_work(): the file still holds the session. */
+		kvmmig_session_put(s);
+		module_put(THIS_MODULE);
+	}
+	clear_bit_unlock(0, &s->gone_pending);
+	mod_delayed_work(system_unbound_wq, &s->tick, 0);
+}
+
+/* A reference on @kvm was just dropped (release probes, atomic context). */
+void kvmmig_vm_put_seen(struct kvm *kvm)
+{
+	struct kvmmig_session *s;
+
+	rcu_read_lock();
+	hash_for_each_possible_rcu(kvmmig_table, s, hnode, (unsigned long)kvm) {
+		/* Found under RCU: detach has not dropped the reference yet. */
+		if (READ_ONCE(s->kvm) != kvm)
+			continue;
+		if (refcount_read(&kvm->users_count) == 1)
+			kvmmig_session_gone_soon(s);
+		break;
+	}
+	rcu_read_unlock();
 }
 
 /* Every window: rates, over-limit events, new vCPUs, and "VM gone". */

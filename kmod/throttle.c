@@ -3,8 +3,9 @@
  * Throttles that need no help from the VMM.  The kvm_exit probe decides:
  * a dirty limit is a token bucket kept as a theoretical arrival time (each
  * dirtied page costs 1/limit seconds, an idle vCPU banks at most
- * KVMMIG_BURST_NS), and a CPU throttle owes pct/(100-pct) x 10 ms of sleep
- * per 10 ms of guest run, as QEMU's.  A debt is paid by a task_work queued
+ * KVMMIG_BURST_NS; pages are counted by account.c's ring or bitmap probe,
+ * so it works with and without a dirty ring), and a CPU throttle owes
+ * pct/(100-pct) x 10 ms of sleep per 10 ms of guest run, as QEMU's.  A debt is paid by a task_work queued
  * on the vCPU's thread, which KVM runs before the next guest entry (or on
  * the way back to userspace): it sleeps there, interruptibly, so a signal
  * or a kill ends the sleep at once.  The probe runs after the last
@@ -41,9 +42,14 @@ int kvmmig_throttle_check(struct kvmmig_session *s, const struct kvmmig_throttle
 		return 0;
 
 	lockdep_assert_held(&s->lock);
-	if ((t->dirty_limit || t->ring_quota) && !s->kvm->dirty_ring_size)
+	/* A quota is a ring soft limit: nothing to lower without a ring. */
+	if (t->ring_quota && !s->kvm->dirty_ring_size)
 		return -EOPNOTSUPP;
-	if (t->dirty_limit && !kvmmig_probe_attached(KVMMIG_PROBE_PUSH))
+	if (t->dirty_limit && !kvmmig_probe_attached(s->kvm->dirty_ring_size ?
+						     KVMMIG_PROBE_PUSH :
+						     KVMMIG_PROBE_MARK_DIRTY))
+		return -EOPNOTSUPP;
+	if (t->dirty_limit && !kvmmig_probe_attached(KVMMIG_PROBE_EXIT))
 		return -EOPNOTSUPP;
 	if (t->cpu_throttle && !kvmmig_probe_attached(KVMMIG_PROBE_EXIT))
 		return -EOPNOTSUPP;
@@ -186,12 +192,20 @@ static void kvmmig_owed_pay(struct kvmmig_vcpu *v, u64 slept)
 	} while (!atomic64_try_cmpxchg(&v->owed_ns, &owed, left));
 }
 
-/* The dirty limit gets the same credit for a sleep longer than asked. */
+/*
+ * The dirty limit gets the same credit for a sleep longer than asked, kept
+ * until used (kvmmig_dirty_debt()), at most one max sleep in all.
+ */
 static void kvmmig_overslept(struct kvmmig_vcpu *v, u64 want, u64 slept)
 {
-	if (slept > want)
-		atomic64_add(min_t(u64, slept - want, kvmmig_max_sleep_ns()),
-			     &v->overslept_ns);
+	s64 credit;
+
+	if (slept <= want)
+		return;
+	credit = atomic64_add_return(min_t(u64, slept - want, kvmmig_max_sleep_ns()),
+				     &v->overslept_ns);
+	if (credit > kvmmig_max_sleep_ns())
+		atomic64_set(&v->overslept_ns, kvmmig_max_sleep_ns());
 }
 
 /* task_work: runs in the vCPU's thread, in process context, may sleep. */
@@ -270,17 +284,27 @@ static u64 kvmmig_cpu_debt(struct kvmmig_vcpu *v, u64 ran)
 static u64 kvmmig_dirty_debt(struct kvmmig_vcpu *v, u64 now)
 {
 	u64 npp = READ_ONCE(v->ns_per_page), pages, dirty, floor;
+	s64 credit;
 
 	if (!npp)
 		return 0;
 	dirty = READ_ONCE(v->dirty_pages);
 	pages = dirty - v->tb_pages;
 	v->tb_pages = dirty;
-	/* An idle vCPU banks at most the burst, plus what it overslept. */
-	floor = now - KVMMIG_BURST_NS - atomic64_xchg(&v->overslept_ns, 0);
+	/*
+	 * An idle vCPU banks at most the burst, plus what it overslept: a
+	 * late wake-up (a loaded host) must not cost the vCPU its rate.  That
+	 * credit lasts until the bucket is back within the burst, not just to
+	 * the next exit: one page costs one exit, and a credit dropped there
+	 * would be lost whole.
+	 */
+	credit = atomic64_read(&v->overslept_ns);
+	floor = now - KVMMIG_BURST_NS - credit;
 	if ((s64)(v->tat_ns - floor) < 0)
 		v->tat_ns = floor;
 	v->tat_ns += pages * npp;
+	if (credit && (s64)(v->tat_ns - (now - KVMMIG_BURST_NS)) >= 0)
+		atomic64_sub(credit, &v->overslept_ns);
 	if (v->tat_ns <= now + KVMMIG_MIN_SLEEP_NS)
 		return 0;
 	WRITE_ONCE(v->limited, v->limited + 1);

@@ -4,9 +4,12 @@
  * harvest correctness by KVM's dirty_log_test method and against the
  * userspace ring source, throttle effects measured as ratios in one run,
  * the dirty-limit policy on the module's own dirty limit (and on CPU
- * throttles where it cannot or is told not to use it), the VM destroyed
- * while attached, the VMM killed while throttled, netlink
- * commands and events, and load/unload cycles with sessions open.  Runs
+ * throttles where it cannot or is told not to use it), dirty counts and
+ * dirty limits against the guest's own writes with a dirty ring and with
+ * the bitmap, the VM destroyed while attached (and released at once, VM
+ * after VM), the VMM killed while throttled, the kvmmig attach and throttle
+ * commands' output, netlink commands and events, and load/unload cycles
+ * with sessions open.  Runs
  * inside Debian kernels under QEMU (selftests/vm); on a host without
  * /dev/kvmmig every test SKIPs with the reason.
  */
@@ -23,6 +26,7 @@
 #include <unistd.h>
 
 #include "bitmap.h"
+#include "cli_util.h"
 #include "dirty.h"
 #include "mig_throttle.h"
 #include "module_client.h"
@@ -161,6 +165,9 @@ TEST_F(kmt, check_extension)
 	ASSERT_EQ(1, ioctl(self->dev, KVMMIG_CHECK_EXTENSION, KVMMIG_CAP_HARVEST));
 	ASSERT_EQ(1, ioctl(self->dev, KVMMIG_CHECK_EXTENSION, KVMMIG_CAP_RUN_TIME));
 	ASSERT_EQ(1, ioctl(self->dev, KVMMIG_CHECK_EXTENSION, KVMMIG_CAP_DIRTY_COUNT));
+	/* Both Debian kernels have kprobes: bitmap-mode counts are there. */
+	ASSERT_EQ(1, ioctl(self->dev, KVMMIG_CHECK_EXTENSION, KVMMIG_CAP_BITMAP_DIRTY));
+	ASSERT_EQ(1, ioctl(self->dev, KVMMIG_CHECK_EXTENSION, KVMMIG_CAP_PROMPT_RELEASE));
 	ASSERT_EQ(KVMMIG_GENL_VERSION, ioctl(self->dev, KVMMIG_CHECK_EXTENSION, KVMMIG_CAP_NETLINK));
 	ASSERT_EQ(0, ioctl(self->dev, KVMMIG_CHECK_EXTENSION, 0));
 	ASSERT_EQ(0, ioctl(self->dev, KVMMIG_CHECK_EXTENSION, 12345));
@@ -379,10 +386,11 @@ TEST_F(kmt, harvest_errors)
 	harvest_free(&b);
 }
 
-/* A VM without a dirty ring: no harvest, no dirty limit, no quota. */
+/* A VM without a dirty ring: no harvest, no quota; a dirty limit it may have. */
 TEST_F(own, harvest_needs_ring)
 {
 	struct kvmmig_throttle t = { .vcpu = 0, .set = KVMMIG_THROTTLE_DIRTY_LIMIT, .dirty_limit = 100 };
+	struct kvmmig_throttle g = { .vcpu = 0 };
 	struct kvmmig_harvest h = {};
 	struct vm *vm;
 	int dev, s;
@@ -394,7 +402,9 @@ TEST_F(own, harvest_needs_ring)
 	s = attach_raw(dev, vm->fd);
 	ASSERT_GE(s, 0);
 	ASSERT_ERRNO(ioctl(s, KVMMIG_HARVEST, &h), EOPNOTSUPP);
-	ASSERT_ERRNO(ioctl(s, KVMMIG_SET_THROTTLE, &t), EOPNOTSUPP);
+	ASSERT_EQ(0, ioctl(s, KVMMIG_SET_THROTTLE, &t));
+	ASSERT_EQ(0, ioctl(s, KVMMIG_GET_THROTTLE, &g));
+	ASSERT_EQ(100ULL, g.dirty_limit);
 	t.set = KVMMIG_THROTTLE_RING_QUOTA;
 	t.dirty_limit = 0;
 	t.ring_quota = 8;
@@ -953,13 +963,18 @@ TEST_F_TIMEOUT(own, dirty_limit_policy_mechanism, 120)
 	vm_destroy(vm);
 }
 
-/* Without a dirty ring the module keeps no dirty limit: CPU throttles it is. */
+/*
+ * Without a dirty ring the module counts pages from the bitmap: dirty-limit
+ * sets its own dirty limit on every vCPU there too.
+ */
 TEST_F_TIMEOUT(own, dirty_limit_policy_without_ring, 60)
 {
 	struct kmod_session *ks = NULL;
+	struct kvmmig_throttle k;
 	struct mig_throttle t;
 	struct mig_params p;
 	struct vm *vm;
+	unsigned int i;
 
 	NEED_READY();
 	vm = make_vm(_metadata, NR_VCPUS, 0, WORKLOAD_IDLE);
@@ -967,10 +982,17 @@ TEST_F_TIMEOUT(own, dirty_limit_policy_without_ring, 60)
 	ASSERT_EQ(0, kmod_attach(vm->fd, &ks));
 	mig_params_init(&p);
 	p.policy = MIG_POLICY_DIRTY_LIMIT;
+	p.vcpu_dirty_limit = 3;
 	mig_throttle_init(&t, vm->kv, &p);
 	ASSERT_EQ(0, mig_throttle_use_module(&t, ks));
-	ASSERT_FALSE(t.bucket);
+	ASSERT_TRUE(t.bucket);
 	ASSERT_EQ(0, policy_trigger(&t));
+	for (i = 0; i < NR_VCPUS; i++) {
+		k = in_force(_metadata, ks, i);
+		ASSERT_EQ(KVMMIG_THROTTLE_DIRTY_LIMIT, k.set);
+		ASSERT_EQ(3000000ULL / GUEST_PAGE_SIZE, k.dirty_limit);
+	}
+	ASSERT_EQ(0, mig_throttle_off(&t));
 	ASSERT_EQ(0U, in_force(_metadata, ks, 0).set);
 	kmod_close(ks);
 	vm_destroy(vm);
@@ -1068,6 +1090,225 @@ TEST_F_TIMEOUT(own, throttle_ring_quota, 300)
 	vm_destroy(vm);
 }
 
+/* ---- dirty counts and dirty limits, with a dirty ring and with the bitmap ---- */
+
+/*
+ * A `rate` guest on each vCPU over a slice so large that no page is written
+ * twice during a test: every guest write is one dirtied page, so the
+ * module's count must match the guest's own count.  The dirty source
+ * collects (and so write-protects again) every MODE_COLLECT_US, as a
+ * migration would; each collection also re-protects the guest's counter
+ * and stack pages, real dirty pages the guest does not count (a few per
+ * collection, well under 1% of the writes).  The module has its own
+ * session on the VM in both modes: it counts ring pushes, or bitmap marks.
+ */
+#define MODE_SLICE_PAGES	65536ULL
+#define MODE_RATE		20000ULL	/* guest writes per second per vCPU */
+#define MODE_COLLECT_US		200000
+#define MODE_LIMIT_COLLECT_US	1000000
+#define MODE_WINDOW_WRITES	10000ULL
+#define MODE_WAIT_NS		120000000000ULL
+#define MODE_TOLERANCE		0.10
+#define MODE_LIMITED_NS		4000000000ULL
+
+FIXTURE(mode) {
+	bool ready;
+	struct vm *vm;
+	struct dirty_source *ds;
+	struct dirty_set set;
+	struct kmod_session *ks;
+};
+
+FIXTURE_VARIANT(mode) {
+	enum dirty_backend backend;
+	const char *name;
+};
+
+FIXTURE_VARIANT_ADD(mode, ring) { DIRTY_RING, "ring" };
+FIXTURE_VARIANT_ADD(mode, bitmap) { DIRTY_BITMAP, "bitmap" };
+
+FIXTURE_SETUP(mode)
+{
+	struct vm_config cfg = {
+		.nr_vcpus = NR_VCPUS,
+		.ram_bytes = NR_VCPUS * MODE_SLICE_PAGES * GUEST_PAGE_SIZE,
+		.nr_slots = 1,
+		.guest.workload = WORKLOAD_RATE,
+		.guest.pages_per_sec = MODE_RATE,
+	};
+	/* Collections only in mode_collect(), every MODE_COLLECT_US. */
+	struct dirty_options opts = { .backend = variant->backend, .no_reaper = true };
+
+	if (module_missing(_metadata))
+		return;
+	if (variant->backend == DIRTY_RING && kvm_cap(KVM_CAP_DIRTY_LOG_RING) <= 0 &&
+	    kvm_cap(KVM_CAP_DIRTY_LOG_RING_ACQ_REL) <= 0)
+		SKIP(return, "KVM_CAP_DIRTY_LOG_RING missing");
+	ASSERT_EQ((int)variant->backend, dirty_prepare_config(variant->backend, &cfg));
+	ASSERT_EQ(0, vm_create(&cfg, &self->vm));
+	ASSERT_EQ(0, dirty_source_open(self->vm->kv, &opts, &self->ds));
+	ASSERT_EQ(0, dirty_set_alloc(self->vm->kv, &self->set));
+	ASSERT_EQ(0, kmod_attach(self->vm->fd, &self->ks));
+	ASSERT_EQ(variant->backend == DIRTY_RING, self->ks->info.ring_entries > 0);
+	ASSERT_EQ(0, vm_start(self->vm));
+	self->ready = true;
+}
+
+FIXTURE_TEARDOWN(mode)
+{
+	if (self->vm)
+		vm_stop(self->vm);
+	dirty_source_close(self->ds);
+	dirty_set_free(&self->set);
+	kmod_close(self->ks);
+	vm_destroy(self->vm);
+}
+
+/* The module's counters and the guest's, read at (nearly) one instant. */
+struct mode_snap {
+	uint64_t ns;
+	uint64_t loops[NR_VCPUS];
+	struct kvmmig_vcpu_stats st[NR_VCPUS];
+};
+
+static void mode_snap(struct __test_metadata *_metadata, FIXTURE_DATA(mode) *self,
+		      struct mode_snap *m)
+{
+	unsigned int i;
+
+	ASSERT_EQ(0, stats_of(self->ks->fd, m->st, NR_VCPUS));
+	for (i = 0; i < NR_VCPUS; i++)
+		m->loops[i] = self->vm->vcpus[i].area->loops;
+	m->ns = now_ns();
+}
+
+/*
+ * Collect every @every_us until @until_ns, or (@until_ns 0) until every
+ * vCPU wrote @writes pages since @from; fails after MODE_WAIT_NS.
+ */
+static void mode_collect(struct __test_metadata *_metadata, FIXTURE_DATA(mode) *self,
+			 unsigned int every_us, uint64_t until_ns,
+			 const struct mode_snap *from, uint64_t writes)
+{
+	uint64_t deadline = now_ns() + MODE_WAIT_NS, least;
+	unsigned int i;
+
+	for (;;) {
+		usleep(every_us);
+		dirty_set_clear(&self->set);
+		ASSERT_GE(dirty_source_collect(self->ds, &self->set), 0);
+		ASSERT_EQ(NULL, vm_failure(self->vm));
+		if (until_ns) {
+			if (now_ns() >= until_ns)
+				return;
+			continue;
+		}
+		for (least = ~0ULL, i = 0; i < NR_VCPUS; i++)
+			if (self->vm->vcpus[i].area->loops - from->loops[i] < least)
+				least = self->vm->vcpus[i].area->loops - from->loops[i];
+		if (least >= writes)
+			return;
+		ASSERT_LT(now_ns(), deadline) TH_LOG("the guest did not make %lu writes per vCPU",
+						     writes);
+	}
+}
+
+/* Guest running, pages faulted in at the guest's pace: 1000 writes per vCPU. */
+static void mode_warm_up(struct __test_metadata *_metadata, FIXTURE_DATA(mode) *self)
+{
+	struct mode_snap zero = {};
+
+	mode_collect(_metadata, self, MODE_COLLECT_US, 0, &zero, 1000);
+}
+
+/* Per vCPU, pages the module counted against the guest's writes: +-10%. */
+TEST_F_TIMEOUT(mode, counts_match_guest_writes, 300)
+{
+	struct mode_snap a, b;
+	uint64_t guest, seen;
+	unsigned int i;
+
+	NEED_READY();
+	mode_warm_up(_metadata, self);
+	mode_snap(_metadata, self, &a);
+	mode_collect(_metadata, self, MODE_COLLECT_US, 0, &a, MODE_WINDOW_WRITES);
+	mode_snap(_metadata, self, &b);
+	for (i = 0; i < NR_VCPUS; i++) {
+		guest = b.loops[i] - a.loops[i];
+		seen = b.st[i].dirty_pages - a.st[i].dirty_pages;
+		TH_LOG("%s vCPU %u: guest %lu writes, module %lu pages (%+.2f%%) in %.2f s",
+		       variant->name, i, guest, seen, 100.0 * ((double)seen - guest) / guest,
+		       (b.ns - a.ns) / 1e9);
+		ASSERT_EQ(0ULL, self->vm->vcpus[i].area->passes)
+			TH_LOG("vCPU %u went round its slice: raise MODE_SLICE_PAGES", i);
+		ASSERT_GE(seen, (1 - MODE_TOLERANCE) * guest);
+		ASSERT_LE(seen, (1 + MODE_TOLERANCE) * guest);
+	}
+}
+
+/*
+ * A dirty limit of an eighth of vCPU 0's free rate holds the rate the
+ * module measures at the limit +-10%, and the guest's own count of its
+ * writes agrees with the module's (+-10%; the module also counts the
+ * guest's counter and stack pages, which the guest does not, and they
+ * count against the limit too; collecting once a second keeps them to a
+ * few per second); vCPU 1 is never slowed.  A vCPU the host starves stays
+ * below any limit: the lower bound applies when the throttle held it and
+ * the host did not take CPU time away.  Held at an eighth of its free
+ * rate, a vCPU the host lets run sleeps 7/8 of the time: one that slept
+ * less than 3/4 lost CPU time.  And vCPU 1, which dirties as fast as it
+ * can on the same emulated machine, gains the time vCPU 0 sleeps: when it
+ * ran slower than in the free window, the host starved the whole machine
+ * (both seen on a 2-core machine at a load average of 10-14).  A throttle
+ * that overslept would still fail the lower bound.
+ */
+TEST_F_TIMEOUT(mode, dirty_limit_holds_rate, 300)
+{
+	struct kvmmig_throttle t = { .vcpu = 0, .set = KVMMIG_THROTTLE_DIRTY_LIMIT };
+	double secs, guest_rate, module_rate, slept_ms, free1, limited1;
+	struct mode_snap a, b;
+
+	NEED_READY();
+	mode_warm_up(_metadata, self);
+	mode_snap(_metadata, self, &a);
+	mode_collect(_metadata, self, MODE_LIMIT_COLLECT_US, now_ns() + 2000000000ULL, NULL, 0);
+	mode_snap(_metadata, self, &b);
+	t.dirty_limit = (b.loops[0] - a.loops[0]) * 1e9 / (b.ns - a.ns) / 8;
+	free1 = (b.loops[1] - a.loops[1]) * 1e9 / (b.ns - a.ns);
+	ASSERT_GT(t.dirty_limit, 10ULL);
+	ASSERT_EQ(0, kmod_set_throttle(self->ks, &t));
+	mode_collect(_metadata, self, MODE_COLLECT_US, now_ns() + 300000000ULL, NULL, 0);
+
+	mode_snap(_metadata, self, &a);
+	mode_collect(_metadata, self, MODE_LIMIT_COLLECT_US, now_ns() + MODE_LIMITED_NS, NULL, 0);
+	mode_snap(_metadata, self, &b);
+	secs = (b.ns - a.ns) / 1e9;
+	limited1 = (b.loops[1] - a.loops[1]) / secs;
+	guest_rate = (b.loops[0] - a.loops[0]) / secs;
+	module_rate = (b.st[0].dirty_pages - a.st[0].dirty_pages) / secs;
+	slept_ms = (b.st[0].throttle_ns - a.st[0].throttle_ns) / 1e6;
+	TH_LOG("%s vCPU 0 limited to %llu pages/s: guest %.0f writes/s (%.3f), module %.0f pages/s (%.3f), slept %.0f of %.0f ms",
+	       variant->name, (unsigned long long)t.dirty_limit, guest_rate,
+	       guest_rate / t.dirty_limit, module_rate, module_rate / t.dirty_limit, slept_ms,
+	       secs * 1000);
+	TH_LOG("%s vCPU 1: %.0f writes/s free, %.0f while vCPU 0 was limited", variant->name,
+	       free1, limited1);
+	ASSERT_EQ(t.dirty_limit, b.st[0].dirty_limit);
+	ASSERT_LE(module_rate, (1 + MODE_TOLERANCE) * t.dirty_limit);
+	ASSERT_LE(guest_rate, (1 + MODE_TOLERANCE) * t.dirty_limit);
+	ASSERT_GE(guest_rate, (1 - MODE_TOLERANCE) * module_rate);
+	if (slept_ms >= 0.75 * secs * 1000 && limited1 >= free1) {
+		ASSERT_GE(module_rate, (1 - MODE_TOLERANCE) * t.dirty_limit);
+	} else {
+		TH_LOG("the host starved the machine: no lower bound");
+	}
+	/* The other vCPU dirtied all along and never slept. */
+	ASSERT_GT(b.loops[1], a.loops[1]);
+	ASSERT_EQ(a.st[1].throttle_ns, b.st[1].throttle_ns);
+	t.dirty_limit = 0;
+	ASSERT_EQ(0, kmod_set_throttle(self->ks, &t));
+}
+
 /* ---- lifetimes ---- */
 
 TEST_F(kmt, detach_twice)
@@ -1140,6 +1381,205 @@ TEST_F_TIMEOUT(own, vmm_killed_while_throttled, 120)
 	ASSERT_TRUE(WIFSIGNALED(status));
 	ASSERT_LT(now_ns() - t0, 2000000000ULL);
 	close(pipefd[0]);
+}
+
+/* The session's state as netlink reports it: no ioctl on the session fd. */
+static int state_of_session(const struct kmod_nl_session *s, void *arg)
+{
+	struct kmod_nl_session *want = arg;
+
+	if (s->id == want->id)
+		want->state = s->state;
+	return 0;
+}
+
+static uint32_t nl_state(struct __test_metadata *_metadata, uint32_t id)
+{
+	struct kmod_nl_session want = { .id = id, .state = UINT32_MAX };
+
+	EXPECT_EQ(0, kmod_nl_sessions(state_of_session, &want));
+	return want.state;
+}
+
+/* Kernel log records since @kmsg (/dev/kmsg, non-blocking) that contain @what. */
+static unsigned int kmsg_count(int kmsg, const char *what)
+{
+	unsigned int found = 0;
+	char rec[8192];
+	ssize_t n;
+
+	for (;;) {
+		n = read(kmsg, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)
+			continue;	/* records overwritten meanwhile */
+		if (n <= 0)
+			return found;
+		rec[n] = '\0';
+		found += strstr(rec, what) != NULL;
+	}
+}
+
+#define RECREATE_VMS		20
+
+/*
+ * A VMM that closes its VM and creates the next one at once, again and
+ * again, with a session attached to each: the session must let the VM go
+ * before close() returns, so that KVM destroys it and the next VM (same
+ * pid, same fd number) gets its debugfs folder instead of "KVM: debugfs:
+ * duplicate directory".  The state is read through netlink, never through
+ * the session fd, whose ioctls would notice a gone VM by themselves.  In
+ * every other round a vCPU fd outlives the VM fd: the VM stays while it is
+ * open, and its close is what releases the VM.  Rings and bitmaps alternate.
+ */
+TEST_F_TIMEOUT(own, vm_released_at_once_vm_after_vm, 300)
+{
+	struct kvmmig_attach a = {};
+	bool debugfs = !access("/sys/kernel/debug/kvm", F_OK);
+	int dev, kmsg, s, vcpu_fd, i;
+	char dir[64];
+	struct vm *vm;
+
+	NEED_READY();
+	kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	ASSERT_GE(kmsg, 0);
+	ASSERT_GE(lseek(kmsg, 0, SEEK_END), 0);
+	dev = open(KVMMIG_DEVICE, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(dev, 0);
+	for (i = 0; i < RECREATE_VMS; i++) {
+		vm = make_vm(_metadata, 1, i & 2 ? TEST_RING : 0, WORKLOAD_IDLE);
+		ASSERT_NE(NULL, vm);
+		snprintf(dir, sizeof(dir), "/sys/kernel/debug/kvm/%d-%d", getpid(), vm->fd);
+		if (debugfs)
+			ASSERT_EQ(0, access(dir, F_OK)) TH_LOG("round %d: no %s", i, dir);
+		memset(&a, 0, sizeof(a));
+		a.vm_fd = vm->fd;
+		s = ioctl(dev, KVMMIG_ATTACH, &a);
+		ASSERT_GE(s, 0);
+		vcpu_fd = i & 1 ? dup(vm->vcpus[0].fd) : -1;
+		vm_destroy(vm);
+		if (i & 1) {
+			ASSERT_GE(vcpu_fd, 0);
+			ASSERT_EQ((uint32_t)KVMMIG_STATE_ATTACHED, nl_state(_metadata, a.session_id))
+				TH_LOG("round %d: released while a vCPU fd holds the VM", i);
+			close(vcpu_fd);
+		}
+		ASSERT_EQ((uint32_t)KVMMIG_STATE_VM_GONE, nl_state(_metadata, a.session_id))
+			TH_LOG("round %d: the session still holds the VM its VMM closed", i);
+		if (debugfs)
+			ASSERT_NE(0, access(dir, F_OK)) TH_LOG("round %d: %s outlived its VM", i, dir);
+		close(s);
+	}
+	ASSERT_EQ(0U, kmsg_count(kmsg, "duplicate directory"));
+	close(dev);
+	close(kmsg);
+}
+
+/*
+ * `kvmmig attach` on a VMM that closes its VM: it ends with its usual "the
+ * VM is gone" and status 0, and no error before it.
+ */
+TEST_F_TIMEOUT(own, attach_command_vm_gone, 120)
+{
+	const char *args[] = { "attach", "--pid", NULL, "--delay", "1", NULL };
+	char pid[16], out[4096], err[4096], c;
+	int go[2], done[2], status;
+	struct cli_child cli;
+	uint64_t deadline;
+	pid_t vmm;
+
+	NEED_READY();
+	ASSERT_EQ(0, pipe(go));
+	ASSERT_EQ(0, pipe(done));
+	vmm = fork();
+	ASSERT_GE(vmm, 0);
+	if (!vmm) {
+		struct vm *vm = make_vm(_metadata, 1, 0, WORKLOAD_IDLE);
+
+		if (!vm || write(done[1], "v", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(3);
+		vm_destroy(vm);
+		if (write(done[1], "c", 1) != 1)
+			_exit(4);
+		pause();
+		_exit(0);
+	}
+	ASSERT_EQ(1, read(done[0], &c, 1));
+	snprintf(pid, sizeof(pid), "%d", (int)vmm);
+	args[2] = pid;
+	ASSERT_EQ(0, cli_start(&cli, args));
+	deadline = now_ns() + 30000000000ULL;
+	while (!strstr(cli_output(cli.out, out, sizeof(out)), "session ") && now_ns() < deadline)
+		usleep(50000);
+	ASSERT_NE(NULL, strstr(out, "session "))
+		TH_LOG("attach printed no session: %s", cli_output(cli.err, err, sizeof(err)));
+	ASSERT_EQ(1, write(go[1], "g", 1));
+	ASSERT_EQ(1, read(done[0], &c, 1));
+	ASSERT_EQ(0, cli_wait(&cli, 10000));
+	cli_output(cli.err, err, sizeof(err));
+	TH_LOG("attach: stdout %zu bytes, stderr: %s", strlen(cli_output(cli.out, out, sizeof(out))),
+	       err);
+	ASSERT_EQ(0, cli_exit_status(&cli));
+	ASSERT_NE(NULL, strstr(err, "the VM is gone"));
+	ASSERT_EQ(NULL, strstr(err, "failed"));
+	ASSERT_EQ(NULL, strstr(err, "No such device"));
+	cli_end(&cli);
+	kill(vmm, SIGKILL);
+	ASSERT_EQ(vmm, waitpid(vmm, &status, 0));
+}
+
+/* Lines of @text that contain @what. */
+static unsigned int lines_with(const char *text, const char *what)
+{
+	unsigned int n = 0;
+
+	for (; (text = strstr(text, what)); text += strlen(what))
+		n++;
+	return n;
+}
+
+/*
+ * `kvmmig throttle` prints what each vCPU has in force afterwards, read
+ * back from the module: a dirty limit set after a CPU throttle leaves the
+ * CPU throttle there, and the output says so.
+ */
+TEST_F_TIMEOUT(kmt, throttle_command_prints_state, 120)
+{
+	const char *cpu[] = { "throttle", "--session", NULL, "--cpu-throttle", "30", NULL };
+	const char *lim[] = { "throttle", "--session", NULL, "--dirty-limit", "20MB/s",
+			      "--json", NULL };
+	const char *one[] = { "throttle", "--session", NULL, "--vcpu", "1", "--cpu-throttle",
+			      "0", NULL };
+	struct kvmmig_info info = {};
+	struct kvmmig_throttle g = { .vcpu = 0 };
+	char id[16], out[4096], err[4096];
+	struct cli_child c;
+
+	NEED_READY();
+	ASSERT_ERRNO(ioctl(self->sess, KVMMIG_INFO, &info), ENOSPC);
+	snprintf(id, sizeof(id), "%u", info.session_id);
+	cpu[2] = lim[2] = one[2] = id;
+	ASSERT_EQ(0, cli_run(cpu, 30000, err, sizeof(err))) TH_LOG("stderr: %s", err);
+
+	ASSERT_EQ(0, cli_start(&c, lim));
+	ASSERT_EQ(0, cli_wait(&c, 30000));
+	ASSERT_EQ(0, cli_exit_status(&c)) TH_LOG("stderr: %s", cli_output(c.err, err, sizeof(err)));
+	cli_output(c.out, out, sizeof(out));
+	TH_LOG("--dirty-limit 20MB/s --json: %s", out);
+	/* 20 MiB/s is 5120 pages/s; the 30% set before stays, on both vCPUs. */
+	ASSERT_EQ(NR_VCPUS, lines_with(out, "\"dirty_limit\":5120,\"cpu_throttle\":30,"));
+	cli_end(&c);
+
+	ASSERT_EQ(0, cli_start(&c, one));
+	ASSERT_EQ(0, cli_wait(&c, 30000));
+	ASSERT_EQ(0, cli_exit_status(&c));
+	cli_output(c.out, out, sizeof(out));
+	TH_LOG("--vcpu 1 --cpu-throttle 0: %s", out);
+	ASSERT_EQ(1U, lines_with(out, "vCPU 1: dirty limit 5120 pages/s, CPU throttle 0%"));
+	ASSERT_EQ(0U, lines_with(out, "vCPU 0"));
+	cli_end(&c);
+	ASSERT_EQ(0, ioctl(self->sess, KVMMIG_GET_THROTTLE, &g));
+	ASSERT_EQ(30U, g.cpu_throttle);
+	ASSERT_EQ(5120ULL, g.dirty_limit);
 }
 
 /* ---- netlink ---- */

@@ -201,13 +201,18 @@ static int attach_loop(struct kmod_session *ks, struct stats_env *env, uint64_t 
 		sleep(delay);
 		if (module_stop)
 			break;
+		/* A VM that went is the normal end, not an error: say it once. */
+		kvmmig_log_quiet(true);
 		ret = kmod_vcpu_stats(ks, &st, &nr);
+		kvmmig_log_quiet(false);
 		if (ret == -ENODEV) {
 			fprintf(stderr, "kvmmig: the VM is gone (its VMM closed it or exited)\n");
 			return 0;
 		}
-		if (ret)
+		if (ret) {
+			fprintf(stderr, "kvmmig: %s\n", kvmmig_last_error());
 			return ret;
+		}
 		env->header_done = false;
 		for (i = 0; i < nr; i++)
 			stats_row(ks->id, &st[i], env);
@@ -293,7 +298,9 @@ int cmd_attach(int argc, char **argv)
 	else
 		printf("session %u on the VM of pid %" PRIu64 ": %u vCPUs, %u memslots, dirty ring %u entries%s\n",
 		       ks->id, pid, ks->info.nr_vcpus, ks->info.nr_slots, ks->info.ring_entries,
-		       ks->info.ring_entries ? "" : " (none: no dirty counts or dirty limit)");
+		       ks->info.ring_entries ? "" : kmod_check_extension(KVMMIG_CAP_BITMAP_DIRTY) > 0 ?
+		       " (none: pages counted from the dirty bitmap)" :
+		       " (none: no dirty counts or dirty limit)");
 	fflush(stdout);
 	ret = attach_loop(ks, &env, delay, iterations);
 	kmod_close(ks);
@@ -378,7 +385,9 @@ static void throttle_usage(FILE *f)
 		"       kvmmig throttle [--session ID] [--vcpu N|all] --off\n\n"
 		"Slow vCPUs of a VM from inside KVM's run loop, with no help from its VMM.\n"
 		"The session is one of `kvmmig stats` (the only one if there is one).\n"
-		"Settings not named keep their value; 0 turns one off.\n\n"
+		"Settings not named keep their value; 0 turns one off.  Prints what each\n"
+		"vCPU has in force afterwards, as read back from the module.  A dirty\n"
+		"limit works with or without a dirty ring, a ring quota only with one.\n\n"
 		"options:\n"
 		"  -s, --session ID          the session (default: the only one)\n"
 		"  -c, --vcpu N|all          one vCPU index or every vCPU (default all)\n"
@@ -453,19 +462,51 @@ static int only_session(const struct kmod_nl_session *s, void *arg)
 	return 0;
 }
 
-/* The settings sent; vCPU -1 is every vCPU. */
-static void throttle_print_json(uint64_t session, const struct kvmmig_throttle *t)
+/*
+ * What a vCPU has in force once the request was applied, read back from the
+ * module: a request names only some throttles, the others keep theirs.
+ */
+struct throttle_result {
+	uint32_t vcpu;			/* the vCPU asked for, or KVMMIG_VCPU_ALL */
+	bool json;
+	unsigned int rows;
+};
+
+static int throttle_result_row(uint32_t session, const struct kvmmig_vcpu_stats *st, void *arg)
 {
+	struct throttle_result *r = arg;
 	struct json_writer w;
 
+	if (r->vcpu != KVMMIG_VCPU_ALL && st->vcpu != r->vcpu)
+		return 0;
+	r->rows++;
+	if (!r->json) {
+		printf("session %u, vCPU %u: dirty limit %" PRIu64 " pages/s, CPU throttle %u%%, ring quota %u (0: off)\n",
+		       session, st->vcpu, (uint64_t)st->dirty_limit, st->cpu_throttle, st->ring_quota);
+		return 0;
+	}
 	json_line_begin(&w, stdout);
 	json_key_u64(&w, "session", session);
-	json_key_i64(&w, "vcpu", t->vcpu == KVMMIG_VCPU_ALL ? -1 : (int64_t)t->vcpu);
-	json_key_u64(&w, "set", t->set);
-	json_key_u64(&w, "dirty_limit", t->dirty_limit);
-	json_key_u64(&w, "cpu_throttle", t->cpu_throttle);
-	json_key_u64(&w, "ring_quota", t->ring_quota);
+	json_key_u64(&w, "vcpu", st->vcpu);
+	json_key_u64(&w, "dirty_limit", st->dirty_limit);
+	json_key_u64(&w, "cpu_throttle", st->cpu_throttle);
+	json_key_u64(&w, "ring_quota", st->ring_quota);
 	json_line_end(&w);
+	return 0;
+}
+
+static int throttle_print_result(uint64_t session, uint32_t vcpu, bool json)
+{
+	struct throttle_result r = { .vcpu = vcpu, .json = json };
+
+	if (kmod_nl_stats(session, throttle_result_row, &r))
+		return -1;
+	if (!r.rows) {
+		fprintf(stderr, "kvmmig throttle: session %" PRIu64 " was set but has no vCPU to read back (its VM is gone?)\n",
+			session);
+		return -1;
+	}
+	return 0;
 }
 
 int cmd_throttle(int argc, char **argv)
@@ -553,15 +594,5 @@ int cmd_throttle(int argc, char **argv)
 	}
 	if (kmod_nl_set_throttle(session, &t))
 		return 1;
-	if (json)
-		throttle_print_json(session, &t);
-	else if (off)
-		printf("session %" PRIu64 ": throttles off\n", session);
-	else if (t.vcpu == KVMMIG_VCPU_ALL)
-		printf("session %" PRIu64 ", every vCPU: dirty limit %" PRIu64 " pages/s, CPU throttle %u%%, ring quota %u (0: off)\n",
-		       session, (uint64_t)t.dirty_limit, t.cpu_throttle, t.ring_quota);
-	else
-		printf("session %" PRIu64 ", vCPU %u: dirty limit %" PRIu64 " pages/s, CPU throttle %u%%, ring quota %u (0: off)\n",
-		       session, t.vcpu, (uint64_t)t.dirty_limit, t.cpu_throttle, t.ring_quota);
-	return 0;
+	return throttle_print_result(session, t.vcpu, json) ? 1 : 0;
 }

@@ -57,10 +57,11 @@ static int module_slept_ns(const struct mig_throttle *t, uint64_t *ns)
 	return 0;
 }
 
-/* The module keeps a dirty limit only with its push probe and a dirty ring. */
+/* The module counts pages from the ring, or from the bitmap without one. */
 static bool module_has_dirty_limit(struct kmod_session *ks)
 {
-	return kmod_check_extension(KVMMIG_CAP_DIRTY_LIMIT) > 0 && ks->info.ring_entries;
+	return kmod_check_extension(ks->info.ring_entries ? KVMMIG_CAP_DIRTY_LIMIT :
+				    KVMMIG_CAP_BITMAP_DIRTY) > 0;
 }
 
 int mig_throttle_use_module(struct mig_throttle *t, struct kmod_session *ks)

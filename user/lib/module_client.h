@@ -46,8 +46,9 @@ int kmod_get_throttle(struct kmod_session *ks, uint32_t vcpu,
 		      struct kvmmig_throttle *t);
 
 /*
- * A running VMM's VM: the fd of /proc/PID/fd that is anon_inode:kvm-vm,
- * duplicated into this process with pidfd_getfd() (needs ptrace rights).
+ * A running VMM's VM: the fd of /proc/PID/fd that is anon_inode:kvm-vm
+ * (several fds of one VM count as one; of two VMs, -EEXIST), duplicated
+ * into this process with pidfd_getfd() (needs ptrace rights).
  */
 int kmod_take_vm_fd(pid_t pid, int *vm_fd);
 

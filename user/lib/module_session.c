@@ -148,6 +148,11 @@ int kmod_vcpu_stats(struct kmod_session *ks, struct kvmmig_vcpu_stats **st, uint
 		if (!ioctl(ks->fd, KVMMIG_VCPU_STATS, &s))
 			break;
 		free(buf);
+		if (errno == ENODEV) {
+			kvmmig_err("kvmmig.ko session %u: its VM is gone (the VMM closed it) or the session was detached",
+				   ks->id);
+			return -ENODEV;
+		}
 		if (errno != ENOSPC)
 			return kvmmig_ioctl_err("KVMMIG_VCPU_STATS", errno);
 		cap = s.nr_vcpus;	/* vCPUs came online meanwhile */

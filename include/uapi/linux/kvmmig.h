@@ -35,6 +35,10 @@
 #define KVMMIG_CAP_RING_FULL_COUNT	9	/* kvm_dirty_ring_exit probe attached */
 #define KVMMIG_CAP_DETACH		10	/* KVMMIG_DETACH */
 #define KVMMIG_CAP_MAX_SESSIONS		11	/* answers the session limit */
+/* dirty counts and dirty limits for VMs without a dirty ring (bitmap mode) */
+#define KVMMIG_CAP_BITMAP_DIRTY		12
+/* a VM its VMM let go is released before the VMM's close() returns */
+#define KVMMIG_CAP_PROMPT_RELEASE	13
 
 /* ioctls on /dev/kvmmig */
 #define KVMMIG_GET_API_VERSION		_IO(KVMMIG_IO, 0x00)
@@ -131,7 +135,8 @@ struct kvmmig_harvest {
 struct kvmmig_vcpu_stats {
 	__u32 vcpu;		/* index (0..nr_vcpus-1) */
 	__u32 vcpu_id;		/* KVM's vcpu_id */
-	__u64 dirty_pages;	/* ring pushes since attach */
+	__u64 dirty_pages;	/* pages dirtied since attach (ring pushes, or
+				 * first marks since the last log collection) */
 	__u64 dirty_rate;	/* pages per second over the last window */
 	__u64 run_ns;		/* time in guest mode (kvm_entry to kvm_exit) */
 	__u64 throttle_ns;	/* time slept by the throttle */
