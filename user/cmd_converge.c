@@ -177,8 +177,8 @@ static int cv_attach(struct cv_run *r)
 	r->nr_vcpus = r->ks->info.nr_vcpus;
 	for (i = 0; i < (int)r->ks->info.nr_slots; i++)
 		r->guest_bytes += r->ks->slots[i].npages * CV_PAGE;
-	/* The module keeps a dirty limit where it sees the VM's dirty ring. */
-	r->bucket = kmod_check_extension(KVMMIG_CAP_DIRTY_LIMIT) > 0 && r->ks->info.ring_entries;
+	/* A dirty limit from the VM's ring, or from its bitmap without one. */
+	r->bucket = kmod_session_has_dirty_limit(r->ks);
 	if (!r->bucket && kmod_check_extension(KVMMIG_CAP_CPU_THROTTLE) <= 0) {
 		kvmmig_err("kvmmig.ko offers neither a dirty limit for this VM nor a CPU throttle");
 		return -EOPNOTSUPP;

@@ -57,20 +57,13 @@ static int module_slept_ns(const struct mig_throttle *t, uint64_t *ns)
 	return 0;
 }
 
-/* The module counts pages from the ring, or from the bitmap without one. */
-static bool module_has_dirty_limit(struct kmod_session *ks)
-{
-	return kmod_check_extension(ks->info.ring_entries ? KVMMIG_CAP_DIRTY_LIMIT :
-				    KVMMIG_CAP_BITMAP_DIRTY) > 0;
-}
-
 int mig_throttle_use_module(struct mig_throttle *t, struct kmod_session *ks)
 {
 	t->ks = ks;
 	t->ready = true;
 	t->bucket = ks && (t->p->policy == MIG_POLICY_DIRTY_LIMIT ||
 			   t->p->policy == MIG_POLICY_CONVERGE) &&
-		    !t->p->dirty_limit_cpu_throttle && module_has_dirty_limit(ks);
+		    !t->p->dirty_limit_cpu_throttle && kmod_session_has_dirty_limit(ks);
 	return ks ? module_slept_ns(t, t->slept_ns0) : 0;
 }
 

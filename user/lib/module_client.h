@@ -30,6 +30,8 @@ struct kmod_session {
 bool kmod_present(const char **why);
 /* KVMMIG_CHECK_EXTENSION: >= 0, or a negative errno without the module. */
 int kmod_check_extension(unsigned int cap);
+/* Does the module keep a dirty limit on @ks's VM (from its ring, or its bitmap without one)? */
+bool kmod_session_has_dirty_limit(const struct kmod_session *ks);
 
 int kmod_attach(int vm_fd, struct kmod_session **out);
 /* KVMMIG_INFO again (vCPUs and memslots change). */

@@ -60,6 +60,12 @@ int kmod_check_extension(unsigned int cap)
 	return ret < 0 ? -errno : ret;
 }
 
+bool kmod_session_has_dirty_limit(const struct kmod_session *ks)
+{
+	return kmod_check_extension(ks->info.ring_entries ? KVMMIG_CAP_DIRTY_LIMIT :
+				    KVMMIG_CAP_BITMAP_DIRTY) > 0;
+}
+
 int kmod_refresh(struct kmod_session *ks)
 {
 	struct kvmmig_memslot *slots = NULL;
