@@ -32,7 +32,8 @@ SESSION_FUZZ_SRCS	:= user/lib/mig_listen.c user/lib/net.c user/lib/tls.c user/li
 FUZZ_DEPS		:= selftests/stream_fuzz.c selftests/fuzz_util.h $(FUZZ_LIB_SRCS) \
 			   $(wildcard user/lib/*.h include/uapi/linux/*.h)
 # The reader and the header check, restoring into a fake VM (no KVM).
-SNAPSHOT_FUZZ_SRCS	:= user/lib/snapshot_load.c user/lib/snapshot_chain.c user/lib/snapshot_file.c \
+SNAPSHOT_FUZZ_SRCS	:= user/lib/snapshot_load.c user/lib/snapshot_read.c user/lib/snapshot_chain.c \
+			   user/lib/snapshot_file.c \
 			   user/lib/kvmmig_vm.c user/lib/stream.c user/lib/csum.c user/lib/log.c user/lib/zero.c
 SNAPSHOT_FUZZ_DEPS	:= selftests/snapshot_fuzz.c selftests/fuzz_util.h $(SNAPSHOT_FUZZ_SRCS) \
 			   $(wildcard user/lib/*.h include/uapi/linux/*.h)
