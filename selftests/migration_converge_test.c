@@ -8,27 +8,15 @@
  * test: max-passes runs out) completes under converge, and its memory
  * passes the one-edge check on the destination.  A guest with one dirtying
  * and one computing vCPU completes with only the dirtying vCPU limited,
- * and the computing vCPU keeps at least 95% of its speed before the
- * migration (loops per second of its compute loop, as dirty_limit_perf
- * counts them).  No timing is asserted.
+ * and the computing vCPU keeps at least 95% of its speed over the same
+ * migration without a policy (loops per second of its compute loop, as
+ * dirty_limit_perf counts them).  No timing is asserted.
  */
 #include "kselftest_harness.h"
 #include "mig_test_util.h"
 
 #define GUEST_RAM	(32ULL << 20)
 #define CAPPED_LINK	(48ULL << 20)	/* bytes/s, well below incr's dirty rate */
-#define SPEED_S		1.0		/* the computing vCPU's speed is measured this long */
-
-static double compute_speed(struct vm *vm, unsigned int vcpu, double secs)
-{
-	uint64_t a = __atomic_load_n(&vm->vcpus[vcpu].area->loops, __ATOMIC_RELAXED), b;
-	double t0 = now_s(), t1;
-
-	usleep(secs * 1e6);
-	b = __atomic_load_n(&vm->vcpus[vcpu].area->loops, __ATOMIC_RELAXED);
-	t1 = now_s();
-	return (b - a) / (t1 - t0);
-}
 
 /* The computing vCPU's loops at the first and the latest precopy sample. */
 struct speed_probe {
@@ -143,46 +131,68 @@ TEST(busy_guest_converges)
 }
 
 /*
- * vCPU 0 dirties, vCPU 1 computes: only vCPU 0 is limited, and vCPU 1
- * runs at >= 95% of its speed before the migration.
+ * The computing vCPU's loops per second over a migration's precopy passes
+ * (the switchover's pause is not the throttle's), as @policy runs it.
  */
-TEST(computing_vcpu_runs_free)
+static double speed_during(struct __test_metadata *_metadata, struct vm *vm,
+			   enum mig_policy policy, unsigned int max_passes, struct mig_report *rep,
+			   int *ret)
 {
 	struct mig_source_opts o = { 0 };
-	struct speed_probe sp = { 0 };
+	struct speed_probe sp = { .vm = vm };
 	struct dest_child dest;
-	struct mig_report rep;
-	double before, during;
-	struct vm *vm;
-	int ret, st;
-
-	vm = converge_guest(2, 1 << 1);
-	ASSERT_NE(vm, NULL);
-	before = compute_speed(vm, 1, SPEED_S);
-	ASSERT_GT(before, 0);
 
 	ASSERT_EQ(dest_child_start(&dest, "127.0.0.1", NULL), 0);
 	o.to = dest.addr;
-	converge_params(&o.params, MIG_POLICY_CONVERGE);
-	sp.vm = vm;
+	converge_params(&o.params, policy);
+	if (max_passes)
+		o.params.max_passes = max_passes;
 	o.progress = speed_progress;
 	o.opaque = &sp;
 	o.progress_interval_s = 0.2;
-	ret = mig_source_run(vm->kv, &o, &rep);
-	/* Over the precopy passes: the switchover's pause is not the throttle's. */
+	*ret = mig_source_run(vm->kv, &o, rep);
+	log_report(_metadata, rep);
+	if (*ret) {
+		kill(dest.pid, SIGKILL);
+		dest_child_wait(&dest);
+	} else {
+		EXPECT_EQ(dest_child_wait(&dest), DEST_OK);
+	}
 	ASSERT_GT(sp.t[1], sp.t[0]);
-	during = (sp.loops[1] - sp.loops[0]) / (sp.t[1] - sp.t[0]);
-	log_report(_metadata, &rep);
-	TH_LOG("computing vCPU: %.0f loops/s before, %.0f during (%.1f%%)", before, during,
-	       during / before * 100);
+	return (sp.loops[1] - sp.loops[0]) / (sp.t[1] - sp.t[0]);
+}
+
+/*
+ * vCPU 0 dirties, vCPU 1 computes: only vCPU 0 is limited, and vCPU 1 runs
+ * at >= 95% of its unthrottled speed.  That is its speed over the passes of
+ * the same migration without a policy (which never converges: it gives up
+ * at max-passes), not before any migration: dirty tracking slows it too
+ * (every reset of the rings write-protects its pages and flushes its TLB),
+ * whatever the throttle does, and that is not what is measured here.
+ */
+TEST(computing_vcpu_runs_free)
+{
+	struct mig_report rep;
+	double free_speed, during;
+	struct vm *vm;
+	int ret;
+
+	vm = converge_guest(2, 1 << 1);
+	ASSERT_NE(vm, NULL);
+	free_speed = speed_during(_metadata, vm, MIG_POLICY_NONE, 6, &rep, &ret);
+	EXPECT_EQ(rep.state, (enum mig_state)MIG_FAILED);
+	mig_report_free(&rep);
+	ASSERT_GT(free_speed, 0);
+
+	during = speed_during(_metadata, vm, MIG_POLICY_CONVERGE, 0, &rep, &ret);
+	TH_LOG("computing vCPU: %.0f loops/s unthrottled, %.0f under converge (%.1f%%)",
+	       free_speed, during, during / free_speed * 100);
 	ASSERT_EQ(ret, 0);
 	ASSERT_EQ(rep.state, (enum mig_state)MIG_COMPLETED);
 	EXPECT_NE(rep.vcpu_throttle[0].mech, (enum mig_throttle_mech)MIG_THROTTLE_NONE);
 	EXPECT_EQ(rep.vcpu_throttle[1].mech, (enum mig_throttle_mech)MIG_THROTTLE_NONE);
-	EXPECT_GE(during, 0.95 * before);
+	EXPECT_GE(during, 0.95 * free_speed);
 	mig_report_free(&rep);
-	st = dest_child_wait(&dest);
-	EXPECT_EQ(st, DEST_OK) TH_LOG("destination exit code %d", st);
 	vm_destroy(vm);
 }
 
