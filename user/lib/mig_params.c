@@ -30,6 +30,8 @@ void mig_params_init(struct mig_params *p)
 	p->dirty_clear_on_send = true;
 	p->connect_timeout_ms = NET_CONNECT_TIMEOUT_MS;
 	p->io_timeout_ms = NET_IO_TIMEOUT_MS;
+	p->postcopy_hint = true;
+	p->postcopy_start = MIG_POSTCOPY_START_AUTO;
 }
 
 static const char *const sync_names[NR_MIG_SYNC_MODES] = {
@@ -44,8 +46,12 @@ static const char *const rate_source_names[NR_MIG_RATE_SOURCES] = {
 static const char *const throttle_mech_names[NR_MIG_THROTTLE_MECHS] = {
 	"none", "vmm-cpu-throttle", "module-cpu-throttle", "module-dirty-limit",
 };
-static const char *const state_names[] = {
+static const char *const state_names[NR_MIG_STATES] = {
 	"setup", "active", "switchover", "completed", "failed", "cancelled",
+	"postcopy-active", "postcopy-paused", "postcopy-recover",
+};
+static const char *const postcopy_start_names[NR_MIG_POSTCOPY_STARTS] = {
+	"auto", "manual", "passes",
 };
 
 static int name_parse(const char *const *names, int n, const char *s)
@@ -90,7 +96,28 @@ int mig_rate_source_parse(const char *s)
 
 const char *mig_state_name(enum mig_state s)
 {
-	return s <= MIG_CANCELLED ? state_names[s] : "?";
+	return s < NR_MIG_STATES ? state_names[s] : "?";
+}
+
+const char *mig_postcopy_start_name(enum mig_postcopy_start m)
+{
+	return m < NR_MIG_POSTCOPY_STARTS ? postcopy_start_names[m] : "?";
+}
+
+int mig_postcopy_start_parse(const char *s, unsigned int *passes)
+{
+	char *end;
+	unsigned long n;
+
+	if (strncmp(s, "passes:", 7))
+		return strcmp(s, "passes") ? name_parse(postcopy_start_names, NR_MIG_POSTCOPY_STARTS, s) :
+					     -EINVAL;
+	errno = 0;
+	n = strtoul(s + 7, &end, 10);
+	if (errno || end == s + 7 || *end || !n || n > 1000000)
+		return -EINVAL;
+	*passes = n;
+	return MIG_POSTCOPY_START_PASSES;
 }
 
 const char *mig_throttle_mech_name(enum mig_throttle_mech m)

@@ -19,6 +19,7 @@
 #include "dirty.h"
 #include "tls.h"
 #include "kvmmig_vm.h"
+#include "lat_hist.h"
 
 enum mig_sync_mode {
 	MIG_SYNC_LEGACY,	/* iteration syncs only (end of each pass) */
@@ -41,6 +42,14 @@ enum mig_rate_source {
 	MIG_RATES_DIRTY,	/* the dirty source's per-vCPU counts (ring, module) */
 	MIG_RATES_BPF,		/* the dirtyrate BPF programs (any dirty backend) */
 	NR_MIG_RATE_SOURCES,
+};
+
+/* When a migration with postcopy-ram switches to postcopy (postcopy.rst). */
+enum mig_postcopy_start {
+	MIG_POSTCOPY_START_AUTO,	/* when a pass no longer shrinks what is left */
+	MIG_POSTCOPY_START_MANUAL,	/* only on migrate-start-postcopy */
+	MIG_POSTCOPY_START_PASSES,	/* after postcopy_after_passes passes */
+	NR_MIG_POSTCOPY_STARTS,
 };
 
 struct mig_params {
@@ -71,6 +80,18 @@ struct mig_params {
 						   behaviour, for benchmarks) */
 	unsigned int connect_timeout_ms;	/* connect-timeout, 10 s */
 	unsigned int io_timeout_ms;		/* io-timeout: no progress on a channel, 30 s */
+	/* postcopy (Documentation/postcopy.rst) */
+	bool postcopy_ram;			/* postcopy-ram: may switch to postcopy */
+	bool postcopy_preempt;			/* postcopy-preempt: urgent pages on a
+						   channel of their own */
+	bool postcopy_hint;			/* x-postcopy-hint: the background scan goes
+						   on right after a requested page (seed
+						   003), true */
+	enum mig_postcopy_start postcopy_start;	/* x-postcopy-start, auto */
+	unsigned int postcopy_after_passes;	/* ... passes: after this many */
+	unsigned int postcopy_recover_timeout_ms; /* postcopy-paused: give up after this
+						   long without a recovery (0: wait for
+						   ever, as QEMU) */
 };
 
 void mig_params_init(struct mig_params *p);
@@ -82,6 +103,10 @@ enum mig_state {
 	MIG_COMPLETED,
 	MIG_FAILED,
 	MIG_CANCELLED,
+	MIG_POSTCOPY_ACTIVE,	/* the guest runs on the destination, pages still flow */
+	MIG_POSTCOPY_PAUSED,	/* postcopy's link broke: both sides wait for a recovery */
+	MIG_POSTCOPY_RECOVER,	/* a new link is being set up */
+	NR_MIG_STATES,
 };
 
 /* One point of the timeline, taken at every sync and every progress tick. */
@@ -135,6 +160,22 @@ struct mig_report {
 	const char *tls;		/* "ktls", "ktls-tx", "gnutls", or NULL: plaintext */
 	unsigned int nr_vcpus;		/* entries of vcpu_throttle */
 	struct mig_vcpu_throttle vcpu_throttle[MIG_MAX_VCPUS];
+	/*
+	 * Postcopy (all zero unless it switched).  The source learns the
+	 * destination's fault figures from its POSTCOPY_DONE record; the
+	 * destination counts them itself.
+	 */
+	bool postcopy;			/* switched to postcopy */
+	bool postcopy_preempt;		/* ... urgent pages on the preempt channel */
+	double postcopy_s;		/* the guest's start on the destination -> last page */
+	uint64_t postcopy_requests;	/* pages the destination asked for */
+	uint64_t postcopy_urgent_pages;	/* pages sent (source) or placed (dest) on request */
+	uint64_t postcopy_background_pages;	/* every other postcopy page */
+	uint64_t postcopy_remote_faults;	/* faults that had to wait for the source */
+	uint64_t postcopy_blocktime_ns;	/* summed time faulting vCPUs waited */
+	uint64_t postcopy_dropped;	/* pages that arrived already placed */
+	uint64_t postcopy_fault_us_hist[LAT_HIST_BUCKETS];	/* fault -> page placed */
+	unsigned int postcopy_recoveries;	/* links re-established after a break */
 	/* the timeline, for the CSV and SVG outputs */
 	struct mig_sample *samples;
 	unsigned int nr_samples, cap_samples;
@@ -155,6 +196,11 @@ struct mig_source_opts {
 	void *opaque;
 	double progress_interval_s;	/* 0: 0.5 s */
 	unsigned int handover_timeout_ms;	/* each handover wait; 0: MIG_HANDOVER_TIMEOUT_MS */
+	/*
+	 * Set non-zero to switch to postcopy (migrate-start-postcopy); only
+	 * with params.postcopy_ram, read between batches.
+	 */
+	volatile sig_atomic_t *start_postcopy;
 };
 
 /* The default deadline of each handover wait (PREPARED, COMMIT, STARTED, recovery). */
@@ -199,6 +245,13 @@ struct mig_dest_opts {
 	void *vmm_opaque;
 	void *opaque;
 	unsigned int handover_timeout_ms;	/* 0: MIG_HANDOVER_TIMEOUT_MS */
+	/*
+	 * Postcopy: how long the destination waits in postcopy-paused for
+	 * the source to come back before it gives up (0: for ever).
+	 */
+	unsigned int postcopy_recover_timeout_ms;
+	/* Called once the guest runs here while pages are still missing. */
+	void (*postcopy_started)(void *opaque, struct kvmmig_vm *vm);
 };
 
 /*
@@ -234,6 +287,9 @@ int mig_policy_parse(const char *s);
 const char *mig_rate_source_name(enum mig_rate_source r);
 int mig_rate_source_parse(const char *s);
 const char *mig_state_name(enum mig_state s);
+const char *mig_postcopy_start_name(enum mig_postcopy_start m);
+/* "auto", "manual" or "passes:N" (N >= 1, into *@passes). */
+int mig_postcopy_start_parse(const char *s, unsigned int *passes);
 const char *mig_throttle_mech_name(enum mig_throttle_mech m);
 
 /* Outputs of a finished migration (user/lib/mig_report.c). */

@@ -50,8 +50,8 @@ void mig_target_destroy(struct mig_target *t)
 }
 
 /* Every field of a PAGES payload, before anything is written. */
-static int mig_pages_check(const struct mig_target *t, const struct mig_pages *mp, uint32_t len,
-			   uint64_t *nr_data)
+static int mig_pages_check_data(const struct mig_config *cfg, const struct mig_pages *mp,
+				uint32_t len, uint64_t *nr_data)
 {
 	uint64_t npages, data = 0, i;
 
@@ -61,12 +61,12 @@ static int mig_pages_check(const struct mig_target *t, const struct mig_pages *m
 			   len >= sizeof(*mp) ? mp->count : 0, MIG_MAX_BATCH);
 		return -EBADMSG;
 	}
-	if (mp->slot >= t->cfg->nr_slots || !mp->gen || mp->gen > UINT32_MAX) {
+	if (mp->slot >= cfg->nr_slots || !mp->gen || mp->gen > UINT32_MAX) {
 		kvmmig_err("bad PAGES record: slot %u of %u, generation %llu", mp->slot,
-			   t->cfg->nr_slots, (unsigned long long)mp->gen);
+			   cfg->nr_slots, (unsigned long long)mp->gen);
 		return -EBADMSG;
 	}
-	npages = t->cfg->slots[mp->slot].size / MIG_PAGE_SIZE;
+	npages = cfg->slots[mp->slot].size / MIG_PAGE_SIZE;
 	for (i = 0; i < mp->count; i++) {
 		uint64_t idx = mp->entries[i] & MIG_PAGE_INDEX_MASK;
 
@@ -84,6 +84,13 @@ static int mig_pages_check(const struct mig_target *t, const struct mig_pages *m
 	}
 	*nr_data = data;
 	return 0;
+}
+
+int mig_pages_check(const struct mig_config *cfg, const void *payload, uint32_t len)
+{
+	uint64_t nr_data;
+
+	return mig_pages_check_data(cfg, payload, len, &nr_data);
 }
 
 /*
@@ -127,7 +134,7 @@ int mig_pages_apply(struct mig_target *t, const void *payload, uint32_t len)
 	uint32_t gen;
 	int ret;
 
-	ret = mig_pages_check(t, mp, len, &nr_data);
+	ret = mig_pages_check_data(t->cfg, mp, len, &nr_data);
 	if (ret)
 		return ret;
 	mig_pages_prefault(t, mp);

@@ -25,6 +25,10 @@ static const char *const rec_names[MIG_REC_MAX] = {
 	[MIG_REC_COMMIT] = "COMMIT",
 	[MIG_REC_ABORT] = "ABORT",
 	[MIG_REC_STARTED] = "STARTED",
+	[MIG_REC_DISCARD] = "DISCARD",
+	[MIG_REC_REQ] = "REQ",
+	[MIG_REC_POSTCOPY_DONE] = "POSTCOPY_DONE",
+	[MIG_REC_RECV_MAP] = "RECV_MAP",
 };
 
 const char *mig_rec_name(uint32_t type)
@@ -81,8 +85,12 @@ int mig_hello_check(const struct mig_hello *h)
 
 int mig_hello_check_recover(const struct mig_hello *h)
 {
-	int ret = mig_hello_check_flags(h, MIG_HELLO_RECOVER);
+	int ret;
 
+	/* A channel of a postcopy's new link: as many channels as the first. */
+	if (h->flags == (MIG_HELLO_RECOVER | MIG_HELLO_POSTCOPY))
+		return mig_hello_check_flags(h, MIG_HELLO_RECOVER | MIG_HELLO_POSTCOPY);
+	ret = mig_hello_check_flags(h, MIG_HELLO_RECOVER);
 	if (!ret && h->nr_channels != 1) {
 		kvmmig_err("a recovery connection announces %u channels, expected 1",
 			   h->nr_channels);
@@ -117,7 +125,7 @@ int mig_handover_check(const struct mig_handover *h, uint32_t len, const char *w
 	uint32_t i;
 
 	if (len != sizeof(*h) || !h->nr_channels || h->nr_channels > MIG_MAX_CHANNELS ||
-	    h->flags) {
+	    (h->flags & ~MIG_HANDOVER_POSTCOPY)) {
 		kvmmig_err("bad %s record: %u bytes (%zu expected), %u channels (1 to %u), flags 0x%x",
 			   what, len, sizeof(*h), len == sizeof(*h) ? h->nr_channels : 0,
 			   MIG_MAX_CHANNELS, len == sizeof(*h) ? h->flags : 0);
@@ -230,7 +238,9 @@ int mig_config_check(const struct mig_config *cfg, uint32_t len)
 		return -EBADMSG;
 	}
 	if (!cfg->nr_vcpus || cfg->nr_vcpus > MIG_MAX_VCPUS || cfg->page_size != MIG_PAGE_SIZE ||
-	    !cfg->vcpu_state_size || cfg->vcpu_state_size > MIG_MAX_VCPU_STATE || cfg->flags) {
+	    !cfg->vcpu_state_size || cfg->vcpu_state_size > MIG_MAX_VCPU_STATE ||
+	    (cfg->flags & ~MIG_CONFIG_FLAGS) ||
+	    (cfg->flags & MIG_CONFIG_PREEMPT && !(cfg->flags & MIG_CONFIG_POSTCOPY))) {
 		kvmmig_err("bad guest configuration: %u vCPUs (1 to %u), page size %u (%u), vCPU state of %u bytes (1 to %u), flags 0x%llx",
 			   cfg->nr_vcpus, MIG_MAX_VCPUS, cfg->page_size, MIG_PAGE_SIZE,
 			   cfg->vcpu_state_size, MIG_MAX_VCPU_STATE, (unsigned long long)cfg->flags);
@@ -251,6 +261,53 @@ int mig_config_check(const struct mig_config *cfg, uint32_t len)
 	if (total != cfg->ram_bytes) {
 		kvmmig_err("bad guest configuration: slots add up to %llu bytes, not %llu",
 			   (unsigned long long)total, (unsigned long long)cfg->ram_bytes);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int mig_bitmap_rec_check(const struct mig_config *cfg, const void *payload, uint32_t len,
+			 const char *what)
+{
+	const struct mig_bitmap_rec *b = payload;
+	uint64_t npages, end;
+
+	if (len < sizeof(*b) || !b->nr_words || b->nr_words > MIG_MAX_BITMAP_WORDS ||
+	    len != sizeof(*b) + b->nr_words * sizeof(uint64_t)) {
+		kvmmig_err("bad %s record: %u bytes, %u words (1 to %u)", what, len,
+			   len >= sizeof(*b) ? b->nr_words : 0, MIG_MAX_BITMAP_WORDS);
+		return -EBADMSG;
+	}
+	if (b->slot >= cfg->nr_slots || b->first % 64) {
+		kvmmig_err("bad %s record: slot %u of %u, first page %llu (a multiple of 64)",
+			   what, b->slot, cfg->nr_slots, (unsigned long long)b->first);
+		return -EBADMSG;
+	}
+	npages = cfg->slots[b->slot].size / MIG_PAGE_SIZE;
+	/* No bit may name a page past the slot's end. */
+	end = b->first + 64ULL * b->nr_words;
+	if (b->first >= npages || (end > npages &&
+	    (end - npages >= 64 || b->words[b->nr_words - 1] >> (64 - (end - npages))))) {
+		kvmmig_err("bad %s record: pages %llu to %llu of slot %u, which has %llu pages",
+			   what, (unsigned long long)b->first, (unsigned long long)end - 1, b->slot,
+			   (unsigned long long)npages);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int mig_req_check(const struct mig_config *cfg, const void *payload, uint32_t len)
+{
+	const struct mig_req *r = payload;
+
+	if (len != sizeof(*r) || r->slot >= cfg->nr_slots || !r->count ||
+	    r->count > MIG_MAX_BATCH ||
+	    r->page + r->count > cfg->slots[r->slot].size / MIG_PAGE_SIZE ||
+	    r->page + r->count < r->page) {
+		kvmmig_err("bad REQ record: %u bytes (%zu), slot %u of %u, %u pages (1 to %u) from page %llu",
+			   len, sizeof(*r), len == sizeof(*r) ? r->slot : 0, cfg->nr_slots,
+			   len == sizeof(*r) ? r->count : 0, MIG_MAX_BATCH,
+			   len == sizeof(*r) ? (unsigned long long)r->page : 0ULL);
 		return -EBADMSG;
 	}
 	return 0;

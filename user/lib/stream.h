@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "lat_hist.h"
+
 #define MIG_MAGIC		0x00474d4d564b0a4bULL	/* "K\nKVMMG\0" */
 #define MIG_VERSION		2
 #define MIG_MAX_SLOTS		32
@@ -29,6 +31,11 @@
 
 /* mig_hello.flags: a connection that re-delivers a handover decision. */
 #define MIG_HELLO_RECOVER	(1U << 0)
+/*
+ * ... or, with MIG_HELLO_RECOVER, a channel of a new link for a postcopy
+ * that lost its own (postcopy.rst: recovery): nr_channels as before.
+ */
+#define MIG_HELLO_POSTCOPY	(1U << 1)
 
 /* First bytes on every connection, in both directions' first message. */
 struct mig_hello {
@@ -55,6 +62,10 @@ enum mig_rec_type {
 	MIG_REC_COMMIT,		/* source: its copy stays stopped, start yours */
 	MIG_REC_ABORT,		/* source: its copy runs on, discard yours */
 	MIG_REC_STARTED,	/* destination: the guest runs here */
+	MIG_REC_DISCARD,	/* main, before a postcopy END: pages dirtied since sent */
+	MIG_REC_REQ,		/* destination -> source, postcopy: pages a vCPU waits for */
+	MIG_REC_POSTCOPY_DONE,	/* destination -> source: every page placed; its figures */
+	MIG_REC_RECV_MAP,	/* destination, recovery: the pages it already holds */
 	MIG_REC_MAX,
 };
 
@@ -79,9 +90,15 @@ struct mig_config {
 	uint32_t page_size;	/* MIG_PAGE_SIZE */
 	uint32_t vcpu_state_size;	/* the VMM's vCPU state blob, 1..MIG_MAX_VCPU_STATE */
 	uint64_t ram_bytes;	/* sum of the slots' sizes */
-	uint64_t flags;		/* must be 0 */
+	uint64_t flags;		/* MIG_CONFIG_*, others must be 0 */
 	struct mig_slot_desc slots[];
 };
+
+/* mig_config.flags */
+#define MIG_CONFIG_POSTCOPY	(1ULL << 0)	/* the source may switch to postcopy */
+#define MIG_CONFIG_PREEMPT	(1ULL << 1)	/* with POSTCOPY: the last page channel
+						   carries requested pages only */
+#define MIG_CONFIG_FLAGS	(MIG_CONFIG_POSTCOPY | MIG_CONFIG_PREEMPT)
 
 /*
  * MIG_REC_PAGES payload: header, @count entries (page index within the slot,
@@ -129,6 +146,45 @@ struct mig_handover {
 	uint32_t nr_channels;	/* tallies that follow are meaningful */
 	uint32_t flags;		/* must be 0 */
 	struct mig_tally ch[MIG_MAX_CHANNELS];
+};
+
+/* mig_handover.flags: END of the precopy part; the guest starts with pages missing. */
+#define MIG_HANDOVER_POSTCOPY	(1U << 0)
+
+/*
+ * MIG_REC_DISCARD payload (main, after the VCPU records of a postcopy
+ * END): pages of @slot the destination holds stale copies of, or none, and
+ * must take from postcopy.  Bit i of words[j] is page first + 64 * j + i;
+ * @first is a multiple of 64; bits past the slot's end must be 0.
+ * MIG_REC_RECV_MAP (destination -> source, recovery) has the same shape:
+ * the pages it holds.
+ */
+#define MIG_MAX_BITMAP_WORDS	4096	/* 256 Ki pages, 1 GiB of guest per record */
+
+struct mig_bitmap_rec {
+	uint32_t slot;
+	uint32_t nr_words;	/* 1..MIG_MAX_BITMAP_WORDS */
+	uint64_t first;
+	uint64_t words[];
+};
+
+/* MIG_REC_REQ payload: @count pages from @page of @slot, wanted now. */
+struct mig_req {
+	uint32_t slot;
+	uint32_t count;		/* 1..MIG_MAX_BATCH, inside the slot */
+	uint64_t page;
+};
+
+/* MIG_REC_POSTCOPY_DONE payload: the destination's figures (mig_report's postcopy_*). */
+struct mig_postcopy_done {
+	uint64_t session;
+	uint64_t requests;
+	uint64_t urgent_pages;
+	uint64_t background_pages;
+	uint64_t remote_faults;
+	uint64_t blocktime_ns;
+	uint64_t dropped;
+	uint64_t fault_us_hist[LAT_HIST_BUCKETS];
 };
 
 struct mig_ack {
@@ -202,6 +258,13 @@ size_t mig_config_size(uint32_t nr_slots);
  * or -EBADMSG with a message naming what was wrong.
  */
 int mig_pages_apply(struct mig_target *t, const void *payload, uint32_t len);
+/* The same checks, writing nothing (postcopy places pages through page_fill). */
+int mig_pages_check(const struct mig_config *cfg, const void *payload, uint32_t len);
+/* Shape of a DISCARD or RECV_MAP payload against @cfg: 0 or -EBADMSG, said. */
+int mig_bitmap_rec_check(const struct mig_config *cfg, const void *payload, uint32_t len,
+			 const char *what);
+/* Shape of a REQ payload against @cfg: 0 or -EBADMSG, said. */
+int mig_req_check(const struct mig_config *cfg, const void *payload, uint32_t len);
 
 const char *mig_rec_name(uint32_t type);
 
