@@ -269,6 +269,8 @@ enum mig_settle_cmd {
 	MIG_SETTLE_START,	/* destination: run the guest */
 	MIG_SETTLE_RESUME,	/* source: run the guest */
 	MIG_SETTLE_DISCARD,	/* either: drop this side's copy */
+	MIG_SETTLE_RESUME_AT,	/* source in postcopy-paused: reconnect to this address */
+	MIG_SETTLE_RECOVER_AT,	/* destination in postcopy-paused: listen here as well */
 	MIG_SETTLE_MAX,
 };
 
@@ -279,6 +281,15 @@ int mig_settle_listen(bool source, uint64_t session);
 /* Accept one command: the connection to answer on, or -EAGAIN for junk. */
 int mig_settle_take(int lfd, uint64_t session, enum mig_settle_cmd *cmd);
 void mig_settle_reply(int fd, int status, const char *msg);
+/*
+ * Postcopy recovery (postcopy.rst): the same control sockets carry
+ * RESUME_AT / RECOVER_AT with an address ("tcp:HOST:PORT").
+ */
+int mig_settle_at(bool source, uint64_t session, enum mig_settle_cmd cmd, const char *addr,
+		  char *answer, size_t len);
+/* As mig_settle_take(), and the address of a *_AT command into @addr. */
+int mig_settle_take_at(int lfd, uint64_t session, enum mig_settle_cmd *cmd, char *addr,
+		       size_t len);
 
 const char *mig_sync_mode_name(enum mig_sync_mode m);
 int mig_sync_mode_parse(const char *s);
