@@ -29,10 +29,12 @@ struct mig_settle_msg {
 	char msg[240];		/* the answer's explanation */
 };
 
-static const char *const settle_names[] = {
+static const char *const settle_names[MIG_SETTLE_MAX] = {
 	[MIG_SETTLE_START] = "start",
 	[MIG_SETTLE_RESUME] = "resume-source",
 	[MIG_SETTLE_DISCARD] = "discard",
+	[MIG_SETTLE_RESUME_AT] = "resume",
+	[MIG_SETTLE_RECOVER_AT] = "recover",
 };
 
 const char *mig_settle_name(enum mig_settle_cmd cmd)
