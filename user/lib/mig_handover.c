@@ -42,7 +42,7 @@ static bool mig_cancel_asked(const struct mig_src *s)
 /* ---- the return path ---- */
 
 /* Every channel, so that a sender blocked on a dead peer returns. */
-static void mig_shutdown_channels(struct mig_src *s)
+void mig_shutdown_channels(struct mig_src *s)
 {
 	unsigned int i;
 
@@ -79,6 +79,13 @@ static void *mig_rp_thread(void *arg)
 	kvmmig_log_quiet(true);
 	do {
 		ret = mig_chan_recv(&s->rp_chan, &rec, s->rp_buf);
+		/* Postcopy's requests are served here, never waiting on the migration thread. */
+		if (!ret && __atomic_load_n(&s->postcopy, __ATOMIC_RELAXED) &&
+		    (rec.type == MIG_REC_REQ || rec.type == MIG_REC_POSTCOPY_DONE)) {
+			ret = mig_postcopy_rp_record(s, &rec);
+			if (!ret)
+				continue;
+		}
 		ack = !ret && rec.type == MIG_REC_ACK;
 		if (ack)
 			ret = mig_rp_peer_error(s, &rec);
@@ -106,7 +113,12 @@ static void *mig_rp_thread(void *arg)
 			ret = ret ?: -ECANCELED;
 		pthread_mutex_unlock(&s->rplock);
 	} while (!ret);
-	if (!handover) {
+	/*
+	 * In postcopy a broken return path is a broken link: the migration
+	 * pauses; after POSTCOPY_DONE the destination may close at will.
+	 */
+	if (!handover || (__atomic_load_n(&s->postcopy, __ATOMIC_RELAXED) &&
+			  !__atomic_load_n(&s->pc_done, __ATOMIC_ACQUIRE))) {
 		mig_src_fail(s, ret);
 		mig_shutdown_channels(s);
 	}
@@ -125,6 +137,10 @@ int mig_rp_start(struct mig_src *s)
 	s->rp_chan = s->main;
 	s->rp_chan.wait.cancel = NULL;
 	s->rp_chan.idle_timeout_ms = 0;
+	/* Again after a postcopy recovery: a new channel, nothing pending. */
+	s->rp_have = false;
+	s->rp_stopping = false;
+	s->rp_err = 0;
 	ret = pthread_create(&s->rp_thread, NULL, mig_rp_thread, s);
 	if (ret) {
 		kvmmig_err("cannot start the return-path thread: %s", strerror(ret));
@@ -286,7 +302,7 @@ static int mig_recover_once(struct mig_src *s, uint32_t type, unsigned int ms)
 	buf = malloc(MIG_MAX_PAYLOAD);
 	if (!buf)
 		return -ENOMEM;
-	fd = net_connect(s->opts->to, &cw);
+	fd = net_connect(s->to, &cw);
 	if (fd < 0) {
 		free(buf);
 		return fd;
@@ -295,7 +311,7 @@ static int mig_recover_once(struct mig_src *s, uint32_t type, unsigned int ms)
 	mig_chan_limit(&c, ms, NULL);
 	c.idle_timeout_ms = ms;
 	mig_hello_seal(&h);
-	ret = s->tls ? mig_chan_start_tls(&c, s->tls, s->opts->to, s->tls_host, NULL) : 0;
+	ret = s->tls ? mig_chan_start_tls(&c, s->tls, s->to, s->tls_host, NULL) : 0;
 	if (!ret)
 		ret = mig_chan_write(&c, &h, sizeof(h));
 	if (!ret)
@@ -444,6 +460,7 @@ static void mig_end_fill(struct mig_src *s)
 	e->passes = s->pass;
 	e->pages = s->pages_sent + s->zero_pages;
 	e->nr_channels = s->nr_senders + 1;
+	e->flags = s->end_flags;
 	e->ch[0] = s->main_tally;
 	for (i = 0; i < s->nr_senders; i++)
 		e->ch[i + 1] = s->senders[i].tally;
@@ -470,6 +487,8 @@ int mig_handover(struct mig_src *s)
 		return ret;
 	/* The point of no return: from here this side never resumes on its own. */
 	s->committed = true;
+	if (s->end.flags & MIG_HANDOVER_POSTCOPY)
+		mig_postcopy_commit(s);
 	kvmmig_info("handover: the destination holds all of it, paused; COMMIT (session %016llx)",
 		    (unsigned long long)s->session);
 	ret = mig_send_main(s, MIG_REC_COMMIT, &s->end, sizeof(s->end));

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * What the source side's files (mig_source.c, mig_sender.c,
- * mig_handover.c) share: the migration's state, the sync engine's included.
+ * mig_handover.c, mig_postcopy.c) share: the migration's state, the sync
+ * engine's included.
  */
 #ifndef KVMMIG_MIG_INTERNAL_H
 #define KVMMIG_MIG_INTERNAL_H
@@ -17,10 +18,18 @@
 /* Batches in flight: enough to keep every channel busy, not a buffer of RAM. */
 #define MIG_QUEUE_DEPTH		16
 
+/* What a batch is, for postcopy's counts. */
+enum mig_job_kind {
+	MIG_JOB_PRECOPY,
+	MIG_JOB_URGENT,		/* postcopy: pages the destination asked for */
+	MIG_JOB_BACKGROUND,	/* postcopy: the walk of the discard set */
+};
+
 struct mig_job {
 	uint32_t slot;
 	uint32_t count;
 	uint64_t gen;
+	enum mig_job_kind kind;
 	uint64_t idx[MIG_MAX_BATCH];
 };
 
@@ -32,6 +41,7 @@ struct mig_sender {
 	struct mig_tally tally;		/* what this channel sent, for END */
 	pthread_t thread;
 	bool started;
+	bool preempt;			/* takes urgent batches only (postcopy-preempt) */
 	struct mig_pages *hdr;		/* header + entries of one record */
 	uint8_t *data;			/* page copies of one record */
 };
@@ -92,6 +102,41 @@ struct mig_src {
 	bool stop;
 	int error;
 
+	/*
+	 * Postcopy (mig_postcopy.c; Documentation/postcopy.rst).  With
+	 * preempt the last sender is the preempt channel's, fed by uqueue
+	 * alone (qlock, uqwork).  The discard set is sync.bmap: the walk and
+	 * the return path clear its words with atomics, pc_left counts its
+	 * bits.  The hint (qlock) is left by the return path, taken by the walk.
+	 */
+	struct mig_config *cfg;		/* as sent in CONFIG */
+	bool preempt;
+	bool pc_switch;			/* migrate-start-postcopy seen between batches */
+	bool postcopy;			/* COMMIT of a postcopy END sent: cancel refused,
+					   a broken link pauses (atomic) */
+	bool pc_cancel_said;
+	uint32_t end_flags;		/* mig_handover.flags of END */
+	uint64_t pc_gen;		/* generation of postcopy's PAGES: sync.gen + 1 */
+	uint64_t pc_prev_pending;	/* auto rule: pending after the pass before */
+	uint64_t pc_left;		/* bits of the discard set (atomic) */
+	unsigned int pc_slot;		/* the walk's cursor */
+	uint64_t pc_word;
+	bool hint_set;
+	unsigned int hint_slot;
+	uint64_t hint_page;
+	pthread_cond_t uqwork;
+	struct mig_job uqueue[MIG_QUEUE_DEPTH];
+	unsigned int uqhead, uqcount;
+	uint64_t pc_requests, pc_urgent, pc_background;	/* pages (atomic) */
+	int64_t pc_progress_ms;		/* now_ms() of the last record either way (atomic) */
+	bool pc_done;			/* POSTCOPY_DONE received (rplock) */
+	struct mig_postcopy_done done;
+	double t_started;		/* STARTED heard */
+	const char *to;			/* where channels connect: opts->to, or a
+					   settle RESUME_AT's address (to_buf) */
+	char to_buf[256];
+	uint32_t hello_flags;		/* MIG_HELLO_RECOVER | POSTCOPY on a new link */
+
 	pthread_mutex_t bwlock;		/* max-bandwidth token bucket */
 	double bw_tokens, bw_last;
 
@@ -107,6 +152,12 @@ struct mig_src {
 	double t_start, t_pause, last_sample, last_rates, progress_interval;
 };
 
+/* A point of the timeline, through the progress callback too. */
+void mig_sample(struct mig_src *s, bool sync);
+/* The throughput measured, and a sample when one is due. */
+void mig_progress_tick(struct mig_src *s);
+/* 0, a negative errno, or MIG_PC_SWITCH: migrate-start-postcopy asks to switch now. */
+#define MIG_PC_SWITCH	1
 int mig_between_batches(struct mig_src *s);
 /* The first failure of any thread: recorded, and every waiter woken. */
 void mig_src_fail(struct mig_src *s, int err);
@@ -131,6 +182,11 @@ int mig_queue_drain(struct mig_src *s);
  */
 int mig_queue_pages(struct mig_src *s, unsigned int slot, unsigned long *map, uint64_t npages,
 		    uint64_t *sent);
+/* Queue a postcopy batch: urgent ones on the preempt queue or at the head. */
+int mig_queue_urgent(struct mig_src *s, const struct mig_job *job);
+int mig_queue_job(struct mig_src *s, const struct mig_job *job);
+/* Every sender's channel: a sender blocked on a dead peer returns. */
+void mig_shutdown_channels(struct mig_src *s);
 
 /* The return path and the handover (mig_handover.c). */
 int mig_rp_start(struct mig_src *s);
@@ -148,5 +204,17 @@ int mig_send_main(struct mig_src *s, uint32_t type, const void *payload, uint32_
 int mig_handover(struct mig_src *s);
 /* After resuming: tell a destination that got END to discard its copy. */
 void mig_handover_abort(struct mig_src *s);
+
+/* Postcopy (mig_postcopy.c). */
+/* After a pass: the switch rule of params.postcopy_start says switch. */
+bool mig_postcopy_due(struct mig_src *s);
+/* The switch's part after the guest paused and the last sync: DISCARD records. */
+int mig_postcopy_send_discard(struct mig_src *s);
+/* Before COMMIT of a postcopy END: from here requests are served, cancel refused. */
+void mig_postcopy_commit(struct mig_src *s);
+/* The return path's postcopy records (REQ, POSTCOPY_DONE): 0, or the link is broken. */
+int mig_postcopy_rp_record(struct mig_src *s, const struct mig_rec *rec);
+/* From STARTED to POSTCOPY_DONE, recoveries included. */
+int mig_postcopy_run(struct mig_src *s);
 
 #endif /* KVMMIG_MIG_INTERNAL_H */

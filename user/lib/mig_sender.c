@@ -39,11 +39,46 @@ static int mig_queue_push(struct mig_src *s, const struct mig_job *job)
 	return 0;
 }
 
+int mig_queue_job(struct mig_src *s, const struct mig_job *job)
+{
+	return mig_queue_push(s, job);
+}
+
+/*
+ * A requested batch: the preempt channel's own queue, never behind a
+ * background batch; without preempt the head of the shared queue, behind
+ * only the batches the channels are sending already.
+ */
+int mig_queue_urgent(struct mig_src *s, const struct mig_job *job)
+{
+	unsigned int *count = s->preempt ? &s->uqcount : &s->qcount;
+
+	pthread_mutex_lock(&s->qlock);
+	while (*count == MIG_QUEUE_DEPTH && !s->error)
+		pthread_cond_wait(&s->qspace, &s->qlock);
+	if (s->error) {
+		pthread_mutex_unlock(&s->qlock);
+		return s->error;
+	}
+	if (s->preempt) {
+		s->uqueue[(s->uqhead + s->uqcount) % MIG_QUEUE_DEPTH] = *job;
+		s->uqcount++;
+		pthread_cond_signal(&s->uqwork);
+	} else {
+		s->qhead = (s->qhead + MIG_QUEUE_DEPTH - 1) % MIG_QUEUE_DEPTH;
+		s->queue[s->qhead] = *job;
+		s->qcount++;
+		pthread_cond_signal(&s->qwork);
+	}
+	pthread_mutex_unlock(&s->qlock);
+	return 0;
+}
+
 /* Wait until every queued batch has been sent (or a sender failed). */
 int mig_queue_drain(struct mig_src *s)
 {
 	pthread_mutex_lock(&s->qlock);
-	while ((s->qcount || s->qbusy) && !s->error)
+	while ((s->qcount || s->uqcount || s->qbusy) && !s->error)
 		pthread_cond_wait(&s->qidle, &s->qlock);
 	pthread_mutex_unlock(&s->qlock);
 	return s->error;
@@ -111,7 +146,9 @@ static int sender_send_job(struct mig_src *s, struct mig_sender *snd, const stru
 	iov[1].iov_base = snd->data;
 	iov[1].iov_len = nr_data * MIG_PAGE_SIZE;
 	bytes = sizeof(struct mig_rec) + iov[0].iov_len + iov[1].iov_len;
-	bandwidth_take(s, bytes);
+	/* A vCPU waits for a requested page: max-bandwidth paces the rest. */
+	if (job->kind != MIG_JOB_URGENT)
+		bandwidth_take(s, bytes);
 	if (mig_cancelled(s))
 		return mig_check_cancel(s);
 	ret = mig_send_tallied(&snd->chan, &snd->tally, MIG_REC_PAGES, iov, nr_data ? 2 : 1);
@@ -120,7 +157,33 @@ static int sender_send_job(struct mig_src *s, struct mig_sender *snd, const stru
 	__atomic_add_fetch(&s->bytes_sent, bytes, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->pages_sent, nr_data, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->zero_pages, zero, __ATOMIC_RELAXED);
+	if (job->kind == MIG_JOB_URGENT)
+		__atomic_add_fetch(&s->pc_urgent, job->count, __ATOMIC_RELAXED);
+	else if (job->kind == MIG_JOB_BACKGROUND)
+		__atomic_add_fetch(&s->pc_background, job->count, __ATOMIC_RELAXED);
+	if (job->kind != MIG_JOB_PRECOPY)
+		__atomic_store_n(&s->pc_progress_ms, now_ms(), __ATOMIC_RELAXED);
 	return 0;
+}
+
+/* The next batch for @snd, with qlock held: false when it is to stop. */
+static bool sender_take(struct mig_src *s, struct mig_sender *snd, struct mig_job *job)
+{
+	pthread_cond_t *work = snd->preempt ? &s->uqwork : &s->qwork;
+	unsigned int *head = snd->preempt ? &s->uqhead : &s->qhead;
+	unsigned int *count = snd->preempt ? &s->uqcount : &s->qcount;
+	struct mig_job *queue = snd->preempt ? s->uqueue : s->queue;
+
+	while (!*count && !s->stop && !s->error)
+		pthread_cond_wait(work, &s->qlock);
+	if (s->error || (s->stop && !*count))
+		return false;
+	*job = queue[*head];
+	*head = (*head + 1) % MIG_QUEUE_DEPTH;
+	(*count)--;
+	s->qbusy++;
+	pthread_cond_broadcast(&s->qspace);
+	return true;
 }
 
 static void *sender_thread(void *arg)
@@ -134,31 +197,24 @@ static void *sender_thread(void *arg)
 	kvmmig_log_quiet(true);
 	for (;;) {
 		pthread_mutex_lock(&s->qlock);
-		while (!s->qcount && !s->stop && !s->error)
-			pthread_cond_wait(&s->qwork, &s->qlock);
-		if (s->error || (s->stop && !s->qcount)) {
+		if (!sender_take(s, snd, &job)) {
 			pthread_mutex_unlock(&s->qlock);
 			break;
 		}
-		job = s->queue[s->qhead];
-		s->qhead = (s->qhead + 1) % MIG_QUEUE_DEPTH;
-		s->qcount--;
-		s->qbusy++;
-		pthread_cond_signal(&s->qspace);
 		pthread_mutex_unlock(&s->qlock);
 
 		ret = sender_send_job(s, snd, &job);
 
 		pthread_mutex_lock(&s->qlock);
 		s->qbusy--;
-		if (!s->qcount && !s->qbusy)
+		if (!s->qcount && !s->uqcount && !s->qbusy)
 			pthread_cond_broadcast(&s->qidle);
 		pthread_mutex_unlock(&s->qlock);
 		if (ret) {
 			/* A deadline or cancel already names the channel. */
 			if (ret != -ETIMEDOUT && ret != -ECANCELED)
-				kvmmig_err("multifd channel %u: %s", snd->chan.index,
-					   kvmmig_last_error());
+				kvmmig_err("%s channel %u: %s", snd->preempt ? "preempt" : "multifd",
+					   snd->chan.index, kvmmig_last_error());
 			mig_src_fail(s, ret);
 			break;
 		}
@@ -174,19 +230,22 @@ int mig_connect_channel(struct mig_src *s, struct mig_chan *c, unsigned int inde
 		.channel = index,
 		.session = s->session,
 		.nr_channels = s->nr_senders + 1,
+		.flags = s->hello_flags,
 	};
+	/* In postcopy a cancel is refused: it must not cut a channel short. */
+	const volatile sig_atomic_t *cancel = s->postcopy ? NULL : s->opts->cancel;
 	struct net_wait cw = {
 		.timeout_ms = s->p.connect_timeout_ms,
-		.cancel = s->opts->cancel,
+		.cancel = cancel,
 	};
 	int fd, ret;
 
-	fd = net_connect(s->opts->to, &cw);
+	fd = net_connect(s->to, &cw);
 	if (fd < 0)
 		return fd;
 	mig_chan_init(c, fd, index);
-	mig_chan_limit(c, s->p.io_timeout_ms, s->opts->cancel);
-	ret = s->tls ? mig_chan_start_tls(c, s->tls, s->opts->to, s->tls_host, NULL) : 0;
+	mig_chan_limit(c, s->p.io_timeout_ms, cancel);
+	ret = s->tls ? mig_chan_start_tls(c, s->tls, s->to, s->tls_host, NULL) : 0;
 	if (!ret && s->tls && !index)
 		s->rep->tls = tls_sess_engine(c->tls);
 	mig_hello_seal(&h);
@@ -197,32 +256,52 @@ int mig_connect_channel(struct mig_src *s, struct mig_chan *c, unsigned int inde
 	return ret;
 }
 
-int mig_start_senders(struct mig_src *s)
+/* The senders' buffers, once: a postcopy recovery starts them again on new channels. */
+static int mig_alloc_senders(struct mig_src *s)
 {
 	struct mig_sender *senders;
 	unsigned int i;
-	int ret;
 
 	senders = calloc(s->nr_senders, sizeof(*senders));
 	if (!senders)
 		return -ENOMEM;
-	for (i = 0; i < s->nr_senders; i++)
+	for (i = 0; i < s->nr_senders; i++) {
 		senders[i].chan.fd = -1;
+		senders[i].src = s;
+		senders[i].preempt = s->preempt && i == s->nr_senders - 1;
+	}
 	/* The return path may shut the channels down from now on. */
 	pthread_mutex_lock(&s->qlock);
 	s->senders = senders;
 	pthread_mutex_unlock(&s->qlock);
 	for (i = 0; i < s->nr_senders; i++) {
-		struct mig_sender *snd = &s->senders[i];
-
-		snd->src = s;
-		snd->hdr = malloc(sizeof(struct mig_pages) + MIG_MAX_BATCH * sizeof(uint64_t));
-		snd->data = aligned_alloc(64, MIG_MAX_BATCH * MIG_PAGE_SIZE);
-		if (!snd->hdr || !snd->data)
+		senders[i].hdr = malloc(sizeof(struct mig_pages) + MIG_MAX_BATCH * sizeof(uint64_t));
+		senders[i].data = aligned_alloc(64, MIG_MAX_BATCH * MIG_PAGE_SIZE);
+		if (!senders[i].hdr || !senders[i].data)
 			return -ENOMEM;
-		ret = mig_connect_channel(s, &snd->chan, i + 1);
+	}
+	return 0;
+}
+
+int mig_start_senders(struct mig_src *s)
+{
+	unsigned int i;
+	int ret;
+
+	if (!s->senders) {
+		ret = mig_alloc_senders(s);
 		if (ret)
 			return ret;
+	}
+	for (i = 0; i < s->nr_senders; i++) {
+		struct mig_chan c;
+
+		ret = mig_connect_channel(s, &c, i + 1);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&s->qlock);
+		s->senders[i].chan = c;
+		pthread_mutex_unlock(&s->qlock);
 	}
 	for (i = 0; i < s->nr_senders; i++) {
 		ret = pthread_create(&s->senders[i].thread, NULL, sender_thread, &s->senders[i]);
@@ -242,6 +321,7 @@ void mig_stop_senders(struct mig_src *s)
 	pthread_mutex_lock(&s->qlock);
 	s->stop = true;
 	pthread_cond_broadcast(&s->qwork);
+	pthread_cond_broadcast(&s->uqwork);
 	pthread_mutex_unlock(&s->qlock);
 	for (i = 0; s->senders && i < s->nr_senders; i++) {
 		struct mig_sender *snd = &s->senders[i];

@@ -6,6 +6,8 @@
  * reaches them through an abstract unix socket named by role and session
  * ("@kvmmig/source/<session>", "@kvmmig/dest/<session>").  One command per
  * connection, one answer: what the waiting side did or why it refused.
+ * The same sockets carry postcopy recovery's commands, which name an address
+ * (RESUME_AT, RECOVER_AT: Documentation/postcopy.rst).
  * Abstract names need no files to clean up and die with the process.
  */
 #include <errno.h>
@@ -26,7 +28,7 @@ struct mig_settle_msg {
 	int32_t status;		/* command: enum mig_settle_cmd; answer: 0 or -errno */
 	uint32_t pad;
 	uint64_t session;
-	char msg[240];		/* the answer's explanation */
+	char msg[240];		/* the answer's explanation; a *_AT command's address */
 };
 
 static const char *const settle_names[MIG_SETTLE_MAX] = {
@@ -74,6 +76,12 @@ int mig_settle_listen(bool source, uint64_t session)
 
 int mig_settle_take(int lfd, uint64_t session, enum mig_settle_cmd *cmd)
 {
+	return mig_settle_take_at(lfd, session, cmd, NULL, 0);
+}
+
+int mig_settle_take_at(int lfd, uint64_t session, enum mig_settle_cmd *cmd, char *addr,
+		       size_t len)
+{
 	struct mig_settle_msg m;
 	struct timeval tv = { .tv_sec = 1 };
 	int fd;
@@ -90,6 +98,9 @@ int mig_settle_take(int lfd, uint64_t session, enum mig_settle_cmd *cmd)
 		return -EAGAIN;
 	}
 	*cmd = m.status;
+	m.msg[sizeof(m.msg) - 1] = '\0';
+	if (addr)
+		snprintf(addr, len, "%s", m.msg);
 	return fd;
 }
 
@@ -105,12 +116,25 @@ void mig_settle_reply(int fd, int status, const char *msg)
 int mig_settle(bool source, uint64_t session, enum mig_settle_cmd cmd, char *answer,
 	       size_t len)
 {
+	return mig_settle_at(source, session, cmd, NULL, answer, len);
+}
+
+int mig_settle_at(bool source, uint64_t session, enum mig_settle_cmd cmd, const char *addr,
+		  char *answer, size_t len)
+{
 	struct mig_settle_msg m = { .status = cmd, .session = session };
 	struct sockaddr_un a;
 	socklen_t alen = mig_settle_addr(&a, source, session);
 	struct pollfd p = { .events = POLLIN };
 	int ret;
 
+	if (addr && strlen(addr) >= sizeof(m.msg)) {
+		kvmmig_err("address too long for a settle command (%zu bytes, at most %zu): %s",
+			   strlen(addr), sizeof(m.msg) - 1, addr);
+		return -ENAMETOOLONG;
+	}
+	if (addr)
+		snprintf(m.msg, sizeof(m.msg), "%s", addr);
 	p.fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (p.fd < 0)
 		return -errno;

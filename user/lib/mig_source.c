@@ -53,13 +53,21 @@ void mig_src_fail(struct mig_src *s, int err)
 	}
 	pthread_cond_broadcast(&s->qspace);
 	pthread_cond_broadcast(&s->qwork);
+	pthread_cond_broadcast(&s->uqwork);
 	pthread_cond_broadcast(&s->qidle);
 	pthread_mutex_unlock(&s->qlock);
 }
 
+/* A cancel counts until COMMIT of a postcopy END; from there it is refused (mig_postcopy.c). */
+static bool mig_cancel_counts(const struct mig_src *s)
+{
+	return kvmmig_cancelled(s->opts->cancel) &&
+	       !__atomic_load_n(&s->postcopy, __ATOMIC_RELAXED);
+}
+
 int mig_check_cancel(struct mig_src *s)
 {
-	if (kvmmig_cancelled(s->opts->cancel)) {
+	if (mig_cancel_counts(s)) {
 		kvmmig_err("migration cancelled");
 		return -ECANCELED;
 	}
@@ -68,21 +76,20 @@ int mig_check_cancel(struct mig_src *s)
 
 bool mig_cancelled(const struct mig_src *s)
 {
-	return kvmmig_cancelled(s->opts->cancel) || __atomic_load_n(&s->error, __ATOMIC_RELAXED);
+	return mig_cancel_counts(s) || __atomic_load_n(&s->error, __ATOMIC_RELAXED);
 }
 
 static int mig_send_config(struct mig_src *s)
 {
-	struct mig_config *cfg;
 	size_t len;
-	int ret;
 
-	cfg = mig_config_of(s->vm, &len);
-	if (!cfg)
+	s->cfg = mig_config_of(s->vm, &len);
+	if (!s->cfg)
 		return -ENOMEM;
-	ret = mig_send_main(s, MIG_REC_CONFIG, cfg, len);
-	free(cfg);
-	return ret;
+	if (s->p.postcopy_ram)
+		s->cfg->flags |= MIG_CONFIG_POSTCOPY | (s->preempt ? MIG_CONFIG_PREEMPT : 0);
+	/* Kept: postcopy checks the destination's requests against it. */
+	return mig_send_main(s, MIG_REC_CONFIG, s->cfg, len);
 }
 
 static void mig_close_all(struct mig_src *s)
@@ -118,12 +125,16 @@ static int mig_tls_setup(struct mig_src *s)
 
 /* ---- passes ---- */
 
-static void mig_sample(struct mig_src *s, bool sync)
+void mig_sample(struct mig_src *s, bool sync)
 {
+	/* In postcopy the return path clears bmap under us: its count is pc_left. */
+	uint64_t pending = __atomic_load_n(&s->postcopy, __ATOMIC_RELAXED) ?
+			   __atomic_load_n(&s->pc_left, __ATOMIC_RELAXED) :
+			   mig_sync_pending(&s->sync);
 	struct mig_sample smp = {
 		.t = now_s() - s->t_start,
 		.pass = s->pass,
-		.remaining_bytes = mig_sync_pending(&s->sync) * MIG_PAGE_SIZE,
+		.remaining_bytes = pending * MIG_PAGE_SIZE,
 		.dirty_rate = s->dirty_rate,
 		.throughput = s->throughput,
 		.throttle_pct = mig_throttle_max(&s->thr),
@@ -148,6 +159,13 @@ static void mig_measure(struct mig_src *s)
 	s->throughput = (bytes - s->tp_bytes) / dt;
 	s->tp_bytes = bytes;
 	s->tp_last = now;
+}
+
+void mig_progress_tick(struct mig_src *s)
+{
+	mig_measure(s);
+	if (now_s() - s->last_sample >= s->progress_interval)
+		mig_sample(s, false);
 }
 
 /*
@@ -222,6 +240,9 @@ int mig_between_batches(struct mig_src *s)
 	ret = mig_check_cancel(s);
 	if (ret)
 		return ret;
+	if (s->p.postcopy_ram && s->state == MIG_ACTIVE &&
+	    kvmmig_cancelled(s->opts->start_postcopy))
+		return MIG_PC_SWITCH;
 	mig_measure(s);
 	if (s->rates_ok && now - s->last_rates >= s->p.dirty_limit_period_ms / 1000.0) {
 		uint64_t pages[MIG_MAX_VCPUS];
@@ -277,7 +298,12 @@ static bool mig_can_switch(struct mig_src *s)
 
 /* ---- switchover ---- */
 
-static int mig_switchover(struct mig_src *s)
+/*
+ * Pause, the last sync, then either the rest of the pages (precopy) or,
+ * with @postcopy, the DISCARD records of what is still dirty; the vCPU
+ * state, SYNC on every page channel, and the handover.
+ */
+static int mig_switchover(struct mig_src *s, bool postcopy)
 {
 	uint32_t size = s->vm->ops.state_size;
 	struct mig_vcpu *v = s->vcpu_rec;
@@ -303,9 +329,11 @@ static int mig_switchover(struct mig_src *s)
 	ret = mig_iteration_sync(s);
 	if (ret)
 		return ret;
-	ret = mig_pass(s);
-	if (!ret)
-		ret = mig_queue_drain(s);
+	if (!postcopy) {
+		ret = mig_pass(s);
+		if (!ret)
+			ret = mig_queue_drain(s);
+	}
 	/* Until END is sent, a cancel still leaves the guest here. */
 	if (!ret)
 		ret = mig_check_cancel(s);
@@ -327,14 +355,19 @@ static int mig_switchover(struct mig_src *s)
 		ret = mig_send_tallied(&s->senders[i].chan, &s->senders[i].tally, MIG_REC_SYNC,
 				       &iov, 1);
 	}
+	/* The discard set, after the vCPU state on the main channel. */
+	if (!ret && postcopy)
+		ret = mig_postcopy_send_discard(s);
 	if (!ret)
 		ret = mig_check_cancel(s);
 	/* END, and the destination's answers: Documentation/handover.rst. */
+	s->end_flags = postcopy ? MIG_HANDOVER_POSTCOPY : 0;
 	if (!ret)
 		ret = mig_handover(s);
 	if (ret)
 		return ret;
-	s->rep->downtime_ms = (now_s() - s->t_pause) * 1000.0;
+	s->t_started = now_s();
+	s->rep->downtime_ms = (s->t_started - s->t_pause) * 1000.0;
 	return 0;
 }
 
@@ -562,7 +595,11 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 	s->p = opts->params;
 	s->rep = rep;
 	s->main.fd = -1;
+	s->to = opts->to;
 	s->nr_senders = s->p.multifd_channels ? s->p.multifd_channels : 1;
+	/* postcopy-preempt: one more page channel, the last, for requested pages. */
+	s->preempt = s->p.postcopy_ram && s->p.postcopy_preempt;
+	s->nr_senders += s->preempt;
 	s->progress_interval = opts->progress_interval_s > 0 ? opts->progress_interval_s : 0.5;
 	s->session = ((uint64_t)getpid() << 32) ^ (uint64_t)(now_s() * 1e9);
 	s->rp_buf = malloc(MIG_MAX_PAYLOAD);
@@ -572,6 +609,7 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 	mig_cond_init_monotonic(&s->rpcond);
 	pthread_mutex_init(&s->bwlock, NULL);
 	pthread_cond_init(&s->qwork, NULL);
+	pthread_cond_init(&s->uqwork, NULL);
 	pthread_cond_init(&s->qspace, NULL);
 	pthread_cond_init(&s->qidle, NULL);
 	mig_throttle_init(&s->thr, vm, &s->p);
@@ -583,6 +621,11 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 	s->state = MIG_ACTIVE;
 	while (!ret) {
 		ret = mig_pass(s);
+		/* migrate-start-postcopy: at this batch boundary, the pass unfinished. */
+		if (ret == MIG_PC_SWITCH) {
+			ret = mig_switchover(s, true);
+			break;
+		}
 		/* A pass ends when its pages are on the wire, not merely queued. */
 		if (!ret)
 			ret = mig_queue_drain(s);
@@ -592,7 +635,11 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 			break;
 		mig_sample(s, true);
 		if (mig_can_switch(s)) {
-			ret = mig_switchover(s);
+			ret = mig_switchover(s, false);
+			break;
+		}
+		if (mig_postcopy_due(s)) {
+			ret = mig_switchover(s, true);
 			break;
 		}
 		if (s->p.max_passes && s->pass >= s->p.max_passes) {
@@ -602,6 +649,8 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 			ret = -ETIMEDOUT;
 		}
 	}
+	if (!ret && s->postcopy)
+		ret = mig_postcopy_run(s);
 	rep->bytes_sent = s->bytes_sent + s->main.tx_bytes;
 	rep->pages_sent = s->pages_sent;
 	rep->zero_pages = s->zero_pages;
@@ -626,6 +675,7 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 	mig_close_all(s);
 	tls_creds_free(s->tls);
 	mig_sync_free(&s->sync);
+	free(s->cfg);
 	free(s->rp_buf);
 	free(s->vcpu_rec);
 	free(s);
