@@ -479,6 +479,27 @@ static void mig_pc_retry_wait(struct mig_src *s, int lfd, int64_t until)
 }
 
 /*
+ * Said in full; the report's error has room for less, so its "last" part
+ * is shortened to keep the verdict whole.
+ */
+static void mig_pc_say_lost(struct mig_src *s, unsigned int limit, const char *last)
+{
+	static const char fmt[] = "postcopy failed: the destination did not come back within %u ms (last: %s); the guest ran there and this source's copy is stale, so it is not resumed: the guest is lost unless the destination still runs it";
+	int room = (int)sizeof(s->rep->error) - 1 - snprintf(NULL, 0, fmt, limit, "");
+	char brief[sizeof(s->rep->error)], msg[sizeof(fmt) + 2 * sizeof(brief)];
+
+	kvmmig_err(fmt, limit, last);
+	mig_src_fail(s, -ETIMEDOUT);
+	if ((int)strlen(last) > room && room > 3)
+		snprintf(brief, sizeof(brief), "%.*s...", room - 3, last);
+	else
+		snprintf(brief, sizeof(brief), "%s", last);
+	snprintf(msg, sizeof(msg), fmt, limit, brief);
+	memcpy(s->rep->error, msg, sizeof(s->rep->error) - 1);
+	s->rep->error[sizeof(s->rep->error) - 1] = '\0';
+}
+
+/*
  * The link broke (@err): postcopy-paused until a new link carries on, or
  * until postcopy-recover-timeout, after which the guest is lost.
  */
@@ -515,10 +536,7 @@ static int mig_pc_recover(struct mig_src *s, int err)
 	if (lfd >= 0)
 		close(lfd);
 	if (ret) {
-		kvmmig_err("postcopy failed: the destination did not come back within %u ms (last: %s); the guest ran there and this source's copy is stale, so it is not resumed: the guest is lost unless the destination still runs it",
-			   limit, last);
-		mig_src_fail(s, ret);
-		snprintf(s->rep->error, sizeof(s->rep->error), "%s", kvmmig_last_error());
+		mig_pc_say_lost(s, limit, last);
 		return ret;
 	}
 	s->rep->postcopy_recoveries++;
@@ -527,6 +545,14 @@ static int mig_pc_recover(struct mig_src *s, int err)
 		    s->rep->postcopy_recoveries, (unsigned long long)s->pc_left);
 	mig_sample(s, false);
 	return 0;
+}
+
+/* What this side counted, whatever the outcome. */
+static void mig_pc_counts(struct mig_src *s)
+{
+	s->rep->postcopy_requests = __atomic_load_n(&s->pc_requests, __ATOMIC_RELAXED);
+	s->rep->postcopy_urgent_pages = __atomic_load_n(&s->pc_urgent, __ATOMIC_RELAXED);
+	s->rep->postcopy_background_pages = __atomic_load_n(&s->pc_background, __ATOMIC_RELAXED);
 }
 
 int mig_postcopy_run(struct mig_src *s)
@@ -540,8 +566,10 @@ int mig_postcopy_run(struct mig_src *s)
 	mig_sample(s, false);
 	while ((ret = mig_pc_stream(s))) {
 		ret = mig_pc_recover(s, ret);
-		if (ret)
+		if (ret) {
+			mig_pc_counts(s);
 			return ret;
+		}
 	}
 	rep->postcopy_s = now_s() - s->t_started;
 	/* The destination holds every page: what is still queued is not needed. */
@@ -549,10 +577,9 @@ int mig_postcopy_run(struct mig_src *s)
 	s->qcount = s->uqcount = 0;
 	pthread_mutex_unlock(&s->qlock);
 	mig_stop_senders(s);
+	/* A sender cut short by the destination's close after DONE failed nothing. */
 	rep->error[0] = '\0';
-	rep->postcopy_requests = s->pc_requests;
-	rep->postcopy_urgent_pages = s->pc_urgent;
-	rep->postcopy_background_pages = s->pc_background;
+	mig_pc_counts(s);
 	rep->postcopy_remote_faults = s->done.remote_faults;
 	rep->postcopy_blocktime_ns = s->done.blocktime_ns;
 	rep->postcopy_dropped = s->done.dropped;
