@@ -34,9 +34,11 @@ static unsigned int mig_handover_timeout(const struct mig_src *s)
 					      MIG_HANDOVER_TIMEOUT_MS;
 }
 
+/* From COMMIT of a postcopy END a cancel is refused (mig_postcopy.c). */
 static bool mig_cancel_asked(const struct mig_src *s)
 {
-	return kvmmig_cancelled(s->opts->cancel);
+	return kvmmig_cancelled(s->opts->cancel) &&
+	       !__atomic_load_n(&s->postcopy, __ATOMIC_RELAXED);
 }
 
 /* ---- the return path ---- */

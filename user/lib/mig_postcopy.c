@@ -336,8 +336,9 @@ static int mig_pc_stream(struct mig_src *s)
 			return ret > 0 ? 0 : ret;
 		if (!idle && mig_pc_batch(s, &job)) {
 			ret = mig_queue_job(s, &job);
+			/* After POSTCOPY_DONE the destination may close under a sender. */
 			if (ret)
-				return ret;
+				return __atomic_load_n(&s->pc_done, __ATOMIC_ACQUIRE) ? 0 : ret;
 		}
 	}
 }
