@@ -4,7 +4,8 @@
  * migration thread and the multifd senders, one sender thread per page
  * channel (zero-page detection, a private copy of each page, the record on
  * the wire), the max-bandwidth token bucket the senders share, and the
- * walk of a pass's bitmap that fills the queue.  The migration thread
+ * walk of a pass's bitmap that fills the queue.  With postcopy-preempt the
+ * last sender takes requested batches only, from a queue of its own.  The migration thread
  * (mig_source.c) owns the rest of the migration; qlock guards the queue,
  * s->stop and s->error, bwlock the bucket.
  */

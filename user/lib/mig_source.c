@@ -7,7 +7,9 @@
  * find into the dirty rate, feeds the convergence policies
  * (mig_throttle.c), and decides when the rest fits the downtime
  * limit; then it pauses the guest, sends the last pages and the vCPU state
- * and hands the guest over in two phases (mig_handover.c).  A return-path
+ * and hands the guest over in two phases (mig_handover.c).  With
+ * postcopy-ram it may switch before that, the pages still dirty left to
+ * the postcopy phase (mig_postcopy.c).  A return-path
  * thread reads the destination's answers for the whole migration.  Any
  * failure or a cancel before COMMIT unwinds in one place,
  * mig_source_abort(), which leaves the source guest running with tracking
