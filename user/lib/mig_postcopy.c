@@ -298,7 +298,8 @@ static int mig_pc_tick(struct mig_src *s, bool waiting)
 		pthread_cond_timedwait(&s->rpcond, &s->rplock, &ts);
 	}
 	if (s->rp_have) {
-		type = s->rp_rec.type;
+		/* A late STARTED answers a COMMIT this side re-delivered: nothing to do. */
+		type = s->rp_rec.type == MIG_REC_STARTED ? 0 : s->rp_rec.type;
 		s->rp_have = false;
 		pthread_cond_broadcast(&s->rpcond);
 	}
