@@ -310,8 +310,8 @@ static int mig_pc_tick(struct mig_src *s, bool waiting)
 		kvmmig_err("the destination sent a %s record in postcopy, expected REQ or POSTCOPY_DONE: taken as a broken link",
 			   mig_rec_name(type));
 		ret = -EPROTO;
-	} else if (s->error) {
-		ret = s->error;
+	} else if (__atomic_load_n(&s->error, __ATOMIC_RELAXED)) {
+		ret = __atomic_load_n(&s->error, __ATOMIC_RELAXED);
 	} else if (waiting && io && now_ms() - __atomic_load_n(&s->pc_progress_ms,
 							       __ATOMIC_RELAXED) > io) {
 		kvmmig_err("postcopy: every page is sent but the destination said nothing for %u ms (--io-timeout)",
@@ -378,7 +378,8 @@ static int mig_pc_read_map(struct mig_src *s)
 
 	for (i = 0; i < s->sync.nr_slots; i++)
 		bitmap_fill(s->sync.bmap[i], s->sync.npages[i]);
-	s->main.idle_timeout_ms = s->p.io_timeout_ms;
+	/* The map is due like any record: an attempt must end. */
+	s->main.idle_timeout_ms = s->p.io_timeout_ms ? s->p.io_timeout_ms : NET_IO_TIMEOUT_MS;
 	for (;;) {
 		ret = mig_chan_recv(&s->main, &rec, s->rp_buf);
 		if (ret)
