@@ -625,6 +625,7 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 		ret = mig_pass(s);
 		/* migrate-start-postcopy: at this batch boundary, the pass unfinished. */
 		if (ret == MIG_PC_SWITCH) {
+			rep->passes = s->pass;
 			ret = mig_switchover(s, true);
 			break;
 		}
