@@ -56,7 +56,7 @@ bool mig_postcopy_due(struct mig_src *s)
 	return why;
 }
 
-/* Send one DISCARD record of words [@from, @to) of slot @slot; zero words at the ends are trimmed. */
+/* One DISCARD record of words [@from, @to) of @slot, the zero words at its ends trimmed. */
 static int mig_send_discard_run(struct mig_src *s, struct mig_bitmap_rec *b, unsigned int slot,
 				uint64_t from, uint64_t to)
 {
