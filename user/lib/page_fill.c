@@ -590,6 +590,11 @@ int page_fill_copy_claimed(struct page_fill *pf, unsigned int slot, uint64_t fir
 	return 0;
 }
 
+int page_fill_error(struct page_fill *pf)
+{
+	return pf_error(pf);
+}
+
 uint64_t page_fill_missing(struct page_fill *pf)
 {
 	uint64_t n;

@@ -161,6 +161,9 @@ int page_fill_rerequest(struct page_fill *pf);
 int page_fill_copy_claimed(struct page_fill *pf, unsigned int slot, uint64_t first_word,
 			   uint64_t nr_words, uint64_t *out);
 
+/* The fill's error (its message not said again), or 0. */
+int page_fill_error(struct page_fill *pf);
+
 /* Pages not placed yet, of all slots. */
 uint64_t page_fill_missing(struct page_fill *pf);
 
