@@ -433,6 +433,16 @@ static bool waited_for(struct page_fill *pf, uint64_t n)
 	return false;
 }
 
+/* Wait up to WAIT_MS for page_fill_missing() to come down to @n; did it? */
+static bool missing_down_to(struct page_fill *pf, uint64_t n)
+{
+	uint64_t until = now_ms() + WAIT_MS;
+
+	while (page_fill_missing(pf) > n && now_ms() < (int64_t)until)
+		usleep(1000);
+	return page_fill_missing(pf) <= n;
+}
+
 /*
  * Slot 0's first 256 pages are present (as a postcopy destination's clean
  * precopy pages): 0..127 populated with 0xee, 128..255 never populated (a
@@ -468,6 +478,8 @@ TEST_F_TIMEOUT(fill, present_pages_held_zero_filled, 60)
 	memset(buf, 0x55, sizeof(buf));
 	ASSERT_EQ(page_fill_place(self->p.pf, 0, 200, buf, 1), 0);	/* present: dropped */
 	ASSERT_EQ(self->mem[0][200 * PAGE], 0);
+	/* The copy wakes the reader before the fill counts the page: wait for the count. */
+	ASSERT_TRUE(missing_down_to(self->p.pf, (uint64_t)NR_SLOTS * SLOT_PAGES - 257));
 	page_fill_stats(self->p.pf, &st);
 	ASSERT_EQ(st.requests, 1ULL);
 	ASSERT_EQ(st.present_faults, 2ULL);

@@ -408,8 +408,12 @@ static bool pc_receiver_ended(struct mig_dst *d)
 static bool pc_main_record(struct mig_dst *d)
 {
 	struct mig_rec rec;
-	int ret = mig_chan_recv(&d->main, &rec, d->buf);
+	int ret;
 
+	/* A break is said once, in the paused line. */
+	kvmmig_log_quiet(true);
+	ret = mig_chan_recv(&d->main, &rec, d->buf);
+	kvmmig_log_quiet(false);
 	if (!ret && rec.type == MIG_REC_COMMIT)
 		return true;
 	if (!ret)
