@@ -232,6 +232,21 @@ static int start(struct __test_metadata *_metadata, struct kvmmig_vm *vm, struct
 	return ret;
 }
 
+/* Wait up to WAIT_MS for @st.waited to reach @n; was it? */
+static bool waited_for(struct page_fill *pf, uint64_t n)
+{
+	uint64_t until = now_ms() + WAIT_MS;
+	struct page_fill_stats st;
+
+	do {
+		page_fill_stats(pf, &st);
+		if (st.waited >= n)
+			return true;
+		usleep(1000);
+	} while (now_ms() < (int64_t)until);
+	return false;
+}
+
 /*
  * Four threads touch every page of both slots while a background filler
  * places chunks; requests are answered @async-ly or in the fault thread.
@@ -255,6 +270,8 @@ static void run_touchers(struct __test_metadata *_metadata, FIXTURE_DATA(fill) *
 					 .step = 4 };
 		ASSERT_EQ(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
 	}
+	/* A loaded host may run the filler first: the touchers must have faulted. */
+	ASSERT_TRUE(waited_for(self->p.pf, 1));
 	ASSERT_EQ(pthread_create(&bg, NULL, background_thread, &self->p), 0);
 	ASSERT_EQ(page_fill_wait(self->p.pf, WAIT_MS), 0) TH_LOG("%s", kvmmig_last_error());
 	for (i = 0; i < 4; i++) {
@@ -416,21 +433,6 @@ TEST_F_TIMEOUT(fill, cancel, 60)
 	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
 	ASSERT_TRUE(toucher_done(&t, WAIT_MS));
 	pthread_join(th, NULL);
-}
-
-/* Wait up to WAIT_MS for @st.waited to reach @n; was it? */
-static bool waited_for(struct page_fill *pf, uint64_t n)
-{
-	uint64_t until = now_ms() + WAIT_MS;
-	struct page_fill_stats st;
-
-	do {
-		page_fill_stats(pf, &st);
-		if (st.waited >= n)
-			return true;
-		usleep(1000);
-	} while (now_ms() < (int64_t)until);
-	return false;
 }
 
 /* Wait up to WAIT_MS for page_fill_missing() to come down to @n; did it? */
