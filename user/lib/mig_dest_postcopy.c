@@ -441,8 +441,9 @@ static void pc_drain(int fd)
 
 /*
  * Postcopy with a link: 0 once every page is placed, PC_BROKEN when the
- * link breaks (any channel's error or EOF, or no page placed within the
- * I/O timeout while pages are missing), or the fill's error.
+ * link breaks (any channel's error or EOF, no page placed within the I/O
+ * timeout while pages are missing, or the source already opening a new
+ * link), or the fill's error.
  */
 static int pc_active(struct mig_dst *d)
 {
@@ -452,9 +453,10 @@ static int pc_active(struct mig_dst *d)
 	double progress = now_s();
 
 	for (;;) {
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 			{ .fd = d->main.fd, .events = POLLIN },
 			{ .fd = pc->wake[0], .events = POLLIN },
+			{ .fd = pc->conns[0], .events = POLLIN },
 		};
 		int ret = page_fill_error(pc->pf);
 
@@ -478,8 +480,13 @@ static int pc_active(struct mig_dst *d)
 		if (!ret)
 			return PC_BROKEN;
 		pc_say_no_cancel(d);
-		if (poll(p, 2, PC_TICK_MS) <= 0)
+		if (poll(p, 3, PC_TICK_MS) <= 0)
 			continue;
+		/* The source saw the break first: its new link waits in the pipe. */
+		if (p[2].revents) {
+			snprintf(pc->why, sizeof(pc->why), "the source opened a new link");
+			return PC_BROKEN;
+		}
 		if (p[0].revents && !pc_main_record(d))
 			return PC_BROKEN;
 		if (p[1].revents) {
