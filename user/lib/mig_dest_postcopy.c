@@ -248,8 +248,14 @@ static int pc_request(void *opaque, unsigned int slot, uint64_t page)
 int mig_dest_postcopy_prepare(struct mig_dst *d)
 {
 	struct mig_dst_pc *pc = d->pc;
+	unsigned int io = d->opts->io_timeout_ms ? d->opts->io_timeout_ms : NET_IO_TIMEOUT_MS;
+	/*
+	 * Twice the I/O timeout: a link that stops moving is found broken
+	 * (pc_active(), after one) and the deadline suspended before a page
+	 * waited on since just before can fail the fill, which is fatal.
+	 */
 	struct page_fill_opts o = {
-		.request = pc_request, .opaque = d, .timeout_ms = d->opts->io_timeout_ms,
+		.request = pc_request, .opaque = d, .timeout_ms = 2 * io,
 	};
 	unsigned int i;
 	size_t w;
@@ -364,10 +370,11 @@ static void pc_close_link(struct mig_dst *d)
 	struct mig_dst_pc *pc = d->pc;
 	unsigned int i;
 
-	pthread_mutex_lock(&pc->send_lock);
-	pc->link_up = false;
+	/* First, unlocked: a request blocked in a send on it (holding the lock) fails now. */
 	if (d->main.fd >= 0)
 		shutdown(d->main.fd, SHUT_RDWR);
+	pthread_mutex_lock(&pc->send_lock);
+	pc->link_up = false;
 	pthread_mutex_unlock(&pc->send_lock);
 	for (i = 0; i < d->nr_receivers; i++) {
 		struct mig_receiver *r = &d->receivers[i];
