@@ -28,7 +28,7 @@
 #define MIG_CHANNEL_TIMEOUT_MS	30000	/* for each page channel after the main one */
 
 /* Record who failed first; true if it was @who. */
-bool mig_dst_first_failure(int *first, int who)
+static bool mig_dst_first_failure(int *first, int who)
 {
 	int none = FAIL_NONE;
 
@@ -73,7 +73,8 @@ static void *receiver_thread(void *arg)
 	return NULL;
 }
 
-void mig_dst_limit(struct mig_dst *d, struct mig_chan *c)
+/* A channel of the session: its record deadline and the receive's cancel flag. */
+static void mig_dst_limit(struct mig_dst *d, struct mig_chan *c)
 {
 	mig_chan_limit(c, d->opts->io_timeout_ms ? d->opts->io_timeout_ms : NET_IO_TIMEOUT_MS,
 		       d->opts->cancel);

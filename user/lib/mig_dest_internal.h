@@ -69,11 +69,6 @@ struct mig_dst {
 	struct mig_dst_pc *pc;
 };
 
-/* Has @d's failure been said by a receiver first? Records who failed first. */
-bool mig_dst_first_failure(int *first, int who);
-/* A channel of the session: its record deadline and the receive's cancel flag. */
-void mig_dst_limit(struct mig_dst *d, struct mig_chan *c);
-
 /*
  * Postcopy (mig_dest_postcopy.c).  At CONFIG: can postcopy work on this
  * guest's memory and these channels? Then: collect a DISCARD record; for
