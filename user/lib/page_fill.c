@@ -546,7 +546,7 @@ void page_fill_suspend_deadline(struct page_fill *pf, bool on)
 int page_fill_rerequest(struct page_fill *pf)
 {
 	struct pf_wait w[PF_MAX_WAITS];
-	unsigned int i, j, n;
+	unsigned int i, j, n, asked = 0;
 	int ret = 0;
 
 	pthread_mutex_lock(&pf->lock);
@@ -565,25 +565,26 @@ int page_fill_rerequest(struct page_fill *pf)
 		ret = pf->o.request(pf->o.opaque, w[i].slot, w[i].page);
 		if (ret > 0)
 			ret = -EIO;
+		asked++;
 	}
 	if (ret) {
 		page_fill_fail(pf, ret);
 		return ret;
 	}
-	return n;
+	return asked;
 }
 
 int page_fill_copy_claimed(struct page_fill *pf, unsigned int slot, uint64_t first_word,
 			   uint64_t nr_words, uint64_t *out)
 {
-	uint64_t i, words;
+	uint64_t i, words = slot < pf->nr_slots ? BITMAP_WORDS(pf->slots[slot].npages) : 0;
 
-	if (slot >= pf->nr_slots)
-		return pf_check_range(pf, slot, 0, 1);
-	words = BITMAP_WORDS(pf->slots[slot].npages);
-	if (first_word >= words || nr_words > words - first_word)
-		return pf_check_range(pf, slot, first_word * BITS_PER_LONG,
-				      pf->slots[slot].npages + 1);
+	if (first_word >= words || nr_words > words - first_word) {
+		kvmmig_err("words %llu+%llu of slot %u's bitmap: expected a range inside one of the %u slots' (%llu words)",
+			   (unsigned long long)first_word, (unsigned long long)nr_words, slot,
+			   pf->nr_slots, (unsigned long long)words);
+		return -EINVAL;
+	}
 	for (i = 0; i < nr_words; i++)
 		out[i] = __atomic_load_n(&pf->slots[slot].claimed[first_word + i],
 					 __ATOMIC_ACQUIRE);
