@@ -10,7 +10,10 @@
  * provider that never answers fails the fill at its deadline, a cancel
  * fails it at once; and after the end nothing is registered any more: the
  * memory's VmFlags lose "um" and touching a page never placed no longer
- * blocks.
+ * blocks.  A postcopy destination's additions: pages present from the
+ * start are never asked for and a fault on one never populated reads
+ * zeros at once (seed 004); a suspended deadline fails nothing, and the
+ * pages waited on are asked for again after a lost link.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -229,6 +232,31 @@ static int start(struct __test_metadata *_metadata, struct kvmmig_vm *vm, struct
 	return ret;
 }
 
+/* Wait up to WAIT_MS for @st.waited to reach @n; was it? */
+static bool waited_for(struct page_fill *pf, uint64_t n)
+{
+	uint64_t until = now_ms() + WAIT_MS;
+	struct page_fill_stats st;
+
+	do {
+		page_fill_stats(pf, &st);
+		if (st.waited >= n)
+			return true;
+		usleep(1000);
+	} while (now_ms() < (int64_t)until);
+	return false;
+}
+
+/* Wait up to WAIT_MS for page_fill_missing() to come down to @n; did it? */
+static bool missing_down_to(struct page_fill *pf, uint64_t n)
+{
+	uint64_t until = now_ms() + WAIT_MS;
+
+	while (page_fill_missing(pf) > n && now_ms() < (int64_t)until)
+		usleep(1000);
+	return page_fill_missing(pf) <= n;
+}
+
 /*
  * Four threads touch every page of both slots while a background filler
  * places chunks; requests are answered @async-ly or in the fault thread.
@@ -252,6 +280,8 @@ static void run_touchers(struct __test_metadata *_metadata, FIXTURE_DATA(fill) *
 					 .step = 4 };
 		ASSERT_EQ(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
 	}
+	/* A loaded host may run the filler first: the touchers must have faulted. */
+	ASSERT_TRUE(waited_for(self->p.pf, 1));
 	ASSERT_EQ(pthread_create(&bg, NULL, background_thread, &self->p), 0);
 	ASSERT_EQ(page_fill_wait(self->p.pf, WAIT_MS), 0) TH_LOG("%s", kvmmig_last_error());
 	for (i = 0; i < 4; i++) {
@@ -316,6 +346,8 @@ TEST_F_TIMEOUT(fill, zero_pages_placed, 60)
 	ASSERT_TRUE(toucher_done(&t, WAIT_MS));
 	pthread_join(th, NULL);
 	ASSERT_EQ(t.bad, 0ULL);
+	/* A placement wakes the reader before the fill counts it. */
+	ASSERT_TRUE(missing_down_to(self->p.pf, (uint64_t)NR_SLOTS * SLOT_PAGES * 3 / 4));
 	page_fill_stats(self->p.pf, &st);
 	ASSERT_EQ(st.zero_pages, (uint64_t)NR_SLOTS * SLOT_PAGES / 4);
 	ASSERT_EQ(st.pages_demand, (uint64_t)NR_SLOTS * SLOT_PAGES / 4);
@@ -413,6 +445,110 @@ TEST_F_TIMEOUT(fill, cancel, 60)
 	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
 	ASSERT_TRUE(toucher_done(&t, WAIT_MS));
 	pthread_join(th, NULL);
+}
+
+/*
+ * Slot 0's first 256 pages are present (as a postcopy destination's clean
+ * precopy pages): 0..127 populated with 0xee, 128..255 never populated (a
+ * zero page precopy skipped).  Reading them asks for nothing: the first read
+ * as they are, the others as zeros placed at once; a page not present is
+ * asked for; a copy of a present page is dropped; the claimed bitmap says
+ * which pages are held.
+ */
+TEST_F_TIMEOUT(fill, present_pages_held_zero_filled, 60)
+{
+	unsigned long present[SLOT_PAGES / 64] = { ~0UL, ~0UL, ~0UL, ~0UL };
+	struct page_fill_opts o = { .request = request, .opaque = &self->p,
+				    .timeout_ms = WAIT_MS };
+	struct page_fill_stats st;
+	uint64_t claimed[SLOT_PAGES / 64];
+	uint8_t buf[PAGE];
+	unsigned int s;
+	int ret;
+
+	o.present[0] = present;
+	ASSERT_EQ(madvise(self->mem[0] + 128 * PAGE, (SLOT_PAGES - 128) * PAGE, MADV_DONTNEED), 0);
+	ASSERT_EQ(madvise(self->mem[1], SLOT_PAGES * PAGE, MADV_DONTNEED), 0);
+	ret = page_fill_start(self->vm, &o, &self->p.pf);
+	if (ret == -EPERM || ret == -ENOSYS || ret == -EOPNOTSUPP)
+		SKIP(return, "no userfaultfd here: %s", kvmmig_last_error());
+	ASSERT_EQ(ret, 0);
+	ASSERT_EQ(page_fill_missing(self->p.pf), (uint64_t)NR_SLOTS * SLOT_PAGES - 256);
+	ASSERT_EQ(self->mem[0][10 * PAGE], 0xee);
+	ASSERT_EQ(self->mem[0][200 * PAGE + 7], 0);
+	ASSERT_EQ(self->mem[0][201 * PAGE], 0);
+	/* Page 301 is not present: the provider places its pattern. */
+	ASSERT_EQ(*(volatile uint64_t *)(self->mem[0] + 301 * PAGE), pattern(0, 301));
+	memset(buf, 0x55, sizeof(buf));
+	ASSERT_EQ(page_fill_place(self->p.pf, 0, 200, buf, 1), 0);	/* present: dropped */
+	ASSERT_EQ(self->mem[0][200 * PAGE], 0);
+	/* The copy wakes the reader before the fill counts the page: wait for the count. */
+	ASSERT_TRUE(missing_down_to(self->p.pf, (uint64_t)NR_SLOTS * SLOT_PAGES - 257));
+	page_fill_stats(self->p.pf, &st);
+	ASSERT_EQ(st.requests, 1ULL);
+	ASSERT_EQ(st.present_faults, 2ULL);
+	ASSERT_EQ(st.waited, 1ULL);
+	ASSERT_EQ(st.pages_demand, 1ULL);
+	ASSERT_EQ(st.dropped, 1ULL);
+	ASSERT_EQ(page_fill_copy_claimed(self->p.pf, 0, 0, SLOT_PAGES / 64, claimed), 0);
+	for (s = 0; s < 4; s++)
+		ASSERT_EQ(claimed[s], ~0ULL);
+	ASSERT_EQ(claimed[4], 1ULL << (301 - 256));
+	ASSERT_EQ(claimed[5], 0ULL);
+	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
+	ASSERT_EQ(page_fill_copy_claimed(self->p.pf, 0, 4, SLOT_PAGES / 64, claimed), -EINVAL);
+	ASSERT_EQ(page_fill_wait(self->p.pf, 10), -ETIMEDOUT);
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	ASSERT_NE(strstr(kvmmig_last_error(), "257 of 1024 pages placed"), NULL)
+		TH_LOG("%s", kvmmig_last_error());
+	ASSERT_EQ(page_fill_end(self->p.pf, NULL), 0);
+}
+
+/* Present pages with discard: refused, named. */
+TEST_F(fill, present_with_discard_refused)
+{
+	unsigned long present[SLOT_PAGES / 64] = { 1 };
+	struct page_fill_opts o = { .request = request, .opaque = &self->p, .discard = true };
+	struct page_fill *pf;
+
+	o.present[1] = present;
+	kvmmig_set_log(quiet_log, KVMMIG_LOG_ERR);
+	ASSERT_EQ(page_fill_start(self->vm, &o, &pf), -EINVAL);
+	kvmmig_set_log(NULL, KVMMIG_LOG_ERR);
+	ASSERT_NE(strstr(kvmmig_last_error(), "discard and present pages in slot 1"), NULL);
+}
+
+/*
+ * A provider whose requests are lost (a postcopy link down): with the
+ * deadline suspended the fill waits past it without failing; asked again,
+ * the provider answers and the waiting thread reads its page.
+ */
+TEST_F_TIMEOUT(fill, deadline_suspended_then_rerequested, 60)
+{
+	struct toucher t = { .mem = { self->mem[0], self->mem[1] }, .first = 5,
+			     .step = SLOT_PAGES };
+	struct page_fill_stats st;
+	pthread_t th;
+
+	self->p.ignore = true;
+	ASSERT_EQ(start(_metadata, self->vm, &self->p, false, 300, NULL), 0);
+	page_fill_suspend_deadline(self->p.pf, true);
+	ASSERT_EQ(pthread_create(&th, NULL, touch_pages, &t), 0);
+	ASSERT_TRUE(waited_for(self->p.pf, 1));	/* page 5 of slot 0 */
+	/* Three deadlines long: nothing fails, nothing is placed. */
+	ASSERT_FALSE(toucher_done(&t, 900));
+	ASSERT_EQ(page_fill_place(self->p.pf, 1, 100, NULL, 1), 1);
+	self->p.ignore = false;
+	ASSERT_EQ(page_fill_rerequest(self->p.pf), 1);
+	page_fill_suspend_deadline(self->p.pf, false);
+	ASSERT_TRUE(toucher_done(&t, WAIT_MS));
+	pthread_join(th, NULL);
+	ASSERT_EQ(t.bad, 0ULL);
+	ASSERT_TRUE(missing_down_to(self->p.pf, (uint64_t)NR_SLOTS * SLOT_PAGES - 3));
+	page_fill_stats(self->p.pf, &st);
+	ASSERT_EQ(st.requests, 3ULL);	/* slot 0's page twice, then slot 1's */
+	ASSERT_EQ(st.pages_demand, 2ULL);
+	ASSERT_EQ(page_fill_end(self->p.pf, NULL), 0);
 }
 
 TEST_F(fill, bad_arguments_named)

@@ -7,7 +7,10 @@
  * a PAGES payload applied to a fixed two-slot guest, a handover payload
  * (END, PREPARED, COMMIT, ABORT, STARTED) checked and matched against
  * another, or a whole stream parsed record by record as mig_dest.c does,
- * with every record counted into the tally the handover compares.  Raw bytes rarely get past a
+ * with every record counted into the tally the handover compares, or one
+ * of postcopy's records (DISCARD and RECV_MAP bitmaps, REQ, a PAGES record
+ * only checked, as a postcopy receiver does before page_fill places it)
+ * against the fixed guest.  Raw bytes rarely get past a
  * CRC32C, so "sealed" modes let the harness compute the checksums (and
  * build plausible configurations and page batches) from the input, which
  * drives the deeper checks.  Guest RAM is malloc'd slot by slot at its
@@ -38,6 +41,7 @@ enum fuzz_mode {
 	FUZZ_STREAM,		/* a whole stream as is */
 	FUZZ_STREAM_SEALED,	/* a whole stream framed and sealed by the harness */
 	FUZZ_HANDOVER,		/* two handover payloads: the one sent, the answer */
+	FUZZ_POSTCOPY,		/* a DISCARD/RECV_MAP, REQ or checked-only PAGES payload */
 	NR_FUZZ_MODES,
 };
 
@@ -129,9 +133,13 @@ static struct mig_config *fixed_config(void)
 
 static void check_hello(const struct mig_hello *h)
 {
-	if (!mig_hello_check_recover(h))
-		FUZZ_BUG_ON(h->flags != MIG_HELLO_RECOVER || h->nr_channels != 1 ||
-			    h->version != MIG_VERSION);
+	/* A re-delivered decision comes alone; a postcopy's new link has all its channels. */
+	if (!mig_hello_check_recover(h)) {
+		FUZZ_BUG_ON(h->flags != MIG_HELLO_RECOVER &&
+			    h->flags != (MIG_HELLO_RECOVER | MIG_HELLO_POSTCOPY));
+		FUZZ_BUG_ON(h->flags == MIG_HELLO_RECOVER && h->nr_channels != 1);
+		FUZZ_BUG_ON(h->version != MIG_VERSION || h->channel >= h->nr_channels);
+	}
 	if (mig_hello_check(h))
 		return;
 	FUZZ_BUG_ON(h->magic != MIG_MAGIC || h->version != MIG_VERSION);
@@ -164,6 +172,9 @@ static int check_config(const struct mig_config *cfg, uint32_t len)
 	FUZZ_BUG_ON(len != mig_config_size(cfg->nr_slots) || !cfg->nr_slots ||
 		    cfg->nr_slots > MIG_MAX_SLOTS);
 	FUZZ_BUG_ON(!cfg->vcpu_state_size || cfg->vcpu_state_size > MIG_MAX_VCPU_STATE);
+	/* Postcopy's flags only; a preempt channel only with postcopy. */
+	FUZZ_BUG_ON(cfg->flags & ~MIG_CONFIG_FLAGS);
+	FUZZ_BUG_ON(cfg->flags & MIG_CONFIG_PREEMPT && !(cfg->flags & MIG_CONFIG_POSTCOPY));
 	for (i = 0; i < cfg->nr_slots; i++) {
 		const struct mig_slot_desc *s = &cfg->slots[i];
 
@@ -257,6 +268,64 @@ static int check_pages(struct fuzz_guest *g, const void *payload, uint32_t len, 
 	return ret;
 }
 
+/*
+ * A DISCARD or RECV_MAP payload: accepted, its words lie in the payload
+ * (ASan sees a read past it) and every bit set names a page of the slot.
+ */
+static void check_bitmap_rec(const struct mig_config *cfg, const void *payload, uint32_t len)
+{
+	const struct mig_bitmap_rec *b = payload;
+	uint64_t npages, j;
+
+	if (mig_bitmap_rec_check(cfg, payload, len, "DISCARD"))
+		return;
+	FUZZ_BUG_ON(b->slot >= cfg->nr_slots || !b->nr_words ||
+		    b->nr_words > MIG_MAX_BITMAP_WORDS || b->first % 64);
+	FUZZ_BUG_ON(len != sizeof(*b) + b->nr_words * sizeof(uint64_t));
+	npages = cfg->slots[b->slot].size / MIG_PAGE_SIZE;
+	/* A destination ORs the words into a bitmap of the slot's size. */
+	FUZZ_BUG_ON(b->first / 64 + b->nr_words > (npages + 63) / 64);
+	for (j = 0; j < b->nr_words; j++) {
+		uint64_t w = b->words[j];
+
+		while (w) {
+			FUZZ_BUG_ON(b->first + 64 * j + __builtin_ctzll(w) >= npages);
+			w &= w - 1;
+		}
+	}
+}
+
+/* A REQ payload: accepted, its pages lie in the slot. */
+static void check_req(const struct mig_config *cfg, const void *payload, uint32_t len)
+{
+	const struct mig_req *r = payload;
+
+	if (mig_req_check(cfg, payload, len))
+		return;
+	FUZZ_BUG_ON(len != sizeof(*r) || r->slot >= cfg->nr_slots || !r->count ||
+		    r->count > MIG_MAX_BATCH);
+	FUZZ_BUG_ON(r->page >= cfg->slots[r->slot].size / MIG_PAGE_SIZE ||
+		    r->count > cfg->slots[r->slot].size / MIG_PAGE_SIZE - r->page);
+}
+
+/*
+ * A PAGES payload only checked (a postcopy receiver checks, then page_fill
+ * places): the same verdict as applying it, and nothing written.
+ */
+static void check_pages_only(const void *payload, uint32_t len)
+{
+	struct fuzz_guest g;
+	int checked, applied;
+
+	FUZZ_BUG_ON(guest_init(&g, fixed_config(), 0));
+	checked = mig_pages_check(g.cfg, payload, len);
+	FUZZ_BUG_ON(checked && checked != -EBADMSG);
+	FUZZ_BUG_ON(g.t.pages);
+	applied = check_pages(&g, payload, len, true);
+	FUZZ_BUG_ON(!checked != (applied >= 0));
+	guest_free(&g);
+}
+
 /* ---- the single entry points ---- */
 
 static void fuzz_hello(struct fuzz_in *in, bool sealed)
@@ -322,6 +391,21 @@ static void fuzz_pages(struct fuzz_in *in)
 	guest_free(&g);
 }
 
+static void fuzz_postcopy(struct fuzz_in *in)
+{
+	uint8_t which = in_byte(in) % 3;
+	uint32_t len = in->n;
+	void *payload = dup_exact(in_take(in, len), len);
+
+	if (which == 0)
+		check_bitmap_rec(fixed_config(), payload, len);
+	else if (which == 1)
+		check_req(fixed_config(), payload, len);
+	else
+		check_pages_only(payload, len);
+	free(payload);
+}
+
 /* ---- whole streams, read the way mig_dest.c reads them ---- */
 
 static bool config_small(const struct mig_config *cfg)
@@ -344,7 +428,8 @@ static void check_handover(const struct mig_handover *want, const void *payload,
 
 	if (mig_handover_check(got, len, "fuzz"))
 		return;
-	FUZZ_BUG_ON(len != sizeof(*got) || got->flags || !got->nr_channels ||
+	/* The one flag: END switching to postcopy. */
+	FUZZ_BUG_ON(len != sizeof(*got) || got->flags & ~MIG_HANDOVER_POSTCOPY || !got->nr_channels ||
 		    got->nr_channels > MIG_MAX_CHANNELS);
 	for (i = 0; i < MIG_MAX_CHANNELS; i++)
 		FUZZ_BUG_ON(got->ch[i].pad ||
@@ -392,6 +477,12 @@ static bool stream_record(struct fuzz_guest *g, const struct mig_rec *r, const v
 		       r->len == sizeof(*v) + v->size && v->index < g->cfg->nr_vcpus;
 	case MIG_REC_SYNC:
 		return r->len == sizeof(struct mig_sync_rec);
+	case MIG_REC_DISCARD:
+		/* Only in a stream that may switch to postcopy. */
+		if (!(g->cfg->flags & MIG_CONFIG_POSTCOPY))
+			return false;
+		check_bitmap_rec(g->cfg, payload, r->len);
+		return !mig_bitmap_rec_check(g->cfg, payload, r->len, "DISCARD");
 	case MIG_REC_END:
 	case MIG_REC_PREPARED:
 	case MIG_REC_COMMIT:
@@ -624,6 +715,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case FUZZ_HANDOVER:
 		fuzz_handover(&in);
 		break;
+	case FUZZ_POSTCOPY:
+		fuzz_postcopy(&in);
+		break;
 	}
 	return 0;
 }
@@ -694,6 +788,9 @@ int main(int argc, char **argv)
 	struct mig_sync_rec sync = { .pass = 1 };
 	struct mig_handover end = { .session = 1, .nonce = 2, .passes = 1, .pages = 2,
 				    .nr_channels = 1, .ch[0] = { .records = 5 } };
+	uint64_t dbuf[(sizeof(struct mig_bitmap_rec) + 8) / 8] = { 0 };
+	struct mig_bitmap_rec *disc = (struct mig_bitmap_rec *)dbuf;
+	static uint64_t pc_cfg[64];
 	struct mig_rec r;
 	static struct seed s;
 	int err = 0;
@@ -741,6 +838,25 @@ int main(int argc, char **argv)
 	seed_rec(&s, MIG_REC_END, 5, &end, sizeof(end));
 	err |= seed_write(argv[1], "stream", &s);
 
+	/* The same, allowed postcopy: a DISCARD of slot 1's page 3, END switching to it. */
+	s.len = 0;
+	seed_put(&s, (uint8_t[]){ FUZZ_STREAM }, 1);
+	seed_put(&s, &h, sizeof(h));
+	memcpy(pc_cfg, cfg, cfg_len);
+	((struct mig_config *)pc_cfg)->flags = MIG_CONFIG_POSTCOPY;
+	seed_rec(&s, MIG_REC_CONFIG, 0, pc_cfg, cfg_len);
+	seed_rec(&s, MIG_REC_PAGES, 1, payload, seed_pages(payload, 1));
+	seed_rec(&s, MIG_REC_SYNC, 2, &sync, sizeof(sync));
+	seed_rec(&s, MIG_REC_VCPU, 3, vcpu, sizeof(vbuf));
+	disc->slot = 1;
+	disc->nr_words = 1;
+	disc->words[0] = 1 << 3;
+	seed_rec(&s, MIG_REC_DISCARD, 4, disc, sizeof(dbuf));
+	end.flags = MIG_HANDOVER_POSTCOPY;
+	seed_rec(&s, MIG_REC_END, 5, &end, sizeof(end));
+	end.flags = 0;
+	err |= seed_write(argv[1], "stream_postcopy", &s);
+
 	/* CONFIG and two PAGES built by the harness, then END. */
 	s.len = 0;
 	seed_put(&s, (uint8_t[]){ FUZZ_STREAM_SEALED, 0 }, 2);
@@ -758,6 +874,21 @@ int main(int argc, char **argv)
 	seed_put(&s, (uint8_t[]){ MIG_REC_END, sizeof(end) & 0xff, sizeof(end) >> 8 }, 3);
 	seed_put(&s, &end, sizeof(end));
 	err |= seed_write(argv[1], "stream_sealed", &s);
+
+	/* Postcopy's records against the fixed guest: slot 1's pages 3 and 7, a REQ, a PAGES. */
+	s.len = 0;
+	seed_put(&s, (uint8_t[]){ FUZZ_POSTCOPY, 0 }, 2);
+	seed_put(&s, &(struct mig_bitmap_rec){ .slot = 1, .nr_words = 1 }, sizeof(struct mig_bitmap_rec));
+	seed_put(&s, &(uint64_t){ 0x88 }, sizeof(uint64_t));
+	err |= seed_write(argv[1], "postcopy_bitmap", &s);
+	s.len = 0;
+	seed_put(&s, (uint8_t[]){ FUZZ_POSTCOPY, 1 }, 2);
+	seed_put(&s, &(struct mig_req){ .slot = 1, .count = 2, .page = 6 }, sizeof(struct mig_req));
+	err |= seed_write(argv[1], "postcopy_req", &s);
+	s.len = 0;
+	seed_put(&s, (uint8_t[]){ FUZZ_POSTCOPY, 2 }, 2);
+	seed_put(&s, payload, seed_pages(payload, 3));
+	err |= seed_write(argv[1], "postcopy_pages", &s);
 
 	/* END, and a PREPARED that answers it. */
 	s.len = 0;

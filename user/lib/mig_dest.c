@@ -8,7 +8,9 @@
  * END checks that it got exactly what the source sent and loads the vCPU
  * state; the handover (mig_dest_handover.c) then decides whether the guest
  * starts here.  On any error it says why on the return path, discards the
- * partial guest and returns the error.
+ * partial guest and returns the error.  A postcopy END (MIG_HANDOVER_POSTCOPY)
+ * hands the rest to mig_dest_postcopy.c: the guest starts with pages
+ * missing, and mig_dest_run() returns once the last one is placed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -192,6 +194,8 @@ static int mig_create_guest(struct mig_dst *d)
 		return ret;
 	}
 	ret = kvmmig_vm_check_config(d->vm, c);
+	if (!ret && c->flags & MIG_CONFIG_POSTCOPY)
+		ret = mig_dest_postcopy_check(d);
 	if (ret)
 		return ret;
 	for (i = 0; i < c->nr_slots; i++)
@@ -275,6 +279,10 @@ static int mig_recv_end(struct mig_dst *d, const struct mig_rec *rec)
 	ret = mig_handover_check(e, rec->len, "END");
 	if (ret)
 		return ret;
+	if (e->flags & MIG_HANDOVER_POSTCOPY && !(d->cfg->flags & MIG_CONFIG_POSTCOPY)) {
+		kvmmig_err("END switches to postcopy, but CONFIG did not allow postcopy (no MIG_CONFIG_POSTCOPY)");
+		return -EPROTO;
+	}
 	if (e->session != d->hello.session || e->nr_channels != d->hello.nr_channels) {
 		kvmmig_err("END is for session %016llx with %u channels, this is session %016llx with %u",
 			   (unsigned long long)e->session, e->nr_channels,
@@ -299,6 +307,12 @@ static int mig_recv_main(struct mig_dst *d)
 		case MIG_REC_VCPU:
 			mig_tally_add(&d->main_tally, &rec);
 			ret = mig_recv_vcpu(d, &rec);
+			if (ret)
+				return ret;
+			break;
+		case MIG_REC_DISCARD:
+			mig_tally_add(&d->main_tally, &rec);
+			ret = mig_dest_postcopy_discard(d, &rec);
 			if (ret)
 				return ret;
 			break;
@@ -366,6 +380,12 @@ static int mig_finish(struct mig_dst *d)
 	ret = mig_handover_match(&d->end, &d->own, true, "the stream as received");
 	if (ret)
 		return -EBADMSG;
+	/* Before the vCPU states go in: loading them may touch memory. */
+	if (d->end.flags & MIG_HANDOVER_POSTCOPY) {
+		ret = mig_dest_postcopy_prepare(d);
+		if (ret)
+			return ret;
+	}
 	/* Loaded but not started: that waits for COMMIT. */
 	for (i = 0; i < d->cfg->nr_vcpus; i++) {
 		ret = kvmmig_vm_load_state(d->vm, i,
@@ -451,6 +471,8 @@ int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 	ret = d.buf ? mig_dest_receive(&d) : -ENOMEM;
 	if (!ret)
 		ret = mig_dest_handover(&d);
+	if (!ret && d.end.flags & MIG_HANDOVER_POSTCOPY)
+		ret = mig_dest_postcopy_run(&d);
 	if (ret)
 		mig_send_ack(&d, ret);
 	mig_join_receivers(&d, ret != 0);
@@ -460,12 +482,15 @@ int mig_dest_run(const struct mig_dest_opts *opts, struct mig_report *rep)
 	rep->bytes_sent = d.main.rx_bytes;
 	for (i = 0; d.receivers && i < d.nr_receivers; i++)
 		rep->bytes_sent += d.receivers[i].chan.rx_bytes;
+	if (d.pc)
+		mig_dest_postcopy_report(&d);
 	rep->state = ret ? MIG_FAILED : MIG_COMPLETED;
 	if (ret)
 		snprintf(rep->error, sizeof(rep->error), "%s", kvmmig_last_error());
 	else if (opts->resumed)
 		ret = opts->resumed(opts->opaque, d.vm);
 	mig_dest_answer_stop(&d);
+	mig_dest_postcopy_free(&d);
 
 	for (i = 0; d.receivers && i < d.nr_receivers; i++) {
 		mig_chan_close(&d.receivers[i].chan);

@@ -97,6 +97,7 @@ static void *mig_dest_answer_thread(void *arg)
 	bool taken[MIG_MAX_CHANNELS];
 	const struct mig_want w = {
 		.recover = true,
+		.postcopy = d->pc,
 		.session = d->hello.session,
 		.nr_channels = d->hello.nr_channels,
 		.taken = taken,
@@ -108,6 +109,10 @@ static void *mig_dest_answer_thread(void *arg)
 
 	memset(taken, true, sizeof(taken));
 	while (buf && (fd = mig_listener_next(&d->lis, &w, &h, -1, NULL, d->answer.stop[0])) >= 0) {
+		if (h.flags & MIG_HELLO_POSTCOPY) {
+			mig_dest_postcopy_offer(d, fd, mig_listener_take_tls(&d->lis), &h);
+			continue;
+		}
 		r.type = mig_dest_recovery_take(d, fd, &r.chan, buf);
 		if (r.type > 0 && __atomic_load_n(&d->started, __ATOMIC_ACQUIRE)) {
 			mig_dest_answer(d, &r.chan, MIG_REC_STARTED);
@@ -304,7 +309,8 @@ void mig_send_ack(struct mig_dst *d, int status)
 {
 	struct mig_ack ack = { .status = status };
 
-	if (d->main.fd < 0 || d->source_aborted)
+	/* Once the guest ran here (postcopy), there is no copy to discard. */
+	if (d->main.fd < 0 || d->source_aborted || __atomic_load_n(&d->started, __ATOMIC_ACQUIRE))
 		return;
 	/* Said even after a cancel, briefly: the source waits for it. */
 	d->main.wait.cancel = NULL;

@@ -4,7 +4,8 @@
  * channels, the records, the guest) and mig_dest_handover.c (PREPARED,
  * then the source's or an operator's decision).  One struct mig_dst per
  * mig_dest_run(); the main thread owns it, but for the fields marked
- * atomic and what the receiver and listener threads own.
+ * atomic and what the receiver and listener threads own.  A postcopy
+ * (mig_dest_postcopy.c) keeps its state in d->pc.
  */
 #ifndef KVMMIG_MIG_DEST_INTERNAL_H
 #define KVMMIG_MIG_DEST_INTERNAL_H
@@ -17,6 +18,7 @@
 #include "stream.h"
 
 struct mig_dst;
+struct mig_dst_pc;
 
 /* Which side failed first (mig_dst.first_failure). */
 enum { FAIL_NONE, FAIL_MAIN, FAIL_CHANNEL };
@@ -62,7 +64,30 @@ struct mig_dst {
 	struct mig_listener_thread answer;	/* owns the listener from PREPARED on */
 	int recovered[2];		/* a pipe of struct mig_recovered: decisions it took */
 	bool started;			/* the guest runs here (atomic) */
+
+	/* postcopy (Documentation/postcopy.rst), NULL without MIG_CONFIG_POSTCOPY */
+	struct mig_dst_pc *pc;
 };
+
+/*
+ * Postcopy (mig_dest_postcopy.c).  At CONFIG: can postcopy work on this
+ * guest's memory and these channels? Then: collect a DISCARD record; for
+ * a postcopy END, discard and start the page fill before PREPARED; once
+ * the guest runs, fetch every missing page, surviving broken links; free.
+ */
+int mig_dest_postcopy_check(struct mig_dst *d);
+int mig_dest_postcopy_discard(struct mig_dst *d, const struct mig_rec *rec);
+int mig_dest_postcopy_prepare(struct mig_dst *d);
+int mig_dest_postcopy_run(struct mig_dst *d);
+/* The report's postcopy fields (and its page and byte counts) from the fill. */
+void mig_dest_postcopy_report(struct mig_dst *d);
+void mig_dest_postcopy_free(struct mig_dst *d);
+/*
+ * A channel of a postcopy's new link, taken by a listener thread (its TLS
+ * session taken too): the postcopy's now, or closed if it has none.
+ */
+void mig_dest_postcopy_offer(struct mig_dst *d, int fd, struct tls_sess *tls,
+			     const struct mig_hello *h);
 
 /* PREPARED, then the decision; 0 with the guest running here. */
 int mig_dest_handover(struct mig_dst *d);

@@ -173,16 +173,28 @@ static int mig_hello_wanted(struct mig_listener *l, struct mig_pending *p,
 	const struct mig_hello *h = &p->h;
 	int ret;
 
-	/* A source re-delivering its handover decision (handover.rst). */
-	if (w->recover && h->flags == MIG_HELLO_RECOVER) {
+	/*
+	 * A source re-delivering its handover decision (handover.rst), or
+	 * a channel of a postcopy's new link (postcopy.rst).
+	 */
+	if (w->recover && (h->flags & MIG_HELLO_RECOVER)) {
+		bool pc = h->flags & MIG_HELLO_POSTCOPY;
+
 		kvmmig_log_quiet(true);
 		ret = mig_hello_check_recover(h);
 		kvmmig_log_quiet(false);
-		if (!ret && h->session == w->session)
+		if (!ret && h->session == w->session &&
+		    (!pc || (w->postcopy && h->nr_channels == w->nr_channels)))
 			return HELLO_WANTED;
-		mig_ignore(l, p, "a recovery connection of session %016llx, expected session %016llx%s%s",
-			   (unsigned long long)h->session, (unsigned long long)w->session,
-			   ret ? ": " : "", ret ? kvmmig_last_error() : "");
+		if (!ret && pc && h->session == w->session)
+			mig_ignore(l, p, "channel %u of %u of a postcopy recovery of session %016llx, expected %s",
+				   h->channel, h->nr_channels, (unsigned long long)h->session,
+				   w->postcopy ? "the session's number of channels" :
+						 "none: this session is not in postcopy");
+		else
+			mig_ignore(l, p, "a recovery connection of session %016llx, expected session %016llx%s%s",
+				   (unsigned long long)h->session, (unsigned long long)w->session,
+				   ret ? ": " : "", ret ? kvmmig_last_error() : "");
 		return HELLO_IGNORED;
 	}
 	kvmmig_log_quiet(true);

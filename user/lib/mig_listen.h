@@ -11,6 +11,9 @@
  * line (peer address and reason); the main channel of a source that cannot
  * be served (another version, another migration in progress) first gets an
  * ACK saying why.  Documentation/migration.rst, "One migration, one session".
+ * From the handover on it also takes a source's recovery connections: one
+ * that re-delivers its decision, and during postcopy the channels of a new
+ * link (Documentation/postcopy.rst).
  */
 #ifndef KVMMIG_MIG_LISTEN_H
 #define KVMMIG_MIG_LISTEN_H
@@ -51,6 +54,8 @@ struct mig_listener {
 struct mig_want {
 	bool new_session;	/* the main channel of a new session; else: */
 	bool recover;		/* ... or a recovery connection (MIG_HELLO_RECOVER) of: */
+	bool postcopy;		/* ... or, with recover, a channel of a postcopy's new
+				   link (MIG_HELLO_RECOVER | MIG_HELLO_POSTCOPY) of: */
 	uint64_t session;	/* a page channel of this session */
 	uint32_t nr_channels;	/* whose hello announces this many channels */
 	const bool *taken;	/* [nr_channels]: channels already connected */

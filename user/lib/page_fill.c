@@ -10,6 +10,10 @@
  * deadline fails the fill.  `placed` and the waiters change together under
  * pf->lock, so a fault read after its page was placed is never recorded
  * (it is only woken, which is harmless), and one read before always ends.
+ * Pages the caller says are present (a postcopy destination's clean
+ * precopy pages) start claimed and placed; a fault on one that the kernel
+ * has not populated is a zero page nobody wrote, filled with
+ * UFFDIO_ZEROPAGE on the spot.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -39,6 +43,7 @@ struct pf_slot {
 	unsigned long *claimed;		/* atomic: placed or being placed */
 	unsigned long *placed;		/* under lock (read atomically) */
 	unsigned long *requested;	/* atomic: asked of the provider */
+	unsigned long *present;		/* held from the start (read only), or NULL */
 };
 
 /* A thread waiting on a page, since t0. */
@@ -47,6 +52,7 @@ struct pf_wait {
 	uint32_t tid;
 	uint64_t page;
 	uint64_t t0;
+	uint64_t dl;		/* its deadline runs from here (a resume restarts it) */
 };
 
 struct page_fill {
@@ -70,6 +76,7 @@ struct page_fill {
 	bool said;			/* a failure was said in the waiter's thread */
 	struct pf_wait waits[PF_MAX_WAITS];
 	unsigned int nr_waits;
+	bool deadline_off;		/* page_fill_suspend_deadline() */
 	unsigned int cur_slot;		/* page_fill_next()'s cursor */
 	uint64_t cur_page;
 	bool hint_valid;
@@ -164,10 +171,14 @@ static bool pf_add_wait(struct page_fill *pf, unsigned int slot, uint64_t page, 
 		if (pf->waits[i].slot == slot && pf->waits[i].page == page &&
 		    pf->waits[i].tid == tid)
 			return true;
-	if (pf->nr_waits < PF_MAX_WAITS)
+	pf->st.waited++;
+	if (pf->nr_waits < PF_MAX_WAITS) {
+		uint64_t now = now_ns();
+
 		pf->waits[pf->nr_waits++] = (struct pf_wait){
-			.slot = slot, .page = page, .tid = tid, .t0 = now_ns(),
+			.slot = slot, .page = page, .tid = tid, .t0 = now, .dl = now,
 		};
+	}
 	return true;
 }
 
@@ -205,6 +216,21 @@ static void pf_set_hint(struct page_fill *pf, unsigned int slot, uint64_t page)
 	pthread_mutex_unlock(&pf->lock);
 }
 
+/*
+ * A fault on a present page: the kernel does not have it, so it is a zero
+ * page precopy never wrote (seed 004); fill it now.  -EEXIST inside
+ * uffd_place() means it was populated meanwhile: it only wakes.
+ */
+static int pf_serve_present(struct page_fill *pf, void *addr)
+{
+	long ret = uffd_place(&pf->u, addr, NULL, MIG_PAGE_SIZE);
+
+	if (ret < 0)
+		return ret;
+	pf_stat_add(&pf->st.present_faults, 1);
+	return 0;
+}
+
 static int pf_serve_fault(struct page_fill *pf, const struct uffd_fault *f)
 {
 	void *addr = (void *)(uintptr_t)f->addr;
@@ -216,6 +242,8 @@ static int pf_serve_fault(struct page_fill *pf, const struct uffd_fault *f)
 	slot = pf_slot_of(pf, f->addr, &page);
 	if (slot < 0)
 		return uffd_wake(&pf->u, addr, MIG_PAGE_SIZE);	/* not ours: never sleep on it */
+	if (pf->slots[slot].present && pf_bit(pf->slots[slot].present, page))
+		return pf_serve_present(pf, addr);
 	pthread_mutex_lock(&pf->lock);
 	waits = pf_add_wait(pf, slot, page, f->tid);
 	pthread_mutex_unlock(&pf->lock);
@@ -243,8 +271,8 @@ static int pf_check_deadline(struct page_fill *pf)
 	bool found = false;
 
 	pthread_mutex_lock(&pf->lock);
-	for (i = 0; i < pf->nr_waits && !found; i++) {
-		if (now - pf->waits[i].t0 > limit) {
+	for (i = 0; i < pf->nr_waits && !found && !pf->deadline_off; i++) {
+		if (now - pf->waits[i].dl > limit) {
 			late = pf->waits[i];
 			found = true;
 		}
@@ -503,6 +531,81 @@ void page_fill_stats(struct page_fill *pf, struct page_fill_stats *st)
 	pthread_mutex_unlock(&pf->lock);
 }
 
+void page_fill_suspend_deadline(struct page_fill *pf, bool on)
+{
+	uint64_t now = now_ns();
+	unsigned int i;
+
+	pthread_mutex_lock(&pf->lock);
+	pf->deadline_off = on;
+	for (i = 0; !on && i < pf->nr_waits; i++)
+		pf->waits[i].dl = now;
+	pthread_mutex_unlock(&pf->lock);
+}
+
+int page_fill_rerequest(struct page_fill *pf)
+{
+	struct pf_wait w[PF_MAX_WAITS];
+	unsigned int i, j, n, asked = 0;
+	int ret = 0;
+
+	pthread_mutex_lock(&pf->lock);
+	n = pf->nr_waits;
+	memcpy(w, pf->waits, n * sizeof(w[0]));
+	pthread_mutex_unlock(&pf->lock);
+	for (i = 0; i < n && !ret; i++) {
+		bool again = false;
+
+		/* Threads waiting on one page: asked once. */
+		for (j = 0; j < i && !again; j++)
+			again = w[j].slot == w[i].slot && w[j].page == w[i].page;
+		if (again || pf_bit(pf->slots[w[i].slot].claimed, w[i].page))
+			continue;
+		pf_stat_add(&pf->st.requests, 1);
+		ret = pf->o.request(pf->o.opaque, w[i].slot, w[i].page);
+		if (ret > 0)
+			ret = -EIO;
+		asked++;
+	}
+	if (ret) {
+		page_fill_fail(pf, ret);
+		return ret;
+	}
+	return asked;
+}
+
+int page_fill_copy_claimed(struct page_fill *pf, unsigned int slot, uint64_t first_word,
+			   uint64_t nr_words, uint64_t *out)
+{
+	uint64_t i, words = slot < pf->nr_slots ? BITMAP_WORDS(pf->slots[slot].npages) : 0;
+
+	if (first_word >= words || nr_words > words - first_word) {
+		kvmmig_err("words %llu+%llu of slot %u's bitmap: expected a range inside one of the %u slots' (%llu words)",
+			   (unsigned long long)first_word, (unsigned long long)nr_words, slot,
+			   pf->nr_slots, (unsigned long long)words);
+		return -EINVAL;
+	}
+	for (i = 0; i < nr_words; i++)
+		out[i] = __atomic_load_n(&pf->slots[slot].claimed[first_word + i],
+					 __ATOMIC_ACQUIRE);
+	return 0;
+}
+
+int page_fill_error(struct page_fill *pf)
+{
+	return pf_error(pf);
+}
+
+uint64_t page_fill_missing(struct page_fill *pf)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&pf->lock);
+	n = pf->total - pf->placed;
+	pthread_mutex_unlock(&pf->lock);
+	return n;
+}
+
 static void pf_free(struct page_fill *pf)
 {
 	unsigned int i;
@@ -511,6 +614,7 @@ static void pf_free(struct page_fill *pf)
 		free(pf->slots[i].claimed);
 		free(pf->slots[i].placed);
 		free(pf->slots[i].requested);
+		free(pf->slots[i].present);
 	}
 	pthread_cond_destroy(&pf->cond);
 	pthread_mutex_destroy(&pf->lock);
@@ -546,6 +650,30 @@ int page_fill_end(struct page_fill *pf, struct page_fill_stats *st)
 	return err ? err : ret;
 }
 
+/* Pages held from the start: claimed and placed, and remembered for their faults. */
+static int pf_init_present(struct page_fill *pf, struct pf_slot *s, const unsigned long *present,
+			   size_t words)
+{
+	unsigned int tail = s->npages % BITS_PER_LONG;
+	uint64_t n = 0;
+	size_t w;
+
+	s->present = malloc(words * sizeof(unsigned long));
+	if (!s->present)
+		return -ENOMEM;
+	memcpy(s->present, present, words * sizeof(unsigned long));
+	/* No bit past the slot's end: it would count a page that is not there. */
+	if (tail)
+		s->present[words - 1] &= (1UL << tail) - 1;
+	for (w = 0; w < words; w++) {
+		s->claimed[w] = s->placed[w] = s->present[w];
+		n += __builtin_popcountl(s->present[w]);
+	}
+	pf->placed += n;
+	pf->nr_claimed += n;
+	return 0;
+}
+
 static int pf_init_slot(struct page_fill *pf, unsigned int i)
 {
 	const struct kvmmig_slot *ks = &pf->vm->slots[i];
@@ -560,6 +688,8 @@ static int pf_init_slot(struct page_fill *pf, unsigned int i)
 	if (!s->claimed || !s->placed || !s->requested)
 		return -ENOMEM;
 	pf->total += s->npages;
+	if (pf->o.present[i])
+		return pf_init_present(pf, s, pf->o.present[i], words);
 	if (pf->o.discard && madvise(s->hva, ks->size, MADV_DONTNEED)) {
 		int err = errno;
 
@@ -595,6 +725,13 @@ int page_fill_start(struct kvmmig_vm *vm, const struct page_fill_opts *o,
 	if (!o->request) {
 		kvmmig_err("page fill without a request callback: expected a page provider");
 		return -EINVAL;
+	}
+	for (i = 0; o->discard && i < vm->nr_slots; i++) {
+		if (o->present[i]) {
+			kvmmig_err("page fill with discard and present pages in slot %u: discard would throw them away; expected one or the other",
+				   i);
+			return -EINVAL;
+		}
 	}
 	pf = calloc(1, sizeof(*pf));
 	if (!pf)

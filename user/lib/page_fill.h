@@ -2,7 +2,7 @@
 /*
  * Demand fill of a VM's memory with userfaultfd MISSING mode
  * (Documentation/page-fill.rst): the engine under a lazy snapshot restore
- * and, next, under a postcopy destination.  Every memslot is registered
+ * and under a postcopy destination (mig_dest_postcopy.c).  Every memslot is registered
  * once; a fault thread reads faults in batches and asks a page provider
  * for each page nobody has placed or asked for yet; the provider answers,
  * at once or later and from any thread, with page_fill_place(), which
@@ -64,6 +64,16 @@ struct page_fill_opts {
 	bool hint;
 	/* A requested page not placed within this fails the fill (0: PAGE_FILL_TIMEOUT_MS). */
 	unsigned int timeout_ms;
+	/*
+	 * Pages the VM holds already, per slot (an index into vm->slots[];
+	 * NULL: none), bit i for page i, copied at the start: a postcopy
+	 * destination's pages that precopy sent and nobody dirtied since.
+	 * They are claimed and counted placed from the start, never asked
+	 * for; a fault on one that was never populated (a zero page precopy
+	 * skipped on a fresh slot) is answered at once with UFFDIO_ZEROPAGE
+	 * (seed 004).  Not with discard, which would throw them away.
+	 */
+	const unsigned long *present[MIG_MAX_SLOTS];
 	const volatile sig_atomic_t *cancel;	/* fails the fill with -ECANCELED */
 };
 
@@ -75,6 +85,8 @@ struct page_fill_stats {
 	uint64_t zero_pages;		/* of those, placed with UFFDIO_ZEROPAGE */
 	uint64_t dropped;		/* placed again: late duplicates, dropped */
 	uint64_t blocktime_ns;		/* summed time faulting threads waited */
+	uint64_t waited;		/* faults that had to wait for their page */
+	uint64_t present_faults;	/* faults on present pages, zero-filled at once */
 	/* from reading a fault to placing its page */
 	uint64_t fault_us_hist[LAT_HIST_BUCKETS];
 };
@@ -125,6 +137,35 @@ void page_fill_fail(struct page_fill *pf, int err);
  * @timeout_ms (the fill goes on).
  */
 int page_fill_wait(struct page_fill *pf, unsigned int timeout_ms);
+
+/*
+ * Suspend (@on) or resume the per-page deadline: a postcopy whose link
+ * broke waits for a recovery instead, under a deadline of its own.  On
+ * resume every waiter's deadline starts again from now (its latency and
+ * blocktime still count from its fault).
+ */
+void page_fill_suspend_deadline(struct page_fill *pf, bool on);
+
+/*
+ * Ask the provider again for every page a thread waits on now (their
+ * requests were lost with a broken link): the number asked, or the
+ * provider's -errno, which fails the fill.
+ */
+int page_fill_rerequest(struct page_fill *pf);
+
+/*
+ * Copy @nr_words words of slot @slot's `claimed` bitmap from word
+ * @first_word into @out (bits past the slot's end are 0): the pages this
+ * side holds or is placing.  0, or -EINVAL for a range outside the slot.
+ */
+int page_fill_copy_claimed(struct page_fill *pf, unsigned int slot, uint64_t first_word,
+			   uint64_t nr_words, uint64_t *out);
+
+/* The fill's error (its message not said again), or 0. */
+int page_fill_error(struct page_fill *pf);
+
+/* Pages not placed yet, of all slots. */
+uint64_t page_fill_missing(struct page_fill *pf);
 
 /* A copy of the counters so far. */
 void page_fill_stats(struct page_fill *pf, struct page_fill_stats *st);
