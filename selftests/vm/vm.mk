@@ -15,11 +15,11 @@ VMCHECK_ENABLED	:= 1
 # runs guests on (emulated) SVM rather than the host's PVM: the module tests,
 # the module fuzzer, the BPF tests (which SKIP those parts on the host),
 # dirty_log_test, kvmmig converge with the module, and the tests of kvmmig
-# beside Debian's QEMU.  The migration tests exercise user space only, and
+# beside Debian's QEMU (its migration made to converge by kvmmig converge).  The migration tests exercise user space only, and
 # vm_test's 16 GiB guest does not fit the machine.
 VM_TEST_PROGS	?= $(addprefix $(O)/selftests/,kvmmig_module_test kvmmig_fuzz_test \
 			bpf_rates_test dirty_log_test converge_module_test \
-			qemu_module_test qemu_migration_test)
+			qemu_module_test qemu_migration_test qemu_converge_test)
 
 VM_KERNELS	?= 6.1 6.12
 # Extra files for the guest, relative or absolute paths: by default the
