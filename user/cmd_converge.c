@@ -37,7 +37,13 @@
 
 #define CV_PAGE		4096.0
 #define CV_TICK_MS	500		/* the controller's period */
-#define CV_QMP_MS	2000		/* QMP's deadline for one answer */
+/*
+ * QMP's deadline for one answer: QEMU answers under its big lock, which a
+ * dirty sync holds, for seconds in a loaded nested guest.
+ */
+#define CV_QMP_MS	10000
+/* QEMU's bandwidth: the lowest of its measures over the last few ticks. */
+#define CV_BW_TICKS	4
 #define MIB		(1024.0 * 1024.0)
 
 struct cv_env {
@@ -71,6 +77,8 @@ struct cv_run {
 	double t0, last_t, converged_t;
 	double end_t;			/* when the migration ended, -1: it did not */
 	double backlog;			/* without QMP: the modelled backlog */
+	double bw[CV_BW_TICKS];		/* QEMU's latest measures, bytes/s */
+	unsigned int nr_bw;
 	uint64_t sync_count;		/* QEMU's dirty-sync-count, and when it moved */
 	double sync_t;
 	unsigned int changes;
@@ -505,6 +513,26 @@ static void cv_report(const struct cv_run *r, const char *end, double t, bool li
 /* ---- the loop ---- */
 
 /*
+ * QEMU switches over when what is left fits its downtime limit at the
+ * bandwidth it measured over its latest 100 ms, which a busy host makes
+ * jump by ten times from one window to the next: the lowest of its
+ * measures over the last CV_BW_TICKS ticks is what it may well decide
+ * with, so the controller plans with that.
+ */
+static double cv_qemu_bandwidth(struct cv_run *r)
+{
+	double low;
+	unsigned int i;
+
+	r->bw[r->nr_bw++ % CV_BW_TICKS] = r->mig.mbps * 1e6 / 8;
+	low = r->bw[0];
+	for (i = 1; i < CV_BW_TICKS && i < r->nr_bw; i++)
+		if (r->bw[i] < low)
+			low = r->bw[i];
+	return low;
+}
+
+/*
  * This tick's backlog and bandwidth: QEMU's over QMP, else the backlog
  * modelled from the guest's size, moved by the dirty rate less the
  * bandwidth.  *over when the migration ended.
@@ -549,7 +577,7 @@ static int cv_migration(struct cv_run *r, double dt, uint64_t *remaining, double
 		dirty += r->rate[i];
 	dirty = r->mig.remaining + dirty * (now_s() - r->sync_t);
 	*remaining = dirty < r->mig.total ? dirty : r->mig.total;
-	*bw = r->env->bandwidth ? r->env->bandwidth : r->mig.mbps * 1e6 / 8;
+	*bw = r->env->bandwidth ? r->env->bandwidth : cv_qemu_bandwidth(r);
 	/* No migration yet, or not past its setup: nothing to decide on. */
 	if (strcmp(r->mig.status, "active") && strcmp(r->mig.status, "pre-switchover") &&
 	    strcmp(r->mig.status, "device"))
