@@ -52,7 +52,8 @@
  */
 #define IDLE_RATE	"16K"
 #define MIN_LIMIT	"4K"
-#define MIN_PAGES	1		/* MIN_LIMIT in the module's pages/s */
+#define MIN_SAID	"4 KiB/s"	/* as converge says it */
+#define MIN_PAGES	1		/* in the module's pages/s */
 #define WITHIN_S	30		/* a deadline that can be met */
 #define TIGHT_S		1		/* one that cannot */
 #define CV_MS		120000		/* converge ends with the migration */
@@ -337,7 +338,7 @@ TEST_F_TIMEOUT(qconv, infeasible_deadline_said_and_lifted, 300)
 	TH_LOG("stderr: %s", self->err);
 	/* Said once; again only if it had become feasible in between. */
 	EXPECT_TRUE(STARTS(self->err, want)) TH_LOG("expected: %s", want);
-	EXPECT_TRUE(STARTS(why, "even with every dirtying vCPU limited to " MIN_LIMIT "iB/s the guest dirties ") ||
+	EXPECT_TRUE(STARTS(why, "even with every dirtying vCPU limited to " MIN_SAID " the guest dirties ") ||
 		    STARTS(why, "the deadline (1.0 s, less the 300 ms downtime) has passed with "))
 		TH_LOG("%s", why);
 	json_object_put(limits);
