@@ -184,12 +184,12 @@ static void watch_until_done(struct __test_metadata *_metadata, FIXTURE_DATA(qco
 {
 	double deadline = now_s() + CV_MS / 1000.0;
 	struct qmp_migration m;
-	struct qk_seen w;
+	struct kv_seen w;
 
 	*limit_t = *active_t = 0;
 	*strongest = 0;
 	do {
-		ASSERT_EQ(0, qk_module_view(self->p.src.pid, self->cv.pid, &w));
+		ASSERT_EQ(0, kv_module_view(self->p.src.pid, self->cv.pid, &w));
 		EXPECT_EQ(0ULL, w.limit[COMPUTING]) TH_LOG("the computing vCPU is limited");
 		EXPECT_EQ(0U, w.cpu_throttle[COMPUTING]);
 		if (w.limit[0] && !*limit_t)
@@ -230,9 +230,9 @@ static struct json_object *converge_ended(struct __test_metadata *_metadata,
 static void nothing_left(struct __test_metadata *_metadata, FIXTURE_DATA(qconv) *self,
 			 pid_t cv_pid)
 {
-	struct qk_seen w;
+	struct kv_seen w;
 
-	ASSERT_EQ(0, qk_module_view(self->p.src.pid, cv_pid, &w));
+	ASSERT_EQ(0, kv_module_view(self->p.src.pid, cv_pid, &w));
 	EXPECT_EQ(0U, w.session) TH_LOG("converge's session outlived it");
 	EXPECT_EQ(0U, w.sessions) TH_LOG("a session (and its limits) is left on QEMU's VM");
 }
@@ -353,7 +353,7 @@ TEST_F_TIMEOUT(qconv, sigint_lifts_every_limit, 300)
 {
 	double free_speed, deadline, t;
 	struct json_object *end;
-	struct qk_seen w;
+	struct kv_seen w;
 	pid_t cv_pid;
 
 	if (!self->ready)
@@ -363,7 +363,7 @@ TEST_F_TIMEOUT(qconv, sigint_lifts_every_limit, 300)
 	cv_pid = self->cv.pid;
 	deadline = now_s() + CV_MS / 1000.0;
 	do {
-		ASSERT_EQ(0, qk_module_view(self->p.src.pid, cv_pid, &w));
+		ASSERT_EQ(0, kv_module_view(self->p.src.pid, cv_pid, &w));
 		if (w.limit[0])
 			break;
 		ASSERT_EQ(-ETIMEDOUT, cli_wait(&self->cv, 200))

@@ -3,9 +3,7 @@
  * The kvmmig command run by a test on a QEMU it started (qemu_util.h), as an
  * operator would: `kvmmig attach --pid` held open for the test's length,
  * `kvmmig throttle` on its session, lines read from a command's output
- * while it still runs, with the moment they were seen, and what kvmmig.ko
- * itself holds for the QEMU's VM (sessions and per-vCPU limits, over
- * netlink), to check that a command left nothing behind.  Include after
+ * while it still runs, with the moment they were seen.  Include after
  * kselftest_harness.h: the helpers assert.
  */
 #ifndef KVMMIG_QEMU_KVMMIG_H
@@ -19,12 +17,11 @@
 
 #include "cli_util.h"
 #include "clock.h"
-#include "module_client.h"
+#include "kmod_view.h"
 #include "qmp.h"
 
 #define QK_CMD_MS	60000		/* a kvmmig command that ends by itself */
 #define QK_OUT_MAX	65536
-#define QK_MAX_VCPUS	8		/* QG_MAX_VCPUS */
 
 /* The session `kvmmig attach` holds on QEMU's VM. */
 struct qk_attach {
@@ -127,53 +124,6 @@ static inline void qk_throttle(struct __test_metadata *_metadata, const struct q
 
 	snprintf(session, sizeof(session), "%u", at->session);
 	kvmmig_ok(_metadata, args);
-}
-
-/* What kvmmig.ko holds for the VM of one process, as qk_module_view() saw it. */
-struct qk_seen {
-	pid_t vm_pid;			/* the VMM */
-	pid_t holder;			/* a kvmmig command: its session and limits */
-	uint32_t session;		/* @holder's session on the VM, 0: none */
-	unsigned int sessions;		/* every session on the VM */
-	uint64_t limit[QK_MAX_VCPUS];	/* @holder's dirty limit per vCPU, pages/s */
-	uint32_t cpu_throttle[QK_MAX_VCPUS];	/* and CPU throttle, percent */
-};
-
-static int qk_seen_session(const struct kmod_nl_session *s, void *arg)
-{
-	struct qk_seen *w = arg;
-
-	if (s->vm_pid != (uint32_t)w->vm_pid)
-		return 0;
-	w->sessions++;
-	if (s->pid == (uint32_t)w->holder)
-		w->session = s->id;
-	return 0;
-}
-
-static int qk_seen_stats(uint32_t session, const struct kvmmig_vcpu_stats *st, void *arg)
-{
-	struct qk_seen *w = arg;
-
-	if (session == w->session && st->vcpu < QK_MAX_VCPUS) {
-		w->limit[st->vcpu] = st->dirty_limit;
-		w->cpu_throttle[st->vcpu] = st->cpu_throttle;
-	}
-	return 0;
-}
-
-/* The module's sessions on the VM of @vm_pid, and the limits of @holder's. */
-static inline int qk_module_view(pid_t vm_pid, pid_t holder, struct qk_seen *w)
-{
-	int ret;
-
-	memset(w, 0, sizeof(*w));
-	w->vm_pid = vm_pid;
-	w->holder = holder;
-	ret = kmod_nl_sessions(qk_seen_session, w);
-	if (!ret && w->session)
-		ret = kmod_nl_stats(w->session, qk_seen_stats, w);
-	return ret;
 }
 
 #endif /* KVMMIG_QEMU_KVMMIG_H */
