@@ -4,10 +4,10 @@
  * migrates the dirtying guest of qemu_dirty_bios.S to a second QEMU on
  * loopback, both driven over QMP (user/lib/qmp.c, qemu_mig.h), at a
  * bandwidth where it does not converge; a kvmmig dirty limit set by hand
- * from outside QEMU makes it complete, and the destination guest checks its
- * own memory (qemu_converge_test does it with `kvmmig converge`).  With QEMU's dirty
- * ring and with its bitmap; inside the Debian kernels with kvmmig.ko
- * loaded (selftests/vm), SKIPped without the module.
+ * from outside QEMU makes it complete, and the destination guest checks
+ * its own memory (qemu_converge_test does it with `kvmmig converge`).
+ * With QEMU's dirty ring and with its bitmap; inside the Debian kernels
+ * with kvmmig.ko loaded (selftests/vm), SKIPped without the module.
  */
 #include <errno.h>
 #include <stdio.h>
