@@ -65,6 +65,7 @@ FIXTURE(qconv) {
 	bool ready;
 	struct qm_pair p;
 	struct cli_child cv;
+	double t0;			/* converge started */
 	char out[QK_OUT_MAX], err[8192];
 };
 
@@ -182,6 +183,7 @@ static int64_t end_vcpu(struct json_object *end, unsigned int i, const char *key
 static void watch_until_done(struct __test_metadata *_metadata, FIXTURE_DATA(qconv) *self,
 			     double *limit_t, double *active_t, uint64_t *strongest)
 {
+	uint64_t last_sync = 0;
 	double deadline = now_s() + CV_MS / 1000.0;
 	struct qmp_migration m;
 	struct kv_seen w;
@@ -197,6 +199,13 @@ static void watch_until_done(struct __test_metadata *_metadata, FIXTURE_DATA(qco
 		if (w.limit[0] && (!*strongest || w.limit[0] < *strongest))
 			*strongest = w.limit[0];
 		qm_follow(_metadata, &self->p.src, &m, 0, true, 0, active_t);
+		if (m.dirty_sync_count != last_sync) {
+			last_sync = m.dirty_sync_count;
+			TH_LOG("%.2f: dirty sync %llu, %llu bytes left, %.2f Mb/s; vCPU 0 limit %llu pages/s",
+			       now_s() - self->t0, (unsigned long long)last_sync,
+			       (unsigned long long)m.remaining, m.mbps,
+			       (unsigned long long)w.limit[0]);
+		}
 		if (!strcmp(m.status, "completed"))
 			return;
 		ASSERT_EQ(-ETIMEDOUT, cli_wait(&self->cv, 0))
@@ -244,7 +253,7 @@ static void nothing_left(struct __test_metadata *_metadata, FIXTURE_DATA(qconv) 
  */
 TEST_F_TIMEOUT(qconv, converges_within_deadline, 300)
 {
-	double free_speed, during, limit_t, active_t, t0;
+	double free_speed, during, limit_t, active_t, t0, t;
 	char within[16];
 	struct json_object *end;
 	uint64_t strongest;
@@ -254,7 +263,7 @@ TEST_F_TIMEOUT(qconv, converges_within_deadline, 300)
 		return;
 	start_non_converging(_metadata, self, variant->ring_entries, &free_speed);
 	snprintf(within, sizeof(within), "%d", WITHIN_S);
-	t0 = now_s();
+	t0 = self->t0 = now_s();
 	start_converge(_metadata, self, within);
 	cv_pid = self->cv.pid;
 	watch_until_done(_metadata, self, &limit_t, &active_t, &strongest);
@@ -277,6 +286,10 @@ TEST_F_TIMEOUT(qconv, converges_within_deadline, 300)
 	json_object_put(end);
 	nothing_left(_metadata, self, cv_pid);
 
+	/* Second by second, beside the dirty syncs logged above. */
+	for (t = t0 - 6; t + 1 <= active_t; t += 1)
+		TH_LOG("%.0f-%.0f: computing vCPU at %.0f rounds/s", t - t0, t + 1 - t0,
+		       qg_rate(&self->p.src, COMPUTING, t, t + 1));
 	during = qg_rate(&self->p.src, COMPUTING, limit_t, active_t);
 	TH_LOG("computing vCPU: %.0f rounds/s before converge, %.0f under its limits (%.1f%%)",
 	       free_speed, during, 100 * during / free_speed);
