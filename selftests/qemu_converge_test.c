@@ -132,6 +132,7 @@ static void start_converge(struct __test_metadata *_metadata, FIXTURE_DATA(qconv
 	};
 
 	snprintf(pid, sizeof(pid), "%d", self->p.src.pid);
+	self->t0 = now_s();
 	ASSERT_EQ(0, cli_start(&self->cv, args));
 }
 
@@ -263,8 +264,8 @@ TEST_F_TIMEOUT(qconv, converges_within_deadline, 300)
 		return;
 	start_non_converging(_metadata, self, variant->ring_entries, &free_speed);
 	snprintf(within, sizeof(within), "%d", WITHIN_S);
-	t0 = self->t0 = now_s();
 	start_converge(_metadata, self, within);
+	t0 = self->t0;
 	cv_pid = self->cv.pid;
 	watch_until_done(_metadata, self, &limit_t, &active_t, &strongest);
 	TH_LOG("completed %.1f s after converge started (deadline %d s); vCPU 0 limited %.1f s in, down to %llu pages/s",
