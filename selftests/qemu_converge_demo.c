@@ -7,9 +7,9 @@
  * migrates at 256 KiB/s (qemu_util.h), shows that pass after pass the
  * migration does not converge, then runs the real command, `kvmmig
  * converge --pid QEMU --qmp SOCKET --converge-within S`, with its output
- * (live line and final report) on this terminal, and ends with what the
- * two guests say: the destination's own memory check and the computing
- * vCPU's speed before and under converge.  Exit status 0 when the
+ * (live line and final report, which says how much the vCPU it never
+ * limited slept: nothing) on this terminal, and ends with QEMU's downtime
+ * and the destination guest's own memory check.  Exit status 0 when the
  * migration completed and the destination found its memory intact.
  */
 #include <errno.h>
@@ -103,7 +103,7 @@ static int run_converge(void)
 	char path[PATH_MAX], pid[16];
 	const char *argv[] = {
 		path, "converge", "--pid", pid, "--qmp", src.sock2, "--converge-within", WITHIN,
-		"--idle-rate", "64K", "--min-limit", "8K", NULL,
+		"--idle-rate", "16K", "--min-limit", "4K", NULL,
 	};
 	int status;
 	pid_t c;
@@ -111,7 +111,7 @@ static int run_converge(void)
 	if (cli_path(path, sizeof(path)))
 		return -ENOENT;
 	snprintf(pid, sizeof(pid), "%d", src.pid);
-	say("$ kvmmig converge --pid %s --qmp %s --converge-within %s --idle-rate 64K --min-limit 8K",
+	say("$ kvmmig converge --pid %s --qmp %s --converge-within %s --idle-rate 16K --min-limit 4K",
 	    pid, src.sock2, WITHIN);
 	fflush(stdout);
 	c = fork();
@@ -132,7 +132,7 @@ int main(void)
 		.nr_vcpus = 2, .ram_mib = RAM_MIB, .pages = PAGES, .rate = RATE,
 		.compute_mask = 2, .second_qmp = true, .ring_entries = 0,
 	};
-	double t0, t1, t2, before, under;
+	double t2;
 	struct qmp_migration m;
 	char why[1024];
 	int ret, k;
@@ -149,10 +149,8 @@ int main(void)
 	    src.pid, dst.pid, MAX_BW >> 10);
 	if (migrate())
 		return fail("QMP", kvmmig_last_error());
-	t0 = now_s();
 	if (show_passes(&m))
 		return fail("query-migrate", kvmmig_last_error());
-	t1 = now_s();
 	if (strcmp(m.status, "active"))
 		return fail("the migration", m.status);
 	say("still active after %llu passes: it does not converge by itself",
@@ -163,10 +161,6 @@ int main(void)
 		return fail("query-migrate", kvmmig_last_error());
 	say("kvmmig converge exited with %d; QEMU's migration: %s, %llu ms downtime", ret, m.status,
 	    (unsigned long long)m.downtime_ms);
-	before = qg_rate(&src, 1, t0, t1);
-	under = qg_rate(&src, 1, t1, t2 - 1);
-	say("the computing vCPU: %.0f rounds/s before, %.0f under converge (%.0f%%)", before, under,
-	    before > 0 ? 100 * under / before : 0);
 	if (strcmp(m.status, "completed"))
 		return fail("the migration", m.status);
 	/* The destination runs and checks every page of vCPU 0's twice. */

@@ -423,6 +423,7 @@ static void cv_say_infeasible(const struct cv_run *r)
 static void cv_say_change(struct cv_run *r, double t, bool changed)
 {
 	unsigned int i;
+	char buf[24];
 
 	if (!changed && r->out.verdict == r->verdict)
 		return;
@@ -438,7 +439,7 @@ static void cv_say_change(struct cv_run *r, double t, bool changed)
 	printf("%.1f s: %s:", t, converge_verdict_name(r->out.verdict));
 	for (i = 0; i < r->nr_vcpus; i++)
 		if (r->limit[i])
-			printf(" vCPU %u %.1f MiB/s", i, r->limit[i] / MIB);
+			printf(" vCPU %u %s/s", i, converge_fmt(buf, sizeof(buf), r->limit[i]));
 		else
 			printf(" vCPU %u free", i);
 	printf("\n");
@@ -458,6 +459,7 @@ static void cv_report(const struct cv_run *r, const char *end, double t, bool li
 {
 	struct json_writer w;
 	unsigned int i;
+	char buf[24];
 
 	if (r->env->json) {
 		json_event_begin(&w, stdout, "end");
@@ -502,8 +504,8 @@ static void cv_report(const struct cv_run *r, const char *end, double t, bool li
 		double slept = (r->slept[i] - r->slept0[i]) / 1e6;
 
 		if (r->strongest[i])
-			printf("  vCPU %u: limited, down to %.1f MiB/s; slept %.0f ms (%.1f%% of the run)\n",
-			       i, r->strongest[i] / MIB, slept, t > 0 ? slept / 10 / t : 0);
+			printf("  vCPU %u: limited, down to %s/s; slept %.0f ms (%.1f%% of the run)\n",
+			       i, converge_fmt(buf, sizeof(buf), r->strongest[i]), slept, t > 0 ? slept / 10 / t : 0);
 		else
 			printf("  vCPU %u: never limited; slowdown %.1f%% (slept %.0f ms under a throttle)\n",
 			       i, t > 0 ? slept / 10 / t : 0, slept);

@@ -60,8 +60,9 @@ vmcheck: deps
 	$(if $(VMCHECK_IN_CHECK),,@scripts/tap-summary.sh $(O)/tap/vm-*.tap)
 
 # The command's status is the first failure's: the QEMU part runs anyway.
+# (\$$: a $ for the guest's shell, not the host's, which sees it in "...").
 VMDEMO_CMD	= $(strip $(KVMMIG) demo $(VMDEMO_ARGS))$(if $(filter 1,$(VMDEMO_QEMU)),; \
-		  a=$$?; $(QEMU_DEMO); b=$$?; [ $$a -ne 0 ] && exit $$a; exit $$b)
+		  a=\$$?; $(QEMU_DEMO); b=\$$?; [ \$$a -ne 0 ] && exit \$$a; exit \$$b)
 
 vmdemo: VM_RUN_TIMEOUT = $(VMDEMO_TIMEOUT)
 vmdemo: deps

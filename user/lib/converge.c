@@ -159,8 +159,7 @@ static double converge_limited_rate(const struct converge *c)
 	return sum;
 }
 
-/* @bytes as "1.5 MiB", or "24 KiB" below a MiB: the rates of small guests. */
-static const char *converge_fmt(char *buf, size_t len, double bytes)
+const char *converge_fmt(char *buf, size_t len, double bytes)
 {
 	if (bytes < MIB)
 		snprintf(buf, len, "%.0f KiB", bytes / 1024);
