@@ -7,8 +7,9 @@
 # per-kernel TAP (boot, module, timeouts, clean kernel log) join the summary
 # in $(O)/tap.  `make vmdemo` boots 6.1 with the module and runs
 # `kvmmig demo` there, live, then `kvmmig converge` making a QEMU guest's
-# migration converge (selftests/qemu_converge_demo.c).  selftests/vm/run.sh does the work; the kernels
-# are cached in $(O)/kernels by scripts/fetch-kernels.sh.
+# migration converge (selftests/qemu_converge_demo.c).  selftests/vm/run.sh
+# does the work; the kernels are cached in $(O)/kernels by
+# scripts/fetch-kernels.sh.
 
 VMCHECK_ENABLED	:= 1
 
@@ -16,8 +17,9 @@ VMCHECK_ENABLED	:= 1
 # runs guests on (emulated) SVM rather than the host's PVM: the module tests,
 # the module fuzzer, the BPF tests (which SKIP those parts on the host),
 # dirty_log_test, kvmmig converge with the module, and the tests of kvmmig
-# beside Debian's QEMU (its migration made to converge by kvmmig converge).  The migration tests exercise user space only, and
-# vm_test's 16 GiB guest does not fit the machine.
+# beside Debian's QEMU (its migration made to converge by kvmmig converge).
+# The migration tests exercise user space only, and vm_test's 16 GiB guest
+# does not fit the machine.
 VM_TEST_PROGS	?= $(addprefix $(O)/selftests/,kvmmig_module_test kvmmig_fuzz_test \
 			bpf_rates_test dirty_log_test converge_module_test \
 			qemu_module_test qemu_migration_test qemu_converge_test)
