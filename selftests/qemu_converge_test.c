@@ -94,8 +94,8 @@ FIXTURE_TEARDOWN(qconv)
 
 /*
  * The migration of the dirtying guest under way, still active after
- * NOCONV_SYNCS passes; the computing vCPU's rounds per second from its
- * second pass to now into *speed.
+ * NOCONV_SYNCS passes; the computing vCPU's rounds per second from QEMU's
+ * second dirty sync to now, its unthrottled speed, into *speed.
  */
 static void start_non_converging(struct __test_metadata *_metadata, FIXTURE_DATA(qconv) *self,
 				 unsigned int ring_entries, double *speed)
