@@ -19,54 +19,13 @@
 #include "clock.h"
 #include "cli_util.h"
 #include "kselftest_harness.h"
+#include "kmod_view.h"
 #include "module_client.h"
 
 #define START_MS	60000		/* the guest runs, converge attaches (TCG) */
 #define LIMIT_MS	60000		/* converge sets its first limit */
 #define END_MS		10000		/* converge ends after SIGINT */
 #define WATCH_TICKS	12		/* module views, 250 ms apart */
-
-struct seen {
-	pid_t vm_pid, holder;
-	uint32_t session;		/* converge's session on the guest */
-	unsigned int sessions;		/* sessions on the guest */
-	uint64_t limit[2];		/* dirty limit per vCPU, pages/s */
-};
-
-static int seen_session(const struct kmod_nl_session *s, void *arg)
-{
-	struct seen *w = arg;
-
-	if (s->vm_pid != (uint32_t)w->vm_pid)
-		return 0;
-	w->sessions++;
-	if (s->pid == (uint32_t)w->holder)
-		w->session = s->id;
-	return 0;
-}
-
-static int seen_stats(uint32_t session, const struct kvmmig_vcpu_stats *st, void *arg)
-{
-	struct seen *w = arg;
-
-	if (session == w->session && st->vcpu < 2)
-		w->limit[st->vcpu] = st->dirty_limit;
-	return 0;
-}
-
-/* What the module holds for the guest of @vm_pid, and converge's part (@holder). */
-static int module_view(pid_t vm_pid, pid_t holder, struct seen *w)
-{
-	int ret;
-
-	memset(w, 0, sizeof(*w));
-	w->vm_pid = vm_pid;
-	w->holder = holder;
-	ret = kmod_nl_sessions(seen_session, w);
-	if (!ret && w->session)
-		ret = kmod_nl_stats(w->session, seen_stats, w);
-	return ret;
-}
 
 static bool wait_output(struct cli_child *c, const char *what, int ms, char *buf, size_t len)
 {
@@ -118,7 +77,7 @@ TEST_F_TIMEOUT(cm, limits_the_dirtying_vcpu_and_lifts_on_sigint, 300)
 	char pid[16];
 	const char *args[] = { "converge", "--pid", pid, "--bandwidth", "4M", "--json", NULL };
 	unsigned int i;
-	struct seen w;
+	struct kv_seen w;
 	pid_t cv_pid;
 
 	if (_metadata->skip)
@@ -136,7 +95,7 @@ TEST_F_TIMEOUT(cm, limits_the_dirtying_vcpu_and_lifts_on_sigint, 300)
 		double deadline = now_s() + LIMIT_MS / 1000.0;
 
 		do {
-			ASSERT_EQ(module_view(self->guest.pid, cv_pid, &w), 0);
+			ASSERT_EQ(kv_module_view(self->guest.pid, cv_pid, &w), 0);
 			if (w.limit[0])
 				break;
 			usleep(200000);
@@ -148,7 +107,7 @@ TEST_F_TIMEOUT(cm, limits_the_dirtying_vcpu_and_lifts_on_sigint, 300)
 	EXPECT_NE(w.limit[0], 0ULL) TH_LOG("no dirty limit on the dirtying vCPU");
 	/* The computing vCPU stays free tick after tick. */
 	for (i = 0; i < WATCH_TICKS; i++) {
-		ASSERT_EQ(module_view(self->guest.pid, cv_pid, &w), 0);
+		ASSERT_EQ(kv_module_view(self->guest.pid, cv_pid, &w), 0);
 		ASSERT_EQ(w.limit[1], 0ULL) TH_LOG("the computing vCPU was limited: %s",
 			  cli_output(self->cv.out, self->out, sizeof(self->out)));
 		usleep(250000);
@@ -161,7 +120,7 @@ TEST_F_TIMEOUT(cm, limits_the_dirtying_vcpu_and_lifts_on_sigint, 300)
 	cli_output(self->cv.out, self->out, sizeof(self->out));
 	EXPECT_NE(strstr(self->out, "\"end\":\"stopped by SIGINT\""), NULL) TH_LOG("%s", self->out);
 	/* Nothing left: no session of converge's, no limit on the guest. */
-	ASSERT_EQ(module_view(self->guest.pid, cv_pid, &w), 0);
+	ASSERT_EQ(kv_module_view(self->guest.pid, cv_pid, &w), 0);
 	EXPECT_EQ(w.session, 0U);
 	EXPECT_EQ(w.sessions, 0U) TH_LOG("a session is left on the guest");
 }

@@ -15,7 +15,10 @@
  * the rate.  Before each write it checks that the page holds what the previous
  * pass wrote, so after a migration the destination guest finds any page
  * that came over stale or wrong within one pass.  Its count of writes,
- * pass and errors are in its status page (layout: qemu_guest.h).  No
+ * pass and errors are in its status page (layout: qemu_guest.h).  A vCPU
+ * whose bit is set in the control page's compute mask writes no page: it
+ * counts rounds of an empty loop in its status page, for a test of how
+ * fast a vCPU that does not dirty still runs.  No
  * interrupts, no stack, no paging; code runs from ROM, so the only pages
  * it dirties are its own range and its status page.
  */
@@ -101,6 +104,8 @@ wait_ctl:
 	shll	$12, %eax
 	addl	QG_CTL + QG_CTL_BASE, %eax
 	movl	%eax, ST_RANGE(%esi)
+	btl	%ebx, QG_CTL + QG_CTL_COMPUTE
+	jc	compute
 	rdtsc
 	movl	%eax, QG_ST_NEXT_LO(%esi)
 	movl	%edx, QG_ST_NEXT_HI(%esi)
@@ -149,6 +154,19 @@ write:
 	incl	%ebp
 	movl	%ebp, QG_ST_PASS(%esi)
 	jmp	new_pass
+
+/*
+ * A computing vCPU: rounds of QG_SPIN empty loops, each counted in its
+ * status page, the only page it writes.  A throttle that slowed it would
+ * show as fewer rounds a second.
+ */
+compute:
+	movl	$QG_MAGIC, QG_ST_ALIVE(%esi)
+1:	movl	$QG_SPIN, %ecx
+2:	decl	%ecx
+	jnz	2b
+	incl	QG_ST_WRITES(%esi)
+	jmp	1b
 
 park:
 	cli

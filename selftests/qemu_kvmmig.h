@@ -2,7 +2,7 @@
 /*
  * The kvmmig command run by a test on a QEMU it started (qemu_util.h), as an
  * operator would: `kvmmig attach --pid` held open for the test's length,
- * `kvmmig throttle` on its session, and lines read from a command's output
+ * `kvmmig throttle` on its session, lines read from a command's output
  * while it still runs, with the moment they were seen.  Include after
  * kselftest_harness.h: the helpers assert.
  */
@@ -17,6 +17,7 @@
 
 #include "cli_util.h"
 #include "clock.h"
+#include "kmod_view.h"
 #include "qmp.h"
 
 #define QK_CMD_MS	60000		/* a kvmmig command that ends by itself */

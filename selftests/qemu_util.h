@@ -48,8 +48,10 @@ struct qg_opts {
 	unsigned int pages;		/* each vCPU's working set */
 	double rate;			/* pages per second per vCPU; 0: flat out */
 	double slack_us;		/* a write this late is dropped; 0: never */
+	uint32_t compute_mask;		/* bit n: vCPU n computes (qemu_guest.h) */
 	bool incoming;			/* a migration destination: -incoming defer, */
 					/* paused once it has come (-S) */
+	bool second_qmp;		/* a second QMP monitor, for a kvmmig command */
 };
 
 struct qg_sample {
@@ -64,6 +66,7 @@ struct qemu_guest {
 	int mem_fd, log_fd;
 	uint8_t *mem;
 	char sock[64];			/* "@name": QMP's abstract socket */
+	char sock2[64];			/* the second monitor's (o.second_qmp) */
 	struct qmp qmp;
 	double tsc_hz;
 	pthread_t sampler;
@@ -236,15 +239,30 @@ static inline double qg_rate(struct qemu_guest *g, unsigned int vcpu, double t0,
 /* The child's half of qg_start(). */
 static void __attribute__((noreturn)) qg_exec(struct qemu_guest *g, const char *bios)
 {
-	char accel[64], mem[128], qmp[96], size[16], smp[16];
-	const char *argv[] = {
+	char accel[64], mem[128], qmp[96], qmp2[96], size[16], smp[16];
+	const char *argv[32] = {
 		"qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
 		"-machine", "pc,memory-backend=m", "-accel", accel, "-smp", smp,
 		"-m", size, "-bios", bios, "-object", mem, "-qmp", qmp,
 		"-serial", "none", "-monitor", "none",
-		g->o.incoming ? "-incoming" : NULL, "defer", "-S", NULL,
 	};
+	unsigned int n = 0;
 	int null = open("/dev/null", O_RDONLY);
+
+	while (argv[n])
+		n++;
+	/* A QMP server takes one client at a time: a kvmmig command gets its own. */
+	if (g->o.second_qmp) {
+		snprintf(qmp2, sizeof(qmp2), "unix:%s,abstract=on,server=on,wait=off", g->sock2 + 1);
+		argv[n++] = "-qmp";
+		argv[n++] = qmp2;
+	}
+	if (g->o.incoming) {
+		argv[n++] = "-incoming";
+		argv[n++] = "defer";
+		argv[n++] = "-S";
+	}
+	argv[n] = NULL;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	snprintf(accel, sizeof(accel), "kvm,dirty-ring-size=%u", g->o.ring_entries);
@@ -356,10 +374,12 @@ static inline int qg_start(struct qemu_guest *g, const struct qg_opts *o, char *
 		c = qg_ctl(g);
 		c->pages = o->pages;
 		c->base = QG_RANGES;
+		c->compute = o->compute_mask;
 		qg_set_rate(g, o->rate);
 		__atomic_store_n(&c->magic, QG_MAGIC, __ATOMIC_RELEASE);
 	}
-	snprintf(g->sock, sizeof(g->sock), "@kvmmig-qemu-%d-%u", getpid(), seq++);
+	snprintf(g->sock, sizeof(g->sock), "@kvmmig-qemu-%d-%u", getpid(), seq);
+	snprintf(g->sock2, sizeof(g->sock2), "@kvmmig-qemu-%d-%u-2", getpid(), seq++);
 	fflush(stdout);
 	fflush(stderr);
 	g->pid = fork();

@@ -37,7 +37,13 @@
 
 #define CV_PAGE		4096.0
 #define CV_TICK_MS	500		/* the controller's period */
-#define CV_QMP_MS	2000		/* QMP's deadline for one answer */
+/*
+ * QMP's deadline for one answer: QEMU answers under its big lock, which a
+ * dirty sync holds, for seconds in a loaded nested guest.
+ */
+#define CV_QMP_MS	10000
+/* QEMU's bandwidth: the lowest of its measures over the last few ticks. */
+#define CV_BW_TICKS	4
 #define MIB		(1024.0 * 1024.0)
 
 struct cv_env {
@@ -45,6 +51,7 @@ struct cv_env {
 	const char *qmp_path;
 	uint64_t bandwidth;		/* --bandwidth, bytes/s (0: QMP's) */
 	uint64_t downtime_ms;		/* 0: QEMU's downtime-limit, or 300 */
+	uint64_t idle_rate, min_limit;	/* bytes/s; 0: converge.h's defaults */
 	unsigned int within_s;
 	bool json, live;
 };
@@ -68,7 +75,10 @@ struct cv_run {
 	double rate[CONVERGE_MAX_VCPUS];
 	struct qmp_migration mig;
 	double t0, last_t, converged_t;
+	double end_t;			/* when the migration ended, -1: it did not */
 	double backlog;			/* without QMP: the modelled backlog */
+	double bw[CV_BW_TICKS];		/* QEMU's latest measures, bytes/s */
+	unsigned int nr_bw;
 	uint64_t sync_count;		/* QEMU's dirty-sync-count, and when it moved */
 	double sync_t;
 	unsigned int changes;
@@ -78,7 +88,8 @@ static void converge_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kvmmig converge --pid PID [--qmp SOCKET] [--bandwidth RATE]\n"
-		"                       [--downtime-limit MS] [--converge-within S] [--json]\n"
+		"                       [--downtime-limit MS] [--converge-within S]\n"
+		"                       [--idle-rate RATE] [--min-limit RATE] [--json]\n"
 		"Make the live migration of another VMM's VM converge: per-vCPU dirty limits\n"
 		"through kvmmig.ko on the vCPUs that dirty, just enough for the remaining bytes\n"
 		"to fit the downtime limit at the measured bandwidth (Documentation/converge.rst).\n"
@@ -89,6 +100,9 @@ static void converge_usage(FILE *f)
 		"                         without --qmp; with it, instead of QEMU's measure)\n"
 		"  --downtime-limit MS    1-2000000 (default: QEMU's over QMP, else 300)\n"
 		"  --converge-within S    switch over within S seconds, 1-86400 (default: none)\n"
+		"  --idle-rate RATE       bytes/s below which a vCPU is not dirtying and is never\n"
+		"                         limited, 4K-1T (default 4M)\n"
+		"  --min-limit RATE       the strongest limit, bytes/s, 4K-1T (default 1M)\n"
 		"  --json                 one JSON event per line\n"
 		"Without kvmmig.ko it reads the rates through BPF and only says what it would set.\n"
 		"Every limit is lifted when the migration ends, on SIGINT/SIGTERM and on errors.\n");
@@ -100,6 +114,8 @@ static const struct option converge_options[] = {
 	{ "bandwidth", required_argument, NULL, 'b' },
 	{ "downtime-limit", required_argument, NULL, 'd' },
 	{ "converge-within", required_argument, NULL, 'w' },
+	{ "idle-rate", required_argument, NULL, 'i' },
+	{ "min-limit", required_argument, NULL, 'm' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -133,6 +149,14 @@ static int converge_parse(int argc, char **argv, struct cv_env *env)
 			if (parse_uint("--converge-within", optarg, 1, 86400, &v))
 				return 2;
 			env->within_s = v;
+			break;
+		case 'i':
+			if (parse_size("--idle-rate", optarg, 4096, 1ULL << 40, &env->idle_rate))
+				return 2;
+			break;
+		case 'm':
+			if (parse_size("--min-limit", optarg, 4096, 1ULL << 40, &env->min_limit))
+				return 2;
 			break;
 		case 'j':
 			env->json = true;
@@ -379,17 +403,32 @@ static void cv_live(const struct cv_run *r, double t, uint64_t remaining, double
 	fflush(stdout);
 }
 
+/*
+ * Said plainly on stderr, --json or not, once each time the verdict turns
+ * infeasible: what cannot be done, and why.
+ */
+static void cv_say_infeasible(const struct cv_run *r)
+{
+	const char *nl = r->env->live ? "\n" : "";
+
+	if (r->env->within_s)
+		fprintf(stderr, "%skvmmig converge: the deadline of %u s cannot be met: %s\n", nl,
+			r->env->within_s, r->out.why);
+	else
+		fprintf(stderr, "%skvmmig converge: the migration cannot converge: %s\n", nl,
+			r->out.why);
+}
+
 /* The limits changed, or the verdict: said once, not every tick. */
 static void cv_say_change(struct cv_run *r, double t, bool changed)
 {
 	unsigned int i;
+	char buf[24];
 
 	if (!changed && r->out.verdict == r->verdict)
 		return;
-	if (r->out.verdict == CONVERGE_INFEASIBLE && r->verdict != CONVERGE_INFEASIBLE &&
-	    !r->env->json)
-		fprintf(stderr, "%skvmmig converge: the deadline cannot be met: %s\n",
-			r->env->live ? "\n" : "", r->out.why);
+	if (r->out.verdict == CONVERGE_INFEASIBLE && r->verdict != CONVERGE_INFEASIBLE)
+		cv_say_infeasible(r);
 	r->verdict = r->out.verdict;
 	if (r->env->json) {
 		cv_event_limits(r, t);
@@ -400,16 +439,27 @@ static void cv_say_change(struct cv_run *r, double t, bool changed)
 	printf("%.1f s: %s:", t, converge_verdict_name(r->out.verdict));
 	for (i = 0; i < r->nr_vcpus; i++)
 		if (r->limit[i])
-			printf(" vCPU %u %.1f MiB/s", i, r->limit[i] / MIB);
+			printf(" vCPU %u %s/s", i, converge_fmt(buf, sizeof(buf), r->limit[i]));
 		else
 			printf(" vCPU %u free", i);
 	printf("\n");
 }
 
-static void cv_report(const struct cv_run *r, const char *end, double t)
+/* With --converge-within: the migration completed in time. */
+static bool cv_deadline_met(const struct cv_run *r, const char *end)
+{
+	return !strcmp(end, "completed") && r->end_t >= 0 && r->end_t <= r->env->within_s;
+}
+
+/*
+ * @lifted: every limit this run set is gone (or it set none through the
+ * module: without it nothing was throttled).
+ */
+static void cv_report(const struct cv_run *r, const char *end, double t, bool lifted)
 {
 	struct json_writer w;
 	unsigned int i;
+	char buf[24];
 
 	if (r->env->json) {
 		json_event_begin(&w, stdout, "end");
@@ -420,6 +470,11 @@ static void cv_report(const struct cv_run *r, const char *end, double t)
 		else
 			json_key_null(&w, "converged_s");
 		json_key_bool(&w, "throttled", !!r->ks);
+		json_key_bool(&w, "lifted", lifted);
+		if (r->env->within_s) {
+			json_key_u64(&w, "converge_within_s", r->env->within_s);
+			json_key_bool(&w, "deadline_met", cv_deadline_met(r, end));
+		}
 		json_key(&w, "vcpus");
 		json_array_begin(&w);
 		for (i = 0; i < r->nr_vcpus; i++) {
@@ -439,12 +494,18 @@ static void cv_report(const struct cv_run *r, const char *end, double t)
 	if (r->converged_t >= 0)
 		printf("; converged in %.1f s", r->converged_t);
 	printf("%s\n", r->ks ? "" : " (rates only: nothing was throttled)");
+	if (r->env->within_s)
+		printf("  deadline of %u s %s\n", r->env->within_s,
+		       cv_deadline_met(r, end) ? "met" : "missed");
+	if (r->ks)
+		printf("  %s\n", lifted ? "every limit lifted" :
+		       "lifting the limits failed: closing the session lifts them");
 	for (i = 0; i < r->nr_vcpus; i++) {
 		double slept = (r->slept[i] - r->slept0[i]) / 1e6;
 
 		if (r->strongest[i])
-			printf("  vCPU %u: limited, down to %.1f MiB/s; slept %.0f ms (%.1f%% of the run)\n",
-			       i, r->strongest[i] / MIB, slept, t > 0 ? slept / 10 / t : 0);
+			printf("  vCPU %u: limited, down to %s/s; slept %.0f ms (%.1f%% of the run)\n",
+			       i, converge_fmt(buf, sizeof(buf), r->strongest[i]), slept, t > 0 ? slept / 10 / t : 0);
 		else
 			printf("  vCPU %u: never limited; slowdown %.1f%% (slept %.0f ms under a throttle)\n",
 			       i, t > 0 ? slept / 10 / t : 0, slept);
@@ -452,6 +513,26 @@ static void cv_report(const struct cv_run *r, const char *end, double t)
 }
 
 /* ---- the loop ---- */
+
+/*
+ * QEMU switches over when what is left fits its downtime limit at the
+ * bandwidth it measured over its latest 100 ms, which a busy host makes
+ * jump by ten times from one window to the next: the lowest of its
+ * measures over the last CV_BW_TICKS ticks is what it may well decide
+ * with, so the controller plans with that.
+ */
+static double cv_qemu_bandwidth(struct cv_run *r)
+{
+	double low;
+	unsigned int i;
+
+	r->bw[r->nr_bw++ % CV_BW_TICKS] = r->mig.mbps * 1e6 / 8;
+	low = r->bw[0];
+	for (i = 1; i < CV_BW_TICKS && i < r->nr_bw; i++)
+		if (r->bw[i] < low)
+			low = r->bw[i];
+	return low;
+}
 
 /*
  * This tick's backlog and bandwidth: QEMU's over QMP, else the backlog
@@ -498,7 +579,7 @@ static int cv_migration(struct cv_run *r, double dt, uint64_t *remaining, double
 		dirty += r->rate[i];
 	dirty = r->mig.remaining + dirty * (now_s() - r->sync_t);
 	*remaining = dirty < r->mig.total ? dirty : r->mig.total;
-	*bw = r->env->bandwidth ? r->env->bandwidth : r->mig.mbps * 1e6 / 8;
+	*bw = r->env->bandwidth ? r->env->bandwidth : cv_qemu_bandwidth(r);
 	/* No migration yet, or not past its setup: nothing to decide on. */
 	if (strcmp(r->mig.status, "active") && strcmp(r->mig.status, "pre-switchover") &&
 	    strcmp(r->mig.status, "device"))
@@ -570,7 +651,11 @@ static void cv_wait(double until)
 static int cv_setup(struct cv_run *r)
 {
 	struct cv_env *env = r->env;
-	struct converge_params cp = { .deadline_s = env->within_s };
+	struct converge_params cp = {
+		.deadline_s = env->within_s,
+		.idle_rate = env->idle_rate,
+		.min_limit = env->min_limit,
+	};
 	const char *why = NULL;
 	int64_t dl;
 	int ret;
@@ -627,6 +712,7 @@ static int cv_loop(struct cv_run *r, const char **end)
 		ret = cv_tick(r, &over);
 		if (over) {
 			*end = r->mig.status;
+			r->end_t = r->last_t - r->t0;
 			if (r->converged_t < 0 && !strcmp(*end, "completed"))
 				r->converged_t = r->last_t - r->t0;
 			return 0;
@@ -658,7 +744,7 @@ static void cv_event_start(const struct cv_run *r)
 int cmd_converge(int argc, char **argv)
 {
 	struct cv_env env = { 0 };
-	struct cv_run r = { .env = &env, .converged_t = -1 };
+	struct cv_run r = { .env = &env, .converged_t = -1, .end_t = -1 };
 	const char *end = "failed";
 	char why[256] = "";
 	int ret, lift;
@@ -681,7 +767,7 @@ int cmd_converge(int argc, char **argv)
 		fprintf(stderr, "kvmmig converge: lifting the limits failed (%s); closing the session lifts them\n",
 			kvmmig_last_error());
 	if (r.t0 > 0)
-		cv_report(&r, end, now_s() - r.t0);
+		cv_report(&r, end, now_s() - r.t0, !lift);
 	if (ret)
 		fprintf(stderr, "kvmmig converge: %s%s\n", why,
 			r.ks && !lift ? "; every limit lifted" : "");

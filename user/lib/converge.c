@@ -159,24 +159,37 @@ static double converge_limited_rate(const struct converge *c)
 	return sum;
 }
 
+const char *converge_fmt(char *buf, size_t len, double bytes)
+{
+	if (bytes < MIB)
+		snprintf(buf, len, "%.0f KiB", bytes / 1024);
+	else
+		snprintf(buf, len, "%.1f MiB", bytes / MIB);
+	return buf;
+}
+
 static void converge_explain(const struct converge *c, const struct converge_tick *in,
 			     struct converge_out *out, double left)
 {
 	double excess = in->remaining - converge_goal(c, in->bandwidth);
+	char min[24], fl[24], bw[24], rem[24];
 
+	converge_fmt(min, sizeof(min), c->p.min_limit);
+	converge_fmt(fl, sizeof(fl), out->floor);
+	converge_fmt(bw, sizeof(bw), in->bandwidth);
+	converge_fmt(rem, sizeof(rem), in->remaining);
 	if (left <= 0) {
 		snprintf(out->why, sizeof(out->why),
-			 "the deadline (%.1f s, less the %.0f ms downtime) has passed with %.1f MiB still to send",
-			 c->p.deadline_s, c->p.downtime_s * 1000, in->remaining / MIB);
+			 "the deadline (%.1f s, less the %.0f ms downtime) has passed with %s still to send",
+			 c->p.deadline_s, c->p.downtime_s * 1000, rem);
 	} else if (out->floor >= in->bandwidth) {
 		snprintf(out->why, sizeof(out->why),
-			 "even with every dirtying vCPU limited to %.1f MiB/s the guest dirties %.1f MiB/s, not less than the %.1f MiB/s bandwidth: it cannot converge",
-			 c->p.min_limit / MIB, out->floor / MIB, in->bandwidth / MIB);
+			 "even with every dirtying vCPU limited to %s/s the guest dirties %s/s, not less than the %s/s bandwidth: it cannot converge",
+			 min, fl, bw);
 	} else {
 		snprintf(out->why, sizeof(out->why),
-			 "even with every dirtying vCPU limited to %.1f MiB/s the guest dirties %.1f MiB/s: at %.1f MiB/s the %.1f MiB left need %.1f s to fit the downtime, the deadline leaves %.1f s",
-			 c->p.min_limit / MIB, out->floor / MIB, in->bandwidth / MIB,
-			 in->remaining / MIB, excess / (in->bandwidth - out->floor), left);
+			 "even with every dirtying vCPU limited to %s/s the guest dirties %s/s: at %s/s the %s left need %.1f s to fit the downtime, the deadline leaves %.1f s",
+			 min, fl, bw, rem, excess / (in->bandwidth - out->floor), left);
 	}
 }
 

@@ -110,6 +110,8 @@ void converge_finish(struct converge *c, struct converge_out *out);
 double converge_eta(const struct converge *c, uint64_t remaining, double bandwidth,
 		    double rate);
 const char *converge_verdict_name(enum converge_verdict v);
+/* @bytes as "1.5 MiB", or "24 KiB" below a MiB (small guests' rates), into @buf. */
+const char *converge_fmt(char *buf, size_t len, double bytes);
 
 /*
  * Whether a backend should move a vCPU's limit from @cur to @want: set,
