@@ -1,0 +1,874 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Postcopy benchmarks (Documentation/postcopy.rst), the compared
+ * configurations taking turns within each round (the machine drifts),
+ * medians and ranges over the rounds:
+ *
+ *  1. Remote faults: latency (p50, p99, the histogram) and blocktime of
+ *     vanilla postcopy, postcopy-preempt, and preempt with the hint, for a
+ *     guest writing its memory in order (seq) and one writing it at random
+ *     (rand), over loopback and over a 1 Gbit/s link between two network
+ *     namespaces (netns_util.h).  The switch comes after the first pass,
+ *     so the background stream saturates the link while the vCPUs fault.
+ *  2. Page-request throughput: requests per second of postcopy with 1, 4
+ *     and 16 vCPUs faulting at once.
+ *  3. A guest dirtying faster than a capped link: total time and downtime
+ *     of postcopy against precopy with auto-converge and with rate-driven.
+ *
+ * Each migration's source and destination are children forked from this
+ * program, which holds no guest, and each sends its struct mig_report back
+ * over a pipe (a fork of the same image: its string pointers stay valid).
+ *
+ *   postcopy_perf [--quick] [--rounds N] [--only latency|throughput|converge]
+ *                 [--no-netns] [--json FILE]
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lat_hist.h"
+#include "mig_test_util.h"
+#include "netns_util.h"
+#include "perf_util.h"
+
+#define PC_DEFAULT_ROUNDS	3
+#define PC_WARMUP_MS		500	/* the guest writes before it migrates */
+#define PC_LISTEN_MS		30000	/* a destination names its port */
+#define PC_RUN_MS		300000	/* a migration ends */
+#define PC_DEST_MS		60000	/* the destination reports after the source */
+#define PC_MAX_PASSES		100	/* precopy that never converges fails here */
+#define PC_LAT_RAM		(256ULL << 20)
+#define PC_LAT_VCPUS		2
+#define PC_TPUT_RAM		(256ULL << 20)
+#define PC_CONV_RAM		(64ULL << 20)
+#define PC_CONV_VCPUS		2
+#define PC_CONV_BANDWIDTH	(32ULL << 20)	/* bytes/s: below the guest's dirty rate */
+
+/* One way to migrate: postcopy's options or a precopy policy. */
+struct pc_mode {
+	const char *name;
+	bool postcopy, preempt, hint;
+	enum mig_policy policy;
+};
+
+static const struct pc_mode lat_modes[] = {
+	{ "vanilla", .postcopy = true },
+	{ "preempt", .postcopy = true, .preempt = true },
+	{ "preempt+hint", .postcopy = true, .preempt = true, .hint = true },
+};
+
+#define NR_LAT_MODES	(sizeof(lat_modes) / sizeof(lat_modes[0]))
+#define MODE_PREEMPT	1
+#define MODE_HINT	2
+
+/* One migration. */
+struct pc_spec {
+	const struct pc_mode *mode;
+	const struct netns_hosts *hosts;	/* NULL: loopback */
+	enum guest_workload workload;
+	enum dirty_backend backend;
+	uint64_t ram, max_bandwidth;
+	unsigned int vcpus;
+	enum mig_postcopy_start start;		/* PASSES: after the first */
+};
+
+/* What a side sends back. */
+struct pc_side_result {
+	int ret;
+	struct mig_report rep;		/* its timeline freed */
+};
+
+struct pc_run {
+	int ret;			/* 0: both sides completed */
+	char error[320];
+	struct mig_report src, dst;
+};
+
+struct pc_bench {
+	unsigned int rounds;
+	bool quick, netns;
+	struct perf_json json;
+};
+
+static void quiet(int level, const char *msg)
+{
+}
+
+/* ---- the two sides, forked children ---- */
+
+static int pipe_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EPIPE;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Exactly @len bytes within @timeout_ms: 0, -ETIMEDOUT, or -EPIPE if the writer went. */
+static int pipe_read_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+	double deadline = now_s() + timeout_ms / 1000.0;
+	char *p = buf;
+
+	while (len) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		double left = deadline - now_s();
+		ssize_t n;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0)
+			continue;
+		n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EPIPE;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* In a side: its result to the benchmark, then exit. */
+static void __attribute__((noreturn)) side_finish(int fd, struct pc_side_result *r)
+{
+	mig_report_free(&r->rep);
+	r->rep.samples = NULL;
+	r->rep.nr_samples = r->rep.cap_samples = 0;
+	_exit(pipe_write_all(fd, r, sizeof(*r)) ? 1 : 0);
+}
+
+/* A side dies with the benchmark and lives in its host's namespace. */
+static void side_enter(const char *netns)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	kvmmig_set_log(quiet, KVMMIG_LOG_ERR);
+	if (netns && dest_enter_netns(netns)) {
+		fprintf(stderr, "postcopy_perf: cannot enter network namespace %s: %s\n", netns,
+			strerror(errno));
+		_exit(1);
+	}
+}
+
+static void dest_listening(void *opaque, int port)
+{
+	if (pipe_write_all(*(int *)opaque, &port, sizeof(port)))
+		_exit(1);
+}
+
+/*
+ * Fork a destination listening on its host; its address into @addr, the
+ * pipe its result comes on into *@fd.  The pid, or -1.
+ */
+static pid_t dest_start(const struct pc_spec *s, char *addr, size_t len, int *fd)
+{
+	const char *host = s->hosts ? NETNS_DST_ADDR : "127.0.0.1";
+	int pfd[2], port;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC))
+		return -1;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == 0) {
+		struct pc_side_result r = { 0 };
+		char listen[64];
+		struct mig_dest_opts o = {
+			.listen = listen,
+			.listening = dest_listening,
+			.resumed = dest_child_resumed,
+			.opaque = &pfd[1],
+			DEST_CHILD_VMM,
+		};
+
+		close(pfd[0]);
+		side_enter(s->hosts ? s->hosts->dst : NULL);
+		snprintf(listen, sizeof(listen), "tcp:%s:0", host);
+		r.ret = mig_dest_run(&o, &r.rep);
+		side_finish(pfd[1], &r);
+	}
+	close(pfd[1]);
+	if (pid < 0 || pipe_read_all(pfd[0], &port, sizeof(port), PC_LISTEN_MS)) {
+		close(pfd[0]);
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+		return -1;
+	}
+	snprintf(addr, len, "tcp:%s:%d", host, port);
+	*fd = pfd[0];
+	return pid;
+}
+
+/* The source's guest: every page written once, the workload running. */
+static struct vm *source_guest_for(const struct pc_spec *s)
+{
+	struct vm_config cfg = {
+		.nr_vcpus = s->vcpus,
+		.ram_bytes = s->ram,
+		.nr_slots = 1,
+		.guest.workload = s->workload,
+	};
+	struct kvmmig_slot *slot;
+	struct vm *vm;
+
+	if (dirty_prepare_config(s->backend, &cfg) < 0 || vm_create(&cfg, &vm))
+		return NULL;
+	/* No page stays zero: every one crosses in the first pass. */
+	slot = &vm->slots[vm_first_ram_slot()];
+	memset((void *)slot->hva, 0x5a, slot->size);
+	if (vm_start(vm)) {
+		vm_destroy(vm);
+		return NULL;
+	}
+	usleep(PC_WARMUP_MS * 1000);
+	return vm;
+}
+
+static void source_params(const struct pc_spec *s, struct mig_params *p)
+{
+	mig_params_init(p);
+	p->max_bandwidth = s->max_bandwidth;
+	p->policy = s->mode->policy;
+	p->max_passes = PC_MAX_PASSES;
+	p->postcopy_ram = s->mode->postcopy;
+	p->postcopy_preempt = s->mode->preempt;
+	p->postcopy_hint = s->mode->hint;
+	p->postcopy_start = s->start;
+	p->postcopy_after_passes = 1;
+}
+
+/* Fork a source migrating its new guest to @to; the result comes on *@fd. */
+static pid_t source_start(const struct pc_spec *s, const char *to, int *fd)
+{
+	int pfd[2];
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC))
+		return -1;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == 0) {
+		struct pc_side_result r = { 0 };
+		struct mig_source_opts o = { .to = to };
+		struct vm *vm;
+
+		close(pfd[0]);
+		side_enter(s->hosts ? s->hosts->src : NULL);
+		source_params(s, &o.params);
+		vm = source_guest_for(s);
+		if (!vm) {
+			r.ret = -ENODEV;
+			snprintf(r.rep.error, sizeof(r.rep.error), "cannot run the source guest: %s",
+				 kvmmig_last_error());
+			side_finish(pfd[1], &r);
+		}
+		r.ret = mig_source_run(vm->kv, &o, &r.rep);
+		vm_destroy(vm);
+		side_finish(pfd[1], &r);
+	}
+	close(pfd[1]);
+	if (pid < 0) {
+		close(pfd[0]);
+		return -1;
+	}
+	*fd = pfd[0];
+	return pid;
+}
+
+/* A side's result within @timeout_ms into @r (said in @run on failure), and its end. */
+static int side_collect(pid_t pid, int fd, int timeout_ms, const char *who,
+			struct pc_side_result *r, struct pc_run *run)
+{
+	int ret = pipe_read_all(fd, r, sizeof(*r), timeout_ms);
+
+	close(fd);
+	if (ret) {
+		kill(pid, SIGKILL);
+		snprintf(run->error, sizeof(run->error), "the %s %s", who,
+			 ret == -ETIMEDOUT ? "did not finish in time" : "died without a report");
+	}
+	waitpid(pid, NULL, 0);
+	return ret;
+}
+
+/* Migrate once as @s says; both sides' reports into @run. */
+static void run_once(const struct pc_spec *s, struct pc_run *run)
+{
+	struct pc_side_result src = { 0 }, dst = { 0 };
+	int sfd, dfd;
+	pid_t spid, dpid;
+	char addr[64];
+
+	memset(run, 0, sizeof(*run));
+	run->ret = -ECHILD;
+	dpid = dest_start(s, addr, sizeof(addr), &dfd);
+	if (dpid < 0) {
+		snprintf(run->error, sizeof(run->error), "the destination did not listen");
+		return;
+	}
+	spid = source_start(s, addr, &sfd);
+	if (spid < 0) {
+		snprintf(run->error, sizeof(run->error), "cannot fork the source: %s",
+			 strerror(errno));
+		kill(dpid, SIGKILL);
+		waitpid(dpid, NULL, 0);
+		close(dfd);
+		return;
+	}
+	if (side_collect(spid, sfd, PC_RUN_MS, "source", &src, run)) {
+		kill(dpid, SIGKILL);
+		close(dfd);
+		waitpid(dpid, NULL, 0);
+		return;
+	}
+	if (side_collect(dpid, dfd, PC_DEST_MS, "destination", &dst, run))
+		return;
+	run->src = src.rep;
+	run->dst = dst.rep;
+	if (src.ret || src.rep.state != MIG_COMPLETED)
+		snprintf(run->error, sizeof(run->error), "source %s: %s",
+			 mig_state_name(src.rep.state), src.rep.error[0] ? src.rep.error : "?");
+	else if (dst.ret)
+		snprintf(run->error, sizeof(run->error), "destination %s: %s",
+			 mig_state_name(dst.rep.state), dst.rep.error[0] ? dst.rep.error :
+			 dst.ret == -DEST_NO_PROGRESS ? "the guest made no progress there" :
+			 dst.ret == -DEST_CHECK_FAILED ? "the guest's parameters were overwritten" :
+			 strerror(-dst.ret));
+	else
+		run->ret = 0;
+}
+
+/*
+ * The fault figures: the destination's own (it measures them), else what
+ * the source learnt from POSTCOPY_DONE.
+ */
+static const struct mig_report *fault_report(const struct pc_run *run)
+{
+	if (run->dst.postcopy || !run->src.postcopy)
+		return &run->dst;
+	return &run->src;
+}
+
+/* One migration's line, as it ends: what it was, and how it went. */
+static void print_run(unsigned int round, const char *what, const struct pc_run *run)
+{
+	const struct mig_report *f = fault_report(run);
+
+	if (run->ret) {
+		printf("   round %u %-30s failed: %s\n", round + 1, what, run->error);
+	} else {
+		printf("   round %u %-30s %6.2f s, downtime %6.1f ms, %3llu passes", round + 1, what,
+		       run->src.total_s, run->src.downtime_ms, (unsigned long long)run->src.passes);
+		if (run->src.postcopy)
+			printf(", postcopy %.2f s, %llu requests, %llu faults, p50 < %llu us, p99 < %llu us, blocktime %.1f ms",
+			       run->src.postcopy_s, (unsigned long long)f->postcopy_requests,
+			       (unsigned long long)f->postcopy_remote_faults,
+			       (unsigned long long)lat_hist_percentile_us(f->postcopy_fault_us_hist, 50),
+			       (unsigned long long)lat_hist_percentile_us(f->postcopy_fault_us_hist, 99),
+			       f->postcopy_blocktime_ns / 1e6);
+		else if (run->src.max_throttle_pct)
+			printf(", throttle up to %u%%", run->src.max_throttle_pct);
+		printf("\n");
+	}
+	fflush(stdout);
+}
+
+/* ---- figures over rounds ---- */
+
+struct pc_stats {
+	unsigned int n, failed, switched;
+	char error[320];		/* the last failure's */
+	double p50[PERF_MAX_ROUNDS], p99[PERF_MAX_ROUNDS], blocktime_ms[PERF_MAX_ROUNDS];
+	double faults[PERF_MAX_ROUNDS], requests[PERF_MAX_ROUNDS], dropped[PERF_MAX_ROUNDS];
+	double postcopy_s[PERF_MAX_ROUNDS], req_per_s[PERF_MAX_ROUNDS];
+	double total_s[PERF_MAX_ROUNDS], downtime_ms[PERF_MAX_ROUNDS];
+	double passes[PERF_MAX_ROUNDS], throttle[PERF_MAX_ROUNDS];
+	uint64_t hist[LAT_HIST_BUCKETS];	/* every round's faults */
+};
+
+static void stats_add(struct pc_stats *st, const struct pc_run *run)
+{
+	const struct mig_report *f = fault_report(run);
+	unsigned int n = st->n, b;
+
+	if (run->ret) {
+		st->failed++;
+		snprintf(st->error, sizeof(st->error), "%s", run->error);
+		return;
+	}
+	if (n >= PERF_MAX_ROUNDS)
+		return;
+	st->switched += run->src.postcopy;
+	st->p50[n] = lat_hist_percentile_us(f->postcopy_fault_us_hist, 50);
+	st->p99[n] = lat_hist_percentile_us(f->postcopy_fault_us_hist, 99);
+	st->blocktime_ms[n] = f->postcopy_blocktime_ns / 1e6;
+	st->faults[n] = f->postcopy_remote_faults;
+	st->requests[n] = f->postcopy_requests;
+	st->dropped[n] = f->postcopy_dropped;
+	st->postcopy_s[n] = run->src.postcopy_s;
+	st->req_per_s[n] = run->src.postcopy_s > 0 ? f->postcopy_requests / run->src.postcopy_s : 0;
+	st->total_s[n] = run->src.total_s;
+	st->downtime_ms[n] = run->src.downtime_ms;
+	st->passes[n] = run->src.passes;
+	st->throttle[n] = run->src.max_throttle_pct;
+	for (b = 0; b < LAT_HIST_BUCKETS; b++)
+		st->hist[b] += f->postcopy_fault_us_hist[b];
+	st->n++;
+}
+
+static struct perf_range med(double *v, const struct pc_stats *st)
+{
+	return perf_range(v, st->n);
+}
+
+/* "median (min-max)" of @v, @decimals after the point, into @buf. */
+static const char *fmt_range(char *buf, size_t len, struct perf_range r, int decimals)
+{
+	if (r.median < 0)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.*f (%.*f-%.*f)", decimals, r.median, decimals, r.min,
+			 decimals, r.max);
+	return buf;
+}
+
+/* The median alone, or "-" when no round counted. */
+static const char *fmt_med(char *buf, size_t len, struct perf_range r, int decimals)
+{
+	if (r.median < 0)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.*f", decimals, r.median);
+	return buf;
+}
+
+static void json_range(struct pc_bench *b, const char *key, struct perf_range r)
+{
+	char k[64];
+
+	snprintf(k, sizeof(k), "%s_median", key);
+	perf_json_num(&b->json, k, r.median);
+	snprintf(k, sizeof(k), "%s_min", key);
+	perf_json_num(&b->json, k, r.min);
+	snprintf(k, sizeof(k), "%s_max", key);
+	perf_json_num(&b->json, k, r.max);
+}
+
+static void json_hist(struct pc_bench *b, const uint64_t *hist)
+{
+	unsigned int i;
+
+	if (!b->json.f)
+		return;
+	json_key(&b->json.w, "fault_us_hist");
+	json_array_begin(&b->json.w);
+	for (i = 0; i < LAT_HIST_BUCKETS; i++)
+		json_u64(&b->json.w, hist[i]);
+	json_array_end(&b->json.w);
+}
+
+/* The non-empty stretch of @hist as "[lo,hi):count" items; bucket 0 is "<2". */
+static void print_hist(const char *indent, const uint64_t *hist)
+{
+	int first = -1, last = -1, i;
+
+	for (i = 0; i < LAT_HIST_BUCKETS; i++)
+		if (hist[i]) {
+			if (first < 0)
+				first = i;
+			last = i;
+		}
+	printf("%s", indent);
+	if (first < 0) {
+		printf("(no remote faults)\n");
+		return;
+	}
+	for (i = first; i <= last; i++) {
+		if (!i)
+			printf(" <2:%llu", (unsigned long long)hist[i]);
+		else if (i == LAT_HIST_BUCKETS - 1)
+			printf(" >=%llu:%llu", 1ULL << i, (unsigned long long)hist[i]);
+		else
+			printf(" [%llu,%llu):%llu", 1ULL << i, 2ULL << i,
+			       (unsigned long long)hist[i]);
+	}
+	printf("\n");
+}
+
+/*
+ * A percentile is known to a power-of-two bucket: its upper bound is what
+ * the report gives.  Against @goal_us it is met (bound <= goal), not met
+ * (the bucket starts at or above the goal), or inside the bucket.
+ */
+static const char *goal_verdict(double upper_us, double goal_us)
+{
+	if (upper_us < 0)
+		return "not measured";
+	if (upper_us <= goal_us)
+		return "met";
+	if (upper_us / 2 >= goal_us)
+		return "not met";
+	return "undecided (the goal lies inside the bucket)";
+}
+
+/* Whether @st has fault latencies to judge: rounds that switched and faulted. */
+static bool have_faults(const struct pc_stats *st)
+{
+	return st->switched && lat_hist_count(st->hist);
+}
+
+/* The loopback goal for preempt: p50 <= 100 us, p99 <= 1 ms. */
+static void print_latency_goal(const char *workload, struct pc_stats *st)
+{
+	double p50, p99;
+
+	if (!have_faults(st)) {
+		printf("   goal, %s, preempt: p50 <= 100 us, p99 <= 1 ms: not measured (no remote faults)\n",
+		       workload);
+		return;
+	}
+	p50 = perf_range(st->p50, st->n).median;
+	p99 = perf_range(st->p99, st->n).median;
+	printf("   goal, %s, preempt: p50 <= 100 us: %s (median p50 under %.0f us); p99 <= 1 ms: %s (under %.0f us)\n",
+	       workload, goal_verdict(p50, 100), p50, goal_verdict(p99, 1000), p99);
+}
+
+/* Sequential blocktime with the hint against preempt alone, or -1. */
+static double hint_ratio(struct pc_stats *preempt, struct pc_stats *hint)
+{
+	double without, with;
+
+	if (!preempt->switched || !hint->switched)
+		return -1;
+	without = perf_range(preempt->blocktime_ms, preempt->n).median;
+	with = perf_range(hint->blocktime_ms, hint->n).median;
+	return without > 0 ? with / without : -1;
+}
+
+/* ---- 1: remote-fault latency ---- */
+
+static const char *const workload_names[] = { "seq", "rand" };
+static const enum guest_workload lat_workloads[] = { WORKLOAD_SEQ, WORKLOAD_RAND };
+
+static void latency_link(struct pc_bench *b, const char *link, const struct netns_hosts *hosts)
+{
+	static struct pc_stats st[2][NR_LAT_MODES];
+	uint64_t ram = b->quick ? PC_LAT_RAM / 2 : PC_LAT_RAM;
+	unsigned int round, w, k, m;
+	struct pc_run run;
+	char r1[48], r2[48], r3[48], m1[24], m2[24], what[48];
+	double ratio;
+
+	memset(st, 0, sizeof(st));
+	printf("\n1. Remote faults, %s: %llu MiB guest, %u vCPUs, switch after pass 1 (%u rounds)\n",
+	       link, (unsigned long long)(ram >> 20), PC_LAT_VCPUS, b->rounds);
+	fflush(stdout);
+	for (round = 0; round < b->rounds; round++)
+		for (w = 0; w < 2; w++)
+			for (k = 0; k < NR_LAT_MODES; k++) {
+				/* Each mode goes first in a round of its own. */
+				struct pc_spec s = {
+					.mode = &lat_modes[(k + round) % NR_LAT_MODES],
+					.hosts = hosts,
+					.workload = lat_workloads[w],
+					.backend = DIRTY_AUTO,
+					.ram = ram,
+					.vcpus = PC_LAT_VCPUS,
+					.start = MIG_POSTCOPY_START_PASSES,
+				};
+
+				m = (k + round) % NR_LAT_MODES;
+				run_once(&s, &run);
+				snprintf(what, sizeof(what), "%s %s", workload_names[w],
+					 lat_modes[m].name);
+				print_run(round, what, &run);
+				stats_add(&st[w][m], &run);
+			}
+	printf("   %-5s %-13s %5s %8s %9s %-18s %-20s %-24s %10s\n", "load", "mode", "ok",
+	       "switched", "faults", "p50 us (range)", "p99 us (range)", "blocktime ms (range)",
+	       "postcopy s");
+	for (w = 0; w < 2; w++)
+		for (m = 0; m < NR_LAT_MODES; m++) {
+			struct pc_stats *x = &st[w][m];
+			struct perf_range p50 = med(x->p50, x), p99 = med(x->p99, x);
+			struct perf_range bt = med(x->blocktime_ms, x), faults = med(x->faults, x);
+			struct perf_range pcs = med(x->postcopy_s, x);
+
+			printf("   %-5s %-13s %2u/%-2u %8u %9s %-18s %-20s %-24s %10s\n",
+			       workload_names[w], lat_modes[m].name, x->n, x->n + x->failed,
+			       x->switched, fmt_med(m1, sizeof(m1), faults, 0),
+			       fmt_range(r1, sizeof(r1), p50, 0), fmt_range(r2, sizeof(r2), p99, 0),
+			       fmt_range(r3, sizeof(r3), bt, 1), fmt_med(m2, sizeof(m2), pcs, 3));
+			if (x->failed)
+				printf("         failed: %s\n", x->error);
+			perf_json_begin(&b->json);
+			perf_json_str(&b->json, "bench", "fault_latency");
+			perf_json_str(&b->json, "link", link);
+			perf_json_str(&b->json, "workload", workload_names[w]);
+			perf_json_str(&b->json, "mode", lat_modes[m].name);
+			perf_json_num(&b->json, "ram_mib", ram >> 20);
+			perf_json_num(&b->json, "rounds_ok", x->n);
+			perf_json_num(&b->json, "rounds_failed", x->failed);
+			perf_json_num(&b->json, "rounds_switched", x->switched);
+			json_range(b, "p50_us", p50);
+			json_range(b, "p99_us", p99);
+			json_range(b, "blocktime_ms", bt);
+			json_range(b, "remote_faults", faults);
+			json_range(b, "requests", med(x->requests, x));
+			json_range(b, "dropped", med(x->dropped, x));
+			json_range(b, "postcopy_s", pcs);
+			json_hist(b, x->hist);
+			perf_json_end(&b->json);
+		}
+	printf("   fault latency histogram, all rounds ([lo,hi) us: faults):\n");
+	for (w = 0; w < 2; w++)
+		for (m = 0; m < NR_LAT_MODES; m++) {
+			printf("   %-5s %-13s", workload_names[w], lat_modes[m].name);
+			print_hist("", st[w][m].hist);
+		}
+	if (!hosts)
+		for (w = 0; w < 2; w++)
+			print_latency_goal(workload_names[w], &st[w][MODE_PREEMPT]);
+	ratio = hint_ratio(&st[0][MODE_PREEMPT], &st[0][MODE_HINT]);
+	if (ratio < 0)
+		printf("   goal, seq: the hint halves blocktime against preempt: not measured\n");
+	else
+		printf("   goal, seq: the hint halves blocktime against preempt: %.2fx, %s\n", ratio,
+		       ratio <= 0.5 ? "met" : "not met");
+	perf_json_begin(&b->json);
+	perf_json_str(&b->json, "bench", "hint_blocktime_ratio");
+	perf_json_str(&b->json, "link", link);
+	perf_json_num(&b->json, "seq_hint_vs_preempt", ratio);
+	perf_json_end(&b->json);
+	fflush(stdout);
+}
+
+static void bench_latency(struct pc_bench *b)
+{
+	struct netns_hosts hosts;
+	char skip[320];
+	int ret;
+
+	latency_link(b, "loopback", NULL);
+	if (!b->netns) {
+		printf("\n1. (the 1 Gbit/s link: skipped, --no-netns)\n");
+		return;
+	}
+	ret = netns_hosts_setup(&hosts, skip, sizeof(skip));
+	if (ret > 0)
+		printf("\n1. (the 1 Gbit/s link: skipped, %s)\n", skip);
+	else if (ret < 0)
+		printf("\n1. (the 1 Gbit/s link: skipped, setting up the namespaces failed; see above)\n");
+	else
+		latency_link(b, "1gbit-netns", &hosts);
+	netns_hosts_remove(&hosts);
+}
+
+/* ---- 2: page-request throughput ---- */
+
+static void bench_throughput(struct pc_bench *b)
+{
+	static const unsigned int vcpus[] = { 1, 4, 16 };
+	static struct pc_stats st[3];
+	uint64_t ram = b->quick ? PC_TPUT_RAM / 2 : PC_TPUT_RAM;
+	unsigned int round, k, i;
+	struct pc_run run;
+	char r1[64], r2[48], m1[24], m2[24], what[48];
+
+	memset(st, 0, sizeof(st));
+	printf("\n2. Page requests with 1, 4, 16 vCPUs faulting at once: %llu MiB guest writing at\n"
+	   "   random, loopback, preempt+hint, switch after pass 1 (%u rounds); requests per\n"
+	   "   second of postcopy (the destination's requests / postcopy_s)\n",
+	       (unsigned long long)(ram >> 20), b->rounds);
+	fflush(stdout);
+	for (round = 0; round < b->rounds; round++)
+		for (k = 0; k < 3; k++) {
+			struct pc_spec s = {
+				.mode = &lat_modes[MODE_HINT],
+				.workload = WORKLOAD_RAND,
+				.backend = DIRTY_AUTO,
+				.ram = ram,
+				.start = MIG_POSTCOPY_START_PASSES,
+			};
+
+			i = (k + round) % 3;
+			s.vcpus = vcpus[i];
+			run_once(&s, &run);
+			snprintf(what, sizeof(what), "%u vCPUs", vcpus[i]);
+			print_run(round, what, &run);
+			stats_add(&st[i], &run);
+		}
+	printf("   %-6s %5s %9s %10s %-28s %-18s\n", "vCPUs", "ok", "requests", "postcopy s",
+	       "requests/s (range)", "p50 us (range)");
+	for (i = 0; i < 3; i++) {
+		struct pc_stats *x = &st[i];
+		struct perf_range rps = med(x->req_per_s, x), p50 = med(x->p50, x);
+		struct perf_range req = med(x->requests, x), pcs = med(x->postcopy_s, x);
+
+		printf("   %-6u %2u/%-2u %9s %10s %-28s %-18s\n", vcpus[i], x->n, x->n + x->failed,
+		       fmt_med(m1, sizeof(m1), req, 0), fmt_med(m2, sizeof(m2), pcs, 3),
+		       fmt_range(r1, sizeof(r1), rps, 0), fmt_range(r2, sizeof(r2), p50, 0));
+		if (x->failed)
+			printf("          failed: %s\n", x->error);
+		perf_json_begin(&b->json);
+		perf_json_str(&b->json, "bench", "request_throughput");
+		perf_json_num(&b->json, "vcpus", vcpus[i]);
+		perf_json_num(&b->json, "ram_mib", ram >> 20);
+		perf_json_num(&b->json, "rounds_ok", x->n);
+		perf_json_num(&b->json, "rounds_failed", x->failed);
+		json_range(b, "requests_per_s", rps);
+		json_range(b, "requests", req);
+		json_range(b, "postcopy_s", pcs);
+		json_range(b, "p50_us", p50);
+		perf_json_end(&b->json);
+	}
+	fflush(stdout);
+}
+
+/* ---- 3: the guest precopy cannot finish ---- */
+
+static void bench_converge(struct pc_bench *b)
+{
+	static const struct pc_mode modes[] = {
+		{ "postcopy (auto start)", .postcopy = true, .preempt = true, .hint = true },
+		{ "precopy auto-converge", .policy = MIG_POLICY_AUTO_CONVERGE },
+		{ "precopy rate-driven", .policy = MIG_POLICY_RATE_DRIVEN },
+	};
+	static struct pc_stats st[3];
+	unsigned int round, k, i;
+	struct pc_run run;
+	char r1[48], r2[48], m1[24], m2[24], m3[24];
+	double base;
+
+	memset(st, 0, sizeof(st));
+	printf("\n3. A guest dirtying faster than the link: %llu MiB, %u vCPUs writing in order,\n"
+	       "   max-bandwidth %llu MiB/s, loopback, dirty ring (%u rounds)\n",
+	       (unsigned long long)(PC_CONV_RAM >> 20), PC_CONV_VCPUS,
+	       (unsigned long long)(PC_CONV_BANDWIDTH >> 20), b->rounds);
+	fflush(stdout);
+	for (round = 0; round < b->rounds; round++)
+		for (k = 0; k < 3; k++) {
+			struct pc_spec s = {
+				.workload = WORKLOAD_SEQ,
+				.backend = DIRTY_RING,
+				.ram = PC_CONV_RAM,
+				.vcpus = PC_CONV_VCPUS,
+				.max_bandwidth = PC_CONV_BANDWIDTH,
+				.start = MIG_POSTCOPY_START_AUTO,
+			};
+
+			i = (k + round) % 3;
+			s.mode = &modes[i];
+			run_once(&s, &run);
+			print_run(round, modes[i].name, &run);
+			stats_add(&st[i], &run);
+		}
+	printf("   %-22s %5s %-22s %-24s %7s %9s %12s\n", "way", "ok", "total s (range)",
+	       "downtime ms (range)", "passes", "max thr%", "vs postcopy");
+	base = st[0].n ? perf_range(st[0].total_s, st[0].n).median : -1;
+	for (i = 0; i < 3; i++) {
+		struct pc_stats *x = &st[i];
+		struct perf_range tot = med(x->total_s, x), dt = med(x->downtime_ms, x);
+		struct perf_range passes = med(x->passes, x), thr = med(x->throttle, x);
+
+		snprintf(m3, sizeof(m3), "-");
+		if (base > 0 && x->n)
+			snprintf(m3, sizeof(m3), "%.2fx", tot.median / base);
+		printf("   %-22s %2u/%-2u %-22s %-24s %7s %9s %12s\n", modes[i].name, x->n,
+		       x->n + x->failed, fmt_range(r1, sizeof(r1), tot, 2),
+		       fmt_range(r2, sizeof(r2), dt, 1), fmt_med(m1, sizeof(m1), passes, 0),
+		       fmt_med(m2, sizeof(m2), thr, 0), m3);
+		if (x->failed)
+			printf("          failed: %s\n", x->error);
+		perf_json_begin(&b->json);
+		perf_json_str(&b->json, "bench", "non_converging");
+		perf_json_str(&b->json, "way", modes[i].name);
+		perf_json_num(&b->json, "rounds_ok", x->n);
+		perf_json_num(&b->json, "rounds_failed", x->failed);
+		perf_json_num(&b->json, "rounds_switched", x->switched);
+		json_range(b, "total_s", tot);
+		json_range(b, "downtime_ms", dt);
+		json_range(b, "passes", passes);
+		json_range(b, "max_throttle_pct", thr);
+		perf_json_end(&b->json);
+	}
+	fflush(stdout);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: postcopy_perf [--quick] [--rounds N] [--only latency|throughput|converge] [--no-netns] [--json FILE]\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct pc_bench b = { .rounds = PC_DEFAULT_ROUNDS, .netns = true };
+	bool rounds_given = false;
+	const char *only = NULL;
+	char *end;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick")) {
+			b.quick = true;
+		} else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+			b.rounds = strtoul(argv[++i], &end, 10);
+			if (*end || !b.rounds || b.rounds > PERF_MAX_ROUNDS) {
+				fprintf(stderr, "postcopy_perf: --rounds '%s': expected 1 to %u\n",
+					argv[i], PERF_MAX_ROUNDS);
+				return 2;
+			}
+			rounds_given = true;
+		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+			only = argv[++i];
+		} else if (!strcmp(argv[i], "--no-netns")) {
+			b.netns = false;
+		} else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+			i++;
+		} else {
+			usage();
+			return 2;
+		}
+	}
+	if (only && strcmp(only, "latency") && strcmp(only, "throughput") &&
+	    strcmp(only, "converge")) {
+		fprintf(stderr, "postcopy_perf: --only '%s': expected latency, throughput or converge\n",
+			only);
+		return 2;
+	}
+	if (b.quick && !rounds_given)
+		b.rounds = 1;
+	if (perf_json_open(&b.json, argc, argv, "postcopy"))
+		return 2;
+	kvmmig_set_log(quiet, KVMMIG_LOG_ERR);
+	printf("Postcopy benchmarks (guests in this host's KVM):");
+	for (i = 0; i < argc; i++)
+		printf(" %s", argv[i]);
+	printf("\n");
+	if (!only || !strcmp(only, "latency"))
+		bench_latency(&b);
+	if (!only || !strcmp(only, "throughput"))
+		bench_throughput(&b);
+	if (!only || !strcmp(only, "converge"))
+		bench_converge(&b);
+	return perf_json_close(&b.json) ? 1 : 0;
+}
