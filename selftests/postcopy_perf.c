@@ -42,10 +42,12 @@
 #define PC_RUN_MS		300000	/* a migration ends */
 #define PC_DEST_MS		60000	/* the destination reports after the source */
 #define PC_MAX_PASSES		100	/* precopy that never converges fails here */
+#define PC_FORCE_DOWNTIME_MS	1	/* below any pass's leftovers */
 #define PC_LAT_RAM		(256ULL << 20)
 #define PC_LAT_VCPUS		2
-#define PC_TPUT_RAM		(256ULL << 20)
-#define PC_CONV_RAM		(64ULL << 20)
+#define PC_TPUT_RAM		(64ULL << 20)
+#define PC_TPUT_BANDWIDTH	(32ULL << 20)	/* bytes/s of background pages */
+#define PC_CONV_RAM		(32ULL << 20)
 #define PC_CONV_VCPUS		2
 #define PC_CONV_BANDWIDTH	(32ULL << 20)	/* bytes/s: below the guest's dirty rate */
 
@@ -75,6 +77,8 @@ struct pc_spec {
 	uint64_t ram, max_bandwidth;
 	unsigned int vcpus;
 	enum mig_postcopy_start start;		/* PASSES: after the first */
+	bool force_switch;			/* downtime-limit so small that
+						   precopy never finishes first */
 };
 
 /* What a side sends back. */
@@ -253,6 +257,8 @@ static void source_params(const struct pc_spec *s, struct mig_params *p)
 	p->postcopy_hint = s->mode->hint;
 	p->postcopy_start = s->start;
 	p->postcopy_after_passes = 1;
+	if (s->force_switch)
+		p->downtime_limit_ms = PC_FORCE_DOWNTIME_MS;
 }
 
 /* Fork a source migrating its new guest to @to; the result comes on *@fd. */
@@ -424,8 +430,8 @@ static void stats_add(struct pc_stats *st, const struct pc_run *run)
 	st->faults[n] = f->postcopy_remote_faults;
 	st->requests[n] = f->postcopy_requests;
 	st->dropped[n] = f->postcopy_dropped;
-	st->postcopy_s[n] = run->src.postcopy_s;
-	st->req_per_s[n] = run->src.postcopy_s > 0 ? f->postcopy_requests / run->src.postcopy_s : 0;
+	st->postcopy_s[n] = f->postcopy_s;
+	st->req_per_s[n] = f->postcopy_s > 0 ? f->postcopy_requests / f->postcopy_s : 0;
 	st->total_s[n] = run->src.total_s;
 	st->downtime_ms[n] = run->src.downtime_ms;
 	st->passes[n] = run->src.passes;
@@ -594,6 +600,7 @@ static void latency_link(struct pc_bench *b, const char *link, const struct netn
 					.ram = ram,
 					.vcpus = PC_LAT_VCPUS,
 					.start = MIG_POSTCOPY_START_PASSES,
+					.force_switch = true,
 				};
 
 				m = (k + round) % NR_LAT_MODES;
@@ -696,9 +703,11 @@ static void bench_throughput(struct pc_bench *b)
 
 	memset(st, 0, sizeof(st));
 	printf("\n2. Page requests with 1, 4, 16 vCPUs faulting at once: %llu MiB guest writing at\n"
-	   "   random, loopback, preempt+hint, switch after pass 1 (%u rounds); requests per\n"
-	   "   second of postcopy (the destination's requests / postcopy_s)\n",
-	       (unsigned long long)(ram >> 20), b->rounds);
+	       "   random, loopback, preempt+hint, switch after pass 1, max-bandwidth %llu MiB/s\n"
+	       "   (background pages only: requested ones are not paced) (%u rounds);\n"
+	       "   requests per second of postcopy (the destination's requests / postcopy_s)\n",
+	       (unsigned long long)(ram >> 20), (unsigned long long)(PC_TPUT_BANDWIDTH >> 20),
+	       b->rounds);
 	fflush(stdout);
 	for (round = 0; round < b->rounds; round++)
 		for (k = 0; k < 3; k++) {
@@ -707,7 +716,9 @@ static void bench_throughput(struct pc_bench *b)
 				.workload = WORKLOAD_RAND,
 				.backend = DIRTY_AUTO,
 				.ram = ram,
+				.max_bandwidth = PC_TPUT_BANDWIDTH,
 				.start = MIG_POSTCOPY_START_PASSES,
+				.force_switch = true,
 			};
 
 			i = (k + round) % 3;
@@ -756,7 +767,7 @@ static void bench_converge(struct pc_bench *b)
 	static struct pc_stats st[3];
 	unsigned int round, k, i;
 	struct pc_run run;
-	char r1[48], r2[48], m1[24], m2[24], m3[24];
+	char r1[48], r2[48], m1[24], m2[24], m3[24], m4[24];
 	double base;
 
 	memset(st, 0, sizeof(st));
@@ -782,21 +793,22 @@ static void bench_converge(struct pc_bench *b)
 			print_run(round, modes[i].name, &run);
 			stats_add(&st[i], &run);
 		}
-	printf("   %-22s %5s %-22s %-24s %7s %9s %12s\n", "way", "ok", "total s (range)",
-	       "downtime ms (range)", "passes", "max thr%", "vs postcopy");
+	printf("   %-22s %5s %-22s %-24s %7s %9s %13s %12s\n", "way", "ok", "total s (range)",
+	       "downtime ms (range)", "passes", "max thr%", "blocktime ms", "vs postcopy");
 	base = st[0].n ? perf_range(st[0].total_s, st[0].n).median : -1;
 	for (i = 0; i < 3; i++) {
 		struct pc_stats *x = &st[i];
 		struct perf_range tot = med(x->total_s, x), dt = med(x->downtime_ms, x);
 		struct perf_range passes = med(x->passes, x), thr = med(x->throttle, x);
+		struct perf_range bt = med(x->blocktime_ms, x);
 
 		snprintf(m3, sizeof(m3), "-");
 		if (base > 0 && x->n)
 			snprintf(m3, sizeof(m3), "%.2fx", tot.median / base);
-		printf("   %-22s %2u/%-2u %-22s %-24s %7s %9s %12s\n", modes[i].name, x->n,
+		printf("   %-22s %2u/%-2u %-22s %-24s %7s %9s %13s %12s\n", modes[i].name, x->n,
 		       x->n + x->failed, fmt_range(r1, sizeof(r1), tot, 2),
 		       fmt_range(r2, sizeof(r2), dt, 1), fmt_med(m1, sizeof(m1), passes, 0),
-		       fmt_med(m2, sizeof(m2), thr, 0), m3);
+		       fmt_med(m2, sizeof(m2), thr, 0), fmt_med(m4, sizeof(m4), bt, 1), m3);
 		if (x->failed)
 			printf("          failed: %s\n", x->error);
 		perf_json_begin(&b->json);
@@ -809,6 +821,7 @@ static void bench_converge(struct pc_bench *b)
 		json_range(b, "downtime_ms", dt);
 		json_range(b, "passes", passes);
 		json_range(b, "max_throttle_pct", thr);
+		json_range(b, "blocktime_ms", bt);
 		perf_json_end(&b->json);
 	}
 	fflush(stdout);
