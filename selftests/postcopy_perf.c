@@ -402,6 +402,7 @@ static void print_run(unsigned int round, const char *what, const struct pc_run 
 
 struct pc_stats {
 	unsigned int n, failed, switched;
+	unsigned int nlat;		/* rounds with remote faults: p50, p99 */
 	char error[320];		/* the last failure's */
 	double p50[PERF_MAX_ROUNDS], p99[PERF_MAX_ROUNDS], blocktime_ms[PERF_MAX_ROUNDS];
 	double faults[PERF_MAX_ROUNDS], requests[PERF_MAX_ROUNDS], dropped[PERF_MAX_ROUNDS];
@@ -424,8 +425,11 @@ static void stats_add(struct pc_stats *st, const struct pc_run *run)
 	if (n >= PERF_MAX_ROUNDS)
 		return;
 	st->switched += run->src.postcopy;
-	st->p50[n] = lat_hist_percentile_us(f->postcopy_fault_us_hist, 50);
-	st->p99[n] = lat_hist_percentile_us(f->postcopy_fault_us_hist, 99);
+	/* A round without remote faults has no percentile (not 0 us). */
+	if (lat_hist_count(f->postcopy_fault_us_hist)) {
+		st->p50[st->nlat] = lat_hist_percentile_us(f->postcopy_fault_us_hist, 50);
+		st->p99[st->nlat++] = lat_hist_percentile_us(f->postcopy_fault_us_hist, 99);
+	}
 	st->blocktime_ms[n] = f->postcopy_blocktime_ns / 1e6;
 	st->faults[n] = f->postcopy_remote_faults;
 	st->requests[n] = f->postcopy_requests;
@@ -536,24 +540,18 @@ static const char *goal_verdict(double upper_us, double goal_us)
 	return "undecided (the goal lies inside the bucket)";
 }
 
-/* Whether @st has fault latencies to judge: rounds that switched and faulted. */
-static bool have_faults(const struct pc_stats *st)
-{
-	return st->switched && lat_hist_count(st->hist);
-}
-
 /* The loopback goal for preempt: p50 <= 100 us, p99 <= 1 ms. */
 static void print_latency_goal(const char *workload, struct pc_stats *st)
 {
 	double p50, p99;
 
-	if (!have_faults(st)) {
+	if (!st->nlat) {
 		printf("   goal, %s, preempt: p50 <= 100 us, p99 <= 1 ms: not measured (no remote faults)\n",
 		       workload);
 		return;
 	}
-	p50 = perf_range(st->p50, st->n).median;
-	p99 = perf_range(st->p99, st->n).median;
+	p50 = perf_range(st->p50, st->nlat).median;
+	p99 = perf_range(st->p99, st->nlat).median;
 	printf("   goal, %s, preempt: p50 <= 100 us: %s (median p50 under %.0f us); p99 <= 1 ms: %s (under %.0f us)\n",
 	       workload, goal_verdict(p50, 100), p50, goal_verdict(p99, 1000), p99);
 }
@@ -616,7 +614,8 @@ static void latency_link(struct pc_bench *b, const char *link, const struct netn
 	for (w = 0; w < 2; w++)
 		for (m = 0; m < NR_LAT_MODES; m++) {
 			struct pc_stats *x = &st[w][m];
-			struct perf_range p50 = med(x->p50, x), p99 = med(x->p99, x);
+			struct perf_range p50 = perf_range(x->p50, x->nlat);
+			struct perf_range p99 = perf_range(x->p99, x->nlat);
 			struct perf_range bt = med(x->blocktime_ms, x), faults = med(x->faults, x);
 			struct perf_range pcs = med(x->postcopy_s, x);
 
@@ -732,7 +731,7 @@ static void bench_throughput(struct pc_bench *b)
 	       "requests/s (range)", "p50 us (range)");
 	for (i = 0; i < 3; i++) {
 		struct pc_stats *x = &st[i];
-		struct perf_range rps = med(x->req_per_s, x), p50 = med(x->p50, x);
+		struct perf_range rps = med(x->req_per_s, x), p50 = perf_range(x->p50, x->nlat);
 		struct perf_range req = med(x->requests, x), pcs = med(x->postcopy_s, x);
 
 		printf("   %-6u %2u/%-2u %9s %10s %-28s %-18s\n", vcpus[i], x->n, x->n + x->failed,
