@@ -17,22 +17,23 @@
  *
  * Each migration's source and destination are children forked from this
  * program, which holds no guest, and each sends its struct mig_report back
- * over a pipe (a fork of the same image: its string pointers stay valid).
+ * over a socket (a fork of the same image: its string pointers stay valid).
  *
  *   postcopy_perf [--quick] [--rounds N] [--only latency|throughput|converge]
  *                 [--no-netns] [--json FILE]
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "lat_hist.h"
 #include "mig_test_util.h"
+#include "net.h"
 #include "netns_util.h"
 #include "perf_util.h"
 
@@ -105,47 +106,12 @@ static void quiet(int level, const char *msg)
 
 /* ---- the two sides, forked children ---- */
 
-static int pipe_write_all(int fd, const void *buf, size_t len)
+/* Exactly @len bytes from a side within @timeout_ms of silence: 0 or -errno. */
+static int side_read(int fd, void *buf, size_t len, int timeout_ms)
 {
-	const char *p = buf;
+	struct net_wait w = { .timeout_ms = timeout_ms, .what = "a side's result" };
 
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -EPIPE;
-		p += n;
-		len -= n;
-	}
-	return 0;
-}
-
-/* Exactly @len bytes within @timeout_ms: 0, -ETIMEDOUT, or -EPIPE if the writer went. */
-static int pipe_read_all(int fd, void *buf, size_t len, int timeout_ms)
-{
-	double deadline = now_s() + timeout_ms / 1000.0;
-	char *p = buf;
-
-	while (len) {
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
-		double left = deadline - now_s();
-		ssize_t n;
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0)
-			continue;
-		n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -EPIPE;
-		p += n;
-		len -= n;
-	}
-	return 0;
+	return net_read_all(fd, buf, len, &w);
 }
 
 /* In a side: its result to the benchmark, then exit. */
@@ -154,7 +120,7 @@ static void __attribute__((noreturn)) side_finish(int fd, struct pc_side_result 
 	mig_report_free(&r->rep);
 	r->rep.samples = NULL;
 	r->rep.nr_samples = r->rep.cap_samples = 0;
-	_exit(pipe_write_all(fd, r, sizeof(*r)) ? 1 : 0);
+	_exit(net_write_all(fd, r, sizeof(*r), NULL) ? 1 : 0);
 }
 
 /* A side dies with the benchmark and lives in its host's namespace. */
@@ -171,25 +137,44 @@ static void side_enter(const char *netns)
 
 static void dest_listening(void *opaque, int port)
 {
-	if (pipe_write_all(*(int *)opaque, &port, sizeof(port)))
+	if (net_write_all(*(int *)opaque, &port, sizeof(port), NULL))
 		_exit(1);
 }
 
 /*
- * Fork a destination listening on its host; its address into @addr, the
- * pipe its result comes on into *@fd.  The pid, or -1.
+ * Fork a side with a socket back to the benchmark: in the child 0 and its
+ * end in *@fd, in the parent the pid and the other end; -1.
  */
-static pid_t dest_start(const struct pc_spec *s, char *addr, size_t len, int *fd)
+static pid_t side_fork(int *fd)
 {
-	const char *host = s->hosts ? NETNS_DST_ADDR : "127.0.0.1";
-	int pfd[2], port;
+	int pfd[2];
 	pid_t pid;
 
-	if (pipe2(pfd, O_CLOEXEC))
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pfd))
 		return -1;
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	close(pfd[pid ? 1 : 0]);
+	*fd = pfd[pid ? 0 : 1];
+	return pid;
+}
+
+/*
+ * Fork a destination listening on its host; its address into @addr, the
+ * socket its result comes on into *@fd.  The pid, or -1.
+ */
+static pid_t dest_start(const struct pc_spec *s, char *addr, size_t len, int *fd)
+{
+	const char *host = s->hosts ? NETNS_DST_ADDR : "127.0.0.1";
+	pid_t pid = side_fork(fd);
+	int port;
+
 	if (pid == 0) {
 		struct pc_side_result r = { 0 };
 		char listen[64];
@@ -197,27 +182,24 @@ static pid_t dest_start(const struct pc_spec *s, char *addr, size_t len, int *fd
 			.listen = listen,
 			.listening = dest_listening,
 			.resumed = dest_child_resumed,
-			.opaque = &pfd[1],
+			.opaque = fd,
 			DEST_CHILD_VMM,
 		};
 
-		close(pfd[0]);
 		side_enter(s->hosts ? s->hosts->dst : NULL);
 		snprintf(listen, sizeof(listen), "tcp:%s:0", host);
 		r.ret = mig_dest_run(&o, &r.rep);
-		side_finish(pfd[1], &r);
+		side_finish(*fd, &r);
 	}
-	close(pfd[1]);
-	if (pid < 0 || pipe_read_all(pfd[0], &port, sizeof(port), PC_LISTEN_MS)) {
-		close(pfd[0]);
-		if (pid > 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-		}
+	if (pid < 0)
+		return -1;
+	if (side_read(*fd, &port, sizeof(port), PC_LISTEN_MS)) {
+		close(*fd);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
 		return -1;
 	}
 	snprintf(addr, len, "tcp:%s:%d", host, port);
-	*fd = pfd[0];
 	return pid;
 }
 
@@ -264,20 +246,13 @@ static void source_params(const struct pc_spec *s, struct mig_params *p)
 /* Fork a source migrating its new guest to @to; the result comes on *@fd. */
 static pid_t source_start(const struct pc_spec *s, const char *to, int *fd)
 {
-	int pfd[2];
-	pid_t pid;
+	pid_t pid = side_fork(fd);
 
-	if (pipe2(pfd, O_CLOEXEC))
-		return -1;
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
 	if (pid == 0) {
 		struct pc_side_result r = { 0 };
 		struct mig_source_opts o = { .to = to };
 		struct vm *vm;
 
-		close(pfd[0]);
 		side_enter(s->hosts ? s->hosts->src : NULL);
 		source_params(s, &o.params);
 		vm = source_guest_for(s);
@@ -285,18 +260,12 @@ static pid_t source_start(const struct pc_spec *s, const char *to, int *fd)
 			r.ret = -ENODEV;
 			snprintf(r.rep.error, sizeof(r.rep.error), "cannot run the source guest: %s",
 				 kvmmig_last_error());
-			side_finish(pfd[1], &r);
+			side_finish(*fd, &r);
 		}
 		r.ret = mig_source_run(vm->kv, &o, &r.rep);
 		vm_destroy(vm);
-		side_finish(pfd[1], &r);
+		side_finish(*fd, &r);
 	}
-	close(pfd[1]);
-	if (pid < 0) {
-		close(pfd[0]);
-		return -1;
-	}
-	*fd = pfd[0];
 	return pid;
 }
 
@@ -304,7 +273,7 @@ static pid_t source_start(const struct pc_spec *s, const char *to, int *fd)
 static int side_collect(pid_t pid, int fd, int timeout_ms, const char *who,
 			struct pc_side_result *r, struct pc_run *run)
 {
-	int ret = pipe_read_all(fd, r, sizeof(*r), timeout_ms);
+	int ret = side_read(fd, r, sizeof(*r), timeout_ms);
 
 	close(fd);
 	if (ret) {
@@ -496,6 +465,22 @@ static void json_hist(struct pc_bench *b, const uint64_t *hist)
 	json_array_end(&b->json.w);
 }
 
+/*
+ * A configuration's row in the JSON, begun with what every row carries:
+ * the benchmark and its rounds; the last failure is printed under the
+ * table's line.
+ */
+static void row_begin(struct pc_bench *b, const char *bench, const struct pc_stats *x)
+{
+	if (x->failed)
+		printf("          last failure: %s\n", x->error);
+	perf_json_begin(&b->json);
+	perf_json_str(&b->json, "bench", bench);
+	perf_json_num(&b->json, "rounds_ok", x->n);
+	perf_json_num(&b->json, "rounds_failed", x->failed);
+	perf_json_num(&b->json, "rounds_switched", x->switched);
+}
+
 /* The non-empty stretch of @hist as "[lo,hi):count" items; bucket 0 is "<2". */
 static void print_hist(const char *indent, const uint64_t *hist)
 {
@@ -568,6 +553,27 @@ static double hint_ratio(struct pc_stats *preempt, struct pc_stats *hint)
 	return without > 0 ? with / without : -1;
 }
 
+/*
+ * @b->rounds rounds of the @n migrations @specs (named @names), taking
+ * turns: each round starts one further on, so none always goes first.
+ * Each one's figures into @st[i].
+ */
+static void run_rounds(const struct pc_bench *b, const struct pc_spec *specs,
+		       const char *const *names, unsigned int n, struct pc_stats *st)
+{
+	unsigned int round, k, i;
+	struct pc_run run;
+
+	memset(st, 0, n * sizeof(*st));
+	for (round = 0; round < b->rounds; round++)
+		for (k = 0; k < n; k++) {
+			i = (k + round) % n;
+			run_once(&specs[i], &run);
+			print_run(round, names[i], &run);
+			stats_add(&st[i], &run);
+		}
+}
+
 /* ---- 1: remote-fault latency ---- */
 
 static const char *const workload_names[] = { "seq", "rand" };
@@ -577,37 +583,36 @@ static void latency_link(struct pc_bench *b, const char *link, const struct netn
 {
 	static struct pc_stats st[2][NR_LAT_MODES];
 	uint64_t ram = b->quick ? PC_LAT_RAM / 2 : PC_LAT_RAM;
-	unsigned int round, w, k, m;
-	struct pc_run run;
-	char r1[48], r2[48], r3[48], m1[24], m2[24], what[48];
+	struct pc_spec specs[2 * NR_LAT_MODES];
+	const char *names[2 * NR_LAT_MODES];
+	char what[2 * NR_LAT_MODES][32];
+	char r1[48], r2[48], r3[48], m1[24], m2[24];
+	unsigned int w, m;
 	double ratio;
 
-	memset(st, 0, sizeof(st));
+	for (w = 0; w < 2; w++)
+		for (m = 0; m < NR_LAT_MODES; m++) {
+			struct pc_spec *sp = &specs[w * NR_LAT_MODES + m];
+
+			*sp = (struct pc_spec) {
+				.mode = &lat_modes[m],
+				.hosts = hosts,
+				.workload = lat_workloads[w],
+				.backend = DIRTY_AUTO,
+				.ram = ram,
+				.vcpus = PC_LAT_VCPUS,
+				.start = MIG_POSTCOPY_START_PASSES,
+				.force_switch = true,
+			};
+			snprintf(what[w * NR_LAT_MODES + m], sizeof(what[0]), "%s %s",
+				 workload_names[w], lat_modes[m].name);
+			names[w * NR_LAT_MODES + m] = what[w * NR_LAT_MODES + m];
+		}
 	printf("\n1. Remote faults, %s: %llu MiB guest, %u vCPUs, switch after pass 1 (%u rounds)\n",
 	       link, (unsigned long long)(ram >> 20), PC_LAT_VCPUS, b->rounds);
 	fflush(stdout);
-	for (round = 0; round < b->rounds; round++)
-		for (w = 0; w < 2; w++)
-			for (k = 0; k < NR_LAT_MODES; k++) {
-				/* Each mode goes first in a round of its own. */
-				struct pc_spec s = {
-					.mode = &lat_modes[(k + round) % NR_LAT_MODES],
-					.hosts = hosts,
-					.workload = lat_workloads[w],
-					.backend = DIRTY_AUTO,
-					.ram = ram,
-					.vcpus = PC_LAT_VCPUS,
-					.start = MIG_POSTCOPY_START_PASSES,
-					.force_switch = true,
-				};
-
-				m = (k + round) % NR_LAT_MODES;
-				run_once(&s, &run);
-				snprintf(what, sizeof(what), "%s %s", workload_names[w],
-					 lat_modes[m].name);
-				print_run(round, what, &run);
-				stats_add(&st[w][m], &run);
-			}
+	/* Both workloads and every mode take turns, in one sequence. */
+	run_rounds(b, specs, names, 2 * NR_LAT_MODES, &st[0][0]);
 	printf("   %-5s %-13s %5s %8s %9s %-18s %-20s %-24s %10s\n", "load", "mode", "ok",
 	       "switched", "faults", "p50 us (range)", "p99 us (range)", "blocktime ms (range)",
 	       "postcopy s");
@@ -624,17 +629,11 @@ static void latency_link(struct pc_bench *b, const char *link, const struct netn
 			       x->switched, fmt_med(m1, sizeof(m1), faults, 0),
 			       fmt_range(r1, sizeof(r1), p50, 0), fmt_range(r2, sizeof(r2), p99, 0),
 			       fmt_range(r3, sizeof(r3), bt, 1), fmt_med(m2, sizeof(m2), pcs, 3));
-			if (x->failed)
-				printf("         failed: %s\n", x->error);
-			perf_json_begin(&b->json);
-			perf_json_str(&b->json, "bench", "fault_latency");
+			row_begin(b, "fault_latency", x);
 			perf_json_str(&b->json, "link", link);
 			perf_json_str(&b->json, "workload", workload_names[w]);
 			perf_json_str(&b->json, "mode", lat_modes[m].name);
 			perf_json_num(&b->json, "ram_mib", ram >> 20);
-			perf_json_num(&b->json, "rounds_ok", x->n);
-			perf_json_num(&b->json, "rounds_failed", x->failed);
-			perf_json_num(&b->json, "rounds_switched", x->switched);
 			json_range(b, "p50_us", p50);
 			json_range(b, "p99_us", p99);
 			json_range(b, "blocktime_ms", bt);
@@ -696,11 +695,26 @@ static void bench_throughput(struct pc_bench *b)
 	static const unsigned int vcpus[] = { 1, 4, 16 };
 	static struct pc_stats st[3];
 	uint64_t ram = b->quick ? PC_TPUT_RAM / 2 : PC_TPUT_RAM;
-	unsigned int round, k, i;
-	struct pc_run run;
-	char r1[64], r2[48], m1[24], m2[24], what[48];
+	struct pc_spec specs[3];
+	const char *names[3];
+	char what[3][16];
+	char r1[64], r2[48], m1[24], m2[24];
+	unsigned int i;
 
-	memset(st, 0, sizeof(st));
+	for (i = 0; i < 3; i++) {
+		specs[i] = (struct pc_spec) {
+			.mode = &lat_modes[MODE_HINT],
+			.workload = WORKLOAD_RAND,
+			.backend = DIRTY_AUTO,
+			.ram = ram,
+			.vcpus = vcpus[i],
+			.max_bandwidth = PC_TPUT_BANDWIDTH,
+			.start = MIG_POSTCOPY_START_PASSES,
+			.force_switch = true,
+		};
+		snprintf(what[i], sizeof(what[i]), "%u vCPUs", vcpus[i]);
+		names[i] = what[i];
+	}
 	printf("\n2. Page requests with 1, 4, 16 vCPUs faulting at once: %llu MiB guest writing at\n"
 	       "   random, loopback, preempt+hint, switch after pass 1, max-bandwidth %llu MiB/s\n"
 	       "   (background pages only: requested ones are not paced) (%u rounds);\n"
@@ -708,25 +722,7 @@ static void bench_throughput(struct pc_bench *b)
 	       (unsigned long long)(ram >> 20), (unsigned long long)(PC_TPUT_BANDWIDTH >> 20),
 	       b->rounds);
 	fflush(stdout);
-	for (round = 0; round < b->rounds; round++)
-		for (k = 0; k < 3; k++) {
-			struct pc_spec s = {
-				.mode = &lat_modes[MODE_HINT],
-				.workload = WORKLOAD_RAND,
-				.backend = DIRTY_AUTO,
-				.ram = ram,
-				.max_bandwidth = PC_TPUT_BANDWIDTH,
-				.start = MIG_POSTCOPY_START_PASSES,
-				.force_switch = true,
-			};
-
-			i = (k + round) % 3;
-			s.vcpus = vcpus[i];
-			run_once(&s, &run);
-			snprintf(what, sizeof(what), "%u vCPUs", vcpus[i]);
-			print_run(round, what, &run);
-			stats_add(&st[i], &run);
-		}
+	run_rounds(b, specs, names, 3, st);
 	printf("   %-6s %5s %9s %10s %-28s %-18s\n", "vCPUs", "ok", "requests", "postcopy s",
 	       "requests/s (range)", "p50 us (range)");
 	for (i = 0; i < 3; i++) {
@@ -737,14 +733,9 @@ static void bench_throughput(struct pc_bench *b)
 		printf("   %-6u %2u/%-2u %9s %10s %-28s %-18s\n", vcpus[i], x->n, x->n + x->failed,
 		       fmt_med(m1, sizeof(m1), req, 0), fmt_med(m2, sizeof(m2), pcs, 3),
 		       fmt_range(r1, sizeof(r1), rps, 0), fmt_range(r2, sizeof(r2), p50, 0));
-		if (x->failed)
-			printf("          failed: %s\n", x->error);
-		perf_json_begin(&b->json);
-		perf_json_str(&b->json, "bench", "request_throughput");
+		row_begin(b, "request_throughput", x);
 		perf_json_num(&b->json, "vcpus", vcpus[i]);
 		perf_json_num(&b->json, "ram_mib", ram >> 20);
-		perf_json_num(&b->json, "rounds_ok", x->n);
-		perf_json_num(&b->json, "rounds_failed", x->failed);
 		json_range(b, "requests_per_s", rps);
 		json_range(b, "requests", req);
 		json_range(b, "postcopy_s", pcs);
@@ -764,34 +755,30 @@ static void bench_converge(struct pc_bench *b)
 		{ "precopy rate-driven", .policy = MIG_POLICY_RATE_DRIVEN },
 	};
 	static struct pc_stats st[3];
-	unsigned int round, k, i;
-	struct pc_run run;
+	struct pc_spec specs[3];
+	const char *names[3];
 	char r1[48], r2[48], m1[24], m2[24], m3[24], m4[24];
+	unsigned int i;
 	double base;
 
-	memset(st, 0, sizeof(st));
+	for (i = 0; i < 3; i++) {
+		specs[i] = (struct pc_spec) {
+			.mode = &modes[i],
+			.workload = WORKLOAD_SEQ,
+			.backend = DIRTY_RING,
+			.ram = PC_CONV_RAM,
+			.vcpus = PC_CONV_VCPUS,
+			.max_bandwidth = PC_CONV_BANDWIDTH,
+			.start = MIG_POSTCOPY_START_AUTO,
+		};
+		names[i] = modes[i].name;
+	}
 	printf("\n3. A guest dirtying faster than the link: %llu MiB, %u vCPUs writing in order,\n"
 	       "   max-bandwidth %llu MiB/s, loopback, dirty ring (%u rounds)\n",
 	       (unsigned long long)(PC_CONV_RAM >> 20), PC_CONV_VCPUS,
 	       (unsigned long long)(PC_CONV_BANDWIDTH >> 20), b->rounds);
 	fflush(stdout);
-	for (round = 0; round < b->rounds; round++)
-		for (k = 0; k < 3; k++) {
-			struct pc_spec s = {
-				.workload = WORKLOAD_SEQ,
-				.backend = DIRTY_RING,
-				.ram = PC_CONV_RAM,
-				.vcpus = PC_CONV_VCPUS,
-				.max_bandwidth = PC_CONV_BANDWIDTH,
-				.start = MIG_POSTCOPY_START_AUTO,
-			};
-
-			i = (k + round) % 3;
-			s.mode = &modes[i];
-			run_once(&s, &run);
-			print_run(round, modes[i].name, &run);
-			stats_add(&st[i], &run);
-		}
+	run_rounds(b, specs, names, 3, st);
 	printf("   %-22s %5s %-22s %-24s %7s %9s %13s %12s\n", "way", "ok", "total s (range)",
 	       "downtime ms (range)", "passes", "max thr%", "blocktime ms", "vs postcopy");
 	base = st[0].n ? perf_range(st[0].total_s, st[0].n).median : -1;
@@ -808,14 +795,8 @@ static void bench_converge(struct pc_bench *b)
 		       x->n + x->failed, fmt_range(r1, sizeof(r1), tot, 2),
 		       fmt_range(r2, sizeof(r2), dt, 1), fmt_med(m1, sizeof(m1), passes, 0),
 		       fmt_med(m2, sizeof(m2), thr, 0), fmt_med(m4, sizeof(m4), bt, 1), m3);
-		if (x->failed)
-			printf("          failed: %s\n", x->error);
-		perf_json_begin(&b->json);
-		perf_json_str(&b->json, "bench", "non_converging");
+		row_begin(b, "non_converging", x);
 		perf_json_str(&b->json, "way", modes[i].name);
-		perf_json_num(&b->json, "rounds_ok", x->n);
-		perf_json_num(&b->json, "rounds_failed", x->failed);
-		perf_json_num(&b->json, "rounds_switched", x->switched);
 		json_range(b, "total_s", tot);
 		json_range(b, "downtime_ms", dt);
 		json_range(b, "passes", passes);
