@@ -46,6 +46,7 @@
 #define PC_FORCE_DOWNTIME_MS	1	/* below any pass's leftovers */
 #define PC_LAT_RAM		(256ULL << 20)
 #define PC_LAT_VCPUS		2
+#define PC_LAT_WSS		(32ULL << 20)	/* per vCPU: all dirty at the switch */
 #define PC_TPUT_RAM		(64ULL << 20)
 #define PC_TPUT_BANDWIDTH	(32ULL << 20)	/* bytes/s of background pages */
 #define PC_CONV_RAM		(32ULL << 20)
@@ -76,6 +77,7 @@ struct pc_spec {
 	enum guest_workload workload;
 	enum dirty_backend backend;
 	uint64_t ram, max_bandwidth;
+	uint64_t wss;				/* each vCPU's working set, 0: its slice */
 	unsigned int vcpus;
 	enum mig_postcopy_start start;		/* PASSES: after the first */
 	bool force_switch;			/* downtime-limit so small that
@@ -211,6 +213,7 @@ static struct vm *source_guest_for(const struct pc_spec *s)
 		.ram_bytes = s->ram,
 		.nr_slots = 1,
 		.guest.workload = s->workload,
+		.guest.wss_pages = s->wss / GUEST_PAGE_SIZE,
 	};
 	struct kvmmig_slot *slot;
 	struct vm *vm;
@@ -353,15 +356,18 @@ static void print_run(unsigned int round, const char *what, const struct pc_run 
 	} else {
 		printf("   round %u %-30s %6.2f s, downtime %6.1f ms, %3llu passes", round + 1, what,
 		       run->src.total_s, run->src.downtime_ms, (unsigned long long)run->src.passes);
-		if (run->src.postcopy)
-			printf(", postcopy %.2f s, %llu requests, %llu faults, p50 < %llu us, p99 < %llu us, blocktime %.1f ms",
-			       run->src.postcopy_s, (unsigned long long)f->postcopy_requests,
-			       (unsigned long long)f->postcopy_remote_faults,
-			       (unsigned long long)lat_hist_percentile_us(f->postcopy_fault_us_hist, 50),
-			       (unsigned long long)lat_hist_percentile_us(f->postcopy_fault_us_hist, 99),
-			       f->postcopy_blocktime_ns / 1e6);
-		else if (run->src.max_throttle_pct)
+		if (run->src.max_throttle_pct)
 			printf(", throttle up to %u%%", run->src.max_throttle_pct);
+		if (run->src.postcopy)
+			printf(", postcopy %.2f s, %llu requests, %llu faults, blocktime %.1f ms",
+			       f->postcopy_s, (unsigned long long)f->postcopy_requests,
+			       (unsigned long long)f->postcopy_remote_faults,
+			       f->postcopy_blocktime_ns / 1e6);
+		/* A percentile of no faults is none. */
+		if (lat_hist_count(f->postcopy_fault_us_hist))
+			printf(", p50 < %llu us, p99 < %llu us",
+			       (unsigned long long)lat_hist_percentile_us(f->postcopy_fault_us_hist, 50),
+			       (unsigned long long)lat_hist_percentile_us(f->postcopy_fault_us_hist, 99));
 		printf("\n");
 	}
 	fflush(stdout);
@@ -412,6 +418,19 @@ static void stats_add(struct pc_stats *st, const struct pc_run *run)
 	for (b = 0; b < LAT_HIST_BUCKETS; b++)
 		st->hist[b] += f->postcopy_fault_us_hist[b];
 	st->n++;
+}
+
+/*
+ * Percentiles over rounds: each is a bucket's upper bound, and so is their
+ * median (the upper one of an even count, not the mean of two bounds).
+ */
+static struct perf_range bucket_range(double *v, unsigned int n)
+{
+	struct perf_range r = perf_range(v, n);
+
+	if (n && !(n % 2))
+		r.median = v[n / 2];
+	return r;
 }
 
 static struct perf_range med(double *v, const struct pc_stats *st)
@@ -479,6 +498,7 @@ static void row_begin(struct pc_bench *b, const char *bench, const struct pc_sta
 	perf_json_num(&b->json, "rounds_ok", x->n);
 	perf_json_num(&b->json, "rounds_failed", x->failed);
 	perf_json_num(&b->json, "rounds_switched", x->switched);
+	perf_json_num(&b->json, "rounds_faulted", x->nlat);
 }
 
 /* The non-empty stretch of @hist as "[lo,hi):count" items; bucket 0 is "<2". */
@@ -535,8 +555,8 @@ static void print_latency_goal(const char *workload, struct pc_stats *st)
 		       workload);
 		return;
 	}
-	p50 = perf_range(st->p50, st->nlat).median;
-	p99 = perf_range(st->p99, st->nlat).median;
+	p50 = bucket_range(st->p50, st->nlat).median;
+	p99 = bucket_range(st->p99, st->nlat).median;
 	printf("   goal, %s, preempt: p50 <= 100 us: %s (median p50 under %.0f us); p99 <= 1 ms: %s (under %.0f us)\n",
 	       workload, goal_verdict(p50, 100), p50, goal_verdict(p99, 1000), p99);
 }
@@ -600,6 +620,7 @@ static void latency_link(struct pc_bench *b, const char *link, const struct netn
 				.workload = lat_workloads[w],
 				.backend = DIRTY_AUTO,
 				.ram = ram,
+				.wss = PC_LAT_WSS,
 				.vcpus = PC_LAT_VCPUS,
 				.start = MIG_POSTCOPY_START_PASSES,
 				.force_switch = true,
@@ -608,25 +629,26 @@ static void latency_link(struct pc_bench *b, const char *link, const struct netn
 				 workload_names[w], lat_modes[m].name);
 			names[w * NR_LAT_MODES + m] = what[w * NR_LAT_MODES + m];
 		}
-	printf("\n1. Remote faults, %s: %llu MiB guest, %u vCPUs, switch after pass 1 (%u rounds)\n",
-	       link, (unsigned long long)(ram >> 20), PC_LAT_VCPUS, b->rounds);
+	printf("\n1. Remote faults, %s: %llu MiB guest, %u vCPUs each writing %llu MiB, switch after\n"
+	       "   pass 1 (%u rounds)\n", link, (unsigned long long)(ram >> 20), PC_LAT_VCPUS,
+	       (unsigned long long)(PC_LAT_WSS >> 20), b->rounds);
 	fflush(stdout);
 	/* Both workloads and every mode take turns, in one sequence. */
 	run_rounds(b, specs, names, 2 * NR_LAT_MODES, &st[0][0]);
-	printf("   %-5s %-13s %5s %8s %9s %-18s %-20s %-24s %10s\n", "load", "mode", "ok",
-	       "switched", "faults", "p50 us (range)", "p99 us (range)", "blocktime ms (range)",
-	       "postcopy s");
+	printf("   %-5s %-13s %5s %8s %7s %9s %-18s %-20s %-24s %10s\n", "load", "mode", "ok",
+	       "switched", "faulted", "faults", "p50 us (range)", "p99 us (range)",
+	       "blocktime ms (range)", "postcopy s");
 	for (w = 0; w < 2; w++)
 		for (m = 0; m < NR_LAT_MODES; m++) {
 			struct pc_stats *x = &st[w][m];
-			struct perf_range p50 = perf_range(x->p50, x->nlat);
-			struct perf_range p99 = perf_range(x->p99, x->nlat);
+			struct perf_range p50 = bucket_range(x->p50, x->nlat);
+			struct perf_range p99 = bucket_range(x->p99, x->nlat);
 			struct perf_range bt = med(x->blocktime_ms, x), faults = med(x->faults, x);
 			struct perf_range pcs = med(x->postcopy_s, x);
 
-			printf("   %-5s %-13s %2u/%-2u %8u %9s %-18s %-20s %-24s %10s\n",
+			printf("   %-5s %-13s %2u/%-2u %8u %7u %9s %-18s %-20s %-24s %10s\n",
 			       workload_names[w], lat_modes[m].name, x->n, x->n + x->failed,
-			       x->switched, fmt_med(m1, sizeof(m1), faults, 0),
+			       x->switched, x->nlat, fmt_med(m1, sizeof(m1), faults, 0),
 			       fmt_range(r1, sizeof(r1), p50, 0), fmt_range(r2, sizeof(r2), p99, 0),
 			       fmt_range(r3, sizeof(r3), bt, 1), fmt_med(m2, sizeof(m2), pcs, 3));
 			row_begin(b, "fault_latency", x);
@@ -727,7 +749,7 @@ static void bench_throughput(struct pc_bench *b)
 	       "requests/s (range)", "p50 us (range)");
 	for (i = 0; i < 3; i++) {
 		struct pc_stats *x = &st[i];
-		struct perf_range rps = med(x->req_per_s, x), p50 = perf_range(x->p50, x->nlat);
+		struct perf_range rps = med(x->req_per_s, x), p50 = bucket_range(x->p50, x->nlat);
 		struct perf_range req = med(x->requests, x), pcs = med(x->postcopy_s, x);
 
 		printf("   %-6u %2u/%-2u %9s %10s %-28s %-18s\n", vcpus[i], x->n, x->n + x->failed,
