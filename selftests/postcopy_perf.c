@@ -46,7 +46,7 @@
 #define PC_FORCE_DOWNTIME_MS	1	/* below any pass's leftovers */
 #define PC_LAT_RAM		(256ULL << 20)
 #define PC_LAT_VCPUS		2
-#define PC_LAT_WSS		(32ULL << 20)	/* per vCPU: all dirty at the switch */
+#define PC_LAT_WSS		(64ULL << 20)	/* per vCPU: all dirty at the switch */
 #define PC_TPUT_RAM		(64ULL << 20)
 #define PC_TPUT_BANDWIDTH	(32ULL << 20)	/* bytes/s of background pages */
 #define PC_CONV_RAM		(32ULL << 20)
