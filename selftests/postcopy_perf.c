@@ -46,7 +46,8 @@
 #define PC_FORCE_DOWNTIME_MS	1	/* below any pass's leftovers */
 #define PC_LAT_RAM		(256ULL << 20)
 #define PC_LAT_VCPUS		2
-#define PC_LAT_WSS		(64ULL << 20)	/* per vCPU: all dirty at the switch */
+#define PC_LAT_WSS		(64ULL << 20)	/* per vCPU, half its slice: all dirty
+						   at the switch, the rest clean */
 #define PC_TPUT_RAM		(64ULL << 20)
 #define PC_TPUT_BANDWIDTH	(32ULL << 20)	/* bytes/s of background pages */
 #define PC_CONV_RAM		(32ULL << 20)
@@ -603,6 +604,7 @@ static void latency_link(struct pc_bench *b, const char *link, const struct netn
 {
 	static struct pc_stats st[2][NR_LAT_MODES];
 	uint64_t ram = b->quick ? PC_LAT_RAM / 2 : PC_LAT_RAM;
+	uint64_t wss = b->quick ? PC_LAT_WSS / 2 : PC_LAT_WSS;
 	struct pc_spec specs[2 * NR_LAT_MODES];
 	const char *names[2 * NR_LAT_MODES];
 	char what[2 * NR_LAT_MODES][32];
@@ -620,7 +622,7 @@ static void latency_link(struct pc_bench *b, const char *link, const struct netn
 				.workload = lat_workloads[w],
 				.backend = DIRTY_AUTO,
 				.ram = ram,
-				.wss = PC_LAT_WSS,
+				.wss = wss,
 				.vcpus = PC_LAT_VCPUS,
 				.start = MIG_POSTCOPY_START_PASSES,
 				.force_switch = true,
@@ -631,7 +633,7 @@ static void latency_link(struct pc_bench *b, const char *link, const struct netn
 		}
 	printf("\n1. Remote faults, %s: %llu MiB guest, %u vCPUs each writing %llu MiB, switch after\n"
 	       "   pass 1 (%u rounds)\n", link, (unsigned long long)(ram >> 20), PC_LAT_VCPUS,
-	       (unsigned long long)(PC_LAT_WSS >> 20), b->rounds);
+	       (unsigned long long)(wss >> 20), b->rounds);
 	fflush(stdout);
 	/* Both workloads and every mode take turns, in one sequence. */
 	run_rounds(b, specs, names, 2 * NR_LAT_MODES, &st[0][0]);
@@ -666,11 +668,17 @@ static void latency_link(struct pc_bench *b, const char *link, const struct netn
 			json_hist(b, x->hist);
 			perf_json_end(&b->json);
 		}
-	printf("   fault latency histogram, all rounds ([lo,hi) us: faults):\n");
+	printf("   fault latency histogram, all rounds ([lo,hi) us: faults), and its p50 and p99:\n");
 	for (w = 0; w < 2; w++)
 		for (m = 0; m < NR_LAT_MODES; m++) {
+			const uint64_t *h = st[w][m].hist;
+
 			printf("   %-5s %-13s", workload_names[w], lat_modes[m].name);
-			print_hist("", st[w][m].hist);
+			print_hist("", h);
+			if (lat_hist_count(h))
+				printf("   %-19s all rounds: p50 < %llu us, p99 < %llu us\n", "",
+				       (unsigned long long)lat_hist_percentile_us(h, 50),
+				       (unsigned long long)lat_hist_percentile_us(h, 99));
 		}
 	if (!hosts)
 		for (w = 0; w < 2; w++)
