@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Finding this user's running kvmmig commands through /proc, for the
+ * commands that signal them (`kvmmig cancel`, `kvmmig
+ * migrate-start-postcopy`): what a process runs is read from its command
+ * line (argv[0] ends in "kvmmig", argv[1] is the subcommand), and a demo's
+ * destination, the child of another kvmmig command, is left to its parent.
+ */
+#ifndef KVMMIG_PROCS_H
+#define KVMMIG_PROCS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+enum kvmmig_proc {
+	KVMMIG_PROC_NONE,	/* not a kvmmig command (or gone) */
+	KVMMIG_PROC_MIGRATION,	/* `kvmmig migrate` or `kvmmig demo` */
+	KVMMIG_PROC_SNAPSHOT,	/* `kvmmig snapshot` */
+};
+
+enum kvmmig_proc kvmmig_proc_kind(pid_t pid);
+/* The kvmmig command @pid is a child of (a demo's destination), or 0. */
+pid_t kvmmig_proc_parent(pid_t pid);
+/* @pid's command line holds @arg as an option of its own (before any "--"). */
+bool kvmmig_proc_has_arg(pid_t pid, const char *arg);
+/*
+ * Call @fn for each running kvmmig command, but this process and the
+ * children of kvmmig commands; returns how many calls returned 0, or
+ * -errno if /proc cannot be read.
+ */
+int kvmmig_procs_each(int (*fn)(pid_t pid, enum kvmmig_proc kind, void *opaque),
+		      void *opaque);
+
+#endif /* KVMMIG_PROCS_H */
