@@ -9,7 +9,7 @@
  * write the timeline.  `migrate --settle` and `receive --settle` settle a
  * handover that neither side could decide (Documentation/handover.rst), and
  * point a postcopy that lost its link at a new address (`--resume`,
- * `--recover`: Documentation/postcopy.rst).  SIGUSR1, which `kvmmig
+ * `--recover`: Documentation/postcopy.rst).  SIGUSR2, which `kvmmig
  * migrate-start-postcopy` sends, switches a --postcopy migration to postcopy.
  */
 #include <errno.h>
@@ -27,6 +27,7 @@
 #include "commands.h"
 #include "guest_check.h"
 #include "json.h"
+#include "kvmmig_procs.h"
 #include "log.h"
 #include "mig_listen.h"
 #include "mig_opts.h"
@@ -88,7 +89,7 @@ static void mig_on_signal(int sig)
 
 /*
  * migrate-start-postcopy's request (mig_source_opts.start_postcopy), set by
- * SIGUSR1; taken only by a migration given --postcopy, which
+ * SIGUSR2; taken only by a migration given --postcopy, which
  * mig_postcopy_allowed says to the handler.
  */
 static volatile sig_atomic_t mig_start_postcopy;
@@ -500,7 +501,7 @@ static void mig_env_finish(struct mig_env *env)
 	signal(SIGINT, mig_on_signal);
 	signal(SIGTERM, mig_on_signal);
 	kvmmig_cancel_set(&mig_postcopy_allowed, env->src.params.postcopy_ram);
-	signal(SIGUSR1, mig_on_start_postcopy);
+	signal(KVMMIG_START_POSTCOPY_SIGNAL, mig_on_start_postcopy);
 }
 
 int cmd_migrate(int argc, char **argv)

@@ -2,7 +2,7 @@
 /*
  * `kvmmig migrate-start-postcopy`: switch a running `kvmmig migrate --postcopy`
  * (or `demo --postcopy`) to postcopy now, like QEMU's command of that name
- * (Documentation/postcopy.rst).  It sends the process SIGUSR1, on which the
+ * (Documentation/postcopy.rst).  It sends the process SIGUSR2, on which the
  * migration switches at its next batch boundary.  A migration started
  * without --postcopy cannot switch: it is refused here, from its command
  * line, and the migrate process ignores the signal too, saying why.
@@ -48,7 +48,7 @@ static int start_postcopy_pid(pid_t pid, enum kvmmig_proc kind, void *opaque)
 			pid);
 		return -1;
 	}
-	if (kill(pid, SIGUSR1)) {
+	if (kill(pid, KVMMIG_START_POSTCOPY_SIGNAL)) {
 		fprintf(stderr, CMD ": cannot signal process %d: %s\n", pid, strerror(errno));
 		return -1;
 	}

@@ -9,8 +9,16 @@
 #ifndef KVMMIG_PROCS_H
 #define KVMMIG_PROCS_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
+
+/*
+ * What `kvmmig migrate-start-postcopy` sends a migration.  Not SIGUSR1: the
+ * built-in VMM kicks its vCPU threads with SIGUSR1 and installs its own
+ * handler for it when the guest starts.
+ */
+#define KVMMIG_START_POSTCOPY_SIGNAL	SIGUSR2
 
 enum kvmmig_proc {
 	KVMMIG_PROC_NONE,	/* not a kvmmig command (or gone) */
