@@ -18,6 +18,8 @@
 
 #include "cli_util.h"
 #include "kselftest_harness.h"
+#include "log.h"
+#include "uffd.h"
 
 /* A refused option ends the command at once; one that slips through may not. */
 #define REFUSE_MS	20000
@@ -590,6 +592,64 @@ TEST(start_postcopy_needs_postcopy)
 	cli_output(m.err, err, sizeof(err));
 	EXPECT_EQ(strstr(err, "ignored"), NULL) TH_LOG("stderr: %s", err);
 	cli_end(&m);
+}
+
+/* The lines of @out (cut there) that hold @what, up to @max of them: how many. */
+static unsigned int find_lines(char *out, const char *what, char **lines, unsigned int max)
+{
+	unsigned int n = 0;
+	char *line, *save;
+
+	for (line = strtok_r(out, "\n", &save); line && n < max; line = strtok_r(NULL, "\n", &save))
+		if (strstr(line, what))
+			lines[n++] = line;
+	return n;
+}
+
+/*
+ * `kvmmig demo --postcopy --json`: a guest that does not converge at
+ * 20 MB/s switches to postcopy after two passes and completes; both sides'
+ * reports say postcopy with a non-empty fault histogram, and the guest's
+ * memory check passes on the destination.
+ */
+TEST(demo_postcopy_reports)
+{
+	const char *const args[] = { "demo", "--postcopy", "--ram", "64M", "--max-bandwidth",
+				     "20M", "--json", NULL };
+	static char out[1 << 20];
+	char err[8192], *report[2];
+	struct cli_child c;
+	struct uffd u;
+	struct stat st;
+	unsigned int i;
+	int ret;
+
+	if (stat("/dev/kvm", &st))
+		SKIP(return, "no /dev/kvm: the demo needs KVM");
+	ret = uffd_open(&u, UFFD_MISSING);
+	if (ret == -EPERM || ret == -ENOSYS || ret == -EOPNOTSUPP)
+		SKIP(return, "no userfaultfd here, which postcopy needs: %s", kvmmig_last_error());
+	ASSERT_EQ(ret, 0);
+	uffd_close(&u);
+	ASSERT_EQ(cli_start(&c, args), 0);
+	ASSERT_EQ(cli_wait(&c, DEMO_MS), 0);
+	cli_output(c.out, out, sizeof(out));
+	cli_output(c.err, err, sizeof(err));
+	EXPECT_EQ(cli_exit_status(&c), 0) TH_LOG("stderr: %s", err);
+	cli_end(&c);
+	EXPECT_NE(strstr(out, "{\"event\":\"postcopy_started\"}"), NULL);
+	EXPECT_NE(strstr(out, "\"memory_check\":\"passed\""), NULL);
+	/* The source's report and the destination's. */
+	ASSERT_EQ(find_lines(out, "\"event\":\"report\"", report, 2), 2U)
+		TH_LOG("not two reports; stderr: %s", err);
+	for (i = 0; i < 2; i++) {
+		EXPECT_NE(strstr(report[i], "\"status\":\"completed\""), NULL)
+			TH_LOG("%s", report[i]);
+		EXPECT_NE(strstr(report[i], "\"postcopy\":true"), NULL) TH_LOG("%s", report[i]);
+		EXPECT_NE(strstr(report[i], "\"buckets\":[{\"from_us\":"), NULL)
+			TH_LOG("an empty histogram: %s", report[i]);
+		EXPECT_EQ(strstr(report[i], "\"p50\":0,"), NULL) TH_LOG("%s", report[i]);
+	}
 }
 
 /* The report of the issue: "receiving the guest failed: ; nothing was kept". */
