@@ -10,7 +10,6 @@
  * migration and snapshot of this user.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,39 +46,23 @@ static int cancel_pid(pid_t pid, enum kvmmig_proc kind, void *opaque)
 	return 0;
 }
 
+static void cancel_usage(FILE *f)
+{
+	fprintf(f, "usage: kvmmig cancel [--pid PID]\n\n"
+		"Cancel a running live migration or snapshot; the guest keeps running.\n\n"
+		"examples:\n"
+		"  kvmmig cancel               # every running kvmmig migrate and snapshot\n"
+		"  kvmmig cancel --pid 4242\n");
+}
+
 int cmd_cancel(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "pid", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	uint64_t pid = 0;
-	int c, found;
+	uint64_t pid;
+	int ret, found;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			if (parse_uint("--pid", optarg, 1, 1 << 30, &pid))
-				return 2;
-			break;
-		case 'h':
-			printf("usage: kvmmig cancel [--pid PID]\n\n"
-			       "Cancel a running live migration or snapshot; the guest keeps running.\n\n"
-			       "examples:\n"
-			       "  kvmmig cancel               # every running kvmmig migrate and snapshot\n"
-			       "  kvmmig cancel --pid 4242\n");
-			return 0;
-		default:
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "kvmmig cancel: unexpected argument '%s' (kvmmig cancel -h for help)\n",
-			argv[optind]);
-		return 2;
-	}
+	ret = kvmmig_procs_opts(argc, argv, cancel_usage, &pid);
+	if (ret >= 0)
+		return ret;
 	if (pid)
 		return cancel_pid(pid, kvmmig_proc_kind(pid), NULL) ? 1 : 0;
 	/* A demo's destination is its child: cancelling the source is enough. */

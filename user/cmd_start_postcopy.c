@@ -9,7 +9,6 @@
  * Without --pid it asks every running migration of this user.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -72,35 +71,13 @@ static void start_postcopy_usage(FILE *f)
 
 int cmd_migrate_start_postcopy(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "pid", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct start_postcopy sp = { 0 };
-	uint64_t pid = 0;
-	int c, found;
+	uint64_t pid;
+	int ret, found;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			if (parse_uint("--pid", optarg, 1, 1 << 30, &pid))
-				return 2;
-			break;
-		case 'h':
-			start_postcopy_usage(stdout);
-			return 0;
-		default:
-			start_postcopy_usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, CMD ": unexpected argument '%s' (" CMD " -h for help)\n",
-			argv[optind]);
-		return 2;
-	}
+	ret = kvmmig_procs_opts(argc, argv, start_postcopy_usage, &pid);
+	if (ret >= 0)
+		return ret;
 	if (pid)
 		return start_postcopy_pid(pid, kvmmig_proc_kind(pid), &sp) ? 1 : 0;
 	sp.all = true;

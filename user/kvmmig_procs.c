@@ -4,12 +4,14 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "kvmmig_procs.h"
+#include "opts.h"
 
 /* Enough for any kvmmig command line a person types; a longer one is cut. */
 #define CMDLINE_MAX	8192
@@ -108,4 +110,37 @@ int kvmmig_procs_each(int (*fn)(pid_t pid, enum kvmmig_proc kind, void *opaque),
 	}
 	closedir(d);
 	return done;
+}
+
+int kvmmig_procs_opts(int argc, char **argv, void (*usage)(FILE *f), uint64_t *pid)
+{
+	static const struct option opts[] = {
+		{ "pid", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*pid = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_uint("--pid", optarg, 1, 1 << 30, pid))
+				return 2;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			/* getopt said which option. */
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kvmmig %s: unexpected argument '%s' (kvmmig %s -h for help)\n",
+			argv[0], argv[optind], argv[0]);
+		return 2;
+	}
+	return -1;
 }

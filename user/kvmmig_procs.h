@@ -11,6 +11,8 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /*
@@ -38,5 +40,12 @@ bool kvmmig_proc_has_arg(pid_t pid, const char *arg);
  */
 int kvmmig_procs_each(int (*fn)(pid_t pid, enum kvmmig_proc kind, void *opaque),
 		      void *opaque);
+
+/*
+ * The options of such a command, `kvmmig @argv[0] [--pid PID] [-h]`:
+ * -1 with *@pid (0: none given) to go on, else the exit status: 0 after
+ * @usage on stdout for -h, 2 after saying what was wrong.
+ */
+int kvmmig_procs_opts(int argc, char **argv, void (*usage)(FILE *f), uint64_t *pid);
 
 #endif /* KVMMIG_PROCS_H */
