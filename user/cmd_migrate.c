@@ -99,7 +99,6 @@ static void mig_on_start_postcopy(int sig)
 {
 	static const char refused[] =
 		"kvmmig: migrate-start-postcopy ignored: this migration was started without --postcopy\n";
-
 	ssize_t n;
 
 	if (kvmmig_cancelled(&mig_postcopy_allowed)) {
@@ -433,7 +432,7 @@ static int mig_env_parse(struct mig_env *env, int c, const char *arg)
 	r = mig_opts_parse(&env->src.params, c, arg);
 	if (r > 0) {
 		env->postcopy_given |= mig_opts_postcopy_bit(c);
-		env->policy_given |= c == 0x106;
+		env->policy_given |= c == 0x106;	/* --policy */
 	}
 	if (r)
 		return r;
