@@ -9,12 +9,17 @@
  * file and the errno, and `demo --vcpus 0` says what is wrong instead of
  * an empty reason.  build/kvmmig runs as a child process (cli_util.h).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli_util.h"
 #include "kselftest_harness.h"
+#include "log.h"
+#include "uffd.h"
 
 /* A refused option ends the command at once; one that slips through may not. */
 #define REFUSE_MS	20000
@@ -273,6 +278,32 @@ FIXTURE_VARIANT_ADD(bad, converge_downtime_zero) {
 FIXTURE_VARIANT_ADD(bad, migrate_converge_within_over) {
 	{ "migrate", TO, "--policy", "converge", "--converge-within", "86401" },
 	"--converge-within", "'86401'", "from 1 to 86400" };
+FIXTURE_VARIANT_ADD(bad, postcopy_start_unknown) {
+	{ "migrate", TO, "--postcopy", "--x-postcopy-start", "sometimes" }, "--x-postcopy-start",
+	"'sometimes'", "expected auto, manual or passes:N with N from 1 to 1000000" };
+FIXTURE_VARIANT_ADD(bad, postcopy_start_passes_zero) {
+	{ "migrate", TO, "--postcopy", "--x-postcopy-start", "passes:0" }, "--x-postcopy-start",
+	"'passes:0'", "passes:N with N from 1 to 1000000" };
+FIXTURE_VARIANT_ADD(bad, postcopy_start_passes_garbage) {
+	{ "demo", "--postcopy", "--x-postcopy-start", "passes:2x" }, "--x-postcopy-start",
+	"'passes:2x'", "passes:N with N from 1 to 1000000" };
+FIXTURE_VARIANT_ADD(bad, postcopy_hint_unknown) {
+	{ "migrate", TO, "--postcopy", "--x-postcopy-hint", "maybe" }, "--x-postcopy-hint",
+	"'maybe'", "expected on or off" };
+FIXTURE_VARIANT_ADD(bad, postcopy_recover_timeout_over) {
+	{ "migrate", TO, "--postcopy", "--postcopy-recover-timeout", "86401" },
+	"--postcopy-recover-timeout", "'86401'", "from 0 to 86400" };
+FIXTURE_VARIANT_ADD(bad, receive_postcopy_recover_timeout_garbage) {
+	{ "receive", "--listen", "tcp:127.0.0.1:0", "--postcopy-recover-timeout", "5s" },
+	"--postcopy-recover-timeout", "'5s'", "from 0 to 86400" };
+FIXTURE_VARIANT_ADD(bad, migrate_resume_port_zero) {
+	{ "migrate", "--settle", "00001234abcd5678", "--resume", "tcp:127.0.0.1:0" }, "--resume",
+	"'tcp:127.0.0.1:0'", "port from 1 to 65535" };
+FIXTURE_VARIANT_ADD(bad, receive_recover_not_an_address) {
+	{ "receive", "--settle", "00001234abcd5678", "--recover", "127.0.0.1" }, "--recover",
+	"'127.0.0.1'", "tcp:HOST:PORT" };
+FIXTURE_VARIANT_ADD(bad, start_postcopy_pid_zero) {
+	{ "migrate-start-postcopy", "--pid", "0" }, "--pid", "'0'", "from 1 to 1073741824" };
 FIXTURE_VARIANT_ADD(bad, cancel_pid_overflow) {
 	{ "cancel", "--pid", "99999999999999999999" }, "--pid", "'99999999999999999999'",
 	"from 1 to 1073741824" };
@@ -345,6 +376,280 @@ TEST_F(timeline, unwritable_after_migration)
 		TH_LOG("stderr: %s", self->err);
 	EXPECT_NE(strstr(self->err, "the migration completed"), NULL)
 		TH_LOG("stderr: %s", self->err);
+}
+
+/*
+ * Postcopy's options that only mean something with --postcopy, and the
+ * preempt channel that must fit: refused before anything runs, with this
+ * one line.
+ */
+FIXTURE(needs) {
+	char err[4096];
+};
+
+FIXTURE_VARIANT(needs) {
+	const char *args[10];
+	const char *message;	/* all of stderr */
+};
+
+FIXTURE_VARIANT_ADD(needs, preempt_without_postcopy) {
+	{ "migrate", TO, "--postcopy-preempt" },
+	"kvmmig migrate: --postcopy-preempt is a postcopy capability: add --postcopy\n" };
+FIXTURE_VARIANT_ADD(needs, start_without_postcopy) {
+	{ "migrate", TO, "--x-postcopy-start", "manual" },
+	"kvmmig migrate: --x-postcopy-start says when to switch to postcopy: add --postcopy\n" };
+FIXTURE_VARIANT_ADD(needs, hint_without_postcopy) {
+	{ "demo", "--x-postcopy-hint", "off" },
+	"kvmmig demo: --x-postcopy-hint steers postcopy's background scan: add --postcopy\n" };
+FIXTURE_VARIANT_ADD(needs, recover_timeout_without_postcopy) {
+	{ "migrate", TO, "--postcopy-recover-timeout", "60" },
+	"kvmmig migrate: --postcopy-recover-timeout bounds postcopy's recovery: add --postcopy\n" };
+FIXTURE_VARIANT_ADD(needs, preempt_channel_does_not_fit) {
+	{ "migrate", TO, "--postcopy", "--postcopy-preempt", "--multifd-channels", "64" },
+	"kvmmig migrate: --postcopy-preempt takes a page channel of its own: --multifd-channels 64 is more than the 63 it leaves\n" };
+FIXTURE_VARIANT_ADD(needs, resume_without_session) {
+	{ "migrate", "--resume", "tcp:127.0.0.1:4444" },
+	"kvmmig migrate: --settle SESSION needs --resume-source, --discard or --resume tcp:HOST:PORT, and they go together\n" };
+FIXTURE_VARIANT_ADD(needs, recover_without_session) {
+	{ "receive", "--recover", "tcp:127.0.0.1:4444" },
+	"kvmmig receive: --settle SESSION needs --start, --discard or --recover tcp:HOST:PORT, and they go together\n" };
+
+FIXTURE_SETUP(needs)
+{
+	char path[PATH_MAX];
+
+	if (cli_path(path, sizeof(path)))
+		SKIP(return, "the kvmmig command is not at %.200s (build it with make)", path);
+}
+
+FIXTURE_TEARDOWN(needs)
+{
+}
+
+TEST_F(needs, refused)
+{
+	int st;
+
+	if (_metadata->skip)
+		return;
+	st = cli_run(variant->args, REFUSE_MS, self->err, sizeof(self->err));
+	EXPECT_EQ(st, 2) TH_LOG("exit status %d; stderr: %s", st, self->err);
+	EXPECT_STREQ(self->err, variant->message);
+}
+
+/* -h shows the postcopy options and commands, with examples of them. */
+TEST(postcopy_help)
+{
+	static const struct {
+		const char *args[3];
+		const char *says[5];
+	} helps[] = {
+		{ { "migrate", "-h" }, { "--postcopy ", "--postcopy-preempt", "--x-postcopy-hint on|off",
+			"--x-postcopy-start MODE", "--postcopy-recover-timeout S" } },
+		{ { "migrate", "-h" }, { "examples:", "--postcopy --postcopy-preempt",
+			"kvmmig migrate-start-postcopy", "--settle 00001234abcd5678 --resume tcp:" } },
+		{ { "receive", "-h" }, { "--postcopy-recover-timeout S", "--recover tcp:HOST:PORT",
+			"examples:", "--postcopy-recover-timeout 600",
+			"--settle 00001234abcd5678 --recover tcp:" } },
+		{ { "demo", "-h" }, { "--postcopy ", "passes:2", "kvmmig demo --postcopy" } },
+		{ { "migrate-start-postcopy", "-h" }, { "usage: kvmmig migrate-start-postcopy [--pid PID]",
+			"examples:", "kvmmig migrate-start-postcopy --pid 4242" } },
+		{ { "-h" }, { "migrate-start-postcopy " } },
+	};
+	struct cli_child c;
+	unsigned int i, j;
+	char out[16384];
+
+	for (i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
+		ASSERT_EQ(cli_start(&c, helps[i].args), 0);
+		ASSERT_EQ(cli_wait(&c, REFUSE_MS), 0);
+		EXPECT_EQ(cli_exit_status(&c), 0) TH_LOG("kvmmig %s -h", helps[i].args[0]);
+		cli_output(c.out, out, sizeof(out));
+		for (j = 0; j < 5 && helps[i].says[j]; j++)
+			EXPECT_NE(strstr(out, helps[i].says[j]), NULL)
+				TH_LOG("kvmmig %s %s does not say '%s': %s", helps[i].args[0],
+				       helps[i].args[1] ? helps[i].args[1] : "", helps[i].says[j], out);
+		cli_end(&c);
+	}
+}
+
+/* A pid that is no process: a child of ours, ended and reaped. */
+static pid_t gone_pid(void)
+{
+	pid_t pid = fork();
+
+	if (!pid)
+		_exit(0);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	return pid;
+}
+
+/*
+ * migrate-start-postcopy names what it cannot signal.  Never without --pid
+ * here: it would reach the migrations of whoever else runs kvmmig on this
+ * machine.
+ */
+TEST(start_postcopy_no_such_process)
+{
+	char pid[2][32], want[128], err[4096];
+	const char *gone[] = { "migrate-start-postcopy", "--pid", pid[0], NULL };
+	const char *self[] = { "migrate-start-postcopy", "--pid", pid[1], NULL };
+	pid_t p = gone_pid();
+
+	ASSERT_GT(p, 0);
+	snprintf(pid[0], sizeof(pid[0]), "%d", p);
+	snprintf(pid[1], sizeof(pid[1]), "%d", getpid());
+	EXPECT_EQ(cli_run(gone, REFUSE_MS, err, sizeof(err)), 1) TH_LOG("stderr: %s", err);
+	snprintf(want, sizeof(want),
+		 "kvmmig migrate-start-postcopy: process %d is not a running kvmmig migrate or demo\n",
+		 p);
+	EXPECT_STREQ(err, want);
+	EXPECT_EQ(cli_run(self, REFUSE_MS, err, sizeof(err)), 1) TH_LOG("stderr: %s", err);
+	snprintf(want, sizeof(want),
+		 "kvmmig migrate-start-postcopy: process %d is not a running kvmmig migrate or demo\n",
+		 getpid());
+	EXPECT_STREQ(err, want);
+}
+
+/* @pid handles @sig: its handler is in place (SigCgt of /proc/PID/status). */
+static bool catches(pid_t pid, int sig)
+{
+	unsigned long long mask = 0;
+	char path[64], line[256];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "SigCgt: %llx", &mask) == 1;
+	fclose(f);
+	return mask & (1ULL << (sig - 1));
+}
+
+/* A `kvmmig migrate` that stays in its warm-up (a minute) until told otherwise. */
+static int start_waiting_migrate(struct cli_child *c, bool postcopy)
+{
+	const char *args[] = { "migrate", TO, "--ram", "16M", "--warmup", "60000",
+			       postcopy ? "--postcopy" : NULL, NULL };
+	int waited, ret = cli_start(c, args);
+
+	/* Until then the signal would end it: its default action. */
+	for (waited = 0; !ret && !catches(c->pid, SIGUSR2); waited += 10) {
+		if (waited >= REFUSE_MS)
+			return -ETIMEDOUT;
+		usleep(10000);
+	}
+	return ret;
+}
+
+/*
+ * A migration without --postcopy cannot switch: the command says so and
+ * sends nothing; a SIGUSR2 sent anyway is ignored by the migration, which
+ * says why and goes on.  With --postcopy the request is sent.
+ */
+TEST(start_postcopy_needs_postcopy)
+{
+	char pid[32], want[256], out[4096], err[4096];
+	const char *args[] = { "migrate-start-postcopy", "--pid", pid, NULL };
+	struct cli_child m, c;
+
+	ASSERT_EQ(start_waiting_migrate(&m, false), 0);
+	snprintf(pid, sizeof(pid), "%d", m.pid);
+	EXPECT_EQ(cli_run(args, REFUSE_MS, err, sizeof(err)), 1) TH_LOG("stderr: %s", err);
+	snprintf(want, sizeof(want),
+		 "kvmmig migrate-start-postcopy: the migration of process %d was started without --postcopy: it cannot switch to postcopy\n",
+		 m.pid);
+	EXPECT_STREQ(err, want);
+	ASSERT_EQ(kill(m.pid, SIGUSR2), 0);
+	usleep(200000);
+	ASSERT_EQ(kill(m.pid, SIGINT), 0);
+	ASSERT_EQ(cli_wait(&m, REFUSE_MS), 0);
+	cli_output(m.err, err, sizeof(err));
+	EXPECT_NE(strstr(err, "kvmmig: migrate-start-postcopy ignored: this migration was started without --postcopy\n"),
+		  NULL) TH_LOG("stderr: %s", err);
+	/* It lived on until cancelled. */
+	EXPECT_NE(strstr(err, "interrupted before the migration started"), NULL)
+		TH_LOG("stderr: %s", err);
+	cli_end(&m);
+
+	ASSERT_EQ(start_waiting_migrate(&m, true), 0);
+	snprintf(pid, sizeof(pid), "%d", m.pid);
+	ASSERT_EQ(cli_start(&c, args), 0);
+	ASSERT_EQ(cli_wait(&c, REFUSE_MS), 0);
+	cli_output(c.out, out, sizeof(out));
+	cli_output(c.err, err, sizeof(err));
+	EXPECT_EQ(cli_exit_status(&c), 0) TH_LOG("stderr: %s", err);
+	snprintf(want, sizeof(want), "asked process %d to switch its migration to postcopy\n",
+		 m.pid);
+	EXPECT_STREQ(out, want);
+	cli_end(&c);
+	ASSERT_EQ(kill(m.pid, SIGINT), 0);
+	ASSERT_EQ(cli_wait(&m, REFUSE_MS), 0);
+	cli_output(m.err, err, sizeof(err));
+	EXPECT_EQ(strstr(err, "ignored"), NULL) TH_LOG("stderr: %s", err);
+	cli_end(&m);
+}
+
+/* The lines of @out (cut there) that hold @what, up to @max of them: how many. */
+static unsigned int find_lines(char *out, const char *what, char **lines, unsigned int max)
+{
+	unsigned int n = 0;
+	char *line, *save;
+
+	for (line = strtok_r(out, "\n", &save); line && n < max; line = strtok_r(NULL, "\n", &save))
+		if (strstr(line, what))
+			lines[n++] = line;
+	return n;
+}
+
+/*
+ * `kvmmig demo --postcopy --json`: a guest that does not converge at
+ * 20 MB/s switches to postcopy after two passes and completes; both sides'
+ * reports say postcopy with a non-empty fault histogram, and the guest's
+ * memory check passes on the destination.
+ */
+TEST(demo_postcopy_reports)
+{
+	const char *const args[] = { "demo", "--postcopy", "--ram", "64M", "--max-bandwidth",
+				     "20M", "--json", NULL };
+	static char out[1 << 20];
+	char err[8192], *report[2];
+	struct cli_child c;
+	struct uffd u;
+	struct stat st;
+	unsigned int i;
+	int ret;
+
+	if (stat("/dev/kvm", &st))
+		SKIP(return, "no /dev/kvm: the demo needs KVM");
+	ret = uffd_open(&u, UFFD_MISSING);
+	if (ret == -EPERM || ret == -ENOSYS || ret == -EOPNOTSUPP)
+		SKIP(return, "no userfaultfd here, which postcopy needs: %s", kvmmig_last_error());
+	ASSERT_EQ(ret, 0);
+	uffd_close(&u);
+	ASSERT_EQ(cli_start(&c, args), 0);
+	ASSERT_EQ(cli_wait(&c, DEMO_MS), 0);
+	cli_output(c.out, out, sizeof(out));
+	cli_output(c.err, err, sizeof(err));
+	EXPECT_EQ(cli_exit_status(&c), 0) TH_LOG("stderr: %s", err);
+	cli_end(&c);
+	EXPECT_NE(strstr(out, "{\"event\":\"postcopy_started\"}"), NULL);
+	EXPECT_NE(strstr(out, "\"memory_check\":\"passed\""), NULL);
+	/* The source's report and the destination's. */
+	ASSERT_EQ(find_lines(out, "\"event\":\"report\"", report, 2), 2U)
+		TH_LOG("not two reports; stderr: %s", err);
+	for (i = 0; i < 2; i++) {
+		EXPECT_NE(strstr(report[i], "\"status\":\"completed\""), NULL)
+			TH_LOG("%s", report[i]);
+		EXPECT_NE(strstr(report[i], "\"postcopy\":true"), NULL) TH_LOG("%s", report[i]);
+		EXPECT_NE(strstr(report[i], "\"buckets\":[{\"from_us\":"), NULL)
+			TH_LOG("an empty histogram: %s", report[i]);
+		EXPECT_EQ(strstr(report[i], "\"p50\":0,"), NULL) TH_LOG("%s", report[i]);
+	}
 }
 
 /* The report of the issue: "receiving the guest failed: ; nothing was kept". */

@@ -5,69 +5,32 @@
  * process SIGINT, which the engine turns into an orderly cancel: for a
  * migration the destination is told, throttles and dirty tracking are
  * removed; a snapshot lifts its write protection and leaves no file; the
- * guest keeps running either way.  Without --pid it cancels every running
+ * guest keeps running either way; a migration in postcopy refuses (the
+ * guest runs on the destination).  Without --pid it cancels every running
  * migration and snapshot of this user.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "commands.h"
+#include "kvmmig_procs.h"
 #include "opts.h"
 
+static const char *const proc_what[] = {
+	[KVMMIG_PROC_MIGRATION] = "migration",
+	[KVMMIG_PROC_SNAPSHOT] = "snapshot",
+};
+
 /*
- * What @pid runs that a cancel ends: "migration" for `kvmmig migrate` or
- * `kvmmig demo`, "snapshot" for `kvmmig snapshot`, else NULL.
+ * Only a request: the process cancels in its own time, and a migration in
+ * postcopy refuses (the guest runs on the destination and needs its pages)
+ * and says so in its own output.
  */
-static const char *cancellable(pid_t pid)
+static int cancel_pid(pid_t pid, enum kvmmig_proc kind, void *opaque)
 {
-	char path[64], args[256];
-	size_t n, i;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	n = fread(args, 1, sizeof(args) - 1, f);
-	fclose(f);
-	args[n] = '\0';
-	/* argv[0] ends in "kvmmig", argv[1] is the subcommand. */
-	i = strlen(args);
-	if (i < 6 || strcmp(args + i - 6, "kvmmig") || i + 1 >= n)
-		return NULL;
-	if (!strcmp(args + i + 1, "migrate") || !strcmp(args + i + 1, "demo"))
-		return "migration";
-	return strcmp(args + i + 1, "snapshot") ? NULL : "snapshot";
-}
-
-static pid_t parent_of(pid_t pid)
-{
-	char path[64];
-	int ppid = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	/* pid (comm) state ppid: comm is "kvmmig", no spaces or parentheses. */
-	if (fscanf(f, "%*d %*s %*c %d", &ppid) != 1)
-		ppid = 0;
-	fclose(f);
-	return ppid;
-}
-
-static int cancel_pid(pid_t pid)
-{
-	const char *what = cancellable(pid);
-
-	if (!what) {
+	if (kind == KVMMIG_PROC_NONE) {
 		fprintf(stderr, "kvmmig cancel: process %d is not a running kvmmig migrate, demo or snapshot\n",
 			pid);
 		return -1;
@@ -77,60 +40,38 @@ static int cancel_pid(pid_t pid)
 			strerror(errno));
 		return -1;
 	}
-	printf("cancelling the %s of process %d\n", what, pid);
+	printf("asked process %d to cancel its %s%s\n", pid, proc_what[kind],
+	       kind == KVMMIG_PROC_MIGRATION && kvmmig_proc_has_arg(pid, "--postcopy") ?
+	       " (in postcopy it refuses and says why in its own output)" : "");
 	return 0;
+}
+
+static void cancel_usage(FILE *f)
+{
+	fprintf(f, "usage: kvmmig cancel [--pid PID]\n\n"
+		"Cancel a running live migration or snapshot; the guest keeps running.\n\n"
+		"examples:\n"
+		"  kvmmig cancel               # every running kvmmig migrate and snapshot\n"
+		"  kvmmig cancel --pid 4242\n");
 }
 
 int cmd_cancel(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "pid", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct dirent *de;
-	unsigned int found = 0;
-	uint64_t pid = 0;
-	DIR *d;
-	int c;
+	uint64_t pid;
+	int ret, found;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			if (parse_uint("--pid", optarg, 1, 1 << 30, &pid))
-				return 2;
-			break;
-		case 'h':
-			printf("usage: kvmmig cancel [--pid PID]\n\n"
-			       "Cancel a running live migration or snapshot; the guest keeps running.\n\n"
-			       "examples:\n"
-			       "  kvmmig cancel               # every running kvmmig migrate and snapshot\n"
-			       "  kvmmig cancel --pid 4242\n");
-			return 0;
-		default:
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "kvmmig cancel: unexpected argument '%s' (kvmmig cancel -h for help)\n",
-			argv[optind]);
-		return 2;
-	}
+	ret = kvmmig_procs_opts(argc, argv, cancel_usage, &pid);
+	if (ret >= 0)
+		return ret;
 	if (pid)
-		return cancel_pid(pid) ? 1 : 0;
-	d = opendir("/proc");
-	if (!d)
+		return cancel_pid(pid, kvmmig_proc_kind(pid), NULL) ? 1 : 0;
+	/* A demo's destination is its child: cancelling the source is enough. */
+	found = kvmmig_procs_each(cancel_pid, NULL);
+	if (found < 0) {
+		fprintf(stderr, "kvmmig cancel: cannot list the processes in /proc: %s\n",
+			strerror(-found));
 		return 1;
-	while ((de = readdir(d))) {
-		pid_t p = atoi(de->d_name);
-
-		/* A demo's destination is its child: cancelling the source is enough. */
-		if (p > 0 && p != getpid() && cancellable(p) && !cancellable(parent_of(p)) &&
-		    !cancel_pid(p))
-			found++;
 	}
-	closedir(d);
 	if (!found) {
 		fprintf(stderr, "kvmmig cancel: no running migration or snapshot found\n");
 		return 1;

@@ -7,7 +7,10 @@
  * as two processes joined by TCP on loopback.  On a terminal a progress
  * line is redrawn in place; --json prints events instead; --csv and --svg
  * write the timeline.  `migrate --settle` and `receive --settle` settle a
- * handover that neither side could decide (Documentation/handover.rst).
+ * handover that neither side could decide (Documentation/handover.rst), and
+ * point a postcopy that lost its link at a new address (`--resume`,
+ * `--recover`: Documentation/postcopy.rst).  SIGUSR2, which `kvmmig
+ * migrate-start-postcopy` sends, switches a --postcopy migration to postcopy.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,6 +27,7 @@
 #include "commands.h"
 #include "guest_check.h"
 #include "json.h"
+#include "kvmmig_procs.h"
 #include "log.h"
 #include "mig_listen.h"
 #include "mig_opts.h"
@@ -43,7 +47,11 @@ struct mig_env {
 	const char *who;	/* "source" / "destination" prefix in the demo */
 	int port_fd;		/* demo: where the destination writes its port */
 	uint64_t settle_session;	/* --settle: the undecided handover */
-	int settle_cmd;		/* --start, --resume-source, --discard; -1: none */
+	int settle_cmd;		/* --start, --resume-source, --discard, --resume,
+				   --recover; -1: none */
+	const char *settle_addr;	/* --resume, --recover: the new link's address */
+	unsigned int postcopy_given;	/* mig_opts_postcopy_bit() of each given */
+	bool policy_given;	/* demo: --policy, else its default */
 	struct vm *received;	/* receive: the guest the stream brings */
 };
 
@@ -54,12 +62,17 @@ enum {
 	OPT_START,
 	OPT_RESUME_SOURCE,
 	OPT_DISCARD,
+	OPT_RESUME_AT,
+	OPT_RECOVER_AT,
 };
 
-#define SETTLE_HELP(side)							\
+#define SETTLE_HELP(side, at)							\
 	"  --handover-timeout S       each wait of the handover, in seconds (default 30)\n" \
 	"  --settle SESSION " side "\n"					\
-	"                             settle an undecided handover (handover.rst)\n"
+	"                             settle an undecided handover (handover.rst)\n" \
+	"  --settle SESSION " at " tcp:HOST:PORT\n"				\
+	"                             a postcopy-paused migration: go on over a new link\n" \
+	"                             at this address (postcopy.rst)\n"
 
 /*
  * The signal that cancels the migration, 0 until one comes; the migration's
@@ -72,6 +85,29 @@ static volatile sig_atomic_t mig_cancel;
 static void mig_on_signal(int sig)
 {
 	kvmmig_cancel_set(&mig_cancel, sig);
+}
+
+/*
+ * migrate-start-postcopy's request (mig_source_opts.start_postcopy), set by
+ * SIGUSR2; taken only by a migration given --postcopy, which
+ * mig_postcopy_allowed says to the handler.
+ */
+static volatile sig_atomic_t mig_start_postcopy;
+static volatile sig_atomic_t mig_postcopy_allowed;
+
+static void mig_on_start_postcopy(int sig)
+{
+	static const char refused[] =
+		"kvmmig: migrate-start-postcopy ignored: this migration was started without --postcopy\n";
+	ssize_t n;
+
+	if (kvmmig_cancelled(&mig_postcopy_allowed)) {
+		kvmmig_cancel_set(&mig_start_postcopy, sig);
+		return;
+	}
+	/* write(), unlike stdio, may be called in a handler; nothing to do if it fails. */
+	n = write(STDERR_FILENO, refused, sizeof(refused) - 1);
+	(void)n;
 }
 
 /* Sleep @ms, or less when SIGINT/SIGTERM arrives; false if it did. */
@@ -92,7 +128,20 @@ static void human_bytes(char *buf, size_t len, double b)
 	snprintf(buf, len, "%.1f %s", b, units[u]);
 }
 
-static void mig_progress_json(enum mig_state state, const struct mig_sample *s)
+static bool mig_in_postcopy(enum mig_state state)
+{
+	return state == MIG_POSTCOPY_ACTIVE || state == MIG_POSTCOPY_PAUSED ||
+	       state == MIG_POSTCOPY_RECOVER;
+}
+
+/* In postcopy what is left is the pages the destination still misses. */
+static uint64_t mig_pages_left(const struct mig_sample *s)
+{
+	return s->remaining_bytes / GUEST_PAGE_SIZE;
+}
+
+static void mig_progress_json(enum mig_state state, const struct mig_sample *s,
+			      const struct mig_report *r)
 {
 	struct json_writer w;
 
@@ -105,7 +154,21 @@ static void mig_progress_json(enum mig_state state, const struct mig_sample *s)
 	json_key_double(&w, "throughput", s->throughput, 0);
 	json_key_u64(&w, "throttle_pct", s->throttle_pct);
 	json_key_bool(&w, "sync", s->sync);
+	if (mig_in_postcopy(state)) {
+		json_key_u64(&w, "postcopy_pages_left", mig_pages_left(s));
+		json_key_u64(&w, "postcopy_requests", r->postcopy_requests);
+	}
 	json_line_end(&w);
+}
+
+static void mig_progress_postcopy(const struct mig_env *env, enum mig_state state,
+				  const struct mig_sample *s, const struct mig_report *r)
+{
+	printf("%s%6.1fs %-16s pages left %9llu  requests %8llu  sent %7.1f MB/s%s",
+	       env->live ? "\r" : "", s->t, mig_state_name(state),
+	       (unsigned long long)mig_pages_left(s), (unsigned long long)r->postcopy_requests,
+	       s->throughput / 1e6, env->live ? "\033[K" : "\n");
+	fflush(stdout);
 }
 
 static void mig_progress(void *opaque, enum mig_state state, const struct mig_sample *s,
@@ -116,7 +179,12 @@ static void mig_progress(void *opaque, enum mig_state state, const struct mig_sa
 	char rem[32];
 
 	if (env->json) {
-		mig_progress_json(state, s);
+		mig_progress_json(state, s, r);
+		return;
+	}
+	/* Without a terminal: every sync, and every tick of postcopy (it has no syncs). */
+	if (mig_in_postcopy(state)) {
+		mig_progress_postcopy(env, state, s, r);
 		return;
 	}
 	if (!env->live && !s->sync)
@@ -198,6 +266,7 @@ static int mig_run_source(struct mig_env *env)
 		return 1;
 	}
 	env->src.cancel = &mig_cancel;
+	env->src.start_postcopy = &mig_start_postcopy;
 	env->src.progress = mig_progress;
 	env->src.opaque = env;
 	ret = mig_source_run(vm->kv, &env->src, &rep);
@@ -231,6 +300,7 @@ static const struct option migrate_options[] = {
 	{ "settle", required_argument, NULL, OPT_SETTLE },
 	{ "resume-source", no_argument, NULL, OPT_RESUME_SOURCE },
 	{ "discard", no_argument, NULL, OPT_DISCARD },
+	{ "resume", required_argument, NULL, OPT_RESUME_AT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -243,7 +313,7 @@ static void migrate_usage(FILE *f)
 		"  --json                     JSON events and report\n"
 		"  --csv FILE, --svg FILE     the timeline as CSV, as an SVG chart\n"
 		"  -v, --verbose              say which backends were chosen\n"
-		SETTLE_HELP("--resume-source|--discard") "\n"
+		SETTLE_HELP("--resume-source|--discard", "--resume") "\n"
 		"examples:\n"
 		"  kvmmig receive --listen tcp:127.0.0.1:4444 &\n"
 		"  kvmmig migrate --to tcp:127.0.0.1:4444 --ram 4G --vcpus 2 --workload incr \\\n"
@@ -251,11 +321,39 @@ static void migrate_usage(FILE *f)
 		"  kvmmig migrate --to tcp:10.0.0.2:4444 --multifd-channels 4 --policy dirty-limit \\\n"
 		"      --vcpu-dirty-limit 50 --dirty ring --svg timeline.svg\n"
 		"  kvmmig migrate --settle 00001234abcd5678 --resume-source\n"
+		"  kvmmig receive --listen tcp:0.0.0.0:4444 &\n"
+		"  kvmmig migrate --to tcp:10.0.0.2:4444 --postcopy --postcopy-preempt \\\n"
+		"      --multifd-channels 4 --x-postcopy-start manual &\n"
+		"  kvmmig migrate-start-postcopy           # switch it to postcopy now\n"
+		"  kvmmig migrate --settle 00001234abcd5678 --resume tcp:10.0.0.3:4444\n"
 		"  kvmmig migrate --to tcp:dst.example:4444 --tls-creds /etc/pki/kvmmig\n"
 		"  kvmmig migrate --to tcp:10.0.0.2:4444 --tls-psk keys.psk --multifd-channels 4\n");
 }
 
-/* --settle SESSION with one of --start, --resume-source, --discard. */
+/* tcp:HOST:PORT as the library will read it; a source needs a real port. */
+static int addr_opt(const char *opt, const char *arg, bool any_port)
+{
+	char host[256], port[32];
+	int ret;
+
+	kvmmig_log_quiet(true);
+	ret = net_parse_addr(arg, host, sizeof(host), port, sizeof(port));
+	kvmmig_log_quiet(false);
+	if (ret) {
+		opt_bad(opt, arg, "%s", kvmmig_last_error());
+		return -1;
+	}
+	if (!any_port && !port[strspn(port, "0")]) {
+		opt_bad(opt, arg, "expected tcp:HOST:PORT with a port from 1 to 65535");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * --settle SESSION with one of --start, --resume-source, --discard, or with
+ * --resume / --recover tcp:HOST:PORT.
+ */
 static int settle_parse(struct mig_env *env, int c, const char *arg)
 {
 	char *end;
@@ -276,6 +374,13 @@ static int settle_parse(struct mig_env *env, int c, const char *arg)
 		env->settle_cmd = c == OPT_START ? MIG_SETTLE_START :
 				  c == OPT_RESUME_SOURCE ? MIG_SETTLE_RESUME : MIG_SETTLE_DISCARD;
 		return 1;
+	case OPT_RESUME_AT:
+	case OPT_RECOVER_AT:
+		if (addr_opt(c == OPT_RESUME_AT ? "--resume" : "--recover", arg, false))
+			return -1;
+		env->settle_cmd = c == OPT_RESUME_AT ? MIG_SETTLE_RESUME_AT : MIG_SETTLE_RECOVER_AT;
+		env->settle_addr = arg;
+		return 1;
 	}
 	return 0;
 }
@@ -283,35 +388,22 @@ static int settle_parse(struct mig_env *env, int c, const char *arg)
 static int settle_run(const struct mig_env *env, bool source, const char *what)
 {
 	char answer[256] = "";
+	int ret;
 
 	if (!env->settle_session || env->settle_cmd < 0) {
 		fprintf(stderr, "kvmmig %s: --settle SESSION needs %s, and they go together\n",
 			source ? "migrate" : "receive", what);
 		return 2;
 	}
-	if (mig_settle(source, env->settle_session, env->settle_cmd, answer, sizeof(answer)))
+	if (env->settle_addr)
+		ret = mig_settle_at(source, env->settle_session, env->settle_cmd, env->settle_addr,
+				    answer, sizeof(answer));
+	else
+		ret = mig_settle(source, env->settle_session, env->settle_cmd, answer,
+				 sizeof(answer));
+	if (ret)
 		return 1;
 	printf("%s\n", answer);
-	return 0;
-}
-
-/* tcp:HOST:PORT as the library will read it; a source needs a real port. */
-static int addr_opt(const char *opt, const char *arg, bool any_port)
-{
-	char host[256], port[32];
-	int ret;
-
-	kvmmig_log_quiet(true);
-	ret = net_parse_addr(arg, host, sizeof(host), port, sizeof(port));
-	kvmmig_log_quiet(false);
-	if (ret) {
-		opt_bad(opt, arg, "%s", kvmmig_last_error());
-		return -1;
-	}
-	if (!any_port && !port[strspn(port, "0")]) {
-		opt_bad(opt, arg, "expected tcp:HOST:PORT with a port from 1 to 65535");
-		return -1;
-	}
 	return 0;
 }
 
@@ -338,6 +430,10 @@ static int mig_env_parse(struct mig_env *env, int c, const char *arg)
 	if (r)
 		return r;
 	r = mig_opts_parse(&env->src.params, c, arg);
+	if (r > 0) {
+		env->postcopy_given |= mig_opts_postcopy_bit(c);
+		env->policy_given |= c == 0x106;	/* --policy */
+	}
 	if (r)
 		return r;
 	r = tls_opts_parse(&env->src.tls, c, arg);
@@ -391,6 +487,8 @@ static int mig_env_check(const struct mig_env *env, int argc, char **argv)
 			argv[0]);
 		return -1;
 	}
+	if (mig_opts_postcopy_check(&env->src.params, env->postcopy_given, argv[0]))
+		return -1;
 	return guest_opts_check(&env->guest);
 }
 
@@ -401,6 +499,8 @@ static void mig_env_finish(struct mig_env *env)
 	env->live = !env->json && isatty(STDOUT_FILENO);
 	signal(SIGINT, mig_on_signal);
 	signal(SIGTERM, mig_on_signal);
+	kvmmig_cancel_set(&mig_postcopy_allowed, env->src.params.postcopy_ram);
+	signal(KVMMIG_START_POSTCOPY_SIGNAL, mig_on_start_postcopy);
 }
 
 int cmd_migrate(int argc, char **argv)
@@ -432,7 +532,7 @@ int cmd_migrate(int argc, char **argv)
 		}
 	}
 	if (env.settle_session || env.settle_cmd >= 0)
-		return settle_run(&env, true, "--resume-source or --discard");
+		return settle_run(&env, true, "--resume-source, --discard or --resume tcp:HOST:PORT");
 	if (!env.src.to) {
 		fprintf(stderr, "kvmmig migrate: --to tcp:HOST:PORT is required (kvmmig migrate -h)\n");
 		return 2;
@@ -483,6 +583,22 @@ static int receive_resumed(void *opaque, struct kvmmig_vm *kv)
 	return guest_run_and_check(env->received, &o);
 }
 
+/* The guest runs here already; its missing pages are fetched as it touches them. */
+static void receive_postcopy_started(void *opaque, struct kvmmig_vm *kv)
+{
+	const struct mig_env *env = opaque;
+	struct json_writer w;
+
+	if (env->json) {
+		json_event_begin(&w, stdout, "postcopy_started");
+		json_line_end(&w);
+	} else {
+		printf("%sthe guest runs here in postcopy: its missing pages come on demand\n",
+		       env->who ? env->who : "");
+	}
+	fflush(stdout);
+}
+
 static int mig_run_dest(struct mig_env *env)
 {
 	struct mig_dest_opts o = {
@@ -498,6 +614,8 @@ static int mig_run_dest(struct mig_env *env)
 		.vmm_opaque = &env->received,
 		.opaque = env,
 		.handover_timeout_ms = env->src.handover_timeout_ms,
+		.postcopy_recover_timeout_ms = env->src.params.postcopy_recover_timeout_ms,
+		.postcopy_started = receive_postcopy_started,
 	};
 	struct mig_report rep;
 	int ret, sig;
@@ -531,6 +649,8 @@ static const struct option receive_options[] = {
 	{ "settle", required_argument, NULL, OPT_SETTLE },
 	{ "start", no_argument, NULL, OPT_START },
 	{ "discard", no_argument, NULL, OPT_DISCARD },
+	{ "recover", required_argument, NULL, OPT_RECOVER_AT },
+	{ "postcopy-recover-timeout", required_argument, NULL, MIG_OPT_POSTCOPY_RECOVER },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -550,11 +670,15 @@ static void receive_usage(FILE *f)
 		"  --json                   JSON events\n"
 		"  --tls-creds DIR, --tls-psk FILE  demand TLS on every channel (x509 or PSK)\n"
 		"  --tls-authz DN           accept only the client certificate with this DN\n"
-		SETTLE_HELP("--start|--discard") "\n"
+		"  --postcopy-recover-timeout S  in postcopy-paused, give up after S seconds\n"
+		"                           without the source, 0-86400 (default 0: wait for ever)\n"
+		SETTLE_HELP("--start|--discard", "--recover") "\n"
 		"examples:\n"
 		"  kvmmig receive --listen tcp:0.0.0.0:4444\n"
 		"  kvmmig receive --listen tcp:127.0.0.1:0 --json\n"
 		"  kvmmig receive --settle 00001234abcd5678 --start\n"
+		"  kvmmig receive --listen tcp:0.0.0.0:4444 --postcopy-recover-timeout 600\n"
+		"  kvmmig receive --settle 00001234abcd5678 --recover tcp:0.0.0.0:4445\n"
 		"  kvmmig receive --listen tcp:0.0.0.0:4444 --tls-creds /etc/pki/kvmmig \\\n"
 		"      --tls-authz 'CN=src.example,O=Example'\n"
 		"  kvmmig receive --listen tcp:0.0.0.0:4444 --tls-psk keys.psk\n",
@@ -598,6 +722,7 @@ int cmd_receive(int argc, char **argv)
 			env.json = true;
 			break;
 		case 0x111:
+		case MIG_OPT_POSTCOPY_RECOVER:
 			if (mig_opts_parse(&env.src.params, c, optarg) < 0)
 				return 2;
 			break;
@@ -614,6 +739,7 @@ int cmd_receive(int argc, char **argv)
 		case OPT_SETTLE:
 		case OPT_START:
 		case OPT_DISCARD:
+		case OPT_RECOVER_AT:
 			if (settle_parse(&env, c, optarg) < 0)
 				return 2;
 			break;
@@ -623,7 +749,7 @@ int cmd_receive(int argc, char **argv)
 		}
 	}
 	if (env.settle_session || env.settle_cmd >= 0)
-		return settle_run(&env, false, "--start or --discard");
+		return settle_run(&env, false, "--start, --discard or --recover tcp:HOST:PORT");
 	if (!env.listen) {
 		fprintf(stderr, "kvmmig receive: --listen tcp:HOST:PORT is required (kvmmig receive -h)\n");
 		return 2;
@@ -647,12 +773,34 @@ static void demo_usage(FILE *f)
 		"Live-migrate a busy built-in guest over loopback TCP to a second kvmmig\n"
 		"process, which resumes it and checks its memory.  Defaults: 1 GiB, 2 vCPUs\n"
 		"running incr (every page written ~80 times a second), max-bandwidth 300M,\n"
-		"auto-converge with background syncs every second.  Takes migrate's options.\n\n"
+		"auto-converge with background syncs every second.  Takes migrate's options.\n"
+		"With --postcopy: no policy (the guest does not converge at that bandwidth) and\n"
+		"--x-postcopy-start passes:2, so it switches to postcopy after two passes.\n\n"
 		"examples:\n"
 		"  kvmmig demo\n"
+		"  kvmmig demo --postcopy --postcopy-preempt\n"
 		"  kvmmig demo --policy dirty-limit --vcpu-dirty-limit 20 --dirty ring\n"
 		"  kvmmig demo --ram 4G --multifd-channels 4 --svg demo.svg\n"
 		"  kvmmig demo --tls-creds DIR --multifd-channels 4   (both sides use DIR)\n");
+}
+
+/*
+ * A demo of postcopy must switch: without throttling, its busy guest does
+ * not converge at the demo's bandwidth, and after two passes it switches
+ * whatever this host's speed; options given say otherwise.
+ */
+static void demo_postcopy_defaults(struct mig_env *env)
+{
+	struct mig_params *p = &env->src.params;
+
+	if (!p->postcopy_ram)
+		return;
+	if (!env->policy_given)
+		p->policy = MIG_POLICY_NONE;
+	if (!(env->postcopy_given & mig_opts_postcopy_bit(MIG_OPT_POSTCOPY_START))) {
+		p->postcopy_start = MIG_POSTCOPY_START_PASSES;
+		p->postcopy_after_passes = 2;
+	}
 }
 
 int cmd_demo(int argc, char **argv)
@@ -681,6 +829,7 @@ int cmd_demo(int argc, char **argv)
 			return 2;
 		}
 	}
+	demo_postcopy_defaults(&env);
 	if (mig_env_check(&env, argc, argv) ||
 	    tls_opts_check(&env.src.tls, "demo"))
 		return 2;

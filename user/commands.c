@@ -11,6 +11,7 @@ const struct kvmmig_cmd kvmmig_cmds[] = {
 	{ "converge", cmd_converge, "make another VMM's migration converge: per-vCPU dirty limits via kvmmig.ko" },
 	{ "demo", cmd_demo, "live-migrate a busy built-in guest over loopback and report" },
 	{ "migrate", cmd_migrate, "run a built-in guest and live-migrate it to a destination" },
+	{ "migrate-start-postcopy", cmd_migrate_start_postcopy, "switch a running --postcopy migration to postcopy now" },
 	{ "cancel", cmd_cancel, "cancel a running migration or snapshot; the guest keeps running" },
 	{ "receive", cmd_receive, "receive a migrating guest, resume it and check its memory" },
 	{ "snapshot", cmd_snapshot, "run a built-in guest and save a background snapshot of it" },

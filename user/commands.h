@@ -21,6 +21,7 @@ int cmd_cancel(int argc, char **argv);
 int cmd_converge(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_migrate_start_postcopy(int argc, char **argv);
 int cmd_receive(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_run(int argc, char **argv);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mig_opts.h"
+#include "stream.h"
 
 #define MIG_MAX_BANDWIDTH	(1ULL << 50)
 
@@ -31,6 +32,29 @@ static int parse_bandwidth(const char *arg, uint64_t *out)
 		return -1;
 	}
 	*out = v;
+	return 1;
+}
+
+/* --x-postcopy-hint on|off, --x-postcopy-start auto|manual|passes:N */
+static int parse_postcopy(struct mig_params *p, int c, const char *arg)
+{
+	int r;
+
+	if (c == MIG_OPT_POSTCOPY_HINT) {
+		if (strcmp(arg, "on") && strcmp(arg, "off")) {
+			opt_bad("--x-postcopy-hint", arg, "expected on or off");
+			return -1;
+		}
+		p->postcopy_hint = !strcmp(arg, "on");
+		return 1;
+	}
+	r = mig_postcopy_start_parse(arg, &p->postcopy_after_passes);
+	if (r < 0) {
+		opt_bad("--x-postcopy-start", arg,
+			"expected auto, manual or passes:N with N from 1 to 1000000");
+		return -1;
+	}
+	p->postcopy_start = r;
 	return 1;
 }
 
@@ -124,6 +148,49 @@ int mig_opts_parse(struct mig_params *p, int c, const char *arg)
 			return -1;
 		p->converge_within_s = v;
 		return 1;
+	case MIG_OPT_POSTCOPY:
+		p->postcopy_ram = true;
+		return 1;
+	case MIG_OPT_POSTCOPY_PREEMPT:
+		p->postcopy_preempt = true;
+		return 1;
+	case MIG_OPT_POSTCOPY_HINT:
+	case MIG_OPT_POSTCOPY_START:
+		return parse_postcopy(p, c, arg);
+	case MIG_OPT_POSTCOPY_RECOVER:
+		if (parse_uint("--postcopy-recover-timeout", arg, 0, 86400, &v))
+			return -1;
+		p->postcopy_recover_timeout_ms = v * 1000;
+		return 1;
+	}
+	return 0;
+}
+
+int mig_opts_postcopy_check(const struct mig_params *p, unsigned int given, const char *cmd)
+{
+	static const char *const names[] = {
+		[MIG_OPT_POSTCOPY_PREEMPT - MIG_OPT_POSTCOPY] =
+			"--postcopy-preempt is a postcopy capability",
+		[MIG_OPT_POSTCOPY_HINT - MIG_OPT_POSTCOPY] =
+			"--x-postcopy-hint steers postcopy's background scan",
+		[MIG_OPT_POSTCOPY_START - MIG_OPT_POSTCOPY] =
+			"--x-postcopy-start says when to switch to postcopy",
+		[MIG_OPT_POSTCOPY_RECOVER - MIG_OPT_POSTCOPY] =
+			"--postcopy-recover-timeout bounds postcopy's recovery",
+	};
+	unsigned int i;
+
+	for (i = 1; !p->postcopy_ram && i < sizeof(names) / sizeof(names[0]); i++) {
+		if (given & (1u << i)) {
+			fprintf(stderr, "kvmmig %s: %s: add --postcopy\n", cmd, names[i]);
+			return -1;
+		}
+	}
+	/* The preempt channel is a page channel too (postcopy.rst: the protocol). */
+	if (p->postcopy_preempt && p->multifd_channels + 2 > MIG_MAX_CHANNELS) {
+		fprintf(stderr, "kvmmig %s: --postcopy-preempt takes a page channel of its own: --multifd-channels %u is more than the %d it leaves\n",
+			cmd, p->multifd_channels, MIG_MAX_CHANNELS - 2);
+		return -1;
 	}
 	return 0;
 }

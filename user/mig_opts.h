@@ -10,6 +10,19 @@
 #include "migrate.h"
 #include "opts.h"
 
+/*
+ * The postcopy options (Documentation/postcopy.rst), numbered apart so that
+ * a command can tell which of them it was given (mig_opts_postcopy_check()).
+ */
+enum {
+	MIG_OPT_POSTCOPY = 0x113,
+	MIG_OPT_POSTCOPY_PREEMPT,
+	MIG_OPT_POSTCOPY_HINT,
+	MIG_OPT_POSTCOPY_START,
+	MIG_OPT_POSTCOPY_RECOVER,
+	MIG_OPT_POSTCOPY_LAST = MIG_OPT_POSTCOPY_RECOVER,
+};
+
 #define MIG_OPTS_LONG								\
 	{ "downtime-limit", required_argument, NULL, 0x100 },			\
 	{ "max-bandwidth", required_argument, NULL, 0x101 },			\
@@ -30,7 +43,12 @@
 	{ "x-rate-source", required_argument, NULL, 0x10f },			\
 	{ "connect-timeout", required_argument, NULL, 0x110 },			\
 	{ "io-timeout", required_argument, NULL, 0x111 },			\
-	{ "converge-within", required_argument, NULL, 0x112 }
+	{ "converge-within", required_argument, NULL, 0x112 },			\
+	{ "postcopy", no_argument, NULL, MIG_OPT_POSTCOPY },			\
+	{ "postcopy-preempt", no_argument, NULL, MIG_OPT_POSTCOPY_PREEMPT },	\
+	{ "x-postcopy-hint", required_argument, NULL, MIG_OPT_POSTCOPY_HINT },	\
+	{ "x-postcopy-start", required_argument, NULL, MIG_OPT_POSTCOPY_START },	\
+	{ "postcopy-recover-timeout", required_argument, NULL, MIG_OPT_POSTCOPY_RECOVER }
 
 #define MIG_OPTS_HELP								\
 	"  --downtime-limit MS        longest pause at switchover, 1-2000000 (default 300)\n" \
@@ -59,7 +77,17 @@
 	"                             dirty source's counts, default) or bpf (any backend)\n" \
 	"  --connect-timeout S        give up connecting after S seconds (default 10)\n" \
 	"  --io-timeout S             give up when a channel moves nothing for S seconds\n" \
-	"                             (default 30; also the TCP user timeout)\n"
+	"                             (default 30; also the TCP user timeout)\n" \
+	"  --postcopy                 may switch to postcopy: the guest runs on the destination,\n" \
+	"                             which fetches missing pages on demand (postcopy-ram)\n" \
+	"  --postcopy-preempt         requested pages on a channel of their own (needs --postcopy)\n" \
+	"  --x-postcopy-hint on|off   after a requested page, the background scan goes on right\n" \
+	"                             after it (default on)\n"			\
+	"  --x-postcopy-start MODE    when to switch: auto (default: when a pass no longer\n" \
+	"                             shrinks what is left), manual (only on kvmmig\n" \
+	"                             migrate-start-postcopy) or passes:N (after N passes)\n" \
+	"  --postcopy-recover-timeout S  in postcopy-paused, give up after S seconds without a\n" \
+	"                             new link, 0-86400 (default 0: wait for ever)\n"
 
 /* TLS on every channel, QEMU's model (Documentation/tls.rst). */
 #define TLS_OPTS_LONG								\
@@ -85,5 +113,18 @@ int tls_opts_check(const struct tls_opts *t, const char *cmd);
 
 /* Returns 1 if @c was a migration option, 0 if not, -1 on a bad value. */
 int mig_opts_parse(struct mig_params *p, int c, const char *arg);
+
+/* Which postcopy options a command was given: a bit per MIG_OPT_POSTCOPY_*. */
+static inline unsigned int mig_opts_postcopy_bit(int c)
+{
+	return c >= MIG_OPT_POSTCOPY && c <= MIG_OPT_POSTCOPY_LAST ?
+	       1u << (c - MIG_OPT_POSTCOPY) : 0;
+}
+
+/*
+ * The postcopy options given (@given, of mig_opts_postcopy_bit()) make
+ * sense together and with @p; -1 after saying why not, as `kvmmig @cmd`.
+ */
+int mig_opts_postcopy_check(const struct mig_params *p, unsigned int given, const char *cmd);
 
 #endif /* KVMMIG_MIG_OPTS_H */

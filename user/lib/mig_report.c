@@ -4,7 +4,10 @@
  * of QEMU's `info migrate`, the same as one JSON line, the sample timeline
  * as CSV, and a self-contained SVG chart of that timeline (remaining bytes,
  * dirty rate and throughput, throttle, sync markers) that needs no script
- * or external resource.  Also the timeline's growable sample array.
+ * or external resource.  A migration that switched to postcopy adds its
+ * figures and the remote-fault latency histogram (powers of two of
+ * microseconds, as QEMU 10.1 prints it).  Also the timeline's growable
+ * sample array.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -102,6 +105,54 @@ static void vcpu_throttle_print(const struct mig_vcpu_throttle *v, unsigned int 
 	fputc('\n', f);
 }
 
+/* Bucket @b of a lat_hist: [from, to) us; the last has no end (to = 0). */
+static void lat_bucket(unsigned int b, uint64_t *from, uint64_t *to)
+{
+	*from = b ? 1ULL << b : 0;
+	*to = b + 1 < LAT_HIST_BUCKETS ? 2ULL << b : 0;
+}
+
+/* The non-empty buckets, one a line: "    [64, 128) us: 12". */
+static void lat_hist_print(const uint64_t *hist, FILE *f)
+{
+	uint64_t from, to;
+	unsigned int b;
+
+	for (b = 0; b < LAT_HIST_BUCKETS; b++) {
+		if (!hist[b])
+			continue;
+		lat_bucket(b, &from, &to);
+		if (to)
+			fprintf(f, "    [%" PRIu64 ", %" PRIu64 ") us: %" PRIu64 "\n", from, to,
+				hist[b]);
+		else
+			fprintf(f, "    >= %" PRIu64 " us: %" PRIu64 "\n", from, hist[b]);
+	}
+}
+
+static void postcopy_print(const struct mig_report *r, FILE *f)
+{
+	const uint64_t *hist = r->postcopy_fault_us_hist;
+
+	fprintf(f, "postcopy:         yes%s\n", r->postcopy_preempt ? ", preempt channel" : "");
+	fprintf(f, "  time:           %.3f s\n", sane(r->postcopy_s));
+	fprintf(f, "  requests:       %" PRIu64 "\n", r->postcopy_requests);
+	fprintf(f, "  urgent pages:   %" PRIu64 "\n", r->postcopy_urgent_pages);
+	fprintf(f, "  background:     %" PRIu64 " pages\n", r->postcopy_background_pages);
+	fprintf(f, "  dropped:        %" PRIu64 " pages (arrived already placed)\n",
+		r->postcopy_dropped);
+	fprintf(f, "  remote faults:  %" PRIu64 "\n", r->postcopy_remote_faults);
+	fprintf(f, "  blocktime:      %.1f ms\n", r->postcopy_blocktime_ns / 1e6);
+	fprintf(f, "  recoveries:     %u\n", r->postcopy_recoveries);
+	if (!lat_hist_count(hist)) {
+		fprintf(f, "  fault latency:  no remote fault\n");
+		return;
+	}
+	fprintf(f, "  fault latency:  p50 %" PRIu64 " us, p99 %" PRIu64 " us\n",
+		lat_hist_percentile_us(hist, 50), lat_hist_percentile_us(hist, 99));
+	lat_hist_print(hist, f);
+}
+
 void mig_report_print(const struct mig_report *r, FILE *f)
 {
 	double tput = sane(r->throughput);
@@ -128,6 +179,8 @@ void mig_report_print(const struct mig_report *r, FILE *f)
 	if (r->rate_source)
 		fprintf(f, "rate source:      %s\n", r->rate_source);
 	fprintf(f, "tls:              %s\n", str_or(r->tls, "none (plaintext)"));
+	if (r->postcopy)
+		postcopy_print(r, f);
 	if (report_has_error(r))
 		fprintf(f, "error:            %s\n", r->error[0] ? r->error : "(no reason given)");
 }
@@ -153,6 +206,51 @@ static void report_json_vcpu_throttles(const struct mig_report *r, struct json_w
 	json_array_end(w);
 }
 
+/* {"p50":N,"p99":N,"buckets":[{"from_us":64,"to_us":128,"count":12},...]}: non-empty ones. */
+static void report_json_lat_hist(const uint64_t *hist, struct json_writer *w)
+{
+	uint64_t from, to;
+	unsigned int b;
+
+	json_object_begin(w);
+	json_key_u64(w, "p50", lat_hist_percentile_us(hist, 50));
+	json_key_u64(w, "p99", lat_hist_percentile_us(hist, 99));
+	json_key(w, "buckets");
+	json_array_begin(w);
+	for (b = 0; b < LAT_HIST_BUCKETS; b++) {
+		if (!hist[b])
+			continue;
+		lat_bucket(b, &from, &to);
+		json_object_begin(w);
+		json_key_u64(w, "from_us", from);
+		if (to)
+			json_key_u64(w, "to_us", to);
+		else
+			json_key_null(w, "to_us");
+		json_key_u64(w, "count", hist[b]);
+		json_object_end(w);
+	}
+	json_array_end(w);
+	json_object_end(w);
+}
+
+/* Always there, zero unless it switched: one schema for every report. */
+static void report_json_postcopy(const struct mig_report *r, struct json_writer *w)
+{
+	json_key_bool(w, "postcopy", r->postcopy);
+	json_key_bool(w, "postcopy_preempt", r->postcopy_preempt);
+	json_key_double(w, "postcopy_s", r->postcopy_s, 3);
+	json_key_u64(w, "postcopy_requests", r->postcopy_requests);
+	json_key_u64(w, "postcopy_urgent_pages", r->postcopy_urgent_pages);
+	json_key_u64(w, "postcopy_background_pages", r->postcopy_background_pages);
+	json_key_u64(w, "postcopy_remote_faults", r->postcopy_remote_faults);
+	json_key_double(w, "postcopy_blocktime_ms", r->postcopy_blocktime_ns / 1e6, 3);
+	json_key_u64(w, "postcopy_dropped", r->postcopy_dropped);
+	json_key_u64(w, "postcopy_recoveries", r->postcopy_recoveries);
+	json_key(w, "postcopy_fault_latency_us");
+	report_json_lat_hist(r->postcopy_fault_us_hist, w);
+}
+
 int mig_report_print_json(const struct mig_report *r, FILE *f)
 {
 	struct json_writer w;
@@ -175,6 +273,7 @@ int mig_report_print_json(const struct mig_report *r, FILE *f)
 	report_json_vcpu_throttles(r, &w);
 	json_key_str(&w, "rate_source", r->rate_source);
 	json_key_str(&w, "tls", r->tls);
+	report_json_postcopy(r, &w);
 	json_key_str(&w, "error", report_has_error(r) ? r->error : NULL);
 	return json_line_end(&w);
 }
@@ -435,8 +534,12 @@ static void svg_header(FILE *f, const struct mig_report *r, const char *title)
 	fputs("</text>\n", f);
 	fprintf(f, "<text x=\"%d\" y=\"42\" fill=\"#555\">", SVG_LEFT);
 	xml_str(f, mig_state_name(r->state));
-	fprintf(f, ", %.1f s, downtime %.1f ms, %" PRIu64 " passes, %" PRIu64 " syncs</text>\n",
+	fprintf(f, ", %.1f s, downtime %.1f ms, %" PRIu64 " passes, %" PRIu64 " syncs",
 		sane(r->total_s), sane(r->downtime_ms), r->passes, r->syncs);
+	if (r->postcopy)
+		fprintf(f, ", postcopy %.1f s (%" PRIu64 " remote faults)", sane(r->postcopy_s),
+			r->postcopy_remote_faults);
+	fputs("</text>\n", f);
 }
 
 static void svg_legend(FILE *f)
