@@ -302,6 +302,8 @@ int mig_start_senders(struct mig_src *s)
 			return ret;
 		pthread_mutex_lock(&s->qlock);
 		s->senders[i].chan = c;
+		/* Its deadline messages name the channel from its own copy. */
+		s->senders[i].chan.wait.what = s->senders[i].chan.name;
 		pthread_mutex_unlock(&s->qlock);
 	}
 	for (i = 0; i < s->nr_senders; i++) {
