@@ -25,6 +25,7 @@
 #include "mig_test_util.h"
 
 #define PC_LOG_BYTES	32768
+#define EVENT_WAIT_S	60		/* for a state or an event of the other side */
 #define PC_MAX_PAGES	((256ULL << 20) / GUEST_PAGE_SIZE)
 
 /* What the destination child leaves for the test, in memory both see. */
@@ -32,6 +33,12 @@ struct pc_dest_area {
 	struct mig_report rep;		/* as mig_dest_run() left it (no samples) */
 	bool reported;			/* ... once it returned */
 	char log[PC_LOG_BYTES];		/* every message it logged, a line each */
+	/*
+	 * A widened random guest: how long after postcopy started one of
+	 * the pages outside its old working set, zero and never placed,
+	 * first held memory (-1: not before the migration ended).
+	 */
+	double zero_touched_s;
 	uint64_t nr_pages;		/* a random guest's workload pages: */
 	uint64_t vals[PC_MAX_PAGES];	/* ... the first word of each, after its run */
 };
@@ -41,7 +48,7 @@ enum pc_event_type {
 	PC_EV_LISTENING = 1,		/* val: the port */
 	PC_EV_ACCEPTED,			/* val: the session */
 	PC_EV_STARTED,			/* the guest runs, pages still missing */
-	PC_EV_PAUSED,			/* it logged a "postcopy-paused" message */
+	PC_EV_PAUSED,			/* it logged that it is in postcopy-paused */
 	NR_PC_EVENTS,
 };
 
@@ -71,6 +78,8 @@ struct pc_dest {
 static int pc_child_evfd = -1;
 static struct pc_dest_area *pc_child_area;
 static uint64_t pc_child_widen_to;
+static double pc_child_started_at;
+static bool pc_child_over;		/* the migration ended: stop looking */
 static pthread_mutex_t pc_child_log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static inline void pc_child_event(uint32_t type, uint64_t val)
@@ -92,7 +101,8 @@ static inline void pc_child_log(int level, const char *msg)
 	n = strnlen(pc_child_area->log, sizeof(pc_child_area->log));
 	snprintf(pc_child_area->log + n, sizeof(pc_child_area->log) - n, "%s\n", msg);
 	pthread_mutex_unlock(&pc_child_log_lock);
-	if (strstr(msg, "postcopy-paused"))
+	/* The state's name, or the words of it. */
+	if (strcasestr(msg, "postcopy-paused") || strcasestr(msg, "postcopy paused"))
 		pc_child_event(PC_EV_PAUSED, 0);
 }
 
@@ -107,17 +117,69 @@ static inline void pc_child_accepted(void *opaque, uint64_t session)
 }
 
 /*
+ * Does any page [@first, @first + @n) of the workload hold memory?  A
+ * look at the page tables (mincore()), which never faults a page in.
+ */
+static inline bool pc_child_any_resident(struct vm *vm, uint64_t first, uint64_t n)
+{
+	uintptr_t lo = (uintptr_t)workload_page(vm, first);
+	uintptr_t hi = (uintptr_t)workload_page(vm, first + n - 1);
+	unsigned char vec[4096];
+	uint64_t i, j, k;
+
+	/* One run of host memory (a slice inside one memslot): a call per 4096 pages. */
+	if (hi - lo == (n - 1) * GUEST_PAGE_SIZE) {
+		for (i = 0; i < n; i += k) {
+			k = n - i < sizeof(vec) ? n - i : sizeof(vec);
+			if (mincore((void *)(lo + i * GUEST_PAGE_SIZE), k * GUEST_PAGE_SIZE, vec))
+				return false;
+			for (j = 0; j < k; j++)
+				if (vec[j] & 1)
+					return true;
+		}
+		return false;
+	}
+	for (i = 0; i < n; i++)
+		if (!mincore(workload_page(vm, first + i), GUEST_PAGE_SIZE, vec) && (vec[0] & 1))
+			return true;
+	return false;
+}
+
+/*
  * The random guest reads its working set every 256 writes and the value
  * on every write: the value first, so that no write past the old working
  * set carries the old one.  Guest memory written from the host may fault
  * (userfaultfd) and wait for the source: never in the engine's thread.
+ * Then, until the migration ends, watch the pages past the old working
+ * set (zero at the switch, never placed by postcopy): the first of them
+ * to hold memory was written by the guest, and the fault it took was
+ * answered (seed 004).
  */
 static inline void *pc_child_widen(void *arg)
 {
-	struct guest_shared *g = dest_child_vm->shared;
+	struct vm *vm = dest_child_vm;
+	struct guest_shared *g = vm->shared, p;
+	uint64_t per, v;
 
+	pc_child_area->zero_touched_s = -1;
+	if (vm_guest_params(vm, &p) || !p.wss_pages)
+		return NULL;
 	__atomic_store_n(&g->iteration, pc_child_widen_to, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&g->wss_pages, 0, __ATOMIC_SEQ_CST);
+	per = p.mem_pages / p.nr_vcpus;
+	while (!__atomic_load_n(&pc_child_over, __ATOMIC_ACQUIRE) &&
+	       now_s() - pc_child_started_at < EVENT_WAIT_S) {
+		for (v = 0; v < p.nr_vcpus; v++) {
+			uint64_t n = v == p.nr_vcpus - 1 ? p.mem_pages - v * per : per;
+
+			if (n > p.wss_pages &&
+			    pc_child_any_resident(vm, v * per + p.wss_pages, n - p.wss_pages)) {
+				pc_child_area->zero_touched_s = now_s() - pc_child_started_at;
+				return NULL;
+			}
+		}
+		usleep(5000);
+	}
 	return NULL;
 }
 
@@ -125,6 +187,7 @@ static inline void pc_child_started(void *opaque, struct kvmmig_vm *kv)
 {
 	pthread_t t;
 
+	pc_child_started_at = now_s();
 	pc_child_event(PC_EV_STARTED, 0);
 	if (pc_child_widen_to && !pthread_create(&t, NULL, pc_child_widen, NULL))
 		pthread_detach(t);
@@ -170,7 +233,10 @@ static inline int pc_child_random_pages(struct vm *vm)
 /* The usual checks (it runs on, incr memory intact), then a random guest's pages. */
 static inline int pc_child_resumed(void *opaque, struct kvmmig_vm *kv)
 {
-	int ret = dest_child_resumed(opaque, kv);
+	int ret;
+
+	__atomic_store_n(&pc_child_over, true, __ATOMIC_RELEASE);
+	ret = dest_child_resumed(opaque, kv);
 
 	return ret ? ret : pc_child_random_pages(dest_child_vm);
 }
