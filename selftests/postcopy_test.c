@@ -155,6 +155,8 @@ FIXTURE_VARIANT(matrix) {
 	bool preempt, hint, zero;
 	unsigned int channels;
 	enum guest_workload workload;
+	uint64_t wss;			/* random: the working set of each vCPU */
+	bool prefill;			/* ... every page holds its value from the start */
 	bool start_in_pass1;		/* migrate-start-postcopy in the middle of pass 1 */
 };
 
@@ -184,13 +186,23 @@ FIXTURE_VARIANT_ADD(matrix, incr_started_in_pass1) {
 	.start_in_pass1 = true,
 };
 
+/* ... also those the guest does not write again (incr writes every page all the time). */
+FIXTURE_VARIANT_ADD(matrix, random_started_in_pass1) {
+	.hint = true, .channels = 1, .zero = true, .workload = WORKLOAD_RANDOM,
+	.wss = GUEST_PAGES / 2 / 4, .prefill = true, .start_in_pass1 = true,
+};
+
 FIXTURE_SETUP(matrix)
 {
+	uint64_t i;
+
 	self->dest.evfd = -1;
 	pc_watch_init(&self->w);
-	self->vm = pc_guest(variant->workload, GUEST_RAM, 0,
+	self->vm = pc_guest(variant->workload, GUEST_RAM, variant->wss,
 			    variant->workload == WORKLOAD_RANDOM ? RANDOM_VALUE : 0);
 	ASSERT_NE(self->vm, NULL);
+	for (i = 0; variant->prefill && i < GUEST_PAGES; i++)
+		*(volatile uint64_t *)workload_page(self->vm, i) = RANDOM_VALUE;
 	self->dest.recover_timeout_ms = RECOVER_MS;
 	ASSERT_EQ(pc_dest_start(&self->dest), 0);
 }
