@@ -534,16 +534,9 @@ static inline struct vm *pc_guest(enum guest_workload workload, uint64_t ram, ui
 		.nr_slots = 2,
 		.guest = { .workload = workload, .wss_pages = wss, .iteration = value },
 	};
-	struct vm *vm;
-	int b = dirty_prepare_config(DIRTY_AUTO, &cfg);
+	enum dirty_backend backend = DIRTY_AUTO;
 
-	if (b < 0 || vm_create(&cfg, &vm))
-		return NULL;
-	if (vm_start(vm)) {
-		vm_destroy(vm);
-		return NULL;
-	}
-	return vm;
+	return source_guest_of(&cfg, &backend);
 }
 
 /*
