@@ -14,9 +14,8 @@
  * seed 004: pages precopy skipped as zero and the guest first writes in
  * postcopy never hang a vCPU; and the failures: a cancel before the switch
  * (the source runs on) and after it (refused, the migration completes), the
- * link cut in postcopy (both sides pause, then recover over a new link, by
- * reconnecting or at another address, and once with the first recovery cut
- * too), the destination killed (the source says the guest is lost and
+ * link cut in postcopy (both sides pause, then recover over a new link, and
+ * once with the first recovery cut too), the destination killed (the source says the guest is lost and
  * never resumes its copy), the source killed (the destination pauses, then
  * gives up at its postcopy recover timeout).
  */
@@ -83,9 +82,10 @@ static void pc_log_dest(struct __test_metadata *_metadata, const struct pc_dest 
 {
 	int st = d->status;
 
-	TH_LOG("destination: %s %d, events: started %u, paused %u",
+	TH_LOG("destination: %s %d%s, events: started %u, paused %u",
 	       st != -1 && WIFSIGNALED(st) ? "signal" : "exit",
 	       st == -1 ? -1 : WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
+	       d->hung ? " (killed: it did not end within its deadline)" : "",
 	       d->seen[PC_EV_STARTED], d->seen[PC_EV_PAUSED]);
 	if (d->area->reported)
 		pc_log_report(_metadata, "destination", &d->area->rep);
@@ -683,6 +683,7 @@ TEST_F_TIMEOUT(fail, destination_killed_in_postcopy, 300)
 	st = self->dest.status;
 
 	ASSERT_TRUE(self->w.fired);
+	ASSERT_FALSE(self->dest.hung);
 	ASSERT_TRUE(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 	ASSERT_NE(ret, 0);
 	ASSERT_EQ(self->rep.state, (enum mig_state)MIG_FAILED);

@@ -71,6 +71,7 @@ struct pc_dest {
 	unsigned int seen[NR_PC_EVENTS];	/* events read so far */
 	uint64_t session;
 	int status;			/* its wait status, once reaped */
+	bool hung;			/* pc_dest_wait() had to kill it */
 };
 
 /* ---- the child ---- */
@@ -237,7 +238,6 @@ static inline int pc_child_resumed(void *opaque, struct kvmmig_vm *kv)
 
 	__atomic_store_n(&pc_child_over, true, __ATOMIC_RELEASE);
 	ret = dest_child_resumed(opaque, kv);
-
 	return ret ? ret : pc_child_random_pages(dest_child_vm);
 }
 
@@ -319,6 +319,7 @@ static inline int pc_dest_start(struct pc_dest *d)
 	d->pid = 0;
 	d->evfd = -1;
 	d->status = -1;
+	d->hung = false;
 	d->session = 0;
 	memset(d->seen, 0, sizeof(d->seen));
 	d->area = mmap(NULL, sizeof(*d->area), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
@@ -360,6 +361,7 @@ static inline int pc_dest_wait(struct pc_dest *d, unsigned int timeout_s)
 		usleep(20000);
 	}
 	if (got == 0) {
+		d->hung = true;
 		kill(d->pid, SIGKILL);
 		got = waitpid(d->pid, &status, 0);
 	}
@@ -438,7 +440,8 @@ static inline void pc_watch_act(struct pc_watch *w)
 		proxy_drop(w->px);
 		break;
 	case PC_ACT_KILL:
-		kill(w->pid, SIGKILL);
+		if (w->pid > 0)
+			kill(w->pid, SIGKILL);
 		break;
 	default:
 		break;
@@ -549,12 +552,12 @@ static inline struct vm *pc_guest(enum guest_workload workload, uint64_t ram, ui
 static inline int pc_random_compare(struct vm *src, const struct pc_dest_area *a, uint64_t value,
 				    uint64_t widened, char *why, size_t len)
 {
+	struct guest_shared g;
 	uint64_t i, s, d;
 
-	if (a->nr_pages != src->shared->mem_pages) {
+	if (vm_guest_params(src, &g) || a->nr_pages != g.mem_pages) {
 		snprintf(why, len, "the destination checked %llu pages of %llu",
-			 (unsigned long long)a->nr_pages,
-			 (unsigned long long)src->shared->mem_pages);
+			 (unsigned long long)a->nr_pages, (unsigned long long)g.mem_pages);
 		return -1;
 	}
 	for (i = 0; i < a->nr_pages; i++) {
