@@ -200,7 +200,7 @@ FIXTURE_SETUP(matrix)
 	pc_watch_init(&self->w);
 	self->vm = pc_guest(variant->workload, GUEST_RAM, variant->wss,
 			    variant->workload == WORKLOAD_RANDOM ? RANDOM_VALUE : 0);
-	ASSERT_NE(self->vm, NULL);
+	ASSERT_NE(self->vm, NULL) TH_LOG("no guest, or it did not run within %d s", GUEST_PROGRESS_S);
 	for (i = 0; variant->prefill && i < GUEST_PAGES; i++)
 		*(volatile uint64_t *)workload_page(self->vm, i) = RANDOM_VALUE;
 	self->dest.recover_timeout_ms = RECOVER_MS;
@@ -273,7 +273,7 @@ FIXTURE_SETUP(pc)
 	self->dest.evfd = self->dest2.evfd = -1;
 	pc_watch_init(&self->w);
 	self->vm = pc_guest(WORKLOAD_INCR, GUEST_RAM, 0, 0);
-	ASSERT_NE(self->vm, NULL);
+	ASSERT_NE(self->vm, NULL) TH_LOG("no guest, or it did not run within %d s", GUEST_PROGRESS_S);
 	self->dest.recover_timeout_ms = self->dest2.recover_timeout_ms = RECOVER_MS;
 	ASSERT_EQ(pc_dest_start(&self->dest), 0);
 }
@@ -375,7 +375,7 @@ FIXTURE_SETUP(zero)
 	self->dest.evfd = -1;
 	pc_watch_init(&self->w);
 	self->vm = pc_guest(WORKLOAD_RANDOM, GUEST_RAM, WRITTEN_PAGES, RANDOM_VALUE);
-	ASSERT_NE(self->vm, NULL);
+	ASSERT_NE(self->vm, NULL) TH_LOG("no guest, or it did not run within %d s", GUEST_PROGRESS_S);
 	/* Every page of the working set written before the migration starts. */
 	for (i = 0; i < GUEST_PROGRESS_S * 20 && !zero_layout(self->vm, WRITTEN_PAGES,
 							     RANDOM_VALUE); i++)
@@ -510,7 +510,7 @@ FIXTURE_SETUP(fail)
 	pc_watch_init(&self->w);
 	kvmmig_set_log(pc_src_log_hook, KVMMIG_LOG_INFO);
 	self->vm = pc_guest(WORKLOAD_INCR, GUEST_RAM, 0, 0);
-	ASSERT_NE(self->vm, NULL);
+	ASSERT_NE(self->vm, NULL) TH_LOG("no guest, or it did not run within %d s", GUEST_PROGRESS_S);
 	self->dest.recover_timeout_ms = RECOVER_MS;
 	ASSERT_EQ(pc_dest_start(&self->dest), 0);
 }

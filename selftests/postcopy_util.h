@@ -526,7 +526,11 @@ static inline bool pc_src_log_has(const char *what)
 /*
  * A running guest of 2 vCPUs and @ram bytes in two RAM slots: @workload
  * over all of it, a random guest writing @value into the first @wss pages
- * of each vCPU's slice (0: all of it).
+ * of each vCPU's slice (0: all of it).  Returned once each vCPU has
+ * written as many times as its slice has pages (incr: a pass over it), so
+ * that a migration meets a guest at work: one that has not run yet leaves
+ * nothing dirty, and precopy ends before any switch to postcopy.  NULL if
+ * it cannot be made or does not get there within GUEST_PROGRESS_S.
  */
 static inline struct vm *pc_guest(enum guest_workload workload, uint64_t ram, uint64_t wss,
 				  uint64_t value)
@@ -538,8 +542,20 @@ static inline struct vm *pc_guest(enum guest_workload workload, uint64_t ram, ui
 		.guest = { .workload = workload, .wss_pages = wss, .iteration = value },
 	};
 	enum dirty_backend backend = DIRTY_AUTO;
+	struct vm *vm = source_guest_of(&cfg, &backend);
+	uint64_t slice = ram / GUEST_PAGE_SIZE / cfg.nr_vcpus;
+	unsigned int i, t;
 
-	return source_guest_of(&cfg, &backend);
+	for (t = 0; vm && t < GUEST_PROGRESS_S * 100; t++) {
+		for (i = 0; i < cfg.nr_vcpus && vm->vcpus[i].area->loops >= slice; i++)
+			;
+		if (i == cfg.nr_vcpus)
+			return vm;
+		usleep(10000);
+	}
+	if (vm)
+		vm_destroy(vm);
+	return NULL;
 }
 
 /*
