@@ -15,9 +15,9 @@
  * postcopy never hang a vCPU; and the failures: a cancel before the switch
  * (the source runs on) and after it (refused, the migration completes), the
  * link cut in postcopy (both sides pause, then recover over a new link, and
- * once with the first recovery cut too), the destination killed (the source says the guest is lost and
- * never resumes its copy), the source killed (the destination pauses, then
- * gives up at its postcopy recover timeout).
+ * once with the first recovery cut too), the destination killed (the source
+ * says the guest is lost and never resumes its copy), the source killed
+ * (the destination pauses, then gives up at its postcopy recover timeout).
  */
 #include <pthread.h>
 
