@@ -464,6 +464,7 @@ struct pc_operator {
 	struct proxy *px, *px2;
 	enum pc_mend how;
 	bool src_paused, dest_paused;
+	bool over;			/* the source's migration returned (atomic) */
 	unsigned int cut_conn;
 	int settle;
 	char answer[256];
@@ -474,10 +475,17 @@ struct pc_operator {
 static void *pc_operator_thread(void *arg)
 {
 	struct pc_operator *op = arg;
+	double until;
 
 	kvmmig_log_quiet(true);
-	op->src_paused = pc_watch_wait(op->w, MIG_POSTCOPY_PAUSED, 1, EVENT_WAIT_MS);
-	op->dest_paused = pc_dest_wait_event(op->dest, PC_EV_PAUSED, 1, EVENT_WAIT_MS);
+	/* Both sides, in either order; a migration that ended will not pause. */
+	until = now_s() + EVENT_WAIT_MS / 1000.0;
+	while (!(op->src_paused && op->dest_paused) && now_s() < until &&
+	       !__atomic_load_n(&op->over, __ATOMIC_ACQUIRE)) {
+		op->src_paused = pc_watch_entered(op->w, MIG_POSTCOPY_PAUSED) > 0;
+		op->dest_paused = pc_dest_wait_event(op->dest, PC_EV_PAUSED, 1, 10);
+		usleep(5000);
+	}
 	switch (op->how) {
 	case PC_MEND_RECONNECT:
 		proxy_undrop(op->px);
@@ -533,6 +541,7 @@ static int fail_run(struct __test_metadata *_metadata, FIXTURE_DATA(fail) *self,
 	int ret;
 
 	ret = mig_source_run(self->vm->kv, o, &self->rep);
+	__atomic_store_n(&self->op.over, true, __ATOMIC_RELEASE);
 	if (self->op.started) {
 		pthread_join(self->op.thread, NULL);
 		self->op.started = false;
