@@ -14,10 +14,11 @@
  * seed 004: pages precopy skipped as zero and the guest first writes in
  * postcopy never hang a vCPU; and the failures: a cancel before the switch
  * (the source runs on) and after it (refused, the migration completes), the
- * link cut in postcopy (both sides pause, then recover over a new link, and
- * once with the first recovery cut too), the destination killed (the source
- * says the guest is lost and never resumes its copy), the source killed
- * (the destination pauses, then gives up at its postcopy recover timeout).
+ * link cut in postcopy (both sides pause, then recover over a new link: the
+ * same address, or another one given to the source; and once with the first
+ * recovery cut too), the destination killed (the source says the guest is
+ * lost and never resumes its copy), the source killed (the destination
+ * pauses, then gives up at its postcopy recover timeout).
  */
 #include <pthread.h>
 
@@ -452,6 +453,7 @@ TEST_F_TIMEOUT(zero, never_hang_a_vcpu, 300)
 enum pc_mend {
 	PC_MEND_RECONNECT,	/* the link comes back: the source reconnects */
 	PC_MEND_CUT_AGAIN,	/* ... but the first new connection breaks after its hello */
+	PC_MEND_ELSEWHERE,	/* a new address, given to the source (RESUME_AT) */
 };
 
 /*
@@ -498,6 +500,20 @@ static void *pc_operator_thread(void *arg)
 		op->px->fault.kind = FAULT_CUT;
 		pthread_mutex_unlock(&op->px->lock);
 		proxy_undrop(op->px);
+		break;
+	case PC_MEND_ELSEWHERE:
+		op->settle = proxy_start(op->px2, op->dest->addr);
+		if (op->settle)
+			break;
+		/* The source serves settle commands between its attempts. */
+		until = now_s() + EVENT_WAIT_MS / 1000.0;
+		do {
+			op->settle = mig_settle_at(true, op->dest->session, MIG_SETTLE_RESUME_AT,
+						   op->px2->addr, op->answer, sizeof(op->answer));
+			if (op->settle != -ECONNREFUSED && op->settle != -ENOENT)
+				break;
+			usleep(100000);
+		} while (now_s() < until);
 		break;
 	}
 	return NULL;
@@ -659,6 +675,12 @@ static void fail_cut(struct __test_metadata *_metadata, FIXTURE_DATA(fail) *self
 		/* The first recovery's link broke too, after its hello. */
 		ASSERT_TRUE(self->px.hit);
 	}
+	if (how == PC_MEND_ELSEWHERE) {
+		TH_LOG("settle: %d: %s", self->op.settle, self->op.answer);
+		ASSERT_EQ(self->op.settle, 0);
+		/* The recovery went through the new address. */
+		ASSERT_GT(self->px2.nr_conns, 0U);
+	}
 }
 
 TEST_F_TIMEOUT(fail, cut_in_postcopy_recovered, 300)
@@ -671,6 +693,10 @@ TEST_F_TIMEOUT(fail, cut_in_postcopy_and_in_recovery, 300)
 	fail_cut(_metadata, self, PC_MEND_CUT_AGAIN);
 }
 
+TEST_F_TIMEOUT(fail, cut_in_postcopy_resumed_elsewhere, 300)
+{
+	fail_cut(_metadata, self, PC_MEND_ELSEWHERE);
+}
 
 /*
  * SIGKILL to the destination in postcopy: the guest's only running copy
