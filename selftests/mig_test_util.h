@@ -195,6 +195,22 @@ static inline int dest_child_wait(struct dest_child *d)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* A running guest as @cfg says, set up for @backend (the one chosen returned in it). */
+static inline struct vm *source_guest_of(struct vm_config *cfg, enum dirty_backend *backend)
+{
+	struct vm *vm;
+	int b = dirty_prepare_config(*backend, cfg);
+
+	if (b < 0 || vm_create(cfg, &vm))
+		return NULL;
+	*backend = b;
+	if (vm_start(vm)) {
+		vm_destroy(vm);
+		return NULL;
+	}
+	return vm;
+}
+
 /* A running incr guest: @nr_vcpus, @ram bytes, set up for @backend. */
 static inline struct vm *source_guest(unsigned int nr_vcpus, uint64_t ram,
 				      enum dirty_backend *backend)
@@ -205,17 +221,10 @@ static inline struct vm *source_guest(unsigned int nr_vcpus, uint64_t ram,
 		.nr_slots = 2,
 		.guest.workload = WORKLOAD_INCR,
 	};
-	struct vm *vm;
-	int b = dirty_prepare_config(*backend, &cfg);
+	struct vm *vm = source_guest_of(&cfg, backend);
 
-	if (b < 0 || vm_create(&cfg, &vm))
-		return NULL;
-	*backend = b;
-	if (vm_start(vm)) {
-		vm_destroy(vm);
-		return NULL;
-	}
-	usleep(200000);
+	if (vm)
+		usleep(200000);
 	return vm;
 }
 
