@@ -60,6 +60,7 @@ struct mig_src {
 	uint64_t session;
 	uint64_t pass;
 	bool paused;
+	bool gave_up;			/* the source ended it (--max-passes), not the peer */
 	bool rates_ok;			/* the policy reads per-vCPU rates */
 
 	struct tls_creds *tls;		/* loaded once for all channels, or NULL */

@@ -534,7 +534,8 @@ static int mig_source_setup(struct mig_src *s)
 /* After a failure the destination may have said why on the return path. */
 static void mig_fetch_peer_error(struct mig_src *s, int err)
 {
-	if (err == -ECANCELED)
+	/* Our own decision: the destination only saw the channels close. */
+	if (err == -ECANCELED || s->gave_up)
 		return;
 	mig_rp_linger(s, MIG_PEER_WORD_MS);
 	pthread_mutex_lock(&s->rplock);
@@ -649,6 +650,7 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 			kvmmig_err("did not converge in %u passes: %llu bytes still dirty",
 				   s->p.max_passes,
 				   (unsigned long long)mig_sync_pending(&s->sync) * MIG_PAGE_SIZE);
+			s->gave_up = true;
 			ret = -ETIMEDOUT;
 		}
 	}
