@@ -308,6 +308,14 @@ static int pc_place(struct page_fill *pf, const struct mig_pages *mp)
 	return 0;
 }
 
+/* Wake the main thread: a receiver ended, or placed the last page. */
+static void pc_wake(struct mig_dst *d)
+{
+	if (write(d->pc->wake[1], "", 1) < 0) {
+		/* Full: the main thread is woken already. */
+	}
+}
+
 /* A page channel during postcopy: every PAGES record checked and placed, until it ends. */
 static void *pc_receiver_thread(void *arg)
 {
@@ -333,13 +341,14 @@ static void *pc_receiver_thread(void *arg)
 			ret = pc_place(d->pc->pf, r->buf);
 		if (ret)
 			break;
+		/* The last page: the main thread answers POSTCOPY_DONE now, not at its tick. */
+		if (!page_fill_missing(d->pc->pf))
+			pc_wake(d);
 	}
 	r->error = ret;
 	snprintf(r->msg, sizeof(r->msg), "%s", kvmmig_last_error());
 	__atomic_store_n(&r->done, true, __ATOMIC_RELEASE);
-	if (write(d->pc->wake[1], "", 1) < 0) {
-		/* Full: the main thread is woken already. */
-	}
+	pc_wake(d);
 	return NULL;
 }
 
