@@ -406,8 +406,10 @@ static int mig_settle_wait(struct mig_src *s)
 				ret = 0;
 			} else if (cmd == MIG_SETTLE_RESUME) {
 				ret = mig_settle_resume(s, cfd);
-			} else {
+			} else if (cmd == MIG_SETTLE_START) {
 				mig_settle_reply(cfd, -EINVAL, "start is the destination's: `kvmmig receive --settle ... --start`");
+			} else {
+				mig_settle_reply(cfd, -EINVAL, "this source waits for an undecided handover, not in postcopy-paused: use --discard or --resume-source");
 			}
 			close(cfd);
 		} else if (p.fd < 0) {

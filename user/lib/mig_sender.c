@@ -214,8 +214,7 @@ static void *sender_thread(void *arg)
 		if (ret) {
 			/* A deadline or cancel already names the channel. */
 			if (ret != -ETIMEDOUT && ret != -ECANCELED)
-				kvmmig_err("%s channel %u: %s", snd->preempt ? "preempt" : "multifd",
-					   snd->chan.index, kvmmig_last_error());
+				kvmmig_err("%s: %s", snd->chan.name, kvmmig_last_error());
 			mig_src_fail(s, ret);
 			break;
 		}
@@ -295,16 +294,13 @@ int mig_start_senders(struct mig_src *s)
 			return ret;
 	}
 	for (i = 0; i < s->nr_senders; i++) {
-		struct mig_chan c;
+		struct mig_chan *c = &s->senders[i].chan;
 
-		ret = mig_connect_channel(s, &c, i + 1);
+		ret = mig_connect_channel(s, c, i + 1);
 		if (ret)
 			return ret;
-		pthread_mutex_lock(&s->qlock);
-		s->senders[i].chan = c;
-		/* Its deadline messages name the channel from its own copy. */
-		s->senders[i].chan.wait.what = s->senders[i].chan.name;
-		pthread_mutex_unlock(&s->qlock);
+		if (s->senders[i].preempt)
+			snprintf(c->name, sizeof(c->name), "preempt channel %u", i + 1);
 	}
 	for (i = 0; i < s->nr_senders; i++) {
 		ret = pthread_create(&s->senders[i].thread, NULL, sender_thread, &s->senders[i]);
