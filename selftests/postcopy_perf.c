@@ -93,7 +93,7 @@ struct pc_side_result {
 
 struct pc_run {
 	int ret;			/* 0: both sides completed */
-	char error[320];
+	char error[sizeof(((struct mig_report *)0)->error) + 64];
 	struct mig_report src, dst;
 };
 
@@ -379,7 +379,7 @@ static void print_run(unsigned int round, const char *what, const struct pc_run 
 struct pc_stats {
 	unsigned int n, failed, switched;
 	unsigned int nlat;		/* rounds with remote faults: p50, p99 */
-	char error[320];		/* the last failure's */
+	char error[sizeof(((struct mig_report *)0)->error) + 64];	/* the last failure's */
 	double p50[PERF_MAX_ROUNDS], p99[PERF_MAX_ROUNDS], blocktime_ms[PERF_MAX_ROUNDS];
 	double faults[PERF_MAX_ROUNDS], requests[PERF_MAX_ROUNDS], dropped[PERF_MAX_ROUNDS];
 	double postcopy_s[PERF_MAX_ROUNDS], req_per_s[PERF_MAX_ROUNDS];

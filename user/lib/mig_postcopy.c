@@ -511,7 +511,7 @@ static int mig_pc_recover(struct mig_src *s, int err)
 	unsigned int limit = s->p.postcopy_recover_timeout_ms;
 	int64_t t0 = now_ms(), attempt;
 	unsigned long long id = s->session;
-	char last[256];
+	char last[sizeof(s->rep->error)];
 	int lfd, ret;
 
 	snprintf(last, sizeof(last), "%s", s->rep->error[0] ? s->rep->error : kvmmig_last_error());

@@ -140,7 +140,7 @@ struct mig_vcpu_throttle {
 
 struct mig_report {
 	enum mig_state state;
-	char error[256];		/* why it failed */
+	char error[512];		/* why it failed (as long as kvmmig_last_error()) */
 	double total_s;
 	double downtime_ms;		/* source paused -> destination running */
 	double setup_ms;
