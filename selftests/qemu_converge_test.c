@@ -209,10 +209,19 @@ static void watch_until_done(struct __test_metadata *_metadata, FIXTURE_DATA(qco
 		}
 		if (!strcmp(m.status, "completed"))
 			return;
-		ASSERT_EQ(-ETIMEDOUT, cli_wait(&self->cv, 0))
-			TH_LOG("converge ended before the migration: %s %s",
-			       cli_output(self->cv.out, self->out, sizeof(self->out)),
-			       cli_output(self->cv.err, self->err, sizeof(self->err)));
+		if (cli_wait(&self->cv, 0) != -ETIMEDOUT) {
+			/*
+			 * Converge follows the same migration on its own monitor
+			 * and may see it complete between this poll and that
+			 * wait: only a migration still unfinished now is wrong.
+			 */
+			qm_follow(_metadata, &self->p.src, &m, 0, true, 0, active_t);
+			ASSERT_STREQ("completed", m.status)
+				TH_LOG("converge ended before the migration: %s %s",
+				       cli_output(self->cv.out, self->out, sizeof(self->out)),
+				       cli_output(self->cv.err, self->err, sizeof(self->err)));
+			return;
+		}
 		usleep(QM_POLL_US);
 	} while (now_s() < deadline);
 	ASSERT_STREQ("completed", m.status)
