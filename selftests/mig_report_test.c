@@ -8,7 +8,9 @@
  * a small parser here (keys present, failure message with quotes and a
  * newline decoded back intact).  The text report must name downtime and
  * zero pages, and an unwritable path must give its errno and be named in
- * the error message.
+ * the error message.  The postcopy latency histogram puts every value in
+ * the slot whose bounds hold it, prints its power-of-two buckets as their
+ * slots' sums and gives percentiles to an eighth of a bucket.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -631,6 +633,66 @@ TEST(add_sample_grows_geometrically)
 		EXPECT_EQ(make_sample(i).remaining_bytes, r.samples[i].remaining_bytes);
 	mig_report_free(&r);
 	mig_report_free(&r);
+}
+
+/* Every latency lands in the slot whose bounds hold it, slots in order. */
+TEST(lat_hist_slots_hold_their_values)
+{
+	static const uint64_t big[] = { 1ULL << 23, (1ULL << 24) - 1, 1ULL << 24, 1ULL << 40 };
+	uint64_t us, hist[LAT_HIST_SLOTS];
+	unsigned int i;
+	int slot;
+
+	for (i = 1; i < LAT_HIST_SLOTS; i++)
+		ASSERT_LE(lat_hist_slot_lo(i), lat_hist_slot_hi(i - 1));
+	for (us = 0; us < (1ULL << 20); us++) {
+		memset(hist, 0, sizeof(hist));
+		lat_hist_add(hist, us);
+		slot = lat_hist_percentile_slot(hist, 100);
+		ASSERT_GE(slot, 0);
+		ASSERT_LE(lat_hist_slot_lo(slot), us) TH_LOG("%" PRIu64 " us in slot %d", us, slot);
+		ASSERT_LT(us, lat_hist_slot_hi(slot)) TH_LOG("%" PRIu64 " us in slot %d", us, slot);
+		ASSERT_EQ(1ULL, lat_hist_bucket(hist, slot / LAT_HIST_SUB));
+	}
+	for (i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+		memset(hist, 0, sizeof(hist));
+		lat_hist_add(hist, big[i]);
+		EXPECT_EQ(1ULL, lat_hist_count(hist));
+		EXPECT_EQ(big[i] < (1ULL << 23) ? 0ULL : 1ULL,
+			  lat_hist_bucket(hist, LAT_HIST_BUCKETS - 1));
+	}
+}
+
+/* p50 and p99 to an eighth of a bucket: a 1 ms goal is told from 1024 us. */
+TEST(lat_hist_percentiles_within_a_slot)
+{
+	struct mig_report r = { 0 };
+	char *text = NULL;
+	size_t len = 0;
+	unsigned int i;
+	FILE *f;
+
+	EXPECT_EQ(0ULL, lat_hist_percentile_us(r.postcopy_fault_us_hist, 50));
+	for (i = 0; i < 98; i++)
+		lat_hist_add(r.postcopy_fault_us_hist, 70);
+	lat_hist_add(r.postcopy_fault_us_hist, 900);
+	lat_hist_add(r.postcopy_fault_us_hist, 5000);
+	/* 70 us: bucket [64, 128), slot [64, 72). */
+	EXPECT_EQ(72ULL, lat_hist_percentile_us(r.postcopy_fault_us_hist, 50));
+	EXPECT_EQ(64ULL, lat_hist_percentile_floor_us(r.postcopy_fault_us_hist, 50));
+	/* 900 us: slot [896, 960), under a 1 ms goal that a bucket could not decide. */
+	EXPECT_EQ(960ULL, lat_hist_percentile_us(r.postcopy_fault_us_hist, 99));
+	EXPECT_EQ(5120ULL, lat_hist_percentile_us(r.postcopy_fault_us_hist, 100));
+	r.postcopy = true;
+	f = open_memstream(&text, &len);
+	ASSERT_NE(NULL, f);
+	mig_report_print(&r, f);
+	fclose(f);
+	EXPECT_NE(NULL, strstr(text, "p50 72 us, p99 960 us")) TH_LOG("%s", text);
+	EXPECT_NE(NULL, strstr(text, "[64, 128) us: 98")) TH_LOG("%s", text);
+	EXPECT_NE(NULL, strstr(text, "[512, 1024) us: 1")) TH_LOG("%s", text);
+	EXPECT_NE(NULL, strstr(text, "[4096, 8192) us: 1")) TH_LOG("%s", text);
+	free(text);
 }
 
 TEST_HARNESS_MAIN

@@ -385,7 +385,7 @@ struct pc_stats {
 	double postcopy_s[PERF_MAX_ROUNDS], req_per_s[PERF_MAX_ROUNDS];
 	double total_s[PERF_MAX_ROUNDS], downtime_ms[PERF_MAX_ROUNDS];
 	double passes[PERF_MAX_ROUNDS], throttle[PERF_MAX_ROUNDS];
-	uint64_t hist[LAT_HIST_BUCKETS];	/* every round's faults */
+	uint64_t hist[LAT_HIST_SLOTS];	/* every round's faults */
 };
 
 static void stats_add(struct pc_stats *st, const struct pc_run *run)
@@ -416,13 +416,13 @@ static void stats_add(struct pc_stats *st, const struct pc_run *run)
 	st->downtime_ms[n] = run->src.downtime_ms;
 	st->passes[n] = run->src.passes;
 	st->throttle[n] = run->src.max_throttle_pct;
-	for (b = 0; b < LAT_HIST_BUCKETS; b++)
+	for (b = 0; b < LAT_HIST_SLOTS; b++)
 		st->hist[b] += f->postcopy_fault_us_hist[b];
 	st->n++;
 }
 
 /*
- * Percentiles over rounds: each is a bucket's upper bound, and so is their
+ * Percentiles over rounds: each is a slot's upper bound, and so is their
  * median (the upper one of an even count, not the mean of two bounds).
  */
 static struct perf_range bucket_range(double *v, unsigned int n)
@@ -481,7 +481,7 @@ static void json_hist(struct pc_bench *b, const uint64_t *hist)
 	json_key(&b->json.w, "fault_us_hist");
 	json_array_begin(&b->json.w);
 	for (i = 0; i < LAT_HIST_BUCKETS; i++)
-		json_u64(&b->json.w, hist[i]);
+		json_u64(&b->json.w, lat_hist_bucket(hist, i));
 	json_array_end(&b->json.w);
 }
 
@@ -508,7 +508,7 @@ static void print_hist(const char *indent, const uint64_t *hist)
 	int first = -1, last = -1, i;
 
 	for (i = 0; i < LAT_HIST_BUCKETS; i++)
-		if (hist[i]) {
+		if (lat_hist_bucket(hist, i)) {
 			if (first < 0)
 				first = i;
 			last = i;
@@ -519,31 +519,36 @@ static void print_hist(const char *indent, const uint64_t *hist)
 		return;
 	}
 	for (i = first; i <= last; i++) {
+		unsigned long long n = lat_hist_bucket(hist, i);
+
 		if (!i)
-			printf(" <2:%llu", (unsigned long long)hist[i]);
+			printf(" <2:%llu", n);
 		else if (i == LAT_HIST_BUCKETS - 1)
-			printf(" >=%llu:%llu", 1ULL << i, (unsigned long long)hist[i]);
+			printf(" >=%llu:%llu", 1ULL << i, n);
 		else
-			printf(" [%llu,%llu):%llu", 1ULL << i, 2ULL << i,
-			       (unsigned long long)hist[i]);
+			printf(" [%llu,%llu):%llu", 1ULL << i, 2ULL << i, n);
 	}
 	printf("\n");
 }
 
 /*
- * A percentile is known to a power-of-two bucket: its upper bound is what
- * the report gives.  Against @goal_us it is met (bound <= goal), not met
- * (the bucket starts at or above the goal), or inside the bucket.
+ * A percentile is known to a slot of its histogram (an eighth of a power
+ * of two): the slot's upper bound is what the report gives.  Against
+ * @goal_us it is met (bound <= goal), not met (the slot starts at or above
+ * the goal), or inside the slot.
  */
 static const char *goal_verdict(double upper_us, double goal_us)
 {
+	unsigned int i;
+
 	if (upper_us < 0)
 		return "not measured";
 	if (upper_us <= goal_us)
 		return "met";
-	if (upper_us / 2 >= goal_us)
-		return "not met";
-	return "undecided (the goal lies inside the bucket)";
+	for (i = 0; i < LAT_HIST_SLOTS; i++)
+		if (lat_hist_slot_hi(i) == upper_us && lat_hist_slot_lo(i) >= goal_us)
+			return "not met";
+	return "undecided (the goal lies inside the slot)";
 }
 
 /* The loopback goal for preempt: p50 <= 100 us, p99 <= 1 ms. */

@@ -108,7 +108,7 @@ static void vcpu_throttle_print(const struct mig_vcpu_throttle *v, unsigned int 
 /* Bucket @b of a lat_hist: [from, to) us; the last has no end (to = 0). */
 static void lat_bucket(unsigned int b, uint64_t *from, uint64_t *to)
 {
-	*from = b ? 1ULL << b : 0;
+	*from = lat_hist_lo(b);
 	*to = b + 1 < LAT_HIST_BUCKETS ? 2ULL << b : 0;
 }
 
@@ -119,14 +119,15 @@ static void lat_hist_print(const uint64_t *hist, FILE *f)
 	unsigned int b;
 
 	for (b = 0; b < LAT_HIST_BUCKETS; b++) {
-		if (!hist[b])
+		uint64_t n = lat_hist_bucket(hist, b);
+
+		if (!n)
 			continue;
 		lat_bucket(b, &from, &to);
 		if (to)
-			fprintf(f, "    [%" PRIu64 ", %" PRIu64 ") us: %" PRIu64 "\n", from, to,
-				hist[b]);
+			fprintf(f, "    [%" PRIu64 ", %" PRIu64 ") us: %" PRIu64 "\n", from, to, n);
 		else
-			fprintf(f, "    >= %" PRIu64 " us: %" PRIu64 "\n", from, hist[b]);
+			fprintf(f, "    >= %" PRIu64 " us: %" PRIu64 "\n", from, n);
 	}
 }
 
@@ -218,7 +219,9 @@ static void report_json_lat_hist(const uint64_t *hist, struct json_writer *w)
 	json_key(w, "buckets");
 	json_array_begin(w);
 	for (b = 0; b < LAT_HIST_BUCKETS; b++) {
-		if (!hist[b])
+		uint64_t n = lat_hist_bucket(hist, b);
+
+		if (!n)
 			continue;
 		lat_bucket(b, &from, &to);
 		json_object_begin(w);
@@ -227,7 +230,7 @@ static void report_json_lat_hist(const uint64_t *hist, struct json_writer *w)
 			json_key_u64(w, "to_us", to);
 		else
 			json_key_null(w, "to_us");
-		json_key_u64(w, "count", hist[b]);
+		json_key_u64(w, "count", n);
 		json_object_end(w);
 	}
 	json_array_end(w);

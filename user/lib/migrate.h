@@ -174,7 +174,7 @@ struct mig_report {
 	uint64_t postcopy_remote_faults;	/* faults that had to wait for the source */
 	uint64_t postcopy_blocktime_ns;	/* summed time faulting vCPUs waited */
 	uint64_t postcopy_dropped;	/* pages that arrived already placed */
-	uint64_t postcopy_fault_us_hist[LAT_HIST_BUCKETS];	/* fault -> page placed */
+	uint64_t postcopy_fault_us_hist[LAT_HIST_SLOTS];	/* fault -> page placed */
 	unsigned int postcopy_recoveries;	/* links re-established after a break */
 	/* the timeline, for the CSV and SVG outputs */
 	struct mig_sample *samples;

@@ -88,7 +88,7 @@ struct page_fill_stats {
 	uint64_t waited;		/* faults that had to wait for their page */
 	uint64_t present_faults;	/* faults on present pages, zero-filled at once */
 	/* from reading a fault to placing its page */
-	uint64_t fault_us_hist[LAT_HIST_BUCKETS];
+	uint64_t fault_us_hist[LAT_HIST_SLOTS];
 };
 
 /*

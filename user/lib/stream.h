@@ -184,7 +184,7 @@ struct mig_postcopy_done {
 	uint64_t remote_faults;
 	uint64_t blocktime_ns;
 	uint64_t dropped;
-	uint64_t fault_us_hist[LAT_HIST_BUCKETS];
+	uint64_t fault_us_hist[LAT_HIST_SLOTS];
 };
 
 struct mig_ack {
