@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "log.h"
 #include "mig_internal.h"
+#include "thread_nice.h"
 
 #define MIG_RECOVER_RETRY_MS	250
 #define MIG_SETTLE_PROBE_S	5
@@ -76,6 +77,10 @@ static void *mig_rp_thread(void *arg)
 	struct mig_rec rec;
 	bool handover, ack;
 	int ret;
+
+	/* In postcopy it reads the requests that vCPUs on the destination wait for. */
+	if (s->p.postcopy_ram)
+		kvmmig_thread_urgent("the return path");
 
 	/* Its failure reaches the report through mig_src_fail() or rp_msg. */
 	kvmmig_log_quiet(true);

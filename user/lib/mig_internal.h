@@ -42,6 +42,7 @@ struct mig_sender {
 	pthread_t thread;
 	bool started;
 	bool preempt;			/* takes urgent batches only (postcopy-preempt) */
+	bool background;		/* set up for postcopy's background walk */
 	struct mig_pages *hdr;		/* header + entries of one record */
 	uint8_t *data;			/* page copies of one record */
 };
@@ -168,6 +169,8 @@ int mig_check_cancel(struct mig_src *s);
 bool mig_cancelled(const struct mig_src *s);
 
 /* The senders (mig_sender.c). */
+/* In postcopy a background channel keeps at most this much unsent in its socket. */
+#define MIG_PC_UNSENT_BYTES	(128 << 10)
 /* Connect channel @index (0: main), TLS and hello included. */
 int mig_connect_channel(struct mig_src *s, struct mig_chan *c, unsigned int index);
 int mig_start_senders(struct mig_src *s);

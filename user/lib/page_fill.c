@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "log.h"
 #include "page_fill.h"
+#include "thread_nice.h"
 #include "uffd.h"
 
 #define PF_TICK_MS	100	/* how often the fault thread looks at deadlines and cancel */
@@ -295,6 +296,8 @@ static void *pf_fault_thread(void *arg)
 
 	/* Its failure is said once, by the thread that waits for the fill. */
 	kvmmig_log_quiet(true);
+	/* A vCPU waits on every fault this thread reads. */
+	kvmmig_thread_urgent("page fill's fault thread");
 	while (!ret && !__atomic_load_n(&pf->stop, __ATOMIC_ACQUIRE)) {
 		n = uffd_wait(&pf->u, PF_TICK_MS, NULL);
 		if (n > 0)

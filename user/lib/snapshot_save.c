@@ -52,6 +52,7 @@
 #include "migrate.h"
 #include "snapshot_sink.h"
 #include "snapshot_track.h"
+#include "thread_nice.h"
 #include "uffd.h"
 #include "zero.h"
 
@@ -61,7 +62,6 @@
 
 #define SNAP_FAULT_TICK_MS	100
 #define SNAP_WALK_CHUNK	16	/* bitmap words a walker takes at a time: 4 MiB */
-#define SNAP_WALK_NICE		10	/* the walkers' priority: below the guest's */
 
 struct snap_save {
 	struct kvmmig_vm *vm;
@@ -389,7 +389,7 @@ static int snap_walk(struct snap_save *s)
 
 /*
  * A walker.  The walk is background work: its threads run at nice
- * SNAP_WALK_NICE, below the guest's vCPUs and the fault thread, so that on
+ * KVMMIG_BACKGROUND_NICE, below the guest's vCPUs and the fault thread, so that on
  * a busy host the guest and a vCPU waiting on a page get the CPU first
  * (the caller's thread only waits, so that no thread of the caller's is
  * left at a lower priority, which it could not undo without privilege).
@@ -399,8 +399,7 @@ static void *snap_walker_thread(void *arg)
 	struct snap_save *s = arg;
 	int ret;
 
-	if (setpriority(PRIO_PROCESS, gettid(), SNAP_WALK_NICE))
-		kvmmig_info("snapshot writer keeps its priority: setpriority: %s", strerror(errno));
+	kvmmig_thread_background("snapshot writer");
 	/* Its failure is said once, by the caller's thread (snap_run()). */
 	kvmmig_log_quiet(true);
 	ret = snap_walk(s);
