@@ -11,8 +11,8 @@
  * places whatever arrives; when every page is placed, POSTCOPY_DONE tells
  * the source.  A broken link pauses postcopy, never the guest: a vCPU on a
  * missing page waits while the listener takes a new link of the session
- * (RECV_MAP then SYNC tell the source what is here), until
- * postcopy_recover_timeout_ms, after which the guest is stopped for good.
+ * (mig_dest_postcopy_recover.c), until postcopy_recover_timeout_ms, after
+ * which the guest is stopped for good.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,37 +30,10 @@
 #include "clock.h"
 #include "log.h"
 #include "mig_dest_internal.h"
+#include "mig_dest_postcopy.h"
 #include "page_fill.h"
+#include "thread_nice.h"
 #include "uffd.h"
-
-#define PC_TICK_MS	100	/* how often the main thread looks at progress and deadlines */
-#define PC_PAUSE_MS	100	/* vCPUs not out of a stopped guest by then wait on missing pages */
-
-enum { PC_BROKEN = 1 };		/* pc_active(): the link broke, recover */
-
-/* A channel of a new link, from a listener thread. */
-struct pc_conn {
-	int fd;
-	struct tls_sess *tls;
-	struct mig_hello h;
-};
-
-struct mig_dst_pc {
-	struct page_fill *pf;
-	struct page_fill_stats st;	/* the fill's figures once it ended */
-	unsigned long *discard[MIG_MAX_SLOTS];	/* DISCARD's pages, per slot */
-	pthread_mutex_t send_lock;	/* the main channel's sends, link_up */
-	bool link_up;			/* REQ may be sent */
-	int wake[2];			/* a receiver ended */
-	int conns[2];			/* struct pc_conn, from the listener threads */
-	int settle_fd;			/* @kvmmig/dest/<session> while paused, or -1 */
-	struct mig_listener extra;	/* a --recover address */
-	struct mig_listener_thread extra_thread;
-	uint64_t rx_old;		/* bytes of links that broke */
-	double t_start, t_done;
-	bool cancel_said;
-	char why[300];			/* why the link broke */
-};
 
 /* Is [@start, @end) private anonymous memory?  Else what backs it, in @what. */
 static bool pc_private_anon(uintptr_t start, uintptr_t end, char *what, size_t len)
@@ -326,6 +299,9 @@ static void *pc_receiver_thread(void *arg)
 
 	/* Its end is the main thread's to judge and say. */
 	kvmmig_log_quiet(true);
+	/* The preempt channel carries only pages that vCPUs wait for. */
+	if ((d->cfg->flags & MIG_CONFIG_PREEMPT) && r == &d->receivers[d->nr_receivers - 1])
+		kvmmig_thread_urgent(r->chan.name);
 	for (;;) {
 		ret = mig_chan_recv(&r->chan, &rec, r->buf);
 		if (ret)
@@ -352,7 +328,7 @@ static void *pc_receiver_thread(void *arg)
 	return NULL;
 }
 
-static int pc_start_receivers(struct mig_dst *d)
+int mig_dest_pc_start_receivers(struct mig_dst *d)
 {
 	unsigned int i;
 	int ret = 0;
@@ -374,7 +350,7 @@ static int pc_start_receivers(struct mig_dst *d)
 }
 
 /* Stop and close every channel of the link (it broke, or postcopy ended). */
-static void pc_close_link(struct mig_dst *d)
+void mig_dest_pc_close_link(struct mig_dst *d)
 {
 	struct mig_dst_pc *pc = d->pc;
 	unsigned int i;
@@ -439,7 +415,7 @@ static bool pc_main_record(struct mig_dst *d)
 	return false;
 }
 
-static void pc_say_no_cancel(struct mig_dst *d)
+void mig_dest_pc_say_no_cancel(struct mig_dst *d)
 {
 	if (d->pc->cancel_said || !kvmmig_cancelled(d->opts->cancel))
 		return;
@@ -495,7 +471,7 @@ static int pc_active(struct mig_dst *d)
 		pthread_mutex_unlock(&pc->send_lock);
 		if (!ret)
 			return PC_BROKEN;
-		pc_say_no_cancel(d);
+		mig_dest_pc_say_no_cancel(d);
 		if (poll(p, 3, PC_TICK_MS) <= 0)
 			continue;
 		/* The source saw the break first: its new link waits in the pipe. */
@@ -511,244 +487,6 @@ static int pc_active(struct mig_dst *d)
 				return PC_BROKEN;
 		}
 	}
-}
-
-/* Tell the source which pages are here (RECV_MAP, runs with bits only), then SYNC. */
-static int pc_send_recv_map(struct mig_dst *d)
-{
-	struct mig_bitmap_rec *b = d->buf;
-	const struct mig_sync_rec sync = { 0 };
-	unsigned int i;
-	int ret = 0;
-
-	for (i = 0; !ret && i < d->vm->nr_slots; i++) {
-		uint64_t words = BITMAP_WORDS(kvmmig_slot_pages(&d->vm->slots[i])), w, n, a, z;
-
-		for (w = 0; !ret && w < words; w += MIG_MAX_BITMAP_WORDS) {
-			n = words - w < MIG_MAX_BITMAP_WORDS ? words - w : MIG_MAX_BITMAP_WORDS;
-			ret = page_fill_copy_claimed(d->pc->pf, i, w, n, b->words);
-			for (a = 0; !ret && a < n && !b->words[a]; a++)
-				;
-			for (z = n; !ret && z > a && !b->words[z - 1]; z--)
-				;
-			if (ret || a == z)
-				continue;
-			memmove(b->words, b->words + a, (z - a) * sizeof(uint64_t));
-			b->slot = i;
-			b->nr_words = z - a;
-			b->first = (w + a) * 64;
-			ret = mig_chan_send(&d->main, MIG_REC_RECV_MAP, b,
-					    sizeof(*b) + b->nr_words * sizeof(uint64_t));
-		}
-	}
-	return ret ? ret : mig_chan_send(&d->main, MIG_REC_SYNC, &sync, sizeof(sync));
-}
-
-/* The channels of a new link are all here: take them, tell the source what is here, go on. */
-static int pc_take_link(struct mig_dst *d, struct pc_conn *got)
-{
-	struct mig_dst_pc *pc = d->pc;
-	unsigned int i;
-	int ret;
-
-	mig_chan_init(&d->main, got[0].fd, 0);
-	d->main.tls = got[0].tls;
-	mig_chan_limit(&d->main, d->opts->io_timeout_ms ? d->opts->io_timeout_ms :
-			       NET_IO_TIMEOUT_MS, NULL);
-	for (i = 0; i < d->nr_receivers; i++) {
-		mig_chan_init(&d->receivers[i].chan, got[i + 1].fd, i + 1);
-		d->receivers[i].chan.tls = got[i + 1].tls;
-	}
-	/* The link owns them now. */
-	for (i = 0; i < d->hello.nr_channels; i++)
-		got[i] = (struct pc_conn){ .fd = -1 };
-	ret = pc_send_recv_map(d);
-	if (!ret) {
-		pthread_mutex_lock(&pc->send_lock);
-		pc->link_up = true;
-		pthread_mutex_unlock(&pc->send_lock);
-		ret = pc_start_receivers(d);
-	}
-	if (!ret)
-		ret = page_fill_rerequest(pc->pf) < 0 ? page_fill_error(pc->pf) : 0;
-	if (ret)
-		snprintf(pc->why, sizeof(pc->why), "the new link failed: %s", kvmmig_last_error());
-	return ret;
-}
-
-static void pc_conn_close(struct pc_conn *c)
-{
-	tls_sess_free(c->tls);
-	c->tls = NULL;
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-}
-
-void mig_dest_postcopy_offer(struct mig_dst *d, int fd, struct tls_sess *tls,
-			     const struct mig_hello *h)
-{
-	struct pc_conn c = { .fd = fd, .tls = tls, .h = *h };
-
-	if (!d->pc || write(d->pc->conns[1], &c, sizeof(c)) != sizeof(c))
-		pc_conn_close(&c);
-}
-
-/* A listener on a --recover address: it takes the channels of a new link. */
-static void *pc_extra_listener(void *arg)
-{
-	struct mig_dst *d = arg;
-	bool taken[MIG_MAX_CHANNELS];
-	const struct mig_want w = {
-		.recover = true, .postcopy = true, .session = d->hello.session,
-		.nr_channels = d->hello.nr_channels, .taken = taken,
-	};
-	struct mig_hello h;
-	int fd;
-
-	memset(taken, true, sizeof(taken));
-	while ((fd = mig_listener_next(&d->pc->extra, &w, &h, -1, NULL,
-				       d->pc->extra_thread.stop[0])) >= 0) {
-		struct tls_sess *tls = mig_listener_take_tls(&d->pc->extra);
-
-		if (h.flags & MIG_HELLO_POSTCOPY) {
-			mig_dest_postcopy_offer(d, fd, tls, &h);
-		} else {
-			tls_sess_free(tls);
-			close(fd);
-		}
-	}
-	return NULL;
-}
-
-/* `kvmmig receive --recover ADDR --settle SESSION`: listen there as well. */
-static void pc_settle(struct mig_dst *d)
-{
-	struct mig_dst_pc *pc = d->pc;
-	enum mig_settle_cmd cmd;
-	char addr[256], msg[320];
-	int cfd, ret, port = 0;
-
-	cfd = mig_settle_take_at(pc->settle_fd, d->hello.session, &cmd, addr, sizeof(addr));
-	if (cfd < 0)
-		return;
-	if (cmd != MIG_SETTLE_RECOVER_AT) {
-		mig_settle_reply(cfd, -EINVAL, "in postcopy-paused only `kvmmig receive --recover tcp:HOST:PORT --settle SESSION` applies");
-		close(cfd);
-		return;
-	}
-	/* One more address at a time: a new one replaces the last. */
-	mig_listener_thread_stop(&pc->extra_thread);
-	mig_listener_close(&pc->extra);
-	ret = mig_listener_open(&pc->extra, addr, &port, d->opts->hello_timeout_ms);
-	pc->extra.tls = d->tls;
-	if (!ret)
-		ret = mig_listener_thread_start(&pc->extra_thread, pc_extra_listener, d,
-						"postcopy recovery listener");
-	if (ret) {
-		mig_settle_reply(cfd, ret, kvmmig_last_error());
-	} else {
-		snprintf(msg, sizeof(msg), "listening on %s (port %d) for the source as well", addr,
-			 port);
-		kvmmig_info("postcopy paused: %s", msg);
-		mig_settle_reply(cfd, 0, msg);
-	}
-	close(cfd);
-}
-
-/* A channel of a new link arrived: kept (a later one of the same number replaces it). */
-static void pc_got_conn(struct mig_dst *d, struct pc_conn *got, unsigned int *n)
-{
-	struct pc_conn c;
-
-	while (read(d->pc->conns[0], &c, sizeof(c)) == sizeof(c)) {
-		if (c.h.channel >= d->hello.nr_channels) {
-			pc_conn_close(&c);
-			continue;
-		}
-		if (got[c.h.channel].fd >= 0)
-			pc_conn_close(&got[c.h.channel]);
-		else
-			(*n)++;
-		got[c.h.channel] = c;
-	}
-}
-
-static void pc_say_paused(struct mig_dst *d)
-{
-	unsigned long long id = d->hello.session;
-
-	kvmmig_info("postcopy paused (session %016llx): %s. The guest runs on; a vCPU touching one of the %llu missing pages waits. "
-		    "Waiting for the source to reconnect; to listen on another address as well: `kvmmig receive --recover tcp:HOST:PORT --settle %016llx`",
-		    id, d->pc->why, (unsigned long long)page_fill_missing(d->pc->pf), id);
-}
-
-/*
- * postcopy-paused: the link is gone.  Wait for every channel of a new one
- * (or an operator's --recover address) until postcopy_recover_timeout_ms:
- * 0 with the new link up, or -errno with the guest beyond help.
- */
-static int pc_paused(struct mig_dst *d)
-{
-	struct mig_dst_pc *pc = d->pc;
-	unsigned int ms = d->opts->postcopy_recover_timeout_ms, n = 0, i;
-	double until = now_s() + ms / 1000.0;
-	struct pc_conn got[MIG_MAX_CHANNELS];
-	int ret = 0;
-
-	pc_close_link(d);
-	page_fill_suspend_deadline(pc->pf, true);
-	d->rep->state = MIG_POSTCOPY_PAUSED;
-	pc_say_paused(d);
-	if (pc->settle_fd < 0)
-		pc->settle_fd = mig_settle_listen(false, d->hello.session);
-	for (i = 0; i < MIG_MAX_CHANNELS; i++)
-		got[i] = (struct pc_conn){ .fd = -1 };
-	for (;;) {
-		struct pollfd p[2] = {
-			{ .fd = pc->conns[0], .events = POLLIN },
-			{ .fd = pc->settle_fd, .events = POLLIN },
-		};
-
-		ret = page_fill_error(pc->pf);
-		if (ret)
-			break;
-		if (ms && now_s() >= until) {
-			kvmmig_err("the source did not come back within %u ms: %llu pages are still missing, the guest cannot run on",
-				   ms, (unsigned long long)page_fill_missing(pc->pf));
-			ret = -ETIMEDOUT;
-			break;
-		}
-		pc_say_no_cancel(d);
-		if (poll(p, 2, PC_TICK_MS) <= 0)
-			continue;
-		if (p[1].revents)
-			pc_settle(d);
-		if (!p[0].revents)
-			continue;
-		pc_got_conn(d, got, &n);
-		if (n < d->hello.nr_channels)
-			continue;
-		d->rep->state = MIG_POSTCOPY_RECOVER;
-		n = 0;
-		ret = pc_take_link(d, got);
-		if (!ret)
-			break;
-		pc_close_link(d);
-		pc_say_paused(d);
-		d->rep->state = MIG_POSTCOPY_PAUSED;
-	}
-	for (i = 0; i < MIG_MAX_CHANNELS; i++)
-		pc_conn_close(&got[i]);
-	if (ret)
-		return ret;
-	page_fill_suspend_deadline(pc->pf, false);
-	d->rep->postcopy_recoveries++;
-	d->rep->state = MIG_POSTCOPY_ACTIVE;
-	kvmmig_info("postcopy recovered (session %016llx): %llu pages still missing",
-		    (unsigned long long)d->hello.session,
-		    (unsigned long long)page_fill_missing(pc->pf));
-	return 0;
 }
 
 /* Every page is placed: POSTCOPY_DONE with our figures.  0, or PC_BROKEN. */
@@ -796,7 +534,7 @@ static void pc_await_close(struct mig_dst *d)
 		}
 		kvmmig_log_quiet(false);
 	}
-	pc_close_link(d);
+	mig_dest_pc_close_link(d);
 }
 
 static void *pc_pause_thread(void *arg)
@@ -846,7 +584,7 @@ int mig_dest_postcopy_run(struct mig_dst *d)
 	kvmmig_info("postcopy (session %016llx): the guest runs here, %llu pages still to come",
 		    (unsigned long long)d->hello.session,
 		    (unsigned long long)page_fill_missing(pc->pf));
-	ret = pc_start_receivers(d);
+	ret = mig_dest_pc_start_receivers(d);
 	if (ret)
 		snprintf(pc->why, sizeof(pc->why), "%s", kvmmig_last_error());
 	for (ret = ret ? PC_BROKEN : 0;;) {
@@ -859,7 +597,7 @@ int mig_dest_postcopy_run(struct mig_dst *d)
 		}
 		if (ret != PC_BROKEN)
 			break;
-		ret = pc_paused(d);
+		ret = mig_dest_pc_paused(d);
 		if (ret)
 			break;
 	}
@@ -868,7 +606,7 @@ int mig_dest_postcopy_run(struct mig_dst *d)
 		if (ret == page_fill_error(pc->pf))
 			page_fill_wait(pc->pf, 0);
 		pc_stop_guest(d, ret);
-		pc_close_link(d);
+		mig_dest_pc_close_link(d);
 		return ret;
 	}
 	pc_await_close(d);
@@ -918,7 +656,7 @@ void mig_dest_postcopy_free(struct mig_dst *d)
 		struct pc_conn c;
 
 		while (read(pc->conns[0], &c, sizeof(c)) == sizeof(c))
-			pc_conn_close(&c);
+			mig_dest_pc_conn_close(&c);
 	}
 	for (i = 0; i < 2; i++) {
 		if (pc->wake[i] >= 0)
