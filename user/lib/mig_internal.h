@@ -220,5 +220,7 @@ void mig_postcopy_commit(struct mig_src *s);
 int mig_postcopy_rp_record(struct mig_src *s, const struct mig_rec *rec);
 /* From STARTED to POSTCOPY_DONE, recoveries included. */
 int mig_postcopy_run(struct mig_src *s);
+/* Requests and pages served so far, into the report. */
+void mig_postcopy_counts(struct mig_src *s);
 
 #endif /* KVMMIG_MIG_INTERNAL_H */

@@ -550,8 +550,8 @@ static int mig_pc_recover(struct mig_src *s, int err)
 	return 0;
 }
 
-/* What this side counted, whatever the outcome. */
-static void mig_pc_counts(struct mig_src *s)
+/* What this side counted so far, into the report (the migration thread's). */
+void mig_postcopy_counts(struct mig_src *s)
 {
 	s->rep->postcopy_requests = __atomic_load_n(&s->pc_requests, __ATOMIC_RELAXED);
 	s->rep->postcopy_urgent_pages = __atomic_load_n(&s->pc_urgent, __ATOMIC_RELAXED);
@@ -570,7 +570,7 @@ int mig_postcopy_run(struct mig_src *s)
 	while ((ret = mig_pc_stream(s))) {
 		ret = mig_pc_recover(s, ret);
 		if (ret) {
-			mig_pc_counts(s);
+			mig_postcopy_counts(s);
 			return ret;
 		}
 	}
@@ -582,7 +582,7 @@ int mig_postcopy_run(struct mig_src *s)
 	mig_stop_senders(s);
 	/* A sender cut short by the destination's close after DONE failed nothing. */
 	rep->error[0] = '\0';
-	mig_pc_counts(s);
+	mig_postcopy_counts(s);
 	rep->postcopy_remote_faults = s->done.remote_faults;
 	rep->postcopy_blocktime_ns = s->done.blocktime_ns;
 	rep->postcopy_dropped = s->done.dropped;

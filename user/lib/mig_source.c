@@ -143,6 +143,9 @@ void mig_sample(struct mig_src *s, bool sync)
 		.sync = sync,
 	};
 
+	/* The progress line shows the requests served so far. */
+	if (__atomic_load_n(&s->postcopy, __ATOMIC_RELAXED))
+		mig_postcopy_counts(s);
 	mig_report_add_sample(s->rep, &smp);
 	if (smp.throttle_pct > s->rep->max_throttle_pct)
 		s->rep->max_throttle_pct = smp.throttle_pct;
