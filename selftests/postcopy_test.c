@@ -649,6 +649,7 @@ static void fail_cut(struct __test_metadata *_metadata, FIXTURE_DATA(fail) *self
 
 	ASSERT_EQ(proxy_start(&self->px, self->dest.addr), 0);
 	pc_opts(&o, self->px.addr, &self->w);
+	o.tls.psk_file = self->dest.psk_file;
 	pc_params(&o.params, 2, true);
 	o.params.postcopy_preempt = true;
 	self->w.at = MIG_POSTCOPY_ACTIVE;
@@ -686,6 +687,31 @@ static void fail_cut(struct __test_metadata *_metadata, FIXTURE_DATA(fail) *self
 TEST_F_TIMEOUT(fail, cut_in_postcopy_recovered, 300)
 {
 	fail_cut(_metadata, self, PC_MEND_RECONNECT);
+}
+
+/*
+ * The same over TLS-PSK: the fault thread's requests and the main thread's
+ * answers share the main channel's TLS session, the new link makes new
+ * sessions, and nothing is sent on one session by two threads at once.
+ */
+TEST_F_TIMEOUT(fail, cut_in_postcopy_recovered_tls, 300)
+{
+	char psk[] = "/tmp/kvmmig-pc-psk-XXXXXX";
+	static const char key[] = "qemu:00112233445566778899aabbccddeeff\n";
+	int fd = mkstemp(psk);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(write(fd, key, strlen(key)), (ssize_t)strlen(key));
+	close(fd);
+	/* The fixture's destination is plaintext: this one demands TLS. */
+	pc_dest_free(&self->dest);
+	self->dest = (struct pc_dest){ .evfd = -1, .recover_timeout_ms = RECOVER_MS,
+				       .psk_file = psk };
+	ASSERT_EQ(pc_dest_start(&self->dest), 0);
+	fail_cut(_metadata, self, PC_MEND_RECONNECT);
+	unlink(psk);
+	ASSERT_NE(self->rep.tls, NULL);
+	TH_LOG("record layer: %s", self->rep.tls);
 }
 
 TEST_F_TIMEOUT(fail, cut_in_postcopy_and_in_recovery, 300)

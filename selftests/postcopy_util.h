@@ -61,6 +61,7 @@ struct pc_event {
 struct pc_dest {
 	/* set before pc_dest_start() */
 	unsigned int recover_timeout_ms;	/* mig_dest_opts.postcopy_recover_timeout_ms */
+	const char *psk_file;		/* non-NULL: TLS-PSK on every channel */
 	uint64_t widen_to;		/* non-zero: at postcopy's start a random guest
 					   writes this value into its whole slice */
 	/* the child */
@@ -250,6 +251,7 @@ static inline void pc_child_run(const struct pc_dest *d, int evfd)
 		.resumed = pc_child_resumed,
 		.postcopy_started = pc_child_started,
 		.postcopy_recover_timeout_ms = d->recover_timeout_ms,
+		.tls.psk_file = d->psk_file,
 		DEST_CHILD_VMM,
 	};
 	struct mig_report rep;

@@ -197,8 +197,8 @@ static int pc_discard_slot(struct mig_dst *d, unsigned int i)
 
 /*
  * The fault thread asks for a page: REQ on the main channel, never waiting
- * for the answer.  With the link down the request is lost; the recovery
- * asks again for every page still waited on.
+ * for the answer.  With the link down (or not up yet) the request is lost;
+ * once it is up every page still waited on is asked for again.
  */
 static int pc_request(void *opaque, unsigned int slot, uint64_t page)
 {
@@ -213,6 +213,8 @@ static int pc_request(void *opaque, unsigned int slot, uint64_t page)
 			 kvmmig_last_error());
 		/* The main thread sees the break at once. */
 		shutdown(d->main.fd, SHUT_RDWR);
+	} else if (pc->link_up) {
+		pc->requests_sent++;
 	}
 	pthread_mutex_unlock(&pc->send_lock);
 	return 0;
@@ -251,10 +253,7 @@ int mig_dest_postcopy_prepare(struct mig_dst *d)
 		ret = page_fill_start(d->vm, &o, &pc->pf);
 	for (i = 0; i < d->vm->nr_slots; i++)
 		free((void *)o.present[i]);
-	if (ret)
-		return ret;
-	pc->link_up = true;
-	return 0;
+	return ret;
 }
 
 /* Place the pages of a checked PAGES record: runs of neighbours, data or zeros, one call each. */
@@ -498,7 +497,9 @@ static int pc_send_done(struct mig_dst *d)
 	int ret;
 
 	page_fill_stats(pc->pf, &st);
-	dn.requests = st.requests;
+	pthread_mutex_lock(&pc->send_lock);
+	dn.requests = pc->requests_sent;
+	pthread_mutex_unlock(&pc->send_lock);
 	dn.urgent_pages = st.pages_demand;
 	dn.background_pages = st.pages_background;
 	dn.remote_faults = st.waited;
@@ -584,7 +585,18 @@ int mig_dest_postcopy_run(struct mig_dst *d)
 	kvmmig_info("postcopy (session %016llx): the guest runs here, %llu pages still to come",
 		    (unsigned long long)d->hello.session,
 		    (unsigned long long)page_fill_missing(pc->pf));
-	ret = mig_dest_pc_start_receivers(d);
+	/*
+	 * STARTED is sent: only now may the fault thread's requests use the
+	 * main channel, since two threads must never send on it at once (with
+	 * TLS, one session's record layer).  What vCPUs asked for since the
+	 * guest started is asked for now.
+	 */
+	pthread_mutex_lock(&pc->send_lock);
+	pc->link_up = true;
+	pthread_mutex_unlock(&pc->send_lock);
+	ret = page_fill_rerequest(pc->pf) < 0 ? page_fill_error(pc->pf) : 0;
+	if (!ret)
+		ret = mig_dest_pc_start_receivers(d);
 	if (ret)
 		snprintf(pc->why, sizeof(pc->why), "%s", kvmmig_last_error());
 	for (ret = ret ? PC_BROKEN : 0;;) {
@@ -628,7 +640,7 @@ void mig_dest_postcopy_report(struct mig_dst *d)
 	rep->postcopy = true;
 	rep->postcopy_preempt = d->cfg->flags & MIG_CONFIG_PREEMPT;
 	rep->postcopy_s = (pc->t_done ? pc->t_done : now_s()) - pc->t_start;
-	rep->postcopy_requests = st->requests;
+	rep->postcopy_requests = pc->requests_sent;
 	rep->postcopy_urgent_pages = st->pages_demand;
 	rep->postcopy_background_pages = st->pages_background;
 	rep->postcopy_remote_faults = st->waited;

@@ -34,6 +34,7 @@ struct mig_dst_pc {
 	unsigned long *discard[MIG_MAX_SLOTS];	/* DISCARD's pages, per slot */
 	pthread_mutex_t send_lock;	/* the main channel's sends, link_up */
 	bool link_up;			/* REQ may be sent */
+	uint64_t requests_sent;		/* REQ records sent (send_lock) */
 	int wake[2];			/* a receiver ended */
 	int conns[2];			/* struct pc_conn, from the listener threads */
 	int settle_fd;			/* @kvmmig/dest/<session> while paused, or -1 */
