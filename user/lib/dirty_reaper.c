@@ -246,12 +246,17 @@ static void dirty_reaper_stop(struct dirty_reaper *r)
 	}
 	if (!r->handler_set)
 		return;
-	/* From here on no vCPU thread enters dirty_reaper_ring_full(). */
-	kvmmig_vm_set_ring_full_handler(r->ds->vm, NULL, NULL);
-	r->handler_set = false;
+	/*
+	 * The last round while ring-full exits still come here: once the
+	 * handler is gone the VM recycles the rings itself (and may probe
+	 * them), so nothing of ours may touch them after.
+	 */
 	dirty_reaper_lock(r);
 	dirty_reaper_reap_locked(r);
 	dirty_reaper_unlock(r);
+	/* From here on no vCPU thread enters dirty_reaper_ring_full(). */
+	kvmmig_vm_set_ring_full_handler(r->ds->vm, NULL, NULL);
+	r->handler_set = false;
 }
 
 void dirty_reaper_close(struct dirty_source *ds)

@@ -72,7 +72,7 @@ int dirty_reaper_start(struct dirty_reaper *r);
 /*
  * dirty_source_ops.stop, also after a failed start once dirty_reaper_init()
  * ran: stop the thread (its wait ends at once: at most the round under way
- * is waited for), give ring-full exits back to the VM, reap a last time,
+ * is waited for), reap a last time, give ring-full exits back to the VM,
  * free what dirty_reaper_init() set up, then ops->release().
  */
 void dirty_reaper_close(struct dirty_source *ds);

@@ -30,6 +30,7 @@
 
 #include "bitmap.h"
 #include "dirty_reaper.h"
+#include "gfn_ring.h"
 #include "log.h"
 
 /*
@@ -59,23 +60,6 @@ static inline struct ring_priv *ring_of(struct dirty_reaper *r)
 {
 	dirty_reaper_assert_held(r);
 	return container_of(r, struct ring_priv, reaper);
-}
-
-/* Pairs with KVM's release of the flags after it filled in slot and offset. */
-static inline uint32_t ring_flags_acquire(struct kvm_dirty_gfn *e)
-{
-	return __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
-}
-
-/* Pairs with KVM's reset, which reads the flag and then reuses the entry. */
-static inline void ring_mark_collected(struct kvm_dirty_gfn *e)
-{
-	__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
-}
-
-static inline bool ring_is_dirty(uint32_t flags)
-{
-	return flags & KVM_DIRTY_GFN_F_DIRTY;
 }
 
 static void ring_record(struct ring_priv *p, const struct kvm_dirty_gfn *e)
@@ -121,11 +105,11 @@ static uint32_t ring_harvest(struct dirty_reaper *r, unsigned int idx)
 	/* At most a whole ring can wait for KVM's reset. */
 	while (rv->fetch - rv->kvm_reset < size) {
 		struct kvm_dirty_gfn *e = &v->ring[rv->fetch & mask];
-		uint32_t flags = ring_flags_acquire(e);
+		uint32_t flags = gfn_flags_acquire(e);
 
-		if (ring_is_dirty(flags)) {
+		if (gfn_is_dirty(flags)) {
 			ring_record(p, e);
-			ring_mark_collected(e);
+			gfn_mark_collected(e);
 			n++;
 		} else if (!(flags & KVM_DIRTY_GFN_F_RESET)) {
 			break;
@@ -147,7 +131,7 @@ static uint32_t ring_harvest(struct dirty_reaper *r, unsigned int idx)
  * flagged collected.  If that is before our fetch index and the entry is
  * dirty, KVM overwrote one of our collected entries with a new one: it
  * wrapped the ring, and harvesting resumes there.  If the entry is one of
- * ours, KVM's reset index is elsewhere: ring_find_reset() must locate it.
+ * ours, KVM's reset index is elsewhere: ring_resync() must locate it.
  */
 static void ring_follow_reset(struct dirty_reaper *r, unsigned int idx)
 {
@@ -155,7 +139,7 @@ static void ring_follow_reset(struct dirty_reaper *r, unsigned int idx)
 	struct kvm_dirty_gfn *ring = r->ds->vm->vcpus[idx].ring;
 	uint32_t mask = r->ds->vm->ring_entries - 1, flags;
 
-	while (rv->kvm_reset != rv->fetch && !ring_flags_acquire(&ring[rv->kvm_reset & mask]))
+	while (rv->kvm_reset != rv->fetch && !gfn_flags_acquire(&ring[rv->kvm_reset & mask]))
 		rv->kvm_reset++;
 	if (rv->kvm_reset == rv->fetch) {
 		if (rv->suspect) {
@@ -165,10 +149,10 @@ static void ring_follow_reset(struct dirty_reaper *r, unsigned int idx)
 		}
 		return;
 	}
-	flags = ring_flags_acquire(&ring[rv->kvm_reset & mask]);
-	if (ring_is_dirty(flags))
+	flags = gfn_flags_acquire(&ring[rv->kvm_reset & mask]);
+	if (gfn_is_dirty(flags))
 		rv->fetch = rv->kvm_reset;
-	ring_overflow(r, idx, ring_is_dirty(flags) ? "KVM stopped resetting at an overwritten entry"
+	ring_overflow(r, idx, gfn_is_dirty(flags) ? "KVM stopped resetting at an overwritten entry"
 						    : "KVM's reset index is not where expected");
 }
 
@@ -191,69 +175,41 @@ static int ring_reset(struct dirty_reaper *r)
 	return 0;
 }
 
-/*
- * Locate KVM's reset index R of a suspect ring by probing, with the vCPU
- * out of KVM_RUN at a ring-full exit, so that D - R (D: KVM's dirty index)
- * is at least the soft limit and resetting the entry at R cannot overshoot
- * D.  A probe flags one entry collected and asks KVM to reset: only if the
- * entry is at R does KVM reset it (and go on over the entries we flagged
- * before); otherwise the entry is put back as it was.  Called with no
- * collected entry pending on other rings (after a reap), so the count KVM
- * returns is this ring's.  Returns 1 when R is found (kvm_reset set).
- */
-static int ring_find_reset(struct dirty_reaper *r, unsigned int idx)
+static int ring_probe_reset(void *opaque)
 {
-	struct ring_priv *p = ring_of(r);
-	struct ring_vcpu *rv = &p->rv[idx];
-	struct kvm_dirty_gfn *ring = r->ds->vm->vcpus[idx].ring;
-	uint32_t size = r->ds->vm->ring_entries, mask = size - 1, i;
-	int cnt;
+	return dirty_reaper_reset_rings_locked(opaque);
+}
 
-	for (i = 0; i < size; i++) {
-		uint32_t x = rv->kvm_reset + i;
-		struct kvm_dirty_gfn *e = &ring[x & mask];
-		uint32_t old = ring_flags_acquire(e);
-
-		/* KVM would have reset a collected entry at R already. */
-		if (old & KVM_DIRTY_GFN_F_RESET)
-			continue;
-		if (ring_is_dirty(old))
-			ring_record(p, e);
-		ring_mark_collected(e);
-		cnt = dirty_reaper_reset_rings_locked(r);
-		if (cnt < 0)
-			return cnt;
-		if (cnt) {
-			rv->kvm_reset = x + cnt;
-			/* Whatever lies behind KVM's new position is looked at afresh. */
-			rv->fetch = rv->kvm_reset;
-			return 1;
-		}
-		/* Put back as it was; release as in ring_mark_collected(). */
-		__atomic_store_n(&e->flags, old, __ATOMIC_RELEASE);
-	}
-	return 0;
+static void ring_probe_take(void *opaque, const struct kvm_dirty_gfn *e)
+{
+	ring_record(ring_of(opaque), e);
 }
 
 /*
- * With KVM's reset index known (fetch == kvm_reset == R) and nothing to
- * harvest there: if dirty entries follow a run of clean ones, every entry
- * of the run is before KVM's dirty index (the dirty ones were pushed after
- * it), so the run can be flagged collected and reset.  They are entries
- * KVM counts but the ring no longer holds ("phantoms", left by a wrap).
+ * Locate KVM's reset index of a stuck ring (gfn_ring_find_reset()), with
+ * the vCPU at a ring-full exit and nothing of its ring reset since, and no
+ * collected entry pending on other rings (after a reap).  Then skip the
+ * phantoms there.  Harvesting resumes at KVM's new position.
  */
-static void ring_skip_phantoms(struct dirty_reaper *r, unsigned int idx)
+static int ring_resync(struct dirty_reaper *r, unsigned int idx)
 {
 	struct ring_vcpu *rv = &ring_of(r)->rv[idx];
-	struct kvm_dirty_gfn *ring = r->ds->vm->vcpus[idx].ring;
-	uint32_t size = r->ds->vm->ring_entries, mask = size - 1, i, first = 0;
+	struct gfn_ring_probe probe = {
+		.ring = r->ds->vm->vcpus[idx].ring,
+		.size = r->ds->vm->ring_entries,
+		.reset = ring_probe_reset,
+		.take = ring_probe_take,
+		.opaque = r,
+	};
+	uint32_t pos = rv->kvm_reset;
+	int ret;
 
-	for (i = 0; i < size && !first; i++)
-		if (ring_is_dirty(ring_flags_acquire(&ring[(rv->fetch + i) & mask])))
-			first = i;
-	for (i = 0; i < first; i++)
-		ring_mark_collected(&ring[(rv->fetch + i) & mask]);
-	rv->fetch += first;
+	ret = gfn_ring_find_reset(&probe, &pos);
+	if (ret != 1)
+		return ret;
+	rv->kvm_reset = pos;
+	rv->fetch = pos + gfn_ring_skip_phantoms(probe.ring, probe.size, pos);
+	return 1;
 }
 
 /*
@@ -280,6 +236,27 @@ static int ring_reprotect(struct dirty_reaper *r)
 	return 0;
 }
 
+/*
+ * KVM pushes the next entries where the last harvest stopped, whenever
+ * tracking resumes (a migration retried after a failed one): a new source
+ * that started at 0 would miss them until the ring wrapped.  So the ring
+ * positions are the VM's: they come from it at start and go back to it
+ * after every round.  Rounds run only while ring-full exits come to this
+ * source; before and after, the VM's own recycling keeps them.
+ */
+static void ring_hand_back(struct dirty_reaper *r)
+{
+	struct ring_priv *p = ring_of(r);
+	struct kvmmig_vm *vm = r->ds->vm;
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_vcpus; i++) {
+		vm->vcpus[i].ring_fetch = p->rv[i].fetch;
+		vm->vcpus[i].ring_reset = p->rv[i].kvm_reset;
+		vm->vcpus[i].ring_suspect = p->rv[i].suspect;
+	}
+}
+
 /* One round: harvest every ring, then have KVM reset what was harvested. */
 static int ring_reap_locked(struct dirty_reaper *r)
 {
@@ -292,6 +269,7 @@ static int ring_reap_locked(struct dirty_reaper *r)
 	ret = ring_reset(r);
 	if (!ret && p->reprotect)
 		ret = ring_reprotect(r);
+	ring_hand_back(r);
 	return ret;
 }
 
@@ -314,36 +292,20 @@ static int ring_full_locked(struct dirty_reaper *r, unsigned int idx)
 	stuck = rv->full_seen && rv->full_fetch == rv->fetch && rv->full_reset == rv->kvm_reset;
 	if (!ret && stuck) {
 		ring_overflow(r, idx, "KVM counts entries the ring does not hold");
-		ret = ring_find_reset(r, idx);
-		if (ret == 1) {
-			ring_skip_phantoms(r, idx);
+		ret = ring_resync(r, idx);
+		if (ret == 1)
 			ret = dirty_reaper_reap_locked(r);
-		}
 	}
 	rv->full_seen = true;
 	rv->full_fetch = rv->fetch;
 	rv->full_reset = rv->kvm_reset;
+	ring_hand_back(r);
 	return ret;
 }
 
-/*
- * KVM pushes the next entries where the last harvest stopped, whenever
- * tracking resumes (a migration retried after a failed one): a new source
- * that started at 0 would miss them until the ring wrapped.  So the ring
- * positions go back to the VM at close and come from it at start.
- */
 static void ring_release(struct dirty_reaper *r)
 {
-	struct ring_priv *p = container_of(r, struct ring_priv, reaper);
-	struct kvmmig_vm *vm = r->ds->vm;
-	unsigned int i;
-
-	for (i = 0; i < vm->nr_vcpus; i++) {
-		vm->vcpus[i].ring_fetch = p->rv[i].fetch;
-		vm->vcpus[i].ring_reset = p->rv[i].kvm_reset;
-		vm->vcpus[i].ring_suspect = p->rv[i].suspect;
-	}
-	free(p);
+	free(container_of(r, struct ring_priv, reaper));
 }
 
 static const struct dirty_reaper_ops ring_reaper_ops = {
@@ -361,12 +323,14 @@ static int dirty_ring_start(struct dirty_source *ds)
 
 	if (!p)
 		return -ENOMEM;
-	/* Before anything can fail: ring_release() hands them back. */
+	/* Under the VM's lock: until our handler is in, it recycles the rings. */
+	pthread_mutex_lock(&vm->hook_lock);
 	for (i = 0; i < vm->nr_vcpus; i++) {
 		p->rv[i].fetch = vm->vcpus[i].ring_fetch;
 		p->rv[i].kvm_reset = vm->vcpus[i].ring_reset;
 		p->rv[i].suspect = vm->vcpus[i].ring_suspect;
 	}
+	pthread_mutex_unlock(&vm->hook_lock);
 	for (i = 0; i < vm->nr_slots; i++)
 		p->slot_of[vm->slots[i].id] = i + 1;
 	ret = dirty_reaper_init(&p->reaper, ds, &ring_reaper_ops);

@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "gfn_ring.h"
 #include "kvmmig_vm.h"
 #include "log.h"
 
@@ -359,22 +360,84 @@ void kvmmig_vm_free(struct kvmmig_vm *vm)
 
 /* ---- dirty rings and logging ---- */
 
+static int vm_reset_rings(void *opaque)
+{
+	struct kvmmig_vm *vm = opaque;
+	int ret = ioctl(vm->fd, KVM_RESET_DIRTY_RINGS, 0);
+
+	if (ret < 0)
+		return kvmmig_ioctl_err("KVM_RESET_DIRTY_RINGS", errno);
+	return ret;
+}
+
 /*
- * Nobody tracks dirty pages (tracking stopped, or never started), yet the
- * ring filled up with entries pushed before: flag them all collected and
- * let KVM recycle them.
+ * vCPU @vcpu's ring is stuck (vcpu_ring_recycle()): find KVM's reset index,
+ * skip the phantoms there and have KVM recycle them with what follows, so
+ * the vCPU runs on.  Its position is then known exactly, for the next dirty
+ * source.
+ */
+static int vcpu_ring_unstick(struct kvmmig_vm *vm, unsigned int vcpu)
+{
+	struct kvmmig_vcpu *v = &vm->vcpus[vcpu];
+	struct gfn_ring_probe probe = {
+		.ring = v->ring,
+		.size = vm->ring_entries,
+		.reset = vm_reset_rings,
+		.opaque = vm,
+	};
+	uint32_t pos = v->ring_reset;
+	int ret;
+
+	ret = gfn_ring_find_reset(&probe, &pos);
+	if (ret < 0)
+		return ret;
+	if (!ret) {
+		kvmmig_err("dirty ring of vCPU %u is stuck and KVM reset none of its entries: expected one to be at KVM's reset index",
+			   vcpu);
+		return -EIO;
+	}
+	if (gfn_ring_skip_phantoms(v->ring, vm->ring_entries, pos)) {
+		ret = vm_reset_rings(vm);
+		if (ret < 0)
+			return ret;
+		pos += ret;
+	}
+	v->ring_fetch = pos;
+	v->ring_reset = pos;
+	kvmmig_info("dirty ring of vCPU %u was stuck behind entries it no longer holds: skipped them",
+		    vcpu);
+	return 0;
+}
+
+/*
+ * Nobody tracks dirty pages (tracking stopped, or never started: logging
+ * is off), yet vCPU @vcpu's ring is full of entries pushed before: flag
+ * them collected and let KVM recycle them.  No entry KVM could reset is
+ * left flagged on any ring after (hook_lock serialises this), so KVM's
+ * count is this ring's.  None reset means KVM's reset index is at a clean
+ * entry it counts but the ring no longer holds (a PVM wrap while tracked,
+ * gfn_ring.c): the vCPU would exit for ever.  Probing for that index is
+ * safe once the vCPU exits again with nothing reset in between (the first
+ * such exit may predate the tracker's last reset): then the ring has been
+ * soft-full since its exit, with its reset index where it was.
  */
 static int vcpu_ring_recycle(struct kvmmig_vm *vm, unsigned int vcpu)
 {
-	struct kvm_dirty_gfn *ring = vm->vcpus[vcpu].ring;
+	struct kvmmig_vcpu *v = &vm->vcpus[vcpu];
+	bool stuck;
 	uint32_t i;
+	int ret;
 
 	for (i = 0; i < vm->ring_entries; i++)
-		if (__atomic_load_n(&ring[i].flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY)
-			__atomic_store_n(&ring[i].flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
-	if (ioctl(vm->fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
-		return kvmmig_ioctl_err("KVM_RESET_DIRTY_RINGS", errno);
-	return 0;
+		if (gfn_is_dirty(gfn_flags_acquire(&v->ring[i])))
+			gfn_mark_collected(&v->ring[i]);
+	ret = vm_reset_rings(vm);
+	if (ret < 0)
+		return ret;
+	stuck = !ret && v->ring_stalled && v->ring_stalled_gen == vm->ring_gen;
+	v->ring_stalled = !ret && !stuck;
+	v->ring_stalled_gen = vm->ring_gen;
+	return stuck ? vcpu_ring_unstick(vm, vcpu) : 0;
 }
 
 int kvmmig_vm_ring_full(struct kvmmig_vm *vm, unsigned int vcpu)
@@ -402,6 +465,7 @@ void kvmmig_vm_set_ring_full_handler(struct kvmmig_vm *vm, kvmmig_ring_full_fn f
 	pthread_mutex_lock(&vm->hook_lock);
 	vm->ring_full = fn;
 	vm->ring_opaque = opaque;
+	vm->ring_gen++;
 	pthread_mutex_unlock(&vm->hook_lock);
 }
 

@@ -39,9 +39,13 @@ struct kvmmig_vcpu {
 	/*
 	 * Where the ring's harvest stopped, for the next dirty source: KVM's
 	 * own indices run on from one migration to the next (dirty_ring.c).
+	 * Under the VM's hook_lock while no dirty source takes ring-full exits.
 	 */
 	uint32_t ring_fetch, ring_reset;
 	bool ring_suspect;
+	/* Nobody tracking: the last ring-full exit recycled nothing (at ring_gen). */
+	bool ring_stalled;
+	unsigned int ring_stalled_gen;
 	uint64_t ring_full_exits;	/* forwarded by the VMM; atomic */
 };
 
@@ -88,9 +92,14 @@ struct kvmmig_vm {
 	void *opaque;			/* for ops */
 	unsigned int throttle_pct[MIG_MAX_VCPUS];	/* as last set through ops */
 
-	pthread_mutex_t hook_lock;	/* ring_full and ring_opaque vs their callers */
+	/*
+	 * ring_full and ring_opaque vs their callers; with no handler, the
+	 * rings themselves (the VM recycles them).
+	 */
+	pthread_mutex_t hook_lock;
 	kvmmig_ring_full_fn ring_full;
 	void *ring_opaque;
+	unsigned int ring_gen;		/* handlers set so far */
 };
 
 /*
