@@ -415,6 +415,9 @@ TEST_F_TIMEOUT(ring, full_exits_forwarded, 120)
 	ASSERT_GT(dirty_source_collect(ds, &set), 0);
 	dirty_set_free(&set);
 	dirty_source_close(ds);
+	/* Off for good, even after a re-protection at an overflow (logging off and on). */
+	for (i = 0; i < f->adopted->nr_slots; i++)
+		ASSERT_EQ(f->adopted->slots[i].flags & KVM_MEM_LOG_DIRTY_PAGES, 0U);
 	for (i = 0; i < cfg.nr_vcpus; i++)
 		exits += f->adopted->vcpus[i].ring_full_exits;
 	ASSERT_GT(exits, 0ULL);

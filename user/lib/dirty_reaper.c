@@ -249,9 +249,13 @@ static void dirty_reaper_stop(struct dirty_reaper *r)
 	/*
 	 * The last round while ring-full exits still come here: once the
 	 * handler is gone the VM recycles the rings itself (and may probe
-	 * them), so nothing of ours may touch them after.
+	 * them), so nothing of ours may touch them after.  Logging goes off
+	 * again first: dirty_source_close() turned it off, but a round since
+	 * (a ring-full exit's) may have re-protected memory, turning it on.
 	 */
 	dirty_reaper_lock(r);
+	r->closing = true;
+	kvmmig_vm_set_dirty_logging(r->ds->vm, false);
 	dirty_reaper_reap_locked(r);
 	dirty_reaper_unlock(r);
 	/* From here on no vCPU thread enters dirty_reaper_ring_full(). */

@@ -59,6 +59,7 @@ struct dirty_reaper {
 	 * under it cannot fall between its check and its sleep.
 	 */
 	bool stop;
+	bool closing;				/* logging is off for good: the last rounds */
 	bool handler_set;			/* ring-full exits come to us */
 	bool thread_running;
 	pthread_t thread;

@@ -227,7 +227,8 @@ static int ring_reprotect(struct dirty_reaper *r)
 	int ret;
 
 	ret = kvmmig_vm_set_dirty_logging(r->ds->vm, false);
-	if (!ret)
+	/* Closing, logging stays off: nothing is tracked any more. */
+	if (!ret && !r->closing)
 		ret = kvmmig_vm_set_dirty_logging(r->ds->vm, true);
 	if (ret)
 		return ret;

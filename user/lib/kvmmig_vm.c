@@ -413,13 +413,14 @@ static int vcpu_ring_unstick(struct kvmmig_vm *vm, unsigned int vcpu)
  * Nobody tracks dirty pages (tracking stopped, or never started: logging
  * is off), yet vCPU @vcpu's ring is full of entries pushed before: flag
  * them collected and let KVM recycle them.  No entry KVM could reset is
- * left flagged on any ring after (hook_lock serialises this), so KVM's
- * count is this ring's.  None reset means KVM's reset index is at a clean
- * entry it counts but the ring no longer holds (a PVM wrap while tracked,
- * gfn_ring.c): the vCPU would exit for ever.  Probing for that index is
- * safe once the vCPU exits again with nothing reset in between (the first
- * such exit may predate the tracker's last reset): then the ring has been
- * soft-full since its exit, with its reset index where it was.
+ * left flagged on any ring after that (hook_lock serialises this), so
+ * KVM's count is this ring's and only this vCPU's recycling moves its
+ * reset index.  None reset means that index is at a clean entry KVM counts
+ * but the ring no longer holds (a PVM wrap while tracked, gfn_ring.c): the
+ * vCPU would exit for ever.  Probing for it needs the index where it was
+ * at the exit; that holds once the vCPU's previous exit too was recycled
+ * here with no handler installed since (the first may predate the
+ * tracker's last reset): only recycling has run since before this exit.
  */
 static int vcpu_ring_recycle(struct kvmmig_vm *vm, unsigned int vcpu)
 {
