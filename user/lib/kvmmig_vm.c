@@ -410,9 +410,9 @@ static int vcpu_ring_unstick(struct kvmmig_vm *vm, unsigned int vcpu)
 }
 
 /*
- * Nobody tracks dirty pages (tracking stopped, or never started: logging
- * is off), yet vCPU @vcpu's ring is full of entries pushed before: flag
- * them collected and let KVM recycle them.  No entry KVM could reset is
+ * Nobody tracks dirty pages (tracking stopped, or never started), yet
+ * vCPU @vcpu's ring is full of entries pushed before: flag them collected
+ * and let KVM recycle them.  No entry KVM could reset is
  * left flagged on any ring after that (hook_lock serialises this), so
  * KVM's count is this ring's and only this vCPU's recycling moves its
  * reset index.  None reset means that index is at a clean entry KVM counts
