@@ -435,6 +435,15 @@ static int vcpu_ring_recycle(struct kvmmig_vm *vm, unsigned int vcpu)
 	ret = vm_reset_rings(vm);
 	if (ret < 0)
 		return ret;
+	/*
+	 * KVM reset @ret entries of this ring from its reset index on: the
+	 * next dirty source starts after them, where KVM pushes next.  Left
+	 * behind, it would find only reset entries there, miss every page
+	 * dirtied until the ring filled, and take the ring for overflowed.
+	 */
+	v->ring_reset += ret;
+	if ((int32_t)(v->ring_reset - v->ring_fetch) > 0)
+		v->ring_fetch = v->ring_reset;
 	stuck = !ret && v->ring_stalled && v->ring_stalled_gen == vm->ring_gen;
 	v->ring_stalled = !ret && !stuck;
 	v->ring_stalled_gen = vm->ring_gen;
