@@ -15,13 +15,14 @@
  * QEMU runs with -accel kvm a guest whose firmware only halts
  * (qemu_halt_bios.S, built with the tree): this host's KVM cannot run a
  * stock kernel under QEMU, but it runs that.  The source's RAM is a
- * memory-backend-file on a memfd this program fills once, the
- * destination's anonymous memory (memory-backend-ram) as QEMU gives any
- * guest; both are started here and driven over QMP on abstract unix
- * sockets, their logs in memfds, so nothing is left on disk.  kvmmig's
- * source and destination are migration_perf's own sides (perf_side.h), as
- * in its idle benchmark.  Every QEMU and side is killed when the program
- * ends, fails or is interrupted, and every wait has a deadline.
+ * memory-backend-file on a memfd this program fills before each
+ * migration, the destination's anonymous memory (memory-backend-ram) as
+ * QEMU gives any guest; both are started here and driven over QMP on
+ * abstract unix sockets, their logs in memfds, so nothing is left on disk.
+ * kvmmig's source and destination are migration_perf's own sides
+ * (perf_side.h), as in its idle benchmark, its source's guest with every
+ * page allocated as QEMU's memfd is.  Every QEMU and side is killed when
+ * the program ends, fails or is interrupted, and every wait has a deadline.
  *
  *   qemu_perf [--rounds N] [--ram-gib N] [--no-warmup] [--qemu PATH] [--json FILE]
  */
@@ -783,11 +784,11 @@ static int run_once(struct bench *b, enum system s, unsigned int ci, unsigned in
 /*
  * The systems take turns within a round, and the one going first changes
  * from round to round: a noisy moment hurts both alike.  Before the rounds,
- * unless --no-warmup, each system migrates once untimed with 4 channels:
- * these machines hand memory that stays free for a few seconds back to
- * the hypervisor, and the first to touch it again after the source
- * memory was filled pays up to 14 us a page (benchmarks.rst,
- * migration_perf), which is the host's cost, not either system's.
+ * unless --no-warmup, each system migrates once untimed with 4 channels.
+ * These machines hand free memory back to the hypervisor, and the first
+ * to touch it again pays up to 14 us a page (benchmarks.rst): each
+ * system's source fills its memory right before its destination
+ * allocates, so both destinations meet the host in the same state.
  */
 static int run_rounds(struct bench *b)
 {
