@@ -34,7 +34,8 @@ FUZZ_DEPS		:= selftests/stream_fuzz.c selftests/fuzz_util.h $(FUZZ_LIB_SRCS) \
 # The reader and the header check, restoring into a fake VM (no KVM).
 SNAPSHOT_FUZZ_SRCS	:= user/lib/snapshot_load.c user/lib/snapshot_read.c user/lib/snapshot_chain.c \
 			   user/lib/snapshot_file.c \
-			   user/lib/kvmmig_vm.c user/lib/stream.c user/lib/csum.c user/lib/log.c user/lib/zero.c
+			   user/lib/kvmmig_vm.c user/lib/gfn_ring.c user/lib/stream.c user/lib/csum.c \
+			   user/lib/log.c user/lib/zero.c
 SNAPSHOT_FUZZ_DEPS	:= selftests/snapshot_fuzz.c selftests/fuzz_util.h $(SNAPSHOT_FUZZ_SRCS) \
 			   $(wildcard user/lib/*.h include/uapi/linux/*.h)
 SESSION_FUZZ_DEPS	:= selftests/session_fuzz.c selftests/fuzz_util.h $(SESSION_FUZZ_SRCS) \

@@ -62,7 +62,7 @@ struct side_opts {
 	uint64_t ram, bytes, wss, max_bandwidth, compute_mask, mem_pages;
 	unsigned int vcpus, channels, sync_interval_ms, max_passes, vcpu_dirty_limit;
 	unsigned int warmup_ms, workload, sync, policy, backend, dest_backing;
-	bool half_zero, fresh, probe_compute;
+	bool half_zero, alloc_all, fresh, probe_compute;
 	const char *to;
 };
 
@@ -77,7 +77,7 @@ static int side_parse(int argc, char **argv, struct side_opts *o)
 		K(ram), K(bytes), K(wss), K(max_bandwidth), K(compute_mask), K(mem_pages),
 		K(vcpus), K(channels), K(sync_interval_ms), K(max_passes), K(vcpu_dirty_limit),
 		K(warmup_ms), K(workload), K(sync), K(policy), K(backend), K(dest_backing),
-		K(half_zero), K(fresh), K(probe_compute),
+		K(half_zero), K(alloc_all), K(fresh), K(probe_compute),
 #undef K
 	};
 	int i;
@@ -286,9 +286,18 @@ static struct vm *side_guest(const struct side_opts *o)
 
 	if (dirty_prepare_config(o->backend, &cfg) < 0 || vm_create(&cfg, &vm))
 		return NULL;
-	/* Every other 2 MiB of the guest's RAM is data, the rest zero. */
-	for (off = 0; o->half_zero && off < o->ram; off += 2 * HALF_ZERO_CHUNK)
+	/*
+	 * Every other 2 MiB of the guest's RAM is data, the rest zero: never
+	 * touched (the kernel's zero page on a read), or with alloc_all
+	 * allocated and zeroed, as in a guest that has run (qemu_perf gives
+	 * QEMU's source the same).
+	 */
+	for (off = 0; o->half_zero && off < o->ram; off += 2 * HALF_ZERO_CHUNK) {
 		memset((uint8_t *)vm->slots[1].hva + off, 0x5a + (off >> 21), HALF_ZERO_CHUNK);
+		if (o->alloc_all && off + HALF_ZERO_CHUNK < o->ram)
+			memset((uint8_t *)vm->slots[1].hva + off + HALF_ZERO_CHUNK, 0,
+			       HALF_ZERO_CHUNK);
+	}
 	if (o->mem_pages)
 		vm->shared->mem_pages = o->mem_pages;
 	return vm;

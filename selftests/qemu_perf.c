@@ -15,13 +15,14 @@
  * QEMU runs with -accel kvm a guest whose firmware only halts
  * (qemu_halt_bios.S, built with the tree): this host's KVM cannot run a
  * stock kernel under QEMU, but it runs that.  The source's RAM is a
- * memory-backend-file on a memfd this program fills once, the
- * destination's anonymous memory (memory-backend-ram) as QEMU gives any
- * guest; both are started here and driven over QMP on abstract unix
- * sockets, their logs in memfds, so nothing is left on disk.  kvmmig's
- * source and destination are migration_perf's own sides (perf_side.h), as
- * in its idle benchmark.  Every QEMU and side is killed when the program
- * ends, fails or is interrupted, and every wait has a deadline.
+ * memory-backend-file on a memfd this program fills before each
+ * migration, the destination's anonymous memory (memory-backend-ram) as
+ * QEMU gives any guest; both are started here and driven over QMP on
+ * abstract unix sockets, their logs in memfds, so nothing is left on disk.
+ * kvmmig's source and destination are migration_perf's own sides
+ * (perf_side.h), as in its idle benchmark, its source's guest with every
+ * page allocated as QEMU's memfd is.  Every QEMU and side is killed when
+ * the program ends, fails or is interrupted, and every wait has a deadline.
  *
  *   qemu_perf [--rounds N] [--ram-gib N] [--no-warmup] [--qemu PATH] [--json FILE]
  */
@@ -87,7 +88,7 @@ struct bench {
 	const char *qemu;		/* the binary */
 	char bios[PATH_MAX];		/* qemu_halt_bios.bin, next to this program */
 	char sides[PATH_MAX];		/* migration_perf, likewise */
-	int mem_fd;			/* the QEMU source's RAM, filled once */
+	int mem_fd;			/* the QEMU source's RAM, filled for each migration */
 	char version[96];		/* QEMU's, from its QMP greeting */
 	double load_start, load_end;	/* 1-minute load average */
 	struct run runs[NR_SYSTEMS][NR_CHANNELS][MAX_ROUNDS];
@@ -521,6 +522,31 @@ static void qemu_result(const struct qemu *src, const struct qemu *dst, const ch
 			 (unsigned long long)r->data_pages, (unsigned long long)data_pages(ram));
 }
 
+/* The QEMU source's RAM: a memfd with migration_perf's half-zero pattern. */
+static int fill_source_memory(struct bench *b)
+{
+	uint8_t *p;
+	uint64_t off;
+
+	b->mem_fd = memfd_create("qemu_perf-guest", MFD_CLOEXEC);
+	if (b->mem_fd < 0 || ftruncate(b->mem_fd, b->ram))
+		return -errno;
+	/*
+	 * Every page allocated, zero ones included, as in a guest that has
+	 * run: QEMU's source must not allocate a page it reads in the timed
+	 * part (a hole of a shared file is filled on a read fault).
+	 */
+	if (fallocate(b->mem_fd, 0, 0, b->ram))
+		return -errno;
+	p = mmap(NULL, b->ram, PROT_READ | PROT_WRITE, MAP_SHARED, b->mem_fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	for (off = 0; off < b->ram; off += 2 * HALF_ZERO_CHUNK)
+		memset(p + off, half_zero_byte(off), HALF_ZERO_CHUNK);
+	munmap(p, b->ram);
+	return 0;
+}
+
 /* One QEMU migration of the idle guest over loopback with @nr channels. */
 static void qemu_migrate_once(struct bench *b, unsigned int nr, struct run *r)
 {
@@ -529,6 +555,16 @@ static void qemu_migrate_once(struct bench *b, unsigned int nr, struct run *r)
 	char reply[LINE_MAX_LEN];
 	int port;
 
+	/*
+	 * Filled afresh for each migration, as kvmmig's source side fills its
+	 * guest in each: both destinations then take their memory right
+	 * after a source's fill took the host's warmest pages (run_rounds()).
+	 */
+	if (fill_source_memory(b)) {
+		run_fail(r, "cannot fill %llu GiB of memory for QEMU's source: %s",
+			 (unsigned long long)(b->ram >> 30), strerror(errno));
+		goto out;
+	}
 	if (qemu_start(b, &dst, b->ram, r) || qemu_start(b, &src, b->ram, r) ||
 	    qemu_setup(&dst, nr, r) || qemu_setup(&src, nr, r))
 		goto out;
@@ -548,6 +584,9 @@ static void qemu_migrate_once(struct bench *b, unsigned int nr, struct run *r)
 out:
 	qemu_stop(&src);
 	qemu_stop(&dst);
+	if (b->mem_fd >= 0)
+		close(b->mem_fd);
+	b->mem_fd = -1;
 }
 
 /* ---- kvmmig: migration_perf's own sides ---- */
@@ -601,7 +640,7 @@ static void kvmmig_migrate_once(struct bench *b, unsigned int nr, bool thp, stru
 	char ram[40], workload[24], backend[24], chans[24], line[LINE_MAX_LEN], addr[64];
 	char dest_backing[32];
 	char *src_argv[] = { "migration_perf", "--side", "source", ram, "vcpus=1", workload,
-			     backend, "half_zero=1", chans, NULL };
+			     backend, "half_zero=1", "alloc_all=1", chans, NULL };
 	char *dst_argv[] = { "migration_perf", "--side", "dest", dest_backing, NULL };
 	struct perf_side src = { 0 }, dst = { 0 };
 	bool reported = false;
@@ -649,31 +688,6 @@ out:
 }
 
 /* ---- the benchmark ---- */
-
-/* The QEMU source's RAM: a memfd with migration_perf's half-zero pattern. */
-static int fill_source_memory(struct bench *b)
-{
-	uint8_t *p;
-	uint64_t off;
-
-	b->mem_fd = memfd_create("qemu_perf-guest", MFD_CLOEXEC);
-	if (b->mem_fd < 0 || ftruncate(b->mem_fd, b->ram))
-		return -errno;
-	/*
-	 * Every page allocated, zero ones included, as in a guest that has
-	 * run: QEMU's source must not allocate a page it reads in the timed
-	 * part (a hole of a shared file is filled on a read fault).
-	 */
-	if (fallocate(b->mem_fd, 0, 0, b->ram))
-		return -errno;
-	p = mmap(NULL, b->ram, PROT_READ | PROT_WRITE, MAP_SHARED, b->mem_fd, 0);
-	if (p == MAP_FAILED)
-		return -errno;
-	for (off = 0; off < b->ram; off += 2 * HALF_ZERO_CHUNK)
-		memset(p + off, half_zero_byte(off), HALF_ZERO_CHUNK);
-	munmap(p, b->ram);
-	return 0;
-}
 
 /* A small QEMU started and stopped: says early and plainly if -accel kvm cannot work. */
 static int qemu_probe(struct bench *b)
@@ -770,11 +784,11 @@ static int run_once(struct bench *b, enum system s, unsigned int ci, unsigned in
 /*
  * The systems take turns within a round, and the one going first changes
  * from round to round: a noisy moment hurts both alike.  Before the rounds,
- * unless --no-warmup, each system migrates once untimed with 4 channels:
- * these machines hand memory that stays free for a few seconds back to
- * the hypervisor, and the first to touch it again after the source
- * memory was filled pays up to 14 us a page (benchmarks.rst,
- * migration_perf), which is the host's cost, not either system's.
+ * unless --no-warmup, each system migrates once untimed with 4 channels.
+ * These machines hand free memory back to the hypervisor, and the first
+ * to touch it again pays up to 14 us a page (benchmarks.rst): each
+ * system's source fills its memory right before its destination
+ * allocates, so both destinations meet the host in the same state.
  */
 static int run_rounds(struct bench *b)
 {
@@ -988,11 +1002,6 @@ int main(int argc, char **argv)
 		return 1;
 	handle_signals();
 	ret = qemu_probe(&b);
-	if (!ret && fill_source_memory(&b)) {
-		fprintf(stderr, "qemu_perf: cannot fill %llu GiB of memory for QEMU's source: %s\n",
-			(unsigned long long)(b.ram >> 30), strerror(errno));
-		ret = -ENOMEM;
-	}
 	if (!ret) {
 		printf("QEMU %s (-accel kvm) against kvmmig: idle %llu GiB guest, half its pages zero, loopback, %u rounds\n",
 		       b.version, (unsigned long long)(b.ram >> 30), b.rounds);

@@ -45,9 +45,23 @@ static void *receiver_thread(void *arg)
 	/* Its failure is reported once, by the main thread (mig_join_receivers). */
 	kvmmig_log_quiet(true);
 	for (;;) {
-		ret = mig_chan_recv(&r->chan, &rec, r->buf);
+		ret = mig_chan_recv_header(&r->chan, &rec);
 		if (ret)
 			break;
+		/* Page data straight into the guest where it can (not through TLS). */
+		if (rec.type == MIG_REC_PAGES && !r->chan.tls) {
+			ret = mig_pages_recv(&r->dst->target, &r->chan, &rec, r->buf);
+			if (ret < 0)
+				break;
+			mig_tally_add(&r->tally, &rec);
+			continue;
+		}
+		ret = mig_chan_read(&r->chan, r->buf, rec.len, &r->chan.wait);
+		if (!ret)
+			ret = mig_rec_check_payload(&rec, r->buf);
+		if (ret)
+			break;
+		mig_chan_recv_done(&r->chan, &rec);
 		mig_tally_add(&r->tally, &rec);
 		if (rec.type == MIG_REC_SYNC) {
 			r->done = true;

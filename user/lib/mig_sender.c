@@ -186,7 +186,14 @@ static bool sender_take(struct mig_src *s, struct mig_sender *snd, struct mig_jo
 	*head = (*head + 1) % MIG_QUEUE_DEPTH;
 	(*count)--;
 	s->qbusy++;
-	pthread_cond_broadcast(&s->qspace);
+	/*
+	 * The walk waits on a full queue: wake it when half is free, not at
+	 * each batch taken, so it runs once per half queue instead of
+	 * trading a wake-up with the senders per batch.  A requested page
+	 * (postcopy) waits for no more than one slot.
+	 */
+	if (snd->preempt || s->postcopy || *count <= MIG_QUEUE_DEPTH / 2)
+		pthread_cond_broadcast(&s->qspace);
 	return true;
 }
 

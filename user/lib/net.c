@@ -270,6 +270,21 @@ int net_connect(const char *addr, const struct net_wait *w)
 	return fd;
 }
 
+/* Step @iov past @n bytes done; the buffers left. */
+static int net_iov_advance(struct iovec **iov, int iovcnt, size_t n)
+{
+	while (iovcnt > 0 && n >= (*iov)->iov_len) {
+		n -= (*iov)->iov_len;
+		(*iov)++;
+		iovcnt--;
+	}
+	if (iovcnt > 0) {
+		(*iov)->iov_base = (char *)(*iov)->iov_base + n;
+		(*iov)->iov_len -= n;
+	}
+	return iovcnt;
+}
+
 /*
  * Sends never block in the kernel: MSG_DONTWAIT, and net_poll() between
  * attempts, so that a peer that stops reading meets the deadline and a
@@ -299,15 +314,7 @@ int net_writev_all(int fd, struct iovec *iov, int iovcnt, const struct net_wait 
 			continue;
 		}
 		deadline = net_deadline(w);
-		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + n;
-			iov->iov_len -= n;
-		}
+		iovcnt = net_iov_advance(&iov, iovcnt, n);
 	}
 	return 0;
 }
@@ -495,20 +502,79 @@ int mig_chan_send(struct mig_chan *c, uint32_t type, const void *payload, uint32
 	return mig_chan_sendv(c, type, &iov, len ? 1 : 0);
 }
 
-int mig_chan_recv(struct mig_chan *c, struct mig_rec *rec, void *buf)
+int mig_chan_recv_header(struct mig_chan *c, struct mig_rec *rec)
 {
 	int ret;
 
 	ret = mig_chan_read_from(c, rec, sizeof(*rec), &c->wait, c->idle_timeout_ms);
 	if (!ret)
 		ret = mig_rec_check_header(rec, c->rx_seq);
+	return ret;
+}
+
+void mig_chan_recv_done(struct mig_chan *c, const struct mig_rec *rec)
+{
+	c->rx_seq++;
+	c->rx_bytes += sizeof(*rec) + rec->len;
+}
+
+int mig_chan_recv(struct mig_chan *c, struct mig_rec *rec, void *buf)
+{
+	int ret;
+
+	ret = mig_chan_recv_header(c, rec);
 	if (!ret)
 		ret = mig_chan_read(c, buf, rec->len, &c->wait);
 	if (!ret)
 		ret = mig_rec_check_payload(rec, buf);
 	if (ret)
 		return ret;
-	c->rx_seq++;
-	c->rx_bytes += sizeof(*rec) + rec->len;
+	mig_chan_recv_done(c, rec);
+	return 0;
+}
+
+/*
+ * Scattered reads, plaintext only: recvmsg() fills as many of the buffers
+ * as the socket holds, one system call for a whole batch of pages.
+ */
+int mig_chan_readv(struct mig_chan *c, struct iovec *iov, int iovcnt)
+{
+	int64_t deadline = net_deadline(&c->wait);
+	struct msghdr msg = { 0 };
+	size_t want = 0;
+	ssize_t n;
+	int i, ret;
+
+	if (c->tls) {
+		kvmmig_err("%s: scattered reads are for plaintext channels", c->name);
+		return -EINVAL;
+	}
+	for (i = 0; i < iovcnt; i++)
+		want += iov[i].iov_len;
+	while (iovcnt > 0) {
+		msg.msg_iov = iov;
+		msg.msg_iovlen = iovcnt;
+		n = recvmsg(c->fd, &msg, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			ret = net_poll(c->fd, POLLIN, &c->wait, deadline, c->wait.timeout_ms);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (n < 0) {
+			kvmmig_err("receive failed: %s", strerror(errno));
+			return -errno;
+		}
+		if (n == 0) {
+			kvmmig_err("connection closed by the peer (%zu bytes of a record's pages missing)",
+				   want);
+			return -ECONNRESET;
+		}
+		want -= n;
+		deadline = net_deadline(&c->wait);
+		iovcnt = net_iov_advance(&iov, iovcnt, n);
+	}
 	return 0;
 }

@@ -117,5 +117,14 @@ int mig_chan_send(struct mig_chan *c, uint32_t type, const void *payload, uint32
 int mig_chan_sendv(struct mig_chan *c, uint32_t type, const struct iovec *iov, int iovcnt);
 /* Receive one record into @buf (MIG_MAX_PAYLOAD bytes), checked. */
 int mig_chan_recv(struct mig_chan *c, struct mig_rec *rec, void *buf);
+/*
+ * The same in parts, for a receiver that places the payload itself: the
+ * header (checked, within the idle deadline), then the payload read by the
+ * caller (mig_chan_read, or mig_chan_readv on plaintext: @iov is consumed)
+ * and checked against rec->crc, then mig_chan_recv_done() to count it.
+ */
+int mig_chan_recv_header(struct mig_chan *c, struct mig_rec *rec);
+int mig_chan_readv(struct mig_chan *c, struct iovec *iov, int iovcnt);
+void mig_chan_recv_done(struct mig_chan *c, const struct mig_rec *rec);
 
 #endif /* KVMMIG_NET_H */

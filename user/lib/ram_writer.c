@@ -5,14 +5,17 @@
  * guest configuration, drops a copy older than the one already written (a
  * page resent after a sync may overtake itself on another channel), skips
  * zero pages that a fresh slot already holds, and faults in each run of new
- * pages with one MADV_POPULATE_WRITE outside the locks.  See struct
- * mig_target in stream.h for the locking.
+ * pages with one MADV_POPULATE_WRITE outside the locks; and it claims
+ * pages nobody wrote yet for ram_recv.c, which reads their data straight
+ * from the socket, and marks them written once the record checked out.
+ * See struct mig_target in stream.h for the locking.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "bitmap.h"
 #include "log.h"
 #include "stream.h"
 
@@ -25,12 +28,15 @@ int mig_target_init(struct mig_target *t, const struct mig_config *cfg, void *co
 	t->cfg = cfg;
 	t->fresh_from = fresh_from;
 	t->populate = true;
-	for (i = 0; i < MIG_TARGET_LOCKS; i++)
+	for (i = 0; i < MIG_TARGET_LOCKS; i++) {
 		pthread_mutex_init(&t->locks[i], NULL);
+		pthread_cond_init(&t->landed[i], NULL);
+	}
 	for (i = 0; i < cfg->nr_slots; i++) {
 		t->hva[i] = hva[i];
 		t->gen[i] = calloc(cfg->slots[i].size / MIG_PAGE_SIZE, sizeof(uint32_t));
-		if (!t->gen[i]) {
+		t->inflight[i] = bitmap_alloc(cfg->slots[i].size / MIG_PAGE_SIZE);
+		if (!t->gen[i] || !t->inflight[i]) {
 			mig_target_destroy(t);
 			return -ENOMEM;
 		}
@@ -42,11 +48,21 @@ void mig_target_destroy(struct mig_target *t)
 {
 	uint32_t i;
 
-	for (i = 0; i < MIG_MAX_SLOTS; i++)
+	for (i = 0; i < MIG_MAX_SLOTS; i++) {
 		free(t->gen[i]);
-	for (i = 0; i < MIG_TARGET_LOCKS; i++)
+		free(t->inflight[i]);
+	}
+	for (i = 0; i < MIG_TARGET_LOCKS; i++) {
 		pthread_mutex_destroy(&t->locks[i]);
+		pthread_cond_destroy(&t->landed[i]);
+	}
 	memset(t->gen, 0, sizeof(t->gen));
+	memset(t->inflight, 0, sizeof(t->inflight));
+}
+
+static unsigned int mig_page_lock(uint64_t idx)
+{
+	return (idx >> MIG_TARGET_LOCK_SHIFT) % MIG_TARGET_LOCKS;
 }
 
 /* Every field of a PAGES payload, before anything is written. */
@@ -99,7 +115,7 @@ int mig_pages_check(const struct mig_config *cfg, const void *payload, uint32_t 
  * instead of a page fault per page, taken with a lock held.  Only a hint:
  * whatever it leaves undone, the copy faults in.
  */
-static void mig_pages_prefault(struct mig_target *t, const struct mig_pages *mp)
+void mig_pages_prefault(struct mig_target *t, const struct mig_pages *mp)
 {
 	uint8_t *base = t->hva[mp->slot];
 	uint64_t i, start = 0, len = 0;
@@ -143,7 +159,8 @@ int mig_pages_apply(struct mig_target *t, const void *payload, uint32_t len)
 	for (i = 0; i < mp->count; i++) {
 		uint64_t idx = mp->entries[i] & MIG_PAGE_INDEX_MASK;
 		bool is_zero = mp->entries[i] & MIG_PAGE_ZERO;
-		pthread_mutex_t *lock = &t->locks[(idx >> MIG_TARGET_LOCK_SHIFT) % MIG_TARGET_LOCKS];
+		unsigned int l = mig_page_lock(idx);
+		pthread_mutex_t *lock = &t->locks[l];
 		uint8_t *dst = (uint8_t *)t->hva[mp->slot] + idx * MIG_PAGE_SIZE;
 		uint32_t *pgen = &t->gen[mp->slot][idx];
 
@@ -153,6 +170,9 @@ int mig_pages_apply(struct mig_target *t, const void *payload, uint32_t len)
 			pthread_mutex_lock(lock);
 			held = lock;
 		}
+		/* Another channel is reading a copy into it: after that one, by generation. */
+		while (bitmap_test_bit(t->inflight[mp->slot], idx))
+			pthread_cond_wait(&t->landed[l], lock);
 		if (gen < *pgen) {
 			stale++;	/* a newer copy already arrived on another channel */
 		} else if (is_zero) {
@@ -177,4 +197,67 @@ int mig_pages_apply(struct mig_target *t, const void *payload, uint32_t len)
 	__atomic_add_fetch(&t->zero_skipped, skipped, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&t->stale, stale, __ATOMIC_RELAXED);
 	return mp->count;
+}
+
+/* The page of each entry of @mp, claimed for a direct read: done with @landed. */
+void mig_pages_release(struct mig_target *t, const struct mig_pages *mp, uint32_t n,
+		       bool landed)
+{
+	unsigned int l, held = MIG_TARGET_LOCKS;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t idx = mp->entries[i] & MIG_PAGE_INDEX_MASK;
+
+		l = mig_page_lock(idx);
+		if (l != held) {
+			if (held < MIG_TARGET_LOCKS) {
+				pthread_cond_broadcast(&t->landed[held]);
+				pthread_mutex_unlock(&t->locks[held]);
+			}
+			pthread_mutex_lock(&t->locks[l]);
+			held = l;
+		}
+		if (landed)
+			__atomic_store_n(&t->gen[mp->slot][idx], (uint32_t)mp->gen, __ATOMIC_RELAXED);
+		bitmap_clear_bit(t->inflight[mp->slot], idx);
+	}
+	if (held < MIG_TARGET_LOCKS) {
+		pthread_cond_broadcast(&t->landed[held]);
+		pthread_mutex_unlock(&t->locks[held]);
+	}
+}
+
+/*
+ * Claim every page of @mp for a direct read: each must be in a fresh slot,
+ * never written and not being read by another channel (nor twice in this
+ * record).  All or none: false with nothing claimed.
+ */
+bool mig_pages_claim(struct mig_target *t, const struct mig_pages *mp)
+{
+	unsigned int l, held = MIG_TARGET_LOCKS;
+	uint32_t i;
+
+	if (mp->slot < t->fresh_from)
+		return false;
+	for (i = 0; i < mp->count; i++) {
+		uint64_t idx = mp->entries[i] & MIG_PAGE_INDEX_MASK;
+
+		l = mig_page_lock(idx);
+		if (l != held) {
+			if (held < MIG_TARGET_LOCKS)
+				pthread_mutex_unlock(&t->locks[held]);
+			pthread_mutex_lock(&t->locks[l]);
+			held = l;
+		}
+		if (t->gen[mp->slot][idx] || bitmap_test_bit(t->inflight[mp->slot], idx))
+			break;
+		bitmap_set_bit(t->inflight[mp->slot], idx);
+	}
+	if (held < MIG_TARGET_LOCKS)
+		pthread_mutex_unlock(&t->locks[held]);
+	if (i == mp->count)
+		return true;
+	mig_pages_release(t, mp, i, false);
+	return false;
 }

@@ -212,7 +212,14 @@ struct mig_target {
 					   zero page never written needs no write */
 	bool populate;			/* prefault fresh slots with MADV_POPULATE_WRITE
 					   (never on userfaultfd-registered memory) */
+	/*
+	 * Per page: a receiver is reading it straight from its socket
+	 * (mig_pages_recv).  Set and cleared under the page's lock; a writer
+	 * that finds it set waits on the lock's condition variable.
+	 */
+	unsigned long *inflight[MIG_MAX_SLOTS];
 	pthread_mutex_t locks[MIG_TARGET_LOCKS];
+	pthread_cond_t landed[MIG_TARGET_LOCKS];
 	uint64_t pages, zero_pages, zero_skipped, stale;	/* atomic counters */
 };
 
@@ -258,6 +265,28 @@ size_t mig_config_size(uint32_t nr_slots);
  * or -EBADMSG with a message naming what was wrong.
  */
 int mig_pages_apply(struct mig_target *t, const void *payload, uint32_t len);
+/*
+ * The same for a PAGES record whose header @rec was just read from the
+ * plaintext channel @c, reading the payload itself: the page data goes
+ * straight from the socket into guest pages nobody has written yet, whose
+ * entries it claimed first; a record it cannot claim whole is read into
+ * @scratch (MIG_MAX_PAYLOAD bytes) and applied as above.  Every check of
+ * mig_pages_apply() and the record's CRC32C come before the pages count as
+ * written.  Returns the page count or a negative errno (said).
+ */
+struct mig_chan;
+int mig_pages_recv(struct mig_target *t, struct mig_chan *c, const struct mig_rec *rec,
+		   void *scratch);
+/*
+ * For mig_pages_recv(), on a checked @mp: claim every page it names (in a
+ * fresh slot, never written, not being read by another channel, not named
+ * twice), all or none; fault in the claimed data pages; then release the
+ * first @n claims, as written in mp->gen when @landed.
+ */
+bool mig_pages_claim(struct mig_target *t, const struct mig_pages *mp);
+void mig_pages_prefault(struct mig_target *t, const struct mig_pages *mp);
+void mig_pages_release(struct mig_target *t, const struct mig_pages *mp, uint32_t n,
+		       bool landed);
 /* The same checks, writing nothing (postcopy places pages through page_fill). */
 int mig_pages_check(const struct mig_config *cfg, const void *payload, uint32_t len);
 /* Shape of a DISCARD or RECV_MAP payload against @cfg: 0 or -EBADMSG, said. */
