@@ -74,7 +74,17 @@ static int mig_dest_recovery_take(struct mig_dst *d, int fd, struct mig_chan *c,
 /* Answer @type (STARTED, ABORT) for this handover on @c, best effort. */
 static void mig_dest_answer(struct mig_dst *d, struct mig_chan *c, uint32_t type)
 {
-	if (c->fd >= 0 && mig_chan_send(c, type, &d->end, sizeof(d->end)))
+	int ret = 0;
+
+	if (c->fd < 0)
+		return;
+	/* Postcopy's requests go out on the main channel as soon as the guest runs. */
+	if (c == &d->main)
+		mig_dest_postcopy_send_lock(d);
+	ret = mig_chan_send(c, type, &d->end, sizeof(d->end));
+	if (c == &d->main)
+		mig_dest_postcopy_send_unlock(d);
+	if (ret)
 		kvmmig_info("could not answer %s: %s", mig_rec_name(type), kvmmig_last_error());
 }
 

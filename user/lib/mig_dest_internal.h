@@ -83,6 +83,14 @@ int mig_dest_postcopy_run(struct mig_dst *d);
 void mig_dest_postcopy_report(struct mig_dst *d);
 void mig_dest_postcopy_free(struct mig_dst *d);
 /*
+ * Around a send on the main channel while a postcopy may run: the fault
+ * thread sends its requests there from the moment the guest starts, and
+ * two threads must never send on one channel at once (with TLS, on one
+ * session's record layer).  No-ops without postcopy.
+ */
+void mig_dest_postcopy_send_lock(struct mig_dst *d);
+void mig_dest_postcopy_send_unlock(struct mig_dst *d);
+/*
  * A channel of a postcopy's new link, taken by a listener thread (its TLS
  * session taken too): the postcopy's now, or closed if it has none.
  */

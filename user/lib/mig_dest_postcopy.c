@@ -197,8 +197,8 @@ static int pc_discard_slot(struct mig_dst *d, unsigned int i)
 
 /*
  * The fault thread asks for a page: REQ on the main channel, never waiting
- * for the answer.  With the link down (or not up yet) the request is lost;
- * once it is up every page still waited on is asked for again.
+ * for the answer.  With the link down the request is lost; the recovery
+ * asks again for every page still waited on.
  */
 static int pc_request(void *opaque, unsigned int slot, uint64_t page)
 {
@@ -253,7 +253,31 @@ int mig_dest_postcopy_prepare(struct mig_dst *d)
 		ret = page_fill_start(d->vm, &o, &pc->pf);
 	for (i = 0; i < d->vm->nr_slots; i++)
 		free((void *)o.present[i]);
+	if (ret)
+		return ret;
+	/* Requests may go out as soon as the guest runs: STARTED takes send_lock too. */
+	pc->link_up = true;
+	/*
+	 * The page channels are idle until COMMIT: their receivers start now,
+	 * so that the first pages vCPUs ask for do not wait for threads to
+	 * start (a failed handover joins them in mig_join_receivers()).
+	 */
+	ret = mig_dest_pc_start_receivers(d);
+	if (ret)
+		mig_dest_pc_close_link(d);
 	return ret;
+}
+
+void mig_dest_postcopy_send_lock(struct mig_dst *d)
+{
+	if (d->pc)
+		pthread_mutex_lock(&d->pc->send_lock);
+}
+
+void mig_dest_postcopy_send_unlock(struct mig_dst *d)
+{
+	if (d->pc)
+		pthread_mutex_unlock(&d->pc->send_lock);
 }
 
 /* Place the pages of a checked PAGES record: runs of neighbours, data or zeros, one call each. */
@@ -585,21 +609,7 @@ int mig_dest_postcopy_run(struct mig_dst *d)
 	kvmmig_info("postcopy (session %016llx): the guest runs here, %llu pages still to come",
 		    (unsigned long long)d->hello.session,
 		    (unsigned long long)page_fill_missing(pc->pf));
-	/*
-	 * STARTED is sent: only now may the fault thread's requests use the
-	 * main channel, since two threads must never send on it at once (with
-	 * TLS, one session's record layer).  What vCPUs asked for since the
-	 * guest started is asked for now.
-	 */
-	pthread_mutex_lock(&pc->send_lock);
-	pc->link_up = true;
-	pthread_mutex_unlock(&pc->send_lock);
-	ret = page_fill_rerequest(pc->pf) < 0 ? page_fill_error(pc->pf) : 0;
-	if (!ret)
-		ret = mig_dest_pc_start_receivers(d);
-	if (ret)
-		snprintf(pc->why, sizeof(pc->why), "%s", kvmmig_last_error());
-	for (ret = ret ? PC_BROKEN : 0;;) {
+	for (ret = 0;;) {
 		if (!ret)
 			ret = pc_active(d);
 		if (!ret) {
