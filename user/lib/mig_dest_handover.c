@@ -74,7 +74,7 @@ static int mig_dest_recovery_take(struct mig_dst *d, int fd, struct mig_chan *c,
 /* Answer @type (STARTED, ABORT) for this handover on @c, best effort. */
 static void mig_dest_answer(struct mig_dst *d, struct mig_chan *c, uint32_t type)
 {
-	int ret = 0;
+	int ret;
 
 	if (c->fd < 0)
 		return;

@@ -260,12 +260,11 @@ int mig_dest_postcopy_prepare(struct mig_dst *d)
 	/*
 	 * The page channels are idle until COMMIT: their receivers start now,
 	 * so that the first pages vCPUs ask for do not wait for threads to
-	 * start (a failed handover joins them in mig_join_receivers()).
+	 * start.  A failed handover, this one's included, shuts down and joins
+	 * them in mig_join_receivers(), and the main channel stays open for
+	 * the ACK that says why.
 	 */
-	ret = mig_dest_pc_start_receivers(d);
-	if (ret)
-		mig_dest_pc_close_link(d);
-	return ret;
+	return mig_dest_pc_start_receivers(d);
 }
 
 void mig_dest_postcopy_send_lock(struct mig_dst *d)
