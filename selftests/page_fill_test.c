@@ -13,7 +13,8 @@
  * blocks.  A postcopy destination's additions: pages present from the
  * start are never asked for and a fault on one never populated reads
  * zeros at once (seed 004); a suspended deadline fails nothing, and the
- * pages waited on are asked for again after a lost link.
+ * pages waited on are asked for again after a lost link; a fault thread in
+ * real time collects the answers itself, one held to nice -5 never does.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include "log.h"
 #include "page_fill.h"
 #include "test_util.h"
+#include "thread_nice.h"
 
 #define SLOT_PAGES	512
 #define NR_SLOTS	2
@@ -64,6 +66,7 @@ struct provider {
 	unsigned int head, tail;
 	int stop;
 	int error;
+	unsigned int collects;		/* atomic: calls of collect() */
 };
 
 static long place_one(struct provider *p, unsigned int s, uint64_t i)
@@ -549,6 +552,116 @@ TEST_F_TIMEOUT(fill, deadline_suspended_then_rerequested, 60)
 	ASSERT_EQ(st.requests, 3ULL);	/* slot 0's page twice, then slot 1's */
 	ASSERT_EQ(st.pages_demand, 2ULL);
 	ASSERT_EQ(page_fill_end(self->p.pf, NULL), 0);
+}
+
+/* Answers the fault thread collects itself (page_fill_opts.collect): the queued requests. */
+static int collect(void *opaque)
+{
+	struct provider *p = opaque;
+	uint64_t r;
+	bool got;
+
+	__atomic_add_fetch(&p->collects, 1, __ATOMIC_RELAXED);
+	do {
+		pthread_mutex_lock(&p->lock);
+		got = p->head != p->tail;
+		if (got)
+			r = p->queue[p->head++ % (SLOT_PAGES * NR_SLOTS)];
+		pthread_mutex_unlock(&p->lock);
+		if (got && place_one(p, r >> 32, (uint32_t)r) < 0)
+			return -EIO;
+	} while (got);
+	return 0;
+}
+
+static void *urgency_probe(void *arg)
+{
+	*(enum kvmmig_urgency *)arg = kvmmig_thread_urgent("the probe");
+	return NULL;
+}
+
+/* What an urgent thread of this process gets (a thread of its own, thrown away). */
+static enum kvmmig_urgency urgency_here(void)
+{
+	enum kvmmig_urgency u = KVMMIG_URGENCY_NONE;
+	pthread_t t;
+
+	if (!pthread_create(&t, NULL, urgency_probe, &u))
+		pthread_join(t, NULL);
+	return u;
+}
+
+/*
+ * Four threads touch every page; requests only queue, and nothing but the
+ * fault thread's collect() answers them: with real time and two cores it
+ * collects the answers while the faults wait, and every page is placed.
+ * Held to nice -5 it never calls collect() (it would keep the answer's
+ * sender off a core), and the queued requests wait for another thread.
+ */
+static void collect_run(struct __test_metadata *_metadata, FIXTURE_DATA(fill) *self, bool rt)
+{
+	struct page_fill_opts o = {
+		.request = request, .opaque = &self->p, .discard = true, .timeout_ms = WAIT_MS,
+		.collect = collect, .spin_us = 100,
+	};
+	struct toucher t[4];
+	struct page_fill_stats st;
+	pthread_t th[4], ans;
+	unsigned int i;
+
+	if (!rt)
+		kvmmig_thread_urgent_limit(KVMMIG_URGENCY_NICE);
+	if (rt && urgency_here() != KVMMIG_URGENCY_RT)
+		SKIP(return, "this process may not take real-time scheduling: the fault thread never waits on its core");
+	if (kvmmig_thread_cpus() < 2)
+		SKIP(return, "one CPU: the fault thread never waits on its core");
+	self->p.async = true;
+	ASSERT_EQ(page_fill_start(self->vm, &o, &self->p.pf), 0);
+	for (i = 0; i < 4; i++) {
+		t[i] = (struct toucher){ .mem = { self->mem[0], self->mem[1] }, .first = i,
+					 .step = 4 };
+		ASSERT_EQ(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
+	}
+	if (!rt) {
+		ASSERT_TRUE(waited_for(self->p.pf, 1));
+		ASSERT_FALSE(toucher_done(&t[0], 500));
+		ASSERT_EQ(__atomic_load_n(&self->p.collects, __ATOMIC_RELAXED), 0U);
+		ASSERT_EQ(pthread_create(&ans, NULL, answer_thread, &self->p), 0);
+	}
+	ASSERT_EQ(page_fill_wait(self->p.pf, WAIT_MS), 0) TH_LOG("%s", kvmmig_last_error());
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		ASSERT_EQ(t[i].bad, 0ULL) TH_LOG("page %llu read wrong",
+						 (unsigned long long)t[i].bad - 1);
+	}
+	if (!rt) {
+		__atomic_store_n(&self->p.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(ans, NULL);
+	}
+	ASSERT_EQ(page_fill_end(self->p.pf, &st), 0) TH_LOG("%s", kvmmig_last_error());
+	kvmmig_thread_urgent_limit(KVMMIG_URGENCY_RT);
+	TH_LOG("%llu faults, %llu requests, %llu waits on the core, %llu ended with every fault served, %u collects",
+	       (unsigned long long)st.faults, (unsigned long long)st.requests,
+	       (unsigned long long)st.spins, (unsigned long long)st.spin_hits, self->p.collects);
+	ASSERT_EQ(st.pages_demand, (uint64_t)NR_SLOTS * SLOT_PAGES);
+	if (rt) {
+		ASSERT_GT(st.spin_hits, 0ULL);
+		ASSERT_LE(st.spin_hits, st.spins);
+		ASSERT_GE(self->p.collects, st.spins);
+	} else {
+		ASSERT_EQ(st.spins, 0ULL);
+		ASSERT_EQ(self->p.collects, 0U);
+	}
+}
+
+TEST_F_TIMEOUT(fill, answers_collected_by_fault_thread, 60)
+{
+	collect_run(_metadata, self, true);
+}
+
+TEST_F_TIMEOUT(fill, no_collecting_without_real_time, 60)
+{
+	collect_run(_metadata, self, false);
 }
 
 TEST_F(fill, bad_arguments_named)

@@ -14,6 +14,7 @@
 
 #define NSEC_PER_SEC	1000000000ULL
 #define NSEC_PER_MSEC	1000000ULL
+#define NSEC_PER_USEC	1000ULL
 
 /* @clk in ns: CLOCK_MONOTONIC, or a CPU-time clock for benchmarks. */
 static inline uint64_t clock_now_ns(clockid_t clk)

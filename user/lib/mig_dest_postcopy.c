@@ -139,6 +139,7 @@ int mig_dest_postcopy_check(struct mig_dst *d)
 	pc->extra_thread = (struct mig_listener_thread)MIG_LISTENER_THREAD_INIT;
 	mig_listener_init(&pc->extra);
 	pthread_mutex_init(&pc->send_lock, NULL);
+	pthread_mutex_init(&pc->preempt_lock, NULL);
 	for (i = 0; i < d->vm->nr_slots; i++) {
 		pc->discard[i] = calloc(BITMAP_WORDS(kvmmig_slot_pages(&d->vm->slots[i])),
 					sizeof(unsigned long));
@@ -195,6 +196,154 @@ static int pc_discard_slot(struct mig_dst *d, unsigned int i)
 	return 0;
 }
 
+/* Place the pages of a checked PAGES record: runs of neighbours, data or zeros, one call each. */
+static int pc_place(struct page_fill *pf, const struct mig_pages *mp)
+{
+	const uint8_t *data = (const uint8_t *)&mp->entries[mp->count];
+	uint32_t i = 0, j;
+
+	while (i < mp->count) {
+		bool zero = mp->entries[i] & MIG_PAGE_ZERO;
+		uint64_t first = mp->entries[i] & MIG_PAGE_INDEX_MASK;
+		long ret;
+
+		for (j = i + 1; j < mp->count && (bool)(mp->entries[j] & MIG_PAGE_ZERO) == zero &&
+		     (mp->entries[j] & MIG_PAGE_INDEX_MASK) == first + (j - i); j++)
+			;
+		ret = page_fill_place(pf, mp->slot, first, zero ? NULL : data, j - i);
+		if (ret < 0)
+			return ret;
+		if (!zero)
+			data += (size_t)(j - i) * MIG_PAGE_SIZE;
+		i = j;
+	}
+	return 0;
+}
+
+/* Wake the main thread: a receiver ended, or placed the last page. */
+static void pc_wake(struct mig_dst *d)
+{
+	if (write(d->pc->wake[1], "", 1) < 0) {
+		/* Full: the main thread is woken already. */
+	}
+}
+
+/* One record of page channel @r, checked and placed: 0, or -errno with a message. */
+static int pc_receive_one(struct mig_dst *d, struct mig_receiver *r)
+{
+	struct mig_rec rec;
+	int ret;
+
+	ret = mig_chan_recv(&r->chan, &rec, r->buf);
+	if (ret)
+		return ret;
+	if (rec.type != MIG_REC_PAGES) {
+		kvmmig_err("unexpected %s record on page channel %u during postcopy",
+			   mig_rec_name(rec.type), r->chan.index);
+		return -EPROTO;
+	}
+	ret = mig_pages_check(d->cfg, r->buf, rec.len);
+	if (!ret)
+		ret = pc_place(d->pc->pf, r->buf);
+	/* The last page: the main thread answers POSTCOPY_DONE now, not at its tick. */
+	if (!ret && !page_fill_missing(d->pc->pf))
+		pc_wake(d);
+	return ret;
+}
+
+static struct mig_receiver *pc_preempt_receiver(struct mig_dst *d)
+{
+	return &d->receivers[d->nr_receivers - 1];
+}
+
+/*
+ * Read what the preempt channel holds now, under preempt_lock: 0, or
+ * -errno with the channel's failure recorded for the main thread (its
+ * receiver thread ends on it).
+ */
+static int pc_preempt_drain(struct mig_dst *d, struct mig_receiver *r)
+{
+	int ret = 0;
+
+	while (d->pc->preempt_open && !r->error && mig_chan_readable(&r->chan)) {
+		ret = pc_receive_one(d, r);
+		if (ret) {
+			r->error = ret;
+			snprintf(r->msg, sizeof(r->msg), "%s", kvmmig_last_error());
+			/* Its receiver thread, in poll(), sees it at once. */
+			shutdown(r->chan.fd, SHUT_RDWR);
+		}
+	}
+	return r->error;
+}
+
+/*
+ * The fault thread's page_fill collect(): the pages that have come on the
+ * preempt channel, placed by the thread that asked for them while it still
+ * has a core.  A broken channel is its receiver thread's to report, so it
+ * never fails the fill here; a page that cannot be placed failed it
+ * already.  Skipped while the receiver thread is reading.
+ */
+static int pc_collect(void *opaque)
+{
+	struct mig_dst *d = opaque;
+	struct mig_dst_pc *pc = d->pc;
+
+	if (pthread_mutex_trylock(&pc->preempt_lock))
+		return 0;
+	pc_preempt_drain(d, pc_preempt_receiver(d));
+	pthread_mutex_unlock(&pc->preempt_lock);
+	return 0;
+}
+
+/*
+ * The preempt channel's receiver: waits for a record unlocked, so that the
+ * fault thread may take it first, then reads under preempt_lock.
+ */
+static int pc_preempt_receive(struct mig_dst *d, struct mig_receiver *r)
+{
+	struct mig_dst_pc *pc = d->pc;
+	int ret;
+
+	kvmmig_thread_urgent(r->chan.name);
+	for (;;) {
+		pthread_mutex_lock(&pc->preempt_lock);
+		ret = pc_preempt_drain(d, r);
+		pthread_mutex_unlock(&pc->preempt_lock);
+		if (ret)
+			return ret;
+		/*
+		 * No deadline, as for any page channel's next record: the
+		 * main thread watches progress, and shuts the channel down.
+		 */
+		net_poll(r->chan.fd, POLLIN, NULL, 0, 0);
+	}
+}
+
+/* A page channel during postcopy: every PAGES record checked and placed, until it ends. */
+static void *pc_receiver_thread(void *arg)
+{
+	struct mig_receiver *r = arg;
+	struct mig_dst *d = r->dst;
+	int ret;
+
+	/* Its end is the main thread's to judge and say. */
+	kvmmig_log_quiet(true);
+	if ((d->cfg->flags & MIG_CONFIG_PREEMPT) && r == pc_preempt_receiver(d)) {
+		/* Its failure may be the fault thread's, recorded already. */
+		pc_preempt_receive(d, r);
+	} else {
+		do
+			ret = pc_receive_one(d, r);
+		while (!ret);
+		r->error = ret;
+		snprintf(r->msg, sizeof(r->msg), "%s", kvmmig_last_error());
+	}
+	__atomic_store_n(&r->done, true, __ATOMIC_RELEASE);
+	pc_wake(d);
+	return NULL;
+}
+
 /*
  * The fault thread asks for a page: REQ on the main channel, never waiting
  * for the answer.  With the link down the request is lost; the recovery
@@ -249,6 +398,10 @@ int mig_dest_postcopy_prepare(struct mig_dst *d)
 			present[w] = ~pc->discard[i][w];
 		ret = pc_discard_slot(d, i);
 	}
+	if (d->cfg->flags & MIG_CONFIG_PREEMPT) {
+		o.collect = pc_collect;
+		o.spin_us = PC_COLLECT_US;
+	}
 	if (!ret)
 		ret = page_fill_start(d->vm, &o, &pc->pf);
 	for (i = 0; i < d->vm->nr_slots; i++)
@@ -279,87 +432,22 @@ void mig_dest_postcopy_send_unlock(struct mig_dst *d)
 		pthread_mutex_unlock(&d->pc->send_lock);
 }
 
-/* Place the pages of a checked PAGES record: runs of neighbours, data or zeros, one call each. */
-static int pc_place(struct page_fill *pf, const struct mig_pages *mp)
-{
-	const uint8_t *data = (const uint8_t *)&mp->entries[mp->count];
-	uint32_t i = 0, j;
-
-	while (i < mp->count) {
-		bool zero = mp->entries[i] & MIG_PAGE_ZERO;
-		uint64_t first = mp->entries[i] & MIG_PAGE_INDEX_MASK;
-		long ret;
-
-		for (j = i + 1; j < mp->count && (bool)(mp->entries[j] & MIG_PAGE_ZERO) == zero &&
-		     (mp->entries[j] & MIG_PAGE_INDEX_MASK) == first + (j - i); j++)
-			;
-		ret = page_fill_place(pf, mp->slot, first, zero ? NULL : data, j - i);
-		if (ret < 0)
-			return ret;
-		if (!zero)
-			data += (size_t)(j - i) * MIG_PAGE_SIZE;
-		i = j;
-	}
-	return 0;
-}
-
-/* Wake the main thread: a receiver ended, or placed the last page. */
-static void pc_wake(struct mig_dst *d)
-{
-	if (write(d->pc->wake[1], "", 1) < 0) {
-		/* Full: the main thread is woken already. */
-	}
-}
-
-/* A page channel during postcopy: every PAGES record checked and placed, until it ends. */
-static void *pc_receiver_thread(void *arg)
-{
-	struct mig_receiver *r = arg;
-	struct mig_dst *d = r->dst;
-	struct mig_rec rec;
-	int ret;
-
-	/* Its end is the main thread's to judge and say. */
-	kvmmig_log_quiet(true);
-	/* The preempt channel carries only pages that vCPUs wait for. */
-	if ((d->cfg->flags & MIG_CONFIG_PREEMPT) && r == &d->receivers[d->nr_receivers - 1])
-		kvmmig_thread_urgent(r->chan.name);
-	for (;;) {
-		ret = mig_chan_recv(&r->chan, &rec, r->buf);
-		if (ret)
-			break;
-		if (rec.type != MIG_REC_PAGES) {
-			kvmmig_err("unexpected %s record on page channel %u during postcopy",
-				   mig_rec_name(rec.type), r->chan.index);
-			ret = -EPROTO;
-			break;
-		}
-		ret = mig_pages_check(d->cfg, r->buf, rec.len);
-		if (!ret)
-			ret = pc_place(d->pc->pf, r->buf);
-		if (ret)
-			break;
-		/* The last page: the main thread answers POSTCOPY_DONE now, not at its tick. */
-		if (!page_fill_missing(d->pc->pf))
-			pc_wake(d);
-	}
-	r->error = ret;
-	snprintf(r->msg, sizeof(r->msg), "%s", kvmmig_last_error());
-	__atomic_store_n(&r->done, true, __ATOMIC_RELEASE);
-	pc_wake(d);
-	return NULL;
-}
-
 int mig_dest_pc_start_receivers(struct mig_dst *d)
 {
 	unsigned int i;
 	int ret = 0;
 
+	for (i = 0; i < d->nr_receivers; i++) {
+		d->receivers[i].done = false;
+		d->receivers[i].error = 0;
+	}
+	/* The fault thread may read the preempt channel from now on. */
+	pthread_mutex_lock(&d->pc->preempt_lock);
+	d->pc->preempt_open = true;
+	pthread_mutex_unlock(&d->pc->preempt_lock);
 	for (i = 0; !ret && i < d->nr_receivers; i++) {
 		struct mig_receiver *r = &d->receivers[i];
 
-		r->done = false;
-		r->error = 0;
 		/* Postcopy cannot be cancelled: its channels ignore the cancel flag. */
 		mig_chan_limit(&r->chan, d->main.wait.timeout_ms, NULL);
 		ret = -pthread_create(&r->thread, NULL, pc_receiver_thread, r);
@@ -391,6 +479,14 @@ void mig_dest_pc_close_link(struct mig_dst *d)
 		if (r->started)
 			pthread_join(r->thread, NULL);
 		r->started = false;
+	}
+	/* The fault thread leaves the preempt channel before it goes. */
+	pthread_mutex_lock(&pc->preempt_lock);
+	pc->preempt_open = false;
+	pthread_mutex_unlock(&pc->preempt_lock);
+	for (i = 0; i < d->nr_receivers; i++) {
+		struct mig_receiver *r = &d->receivers[i];
+
 		r->error = 0;
 		pc->rx_old += r->chan.rx_bytes;
 		mig_chan_close(&r->chan);
@@ -690,6 +786,7 @@ void mig_dest_postcopy_free(struct mig_dst *d)
 	for (i = 0; i < MIG_MAX_SLOTS; i++)
 		free(pc->discard[i]);
 	pthread_mutex_destroy(&pc->send_lock);
+	pthread_mutex_destroy(&pc->preempt_lock);
 	free(pc);
 	d->pc = NULL;
 }

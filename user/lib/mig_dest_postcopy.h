@@ -18,6 +18,13 @@
 
 #define PC_TICK_MS	100	/* how often the main thread looks at progress and deadlines */
 #define PC_PAUSE_MS	100	/* vCPUs not out of a stopped guest by then wait on missing pages */
+/*
+ * How long the fault thread waits on its core for the pages it asked for
+ * on the preempt channel (page_fill's spin_us): a loopback round trip is
+ * 50-100 us.  postcopy_perf measured 50, 100 and 200 alike (p99 150-220
+ * us), against 400 us for a fault thread that sleeps at once.
+ */
+#define PC_COLLECT_US	100
 
 enum { PC_BROKEN = 1 };		/* the link broke, recover */
 
@@ -33,6 +40,13 @@ struct mig_dst_pc {
 	struct page_fill_stats st;	/* the fill's figures once it ended */
 	unsigned long *discard[MIG_MAX_SLOTS];	/* DISCARD's pages, per slot */
 	pthread_mutex_t send_lock;	/* the main channel's sends, link_up */
+	/*
+	 * The preempt channel's reads, preempt_open: its receiver thread and
+	 * the fault thread, which collects the pages it asked for while it
+	 * still has a core (pc_collect()), both read it.
+	 */
+	pthread_mutex_t preempt_lock;
+	bool preempt_open;		/* its channel may be read (preempt_lock) */
 	bool link_up;			/* REQ may be sent */
 	uint64_t requests_sent;		/* REQ records sent (send_lock) */
 	int wake[2];			/* a receiver ended */

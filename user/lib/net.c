@@ -518,6 +518,16 @@ void mig_chan_recv_done(struct mig_chan *c, const struct mig_rec *rec)
 	c->rx_bytes += sizeof(*rec) + rec->len;
 }
 
+bool mig_chan_readable(struct mig_chan *c)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+	if (c->tls && tls_sess_pending(c->tls))
+		return true;
+	/* POLLHUP and POLLERR count: the read that follows says what went wrong. */
+	return poll(&pfd, 1, 0) > 0;
+}
+
 int mig_chan_recv(struct mig_chan *c, struct mig_rec *rec, void *buf)
 {
 	int ret;

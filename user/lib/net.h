@@ -115,6 +115,11 @@ void mig_chan_close(struct mig_chan *c);
 int mig_chan_send(struct mig_chan *c, uint32_t type, const void *payload, uint32_t len);
 /* Payload gathered from @iov (its total is the record's length). */
 int mig_chan_sendv(struct mig_chan *c, uint32_t type, const struct iovec *iov, int iovcnt);
+/*
+ * Would a read return at once: bytes (or an error, or the peer's close) on
+ * the socket, or decrypted bytes TLS holds already?  Never waits.
+ */
+bool mig_chan_readable(struct mig_chan *c);
 /* Receive one record into @buf (MIG_MAX_PAYLOAD bytes), checked. */
 int mig_chan_recv(struct mig_chan *c, struct mig_rec *rec, void *buf);
 /*

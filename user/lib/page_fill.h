@@ -54,6 +54,17 @@ struct page_fill_opts {
 	int (*request)(void *opaque, unsigned int slot, uint64_t page);
 	void *opaque;
 	/*
+	 * Optional: place the answers that have arrived, without waiting for
+	 * more (0 when none had, or -errno, which fails the fill).  After
+	 * asking for a page the fault thread calls it in a loop, for at most
+	 * spin_us, until no fault waits: on a loaded host a thread woken by
+	 * the answer waits for a core for milliseconds, while the answer
+	 * takes tens of microseconds, and the fault thread is on a core
+	 * already.
+	 */
+	int (*collect)(void *opaque);
+	unsigned int spin_us;
+	/*
 	 * Throw away what the slots hold before registering them
 	 * (MADV_DONTNEED), so that every page faults until placed: a VMM may
 	 * have written to its fresh memory (the built-in one loads its code).
@@ -87,6 +98,8 @@ struct page_fill_stats {
 	uint64_t blocktime_ns;		/* summed time faulting threads waited */
 	uint64_t waited;		/* faults that had to wait for their page */
 	uint64_t present_faults;	/* faults on present pages, zero-filled at once */
+	uint64_t spins;			/* times the fault thread waited on a core for answers */
+	uint64_t spin_hits;		/* of those, ended with every fault served */
 	/* from reading a fault to placing its page */
 	uint64_t fault_us_hist[LAT_HIST_SLOTS];
 };

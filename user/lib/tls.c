@@ -619,6 +619,12 @@ int tls_sess_read_all(struct tls_sess *s, void *buf, size_t len, const struct ne
 	return net_read_with(s->fd, tls_sess_recv_some, s, buf, len, w, first_ms);
 }
 
+bool tls_sess_pending(struct tls_sess *s)
+{
+	/* kTLS keeps nothing in user space: the socket's readiness says it all. */
+	return !s->ktls_rx && gnutls_record_check_pending(s->g) > 0;
+}
+
 const char *tls_sess_engine(const struct tls_sess *s)
 {
 	if (s->ktls_tx && s->ktls_rx)

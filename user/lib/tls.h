@@ -88,6 +88,11 @@ int tls_sess_read_all(struct tls_sess *s, void *buf, size_t len, const struct ne
  * EIO: a record that is not data).
  */
 ssize_t tls_sess_recv_some(void *sess, void *buf, size_t len, short *events);
+/*
+ * Decrypted bytes held in user space (GnuTLS's buffer) that a read returns
+ * without touching the socket: a poll on the socket does not see them.
+ */
+bool tls_sess_pending(struct tls_sess *s);
 /* "ktls" when the kernel has both directions, "ktls-tx", or "gnutls". */
 const char *tls_sess_engine(const struct tls_sess *s);
 /* TLS 1.3 / 1.2 and the cipher, e.g. "TLS1.3 AES-128-GCM". */
