@@ -89,35 +89,58 @@ int mig_queue_drain(struct mig_src *s)
 }
 
 /*
- * max-bandwidth: a token bucket shared by the senders, 100 ms deep.  At a
- * low rate one record may owe minutes: sleep in ticks, so that a cancel or
- * another channel's failure is seen within one.
+ * max-bandwidth: a token bucket shared by the senders, 100 ms deep.  A
+ * sender waits for the bucket to be out of debt before it takes a paced
+ * batch, and takes the batch's most bytes from it as it does; what the
+ * record turned out not to need (zero pages) goes back once it is built.
+ * So no batch is held while its sender sleeps on the bucket: a requested
+ * page put at the head of the shared queue (postcopy without preempt) is
+ * taken by the first sender free, not after a background batch's wait,
+ * which at a low rate is a whole batch's time on the wire.
  */
-static void bandwidth_take(struct mig_src *s, uint64_t bytes)
+static void bandwidth_refill(struct mig_src *s, uint64_t rate)
 {
-	uint64_t rate = s->p.max_bandwidth;
-	double now, wait, until;
+	double now = now_s();
 
-	if (!rate)
-		return;
-	pthread_mutex_lock(&s->bwlock);
-	now = now_s();
 	s->bw_tokens += (now - s->bw_last) * rate;
 	if (s->bw_tokens > rate / 10.0)
 		s->bw_tokens = rate / 10.0;
 	s->bw_last = now;
-	s->bw_tokens -= bytes;
+}
+
+/* Seconds until the bucket is out of debt (0: a batch may be taken now). */
+static double bandwidth_wait(struct mig_src *s)
+{
+	uint64_t rate = s->p.max_bandwidth;
+	double wait;
+
+	if (!rate)
+		return 0;
+	pthread_mutex_lock(&s->bwlock);
+	bandwidth_refill(s, rate);
 	wait = s->bw_tokens < 0 ? -s->bw_tokens / rate : 0;
 	pthread_mutex_unlock(&s->bwlock);
-	until = now + wait;
-	while (wait > 0 && !mig_cancelled(s)) {
-		struct timespec ts = { .tv_nsec = (long)(1e6 * NET_TICK_MS) };
+	return wait;
+}
 
-		if (wait < NET_TICK_MS / 1000.0)
-			ts.tv_nsec = (long)(wait * 1e9);
-		nanosleep(&ts, NULL);
-		wait = until - now_s();
-	}
+/* Take @bytes from the bucket (negative: give them back). */
+static void bandwidth_charge(struct mig_src *s, int64_t bytes)
+{
+	uint64_t rate = s->p.max_bandwidth;
+
+	if (!rate)
+		return;
+	pthread_mutex_lock(&s->bwlock);
+	bandwidth_refill(s, rate);
+	s->bw_tokens -= bytes;
+	pthread_mutex_unlock(&s->bwlock);
+}
+
+/* The most bytes @job's record can take on the wire: every page data. */
+static uint64_t job_max_bytes(const struct mig_job *job)
+{
+	return sizeof(struct mig_rec) + sizeof(struct mig_pages) +
+	       job->count * (sizeof(uint64_t) + MIG_PAGE_SIZE);
 }
 
 static int sender_send_job(struct mig_src *s, struct mig_sender *snd, const struct mig_job *job)
@@ -150,9 +173,9 @@ static int sender_send_job(struct mig_src *s, struct mig_sender *snd, const stru
 	iov[1].iov_base = snd->data;
 	iov[1].iov_len = nr_data * MIG_PAGE_SIZE;
 	bytes = sizeof(struct mig_rec) + iov[0].iov_len + iov[1].iov_len;
-	/* A vCPU waits for a requested page: max-bandwidth paces the rest. */
+	/* sender_take() charged the most; a requested page is never paced. */
 	if (job->kind != MIG_JOB_URGENT)
-		bandwidth_take(s, bytes);
+		bandwidth_charge(s, (int64_t)bytes - (int64_t)job_max_bytes(job));
 	if (mig_cancelled(s))
 		return mig_check_cancel(s);
 	ret = mig_send_tallied(&snd->chan, &snd->tally, MIG_REC_PAGES, iov, nr_data ? 2 : 1);
@@ -177,11 +200,31 @@ static bool sender_take(struct mig_src *s, struct mig_sender *snd, struct mig_jo
 	unsigned int *head = snd->preempt ? &s->uqhead : &s->qhead;
 	unsigned int *count = snd->preempt ? &s->uqcount : &s->qcount;
 	struct mig_job *queue = snd->preempt ? s->uqueue : s->queue;
+	struct timespec until;
 
-	while (!*count && !s->stop && !s->error)
-		pthread_cond_wait(work, &s->qlock);
-	if (s->error || (s->stop && !*count))
-		return false;
+	for (;;) {
+		double wait;
+
+		if (s->error || (s->stop && !*count))
+			return false;
+		if (!*count) {
+			pthread_cond_wait(work, &s->qlock);
+			continue;
+		}
+		/* A requested page goes at once; the rest when the bucket allows. */
+		if (queue[*head].kind == MIG_JOB_URGENT)
+			break;
+		wait = bandwidth_wait(s);
+		if (wait <= 0 || mig_cancelled(s)) {
+			bandwidth_charge(s, job_max_bytes(&queue[*head]));
+			break;
+		}
+		/* Woken by new work (a requested page at the head), or a tick later for a cancel. */
+		if (wait > NET_TICK_MS / 1000.0)
+			wait = NET_TICK_MS / 1000.0;
+		until = deadline_in_ns(CLOCK_MONOTONIC, (uint64_t)(wait * NSEC_PER_SEC));
+		pthread_cond_timedwait(work, &s->qlock, &until);
+	}
 	*job = queue[*head];
 	*head = (*head + 1) % MIG_QUEUE_DEPTH;
 	(*count)--;

@@ -614,7 +614,7 @@ int mig_source_run(struct kvmmig_vm *vm, const struct mig_source_opts *opts, str
 	pthread_mutex_init(&s->rplock, NULL);
 	mig_cond_init_monotonic(&s->rpcond);
 	pthread_mutex_init(&s->bwlock, NULL);
-	pthread_cond_init(&s->qwork, NULL);
+	mig_cond_init_monotonic(&s->qwork);	/* senders wait on it for max-bandwidth too */
 	pthread_cond_init(&s->uqwork, NULL);
 	pthread_cond_init(&s->qspace, NULL);
 	pthread_cond_init(&s->qidle, NULL);
