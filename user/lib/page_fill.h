@@ -60,7 +60,9 @@ struct page_fill_opts {
 	 * spin_us, until no fault waits: on a loaded host a thread woken by
 	 * the answer waits for a core for milliseconds, while the answer
 	 * takes tens of microseconds, and the fault thread is on a core
-	 * already.
+	 * already.  Only when the fault thread got real-time scheduling
+	 * (thread_nice.h) and may run on two CPUs or more: otherwise its
+	 * loop would keep the answer's sender off the core it needs.
 	 */
 	int (*collect)(void *opaque);
 	unsigned int spin_us;
